@@ -1,0 +1,26 @@
+
+/*
+ * Copyright (C) AILink
+ */
+
+
+#ifndef _NGX_AILINK_AUTH_H_INCLUDED_
+#define _NGX_AILINK_AUTH_H_INCLUDED_
+
+
+#include "ngx_ailink_common.h"
+
+
+/* ngx_ailink_credential.c */
+ngx_int_t ngx_ailink_inject_credential(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_ailink_inject_t *inject, ngx_str_t *secret,
+    ngx_uint_t llm);
+ngx_int_t ngx_ailink_byok_key(ngx_http_request_t *r, ngx_str_t *key);
+
+/* ngx_ailink_endpoints.c */
+ngx_int_t ngx_ailink_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_ready_handler(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_error_page_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_AILINK_AUTH_H_INCLUDED_ */

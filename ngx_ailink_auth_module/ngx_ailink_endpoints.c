@@ -1,0 +1,133 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * Endpoints that need no token: /healthz, /readyz, and the error page that
+ * turns nginx's own error responses (413 body too large, 502 and 504 from
+ * the proxy, 404 for an unknown route) into the contract's JSON envelope.
+ */
+
+
+#include "ngx_ailink_auth.h"
+
+
+typedef struct {
+    ngx_uint_t   status;
+    const char  *code;
+    const char  *message;
+} ngx_ailink_status_t;
+
+
+static ngx_ailink_status_t  ngx_ailink_statuses[] = {
+    { NGX_HTTP_BAD_REQUEST, "invalid_request", "malformed request" },
+    { NGX_HTTP_UNAUTHORIZED, "invalid_token", "authentication required" },
+    { NGX_HTTP_FORBIDDEN, "forbidden", "forbidden" },
+    { NGX_HTTP_NOT_FOUND, "not_found", "unknown route" },
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+      "method not allowed on this route" },
+    { NGX_HTTP_REQUEST_TIME_OUT, "request_timeout",
+      "the client did not send the request in time" },
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
+      "request body is larger than the gateway accepts" },
+    { NGX_HTTP_REQUEST_URI_TOO_LARGE, "invalid_request",
+      "request URI is too long" },
+    { NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited", "too many requests" },
+    { NGX_HTTP_REQUEST_HEADER_TOO_LARGE, "invalid_request",
+      "request headers are too large" },
+    { NGX_HTTP_BAD_GATEWAY, "upstream_error",
+      "the upstream could not be reached or sent an invalid response" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "service_unavailable",
+      "the service is unavailable" },
+    { NGX_HTTP_GATEWAY_TIME_OUT, "upstream_timeout",
+      "the upstream did not answer in time" },
+    { 0, NULL, NULL }
+};
+
+
+static ngx_int_t
+ngx_ailink_endpoint_json(ngx_http_request_t *r, ngx_uint_t status,
+    const char *body)
+{
+    ngx_int_t   rc;
+    ngx_str_t   json;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    if (ngx_ailink_create_ctx(r) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    json.data = (u_char *) body;
+    json.len = ngx_strlen(body);
+
+    return ngx_ailink_send_json(r, status, &json);
+}
+
+
+ngx_int_t
+ngx_ailink_health_handler(ngx_http_request_t *r)
+{
+    return ngx_ailink_endpoint_json(r, NGX_HTTP_OK, "{\"status\":\"ok\"}\n");
+}
+
+
+ngx_int_t
+ngx_ailink_ready_handler(ngx_http_request_t *r)
+{
+    /* the embedded tier has one dependency: the loaded configuration */
+
+    if (ngx_ailink_get_conf(r) == NULL) {
+        return ngx_ailink_endpoint_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "{\"status\":\"not_ready\","
+                           "\"checks\":{\"config\":\"missing\"}}\n");
+    }
+
+    return ngx_ailink_endpoint_json(r, NGX_HTTP_OK,
+                                    "{\"status\":\"ready\","
+                                    "\"checks\":{\"config\":\"ok\"}}\n");
+}
+
+
+ngx_int_t
+ngx_ailink_error_page_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t            status;
+    ngx_ailink_status_t  *s;
+
+    /* reached through error_page: the status nginx was about to send */
+    status = r->err_status ? r->err_status : NGX_HTTP_NOT_FOUND;
+
+    if (status == NGX_HTTP_REQUEST_HEADER_TOO_LARGE
+        || status == NGX_HTTP_TO_HTTPS
+        || status == NGX_HTTPS_CERT_ERROR
+        || status == NGX_HTTPS_NO_CERT
+        || status == NGX_HTTP_CLIENT_CLOSED_REQUEST)
+    {
+        status = NGX_HTTP_BAD_REQUEST;
+    }
+
+    for (s = ngx_ailink_statuses; s->status; s++) {
+        if (s->status == status) {
+            break;
+        }
+    }
+
+    if (s->status == 0) {
+        s = status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+            ? &(ngx_ailink_status_t) { 0, "internal_error",
+                                       "internal gateway error" }
+            : &(ngx_ailink_status_t) { 0, "invalid_request",
+                                       "the request was refused" };
+    }
+
+    r->err_status = 0;
+
+    return ngx_ailink_send_error(r, status, s->code, s->message, NULL);
+}

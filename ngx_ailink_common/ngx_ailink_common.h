@@ -1,0 +1,247 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * Types shared by the AILink modules: the gateway configuration loaded from
+ * the config-as-code file, the per-request context every module reads and
+ * writes, and the helpers the modules have in common.
+ */
+
+
+#ifndef _NGX_AILINK_COMMON_H_INCLUDED_
+#define _NGX_AILINK_COMMON_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <cjson/cJSON.h>
+
+
+#define NGX_AILINK_SHA256_LEN         32
+#define NGX_AILINK_TOKEN_PREFIX       "ailink_v1_proj_"
+
+/* where a credential is put in the upstream request */
+#define NGX_AILINK_SCHEME_NONE        0
+#define NGX_AILINK_SCHEME_BEARER      1
+#define NGX_AILINK_SCHEME_HEADER      2
+#define NGX_AILINK_SCHEME_BASIC       3
+#define NGX_AILINK_SCHEME_QUERY       4
+
+/* provider wire formats */
+#define NGX_AILINK_PROVIDER_OPENAI    1
+#define NGX_AILINK_PROVIDER_ANTHROPIC 2
+#define NGX_AILINK_PROVIDER_GEMINI    3
+
+/* what a request is, once routed */
+#define NGX_AILINK_ROUTE_NONE         0
+#define NGX_AILINK_ROUTE_ACTION       1    /* token bound to an upstream */
+#define NGX_AILINK_ROUTE_LLM          2    /* model-routed, body parsed */
+#define NGX_AILINK_ROUTE_LLM_PASS     3    /* OpenAI API path, no model */
+
+
+typedef struct {
+    ngx_uint_t                  scheme;
+    ngx_str_t                   name;       /* header or query parameter */
+} ngx_ailink_inject_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   secret;     /* never logged */
+    ngx_ailink_inject_t         inject;
+} ngx_ailink_credential_t;
+
+
+/* a parsed http(s) base URL */
+typedef struct {
+    ngx_str_t                   url;        /* as configured, for audit */
+    ngx_str_t                   scheme;     /* "http://" or "https://" */
+    ngx_str_t                   host;       /* Host header and TLS SNI */
+    ngx_str_t                   target;     /* what proxy_pass connects to */
+    ngx_str_t                   path;       /* prefix, no trailing slash */
+} ngx_ailink_base_url_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_uint_t                  type;       /* NGX_AILINK_PROVIDER_* */
+    ngx_ailink_base_url_t       base;
+    ngx_ailink_inject_t         inject;     /* the provider's own scheme */
+} ngx_ailink_provider_t;
+
+
+typedef struct {
+    ngx_str_t                   prefix;
+    ngx_ailink_provider_t      *provider;
+} ngx_ailink_route_t;
+
+
+typedef struct {
+    ngx_ailink_provider_t      *provider;
+    ngx_ailink_credential_t    *credential;
+} ngx_ailink_provider_cred_t;
+
+
+typedef struct {
+    u_char                      hash[NGX_AILINK_SHA256_LEN];
+    ngx_str_t                   id;
+    ngx_str_t                   name;
+    ngx_str_t                   project;
+    ngx_str_t                   agent_name;     /* default agent name */
+    time_t                      expires;        /* 0: never */
+    ngx_flag_t                  enabled;
+
+    /* binding: an upstream base URL (action gateway) or the LLM router */
+    ngx_flag_t                  llm;
+    ngx_ailink_base_url_t       upstream;
+
+    /* action gateway: one credential; LLM: one per provider */
+    ngx_ailink_credential_t    *credential;
+    ngx_array_t                 provider_creds; /* ngx_ailink_provider_cred_t */
+    ngx_ailink_inject_t         byok;           /* scheme for a BYOK key */
+} ngx_ailink_token_t;
+
+
+typedef struct {
+    ngx_str_t                   prefix;
+    double                      input;          /* USD per 1M tokens */
+    double                      output;
+    double                      cached_input;
+    double                      cache_write;
+} ngx_ailink_price_t;
+
+
+/* the config-as-code file, loaded at startup and on every reload */
+typedef struct {
+    ngx_str_t                   file;
+    ngx_array_t                 tokens;         /* sorted by hash */
+    ngx_array_t                 credentials;    /* ngx_ailink_credential_t */
+    ngx_array_t                 providers;      /* ngx_ailink_provider_t */
+    ngx_array_t                 routes;         /* longest prefix first */
+    ngx_array_t                 prices;         /* longest prefix first */
+} ngx_ailink_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  prompt;
+    ngx_uint_t                  completion;
+    ngx_uint_t                  total;
+    ngx_uint_t                  cached;         /* prompt tokens read from cache */
+    ngx_uint_t                  cache_write;    /* prompt tokens written */
+    unsigned                    known:1;
+} ngx_ailink_usage_t;
+
+
+/* incremental text/event-stream parser */
+typedef void (*ngx_ailink_sse_event_pt)(void *data, ngx_str_t *event,
+    ngx_str_t *payload);
+
+typedef struct {
+    ngx_str_t                   line;       /* partial line carried over */
+    size_t                      line_size;
+    ngx_str_t                   event;      /* "event:" field */
+    ngx_str_t                   data;       /* "data:" lines joined */
+    size_t                      event_size;
+    size_t                      data_size;
+    size_t                      max;        /* bound on any of the above */
+    ngx_pool_t                 *pool;
+    ngx_ailink_sse_event_pt     handler;
+    void                       *handler_data;
+    unsigned                    overflow:1;
+    unsigned                    skip_lf:1;
+} ngx_ailink_sse_t;
+
+
+typedef struct {
+    ngx_str_t                   request_id;
+    ngx_str_t                   path;           /* as the client sent it */
+
+    ngx_ailink_token_t         *token;
+    ngx_str_t                   agent_name;
+    ngx_str_t                   session_id;
+    ngx_str_t                   parent_span_id;
+    ngx_str_t                   properties;
+
+    ngx_uint_t                  route;          /* NGX_AILINK_ROUTE_* */
+    ngx_ailink_provider_t      *provider;
+    ngx_str_t                   model;
+    ngx_str_t                   upstream;       /* base URL, for audit */
+    ngx_str_t                   upstream_url;   /* for proxy_pass */
+    ngx_str_t                   upstream_host;
+    ngx_str_t                   secret;         /* redacted from error logs */
+    ngx_http_log_handler_pt     log_handler;
+
+    const char                 *error_code;     /* the gateway's own error */
+    const char                 *error_param;
+    char                       *error_message;
+    ngx_int_t                   body_rc;        /* request body outcome */
+
+    ngx_ailink_usage_t          usage;
+    ngx_ailink_sse_t           *sse;
+    ngx_buf_t                  *capture;        /* JSON response, bounded */
+
+    unsigned                    stream:1;
+    unsigned                    body_read:1;
+    unsigned                    routed:1;
+} ngx_ailink_ctx_t;
+
+
+extern ngx_module_t  ngx_ailink_auth_module;
+extern ngx_module_t  ngx_ailink_translate_module;
+extern ngx_module_t  ngx_ailink_audit_module;
+
+
+/* ngx_ailink_ctx.c */
+ngx_ailink_ctx_t *ngx_ailink_get_ctx(ngx_http_request_t *r);
+ngx_ailink_ctx_t *ngx_ailink_create_ctx(ngx_http_request_t *r);
+ngx_ailink_conf_t *ngx_ailink_get_conf(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_add_variables(ngx_conf_t *cf);
+ngx_table_elt_t *ngx_ailink_find_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+
+/* ngx_ailink_error.c */
+ngx_int_t ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param);
+ngx_int_t ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *json);
+void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param);
+
+/* ngx_ailink_json.c */
+size_t ngx_ailink_json_escape_len(ngx_str_t *s);
+u_char *ngx_ailink_json_escape(u_char *dst, ngx_str_t *s);
+ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,
+    ngx_str_t *out);
+ngx_int_t ngx_ailink_json_get_str(ngx_pool_t *pool, cJSON *obj,
+    const char *key, ngx_str_t *out);
+cJSON *ngx_ailink_json_parse(ngx_str_t *text);
+void ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json);
+
+/* ngx_ailink_yaml.c */
+cJSON *ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file);
+
+/* ngx_ailink_config.c */
+ngx_ailink_conf_t *ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file);
+ngx_ailink_token_t *ngx_ailink_token_find(ngx_ailink_conf_t *conf,
+    u_char *hash);
+ngx_ailink_provider_t *ngx_ailink_route_model(ngx_ailink_conf_t *conf,
+    ngx_str_t *model);
+ngx_ailink_provider_t *ngx_ailink_provider_find(ngx_ailink_conf_t *conf,
+    ngx_str_t *name);
+ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
+    ngx_ailink_provider_t *provider);
+
+/* ngx_ailink_prices.c */
+ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,
+    cJSON *overrides);
+double ngx_ailink_cost(ngx_ailink_conf_t *conf, ngx_str_t *model,
+    ngx_ailink_usage_t *usage);
+
+/* ngx_ailink_sse.c */
+ngx_int_t ngx_ailink_sse_init(ngx_ailink_sse_t *sse, ngx_pool_t *pool,
+    size_t max, ngx_ailink_sse_event_pt handler, void *data);
+ngx_int_t ngx_ailink_sse_feed(ngx_ailink_sse_t *sse, u_char *p, u_char *last);
+
+
+#endif /* _NGX_AILINK_COMMON_H_INCLUDED_ */

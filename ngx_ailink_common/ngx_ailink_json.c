@@ -1,0 +1,183 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * JSON helpers: string escaping for records we write by hand, and small
+ * conveniences over cJSON for what we parse.
+ */
+
+
+#include "ngx_ailink_common.h"
+
+
+static ngx_inline ngx_uint_t
+ngx_ailink_json_needs_escape(u_char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
+}
+
+
+size_t
+ngx_ailink_json_escape_len(ngx_str_t *s)
+{
+    size_t   len;
+    u_char  *p, *last;
+
+    len = s->len;
+
+    for (p = s->data, last = p + s->len; p < last; p++) {
+        if (ngx_ailink_json_needs_escape(*p)) {
+            len += 5;   /* worst case: \u00XX */
+        }
+    }
+
+    return len;
+}
+
+
+u_char *
+ngx_ailink_json_escape(u_char *dst, ngx_str_t *s)
+{
+    u_char         c, *p, *last;
+    static u_char  hex[] = "0123456789abcdef";
+
+    for (p = s->data, last = p + s->len; p < last; p++) {
+        c = *p;
+
+        if (!ngx_ailink_json_needs_escape(c)) {
+            *dst++ = c;
+            continue;
+        }
+
+        *dst++ = '\\';
+
+        switch (c) {
+        case '"':
+        case '\\':
+            *dst++ = c;
+            break;
+        case '\n':
+            *dst++ = 'n';
+            break;
+        case '\r':
+            *dst++ = 'r';
+            break;
+        case '\t':
+            *dst++ = 't';
+            break;
+        default:
+            *dst++ = 'u';
+            *dst++ = '0';
+            *dst++ = '0';
+            *dst++ = hex[c >> 4];
+            *dst++ = hex[c & 0xf];
+        }
+    }
+
+    return dst;
+}
+
+
+cJSON *
+ngx_ailink_json_parse(ngx_str_t *text)
+{
+    return cJSON_ParseWithLengthOpts((const char *) text->data, text->len,
+                                     NULL, 0);
+}
+
+
+/* serializes into the pool; the cJSON tree stays the caller's */
+
+ngx_int_t
+ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json, ngx_str_t *out)
+{
+    char  *s;
+
+    s = cJSON_PrintUnformatted(json);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->len = ngx_strlen(s);
+    out->data = ngx_pnalloc(pool, out->len);
+
+    if (out->data == NULL) {
+        cJSON_free(s);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, s, out->len);
+    cJSON_free(s);
+
+    return NGX_OK;
+}
+
+
+/* NGX_DECLINED when the key is absent or not a string */
+
+ngx_int_t
+ngx_ailink_json_get_str(ngx_pool_t *pool, cJSON *obj, const char *key,
+    ngx_str_t *out)
+{
+    cJSON  *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    if (!cJSON_IsString(item)) {
+        return NGX_DECLINED;
+    }
+
+    out->len = ngx_strlen(item->valuestring);
+    out->data = ngx_pnalloc(pool, out->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, item->valuestring, out->len + 1);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_ailink_json_uint(cJSON *obj, const char *key)
+{
+    cJSON  *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    if (!cJSON_IsNumber(item) || item->valuedouble < 0) {
+        return 0;
+    }
+
+    return (ngx_uint_t) item->valuedouble;
+}
+
+
+/* an OpenAI response or chunk: {"usage": {"prompt_tokens", ...}} */
+
+void
+ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json)
+{
+    cJSON  *u;
+
+    u = cJSON_GetObjectItemCaseSensitive(json, "usage");
+
+    if (!cJSON_IsObject(u)) {
+        return;
+    }
+
+    usage->prompt = ngx_ailink_json_uint(u, "prompt_tokens");
+    usage->completion = ngx_ailink_json_uint(u, "completion_tokens");
+    usage->total = ngx_ailink_json_uint(u, "total_tokens");
+
+    if (usage->total == 0) {
+        usage->total = usage->prompt + usage->completion;
+    }
+
+    usage->cached = ngx_ailink_json_uint(
+        cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"),
+        "cached_tokens");
+
+    usage->known = 1;
+}

@@ -1,0 +1,560 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * Routing.  In the precontent phase, after auth accepted a token, a request
+ * is sent on its way: a token bound to an upstream base URL forwards the
+ * path verbatim (the action gateway); a token bound to the LLM router has
+ * its JSON body read and parsed and goes to the provider its model names.
+ * Either way the upstream URL and Host are left in $ailink_upstream_url and
+ * $ailink_upstream_host for proxy_pass, and the credential is injected.
+ */
+
+
+#include "ngx_ailink_translate.h"
+
+
+static ngx_int_t ngx_ailink_translate_handler(ngx_http_request_t *r);
+static void ngx_ailink_translate_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_ailink_translate_route(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
+static ngx_int_t ngx_cdecl ngx_ailink_translate_fail(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_uint_t status, const char *code,
+    const char *param, const char *fmt, ...);
+static u_char *ngx_ailink_translate_log_error(ngx_http_request_t *r,
+    ngx_http_request_t *sr, u_char *buf, size_t len);
+static void *ngx_ailink_translate_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_ailink_translate_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_ailink_translate_postconfiguration(ngx_conf_t *cf);
+
+
+static ngx_conf_num_bounds_t  ngx_ailink_translate_size_bounds = {
+    ngx_conf_check_num_bounds, 1024, 64 * 1024 * 1024
+};
+
+
+static ngx_command_t  ngx_ailink_translate_commands[] = {
+
+    { ngx_string("ailink_response_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_ailink_translate_loc_conf_t, response_buffer_size),
+      &ngx_ailink_translate_size_bounds },
+
+    { ngx_string("ailink_stream_event_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_ailink_translate_loc_conf_t, stream_event_max_size),
+      &ngx_ailink_translate_size_bounds },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_ailink_translate_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_ailink_translate_postconfiguration, /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_ailink_translate_create_loc_conf,  /* create location configuration */
+    ngx_ailink_translate_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_ailink_translate_module = {
+    NGX_MODULE_V1,
+    &ngx_ailink_translate_module_ctx,      /* module context */
+    ngx_ailink_translate_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* OpenAI endpoints whose JSON body names the model that picks a provider */
+static ngx_str_t  ngx_ailink_model_paths[] = {
+    ngx_string("/v1/chat/completions"),
+    ngx_string("/v1/completions"),
+    ngx_string("/v1/embeddings"),
+    ngx_null_string
+};
+
+
+/* OpenAI endpoints passed through to OpenAI as they are */
+static ngx_str_t  ngx_ailink_openai_paths[] = {
+    ngx_string("/v1/models"),
+    ngx_string("/v1/files"),
+    ngx_string("/v1/batches"),
+    ngx_string("/v1/fine_tuning"),
+    ngx_string("/v1/uploads"),
+    ngx_string("/v1/audio"),
+    ngx_string("/v1/images"),
+    ngx_string("/v1/moderations"),
+    ngx_string("/v1/responses"),
+    ngx_string("/v1/vector_stores"),
+    ngx_string("/v1/assistants"),
+    ngx_string("/v1/threads"),
+    ngx_null_string
+};
+
+
+static ngx_uint_t
+ngx_ailink_path_in(ngx_str_t *uri, ngx_str_t *paths, ngx_uint_t exact)
+{
+    ngx_str_t  *p;
+
+    for (p = paths; p->len; p++) {
+        if (uri->len < p->len
+            || ngx_strncmp(uri->data, p->data, p->len) != 0)
+        {
+            continue;
+        }
+
+        if (uri->len == p->len || (!exact && uri->data[p->len] == '/')) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_ailink_translate_handler(ngx_http_request_t *r)
+{
+    ngx_int_t          rc;
+    ngx_ailink_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_ailink_get_ctx(r);
+
+    if (ctx == NULL || ctx->token == NULL || ctx->routed) {
+        return NGX_DECLINED;
+    }
+
+    if (ctx->body_read) {
+        rc = ctx->body_rc;
+
+    } else if (!ctx->token->llm) {
+        ctx->route = NGX_AILINK_ROUTE_ACTION;
+        rc = ngx_ailink_translate_route(r, ctx);
+
+    } else if (r->method == NGX_HTTP_POST
+               && ngx_ailink_path_in(&r->uri, ngx_ailink_model_paths, 1))
+    {
+        ctx->route = NGX_AILINK_ROUTE_LLM;
+        r->request_body_in_single_buf = 1;
+
+        rc = ngx_http_read_client_request_body(r,
+                                            ngx_ailink_translate_body_handler);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        ngx_http_finalize_request(r, NGX_DONE);
+        return NGX_DONE;
+
+    } else if (ngx_ailink_path_in(&r->uri, ngx_ailink_openai_paths, 0)) {
+        ctx->route = NGX_AILINK_ROUTE_LLM_PASS;
+        rc = ngx_ailink_translate_route(r, ctx);
+
+    } else {
+        rc = ngx_ailink_translate_fail(r, ctx, NGX_HTTP_NOT_FOUND,
+                                       "not_found", NULL,
+                                       "unknown route for an LLM token");
+    }
+
+    if (rc == NGX_OK) {
+        ctx->routed = 1;
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_ailink_finalize_error(r, rc, ctx->error_code, ctx->error_message,
+                              ctx->error_param);
+    return NGX_DONE;
+}
+
+
+/*
+ * Runs once the body is in, possibly from within
+ * ngx_http_read_client_request_body() itself; either way the phases are
+ * run again and the handler above picks up the outcome, as the mirror
+ * module does.
+ */
+
+static void
+ngx_ailink_translate_body_handler(ngx_http_request_t *r)
+{
+    ngx_ailink_ctx_t  *ctx;
+
+    ctx = ngx_ailink_get_ctx(r);
+
+    ctx->body_read = 1;
+    ctx->body_rc = ngx_ailink_translate_route(r, ctx);
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/* records a refusal for the phase handler to send; returns its status */
+
+static ngx_int_t ngx_cdecl
+ngx_ailink_translate_fail(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *param,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    p = ngx_pnalloc(r->pool, NGX_MAX_ERROR_STR);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    va_start(args, fmt);
+    *ngx_vslprintf(p, p + NGX_MAX_ERROR_STR - 1, fmt, args) = '\0';
+    va_end(args);
+
+    ctx->error_code = code;
+    ctx->error_param = param;
+    ctx->error_message = (char *) p;
+
+    return status;
+}
+
+
+/* the request body as one piece of memory, reading a temp file if need be */
+
+static ngx_int_t
+ngx_ailink_request_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    ngx_str_null(body);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+
+        } else {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/* reads the model from an LLM request body and picks the provider */
+
+static ngx_int_t
+ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    cJSON              *json, *stream;
+    ngx_int_t           rc;
+    ngx_str_t           body;
+    ngx_ailink_conf_t  *conf;
+
+    if (ngx_ailink_request_body(r, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    json = ngx_ailink_json_parse(&body);
+
+    if (json == NULL || !cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", NULL,
+                                         "the request body is not a JSON "
+                                         "object");
+    }
+
+    rc = ngx_ailink_json_get_str(r->pool, json, "model", &ctx->model);
+
+    stream = cJSON_GetObjectItemCaseSensitive(json, "stream");
+    ctx->stream = cJSON_IsTrue(stream);
+
+    cJSON_Delete(json);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED || ctx->model.len == 0) {
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", "model",
+                                         "\"model\" is required and must "
+                                         "be a string");
+    }
+
+    conf = ngx_ailink_get_conf(r);
+    ctx->provider = ngx_ailink_route_model(conf, &ctx->model);
+
+    if (ctx->provider == NULL) {
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", "model",
+                                         "no provider route for model "
+                                         "\"%V\"", &ctx->model);
+    }
+
+    if (ctx->provider->type != NGX_AILINK_PROVIDER_OPENAI) {
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", "model",
+                                         "model \"%V\" routes to provider "
+                                         "\"%V\", which this gateway cannot "
+                                         "translate to yet", &ctx->model,
+                                         &ctx->provider->name);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    u_char                   *p;
+    size_t                    len;
+    uintptr_t                 escape;
+    ngx_str_t                 rest, secret, value;
+    ngx_int_t                 rc;
+    ngx_uint_t                llm;
+    ngx_ailink_inject_t      *inject;
+    ngx_ailink_base_url_t    *base;
+    ngx_ailink_credential_t  *cred;
+
+    llm = (ctx->route != NGX_AILINK_ROUTE_ACTION);
+
+    if (ctx->route == NGX_AILINK_ROUTE_LLM) {
+        rc = ngx_ailink_translate_llm(r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else if (ctx->route == NGX_AILINK_ROUTE_LLM_PASS) {
+        ctx->provider = ngx_ailink_provider_find(ngx_ailink_get_conf(r),
+                                                 &(ngx_str_t)
+                                                 ngx_string("openai"));
+    }
+
+    if (llm) {
+        /* provider base URLs carry the API version: ".../v1" */
+        base = &ctx->provider->base;
+        rest.data = r->unparsed_uri.data + sizeof("/v1") - 1;
+        rest.len = r->unparsed_uri.len - (sizeof("/v1") - 1);
+
+        cred = ngx_ailink_token_credential(ctx->token, ctx->provider);
+        inject = &ctx->provider->inject;
+
+    } else {
+        base = &ctx->token->upstream;
+        rest = r->unparsed_uri;
+
+        cred = ctx->token->credential;
+        inject = cred ? &cred->inject : &ctx->token->byok;
+    }
+
+    if (cred) {
+        secret = cred->secret;
+
+    } else if (ngx_ailink_byok_key(r, &secret) != NGX_OK) {
+        /* keyless upstreams (a local model server) need none */
+        ngx_str_null(&secret);
+    }
+
+    escape = 0;
+    len = base->scheme.len + base->target.len + base->path.len + rest.len;
+
+    if (secret.len && inject->scheme == NGX_AILINK_SCHEME_QUERY) {
+        escape = 2 * ngx_escape_uri(NULL, secret.data, secret.len,
+                                    NGX_ESCAPE_ARGS);
+        len += 2 + inject->name.len + secret.len + escape;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->upstream_url.data = p;
+
+    p = ngx_cpymem(p, base->scheme.data, base->scheme.len);
+    p = ngx_cpymem(p, base->target.data, base->target.len);
+    p = ngx_cpymem(p, base->path.data, base->path.len);
+    p = ngx_cpymem(p, rest.data, rest.len);
+
+    if (secret.len && inject->scheme == NGX_AILINK_SCHEME_QUERY) {
+        *p++ = ngx_strlchr(rest.data, rest.data + rest.len, '?') ? '&' : '?';
+        p = ngx_cpymem(p, inject->name.data, inject->name.len);
+        *p++ = '=';
+
+        /* what error log lines would show is what gets masked */
+        value = secret;
+        secret.data = p;
+        p = (u_char *) ngx_escape_uri(p, value.data, value.len,
+                                      NGX_ESCAPE_ARGS);
+        secret.len = p - secret.data;
+    }
+
+    ctx->upstream_url.len = p - ctx->upstream_url.data;
+    ctx->upstream_host = base->host;
+    ctx->upstream = base->url;
+
+    if (ngx_ailink_inject_credential(r, ctx, inject, &secret, llm) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->secret.len && ctx->log_handler == NULL) {
+        ctx->log_handler = r->log_handler;
+        r->log_handler = ngx_ailink_translate_log_error;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "ailink route: token \"%V\" to \"%V\" model \"%V\"",
+                   &ctx->token->id, &ctx->upstream, &ctx->model);
+
+    return NGX_OK;
+}
+
+
+/* masks the injected secret in any error log line about this request */
+
+static u_char *
+ngx_ailink_translate_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
+    u_char *buf, size_t len)
+{
+    u_char            *p, *last, *s;
+    ngx_ailink_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_ailink_auth_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_ailink_get_ctx(r);
+    }
+
+    last = ctx->log_handler(r, sr, buf, len);
+
+    for (p = buf; p < last; p = s + ctx->secret.len) {
+        s = memmem(p, last - p, ctx->secret.data, ctx->secret.len);
+        if (s == NULL) {
+            break;
+        }
+
+        ngx_memset(s, '*', ctx->secret.len);
+    }
+
+    return last;
+}
+
+
+static void *
+ngx_ailink_translate_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_ailink_translate_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_translate_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->response_buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->stream_event_max_size = NGX_CONF_UNSET_SIZE;
+
+    return conf;
+}
+
+
+static char *
+ngx_ailink_translate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_ailink_translate_loc_conf_t *prev = parent;
+    ngx_ailink_translate_loc_conf_t *conf = child;
+
+    ngx_conf_merge_size_value(conf->response_buffer_size,
+                              prev->response_buffer_size, 1024 * 1024);
+    ngx_conf_merge_size_value(conf->stream_event_max_size,
+                              prev->stream_event_max_size, 64 * 1024);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_translate_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_ailink_translate_handler;
+
+    return ngx_ailink_usage_filter_init(cf);
+}
