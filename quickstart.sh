@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs AILink in the foreground on http://127.0.0.1:8080 with
+# conf-examples/quickstart.conf: installs what is missing, builds the
+# module, mints a demo token and prints it.  Without OPENAI_API_KEY the
+# OpenAI provider is the project's mock provider, so it works with no keys;
+# with OPENAI_API_KEY set, gpt-* models reach the real OpenAI API.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")" && pwd)
+cd "$repo"
+
+scripts/install-deps.sh
+./build.sh >/dev/null
+
+mkdir -p .run
+if [ ! -s .run/demo-token ]; then
+    scripts/ailink-token demo | awk '/^token:/ { print $2 }' > .run/demo-token
+    chmod 600 .run/demo-token
+fi
+token=$(cat .run/demo-token)
+AILINK_DEMO_TOKEN_HASH=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
+export AILINK_DEMO_TOKEN_HASH
+
+# nginx resolves upstream names itself, without blocking: give it the
+# system's name servers
+awk '/^nameserver/ { a = $2; if (a ~ /:/) a = "[" a "]"; ns = ns " " a }
+     END { if (ns) print "resolver" ns " ipv6=off;" }' /etc/resolv.conf \
+    > .run/resolver.conf
+
+mock_pid=
+cleanup() { [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+
+if [ -z "${OPENAI_API_KEY:-}" ]; then
+    mode="the mock provider (set OPENAI_API_KEY to reach OpenAI)"
+    rm -f .run/mock.ready
+    python3 t/mock/mock_provider.py --port 9901 --ready-file .run/mock.ready \
+        --log-level WARNING &
+    mock_pid=$!
+    for _ in $(seq 100); do [ -s .run/mock.ready ] && break; sleep 0.05; done
+    export OPENAI_API_KEY=mock-key-not-a-secret
+    export OPENAI_BASE_URL=http://127.0.0.1:9901/v1
+else
+    mode="the OpenAI API"
+fi
+
+cat <<MSG
+
+AILink gateway on http://127.0.0.1:8080, OpenAI models served by $mode.
+
+  demo token:  $token
+
+  curl -s http://127.0.0.1:8080/v1/chat/completions \\
+    -H "Authorization: Bearer $token" \\
+    -H "Content-Type: application/json" \\
+    -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'
+
+  audit records: $repo/.run/audit.jsonl     (Ctrl-C stops)
+
+MSG
+
+/usr/sbin/nginx -p "$repo/" -c conf-examples/quickstart.conf &
+nginx_pid=$!
+trap 'kill -QUIT $nginx_pid 2>/dev/null; wait $nginx_pid; cleanup' INT TERM
+wait $nginx_pid

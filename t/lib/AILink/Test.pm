@@ -1,0 +1,112 @@
+package AILink::Test;
+
+# Shared set-up for the AILink suites, used before Test::Nginx::Socket:
+#
+#   use lib 't/lib';
+#   use AILink::Test;
+#   use Test::Nginx::Socket 'no_plan';
+#
+# It starts the project's mock provider (t/mock/mock_provider.py) on a free
+# port unless TEST_NGINX_MOCK_PORT names a running one, stops it when the
+# file ends, and exports what the test configs use:
+#
+#   TEST_NGINX_MOCK_PORT     the mock provider's port
+#   TEST_NGINX_AILINK_ROOT   the repository root (for includes)
+#   AILINK_TEST_*_KEY        the upstream keys t/conf/ailink.yaml reads
+#
+# The test tokens of t/conf/ailink.yaml are exported as package variables.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use IO::Socket::INET;
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(sleep);
+
+use Exporter 'import';
+our @EXPORT = qw($LLM_TOKEN $LLM_BYOK_TOKEN $ACTION_TOKEN $BYOK_TOKEN $QUERY_TOKEN $BASIC_TOKEN
+                 $DISABLED_TOKEN $EXPIRED_TOKEN $KEYLESS_TOKEN
+                 mock_get mock_reset);
+
+our $LLM_TOKEN      = 'ailink_v1_proj_test_tok_llm0000000000000000000001';
+our $LLM_BYOK_TOKEN = 'ailink_v1_proj_test_tok_llmbyok0000000000000000001';
+our $BASIC_TOKEN    = 'ailink_v1_proj_test_tok_basic00000000000000000001';
+our $ACTION_TOKEN   = 'ailink_v1_proj_test_tok_action00000000000000000001';
+our $BYOK_TOKEN     = 'ailink_v1_proj_test_tok_byok000000000000000000001';
+our $QUERY_TOKEN    = 'ailink_v1_proj_test_tok_query00000000000000000001';
+our $DISABLED_TOKEN = 'ailink_v1_proj_test_tok_disabled000000000000000001';
+our $EXPIRED_TOKEN  = 'ailink_v1_proj_test_tok_expired0000000000000000001';
+our $KEYLESS_TOKEN  = 'ailink_v1_proj_test_tok_keyless0000000000000000001';
+
+my $root = abs_path(dirname(__FILE__) . '/../../..');
+my $mock_pid;
+
+$ENV{TEST_NGINX_AILINK_ROOT} = $root;
+$ENV{AILINK_TEST_OPENAI_KEY} ||= 'sk-test-openai-secret-0001';
+$ENV{AILINK_TEST_ACTION_KEY} ||= 'sk-test-action-secret-0001';
+$ENV{AILINK_TEST_BASIC_KEY}  ||= 'user:test-basic-secret-0001';
+
+sub free_port {
+    my $sock = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                     LocalPort => 0, Proto => 'tcp')
+        or die "no free port: $!";
+    my $port = $sock->sockport;
+    close $sock;
+    return $port;
+}
+
+sub start_mock {
+    my $port = free_port();
+    my $ready = "/tmp/ailink-mock-ready.$$";
+    unlink $ready;
+
+    $mock_pid = fork;
+    die "fork: $!" unless defined $mock_pid;
+
+    if ($mock_pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>>', "/tmp/ailink-mock.$$.log";
+        exec 'python3', "$root/t/mock/mock_provider.py", '--port', $port,
+             '--ready-file', $ready, '--log-level', 'WARNING';
+        die "exec python3: $!";
+    }
+
+    for (1 .. 200) {
+        last if -s $ready;
+        if (waitpid($mock_pid, WNOHANG) == $mock_pid) {
+            die "mock provider exited: see /tmp/ailink-mock.$$.log\n";
+        }
+        sleep 0.05;
+    }
+
+    die "mock provider did not start\n" unless -s $ready;
+    unlink $ready;
+
+    $ENV{TEST_NGINX_MOCK_PORT} = $port;
+}
+
+# GET a mock control path, e.g. mock_get('/_mock/requests/last')
+sub mock_get {
+    my ($path, $method) = @_;
+    require HTTP::Tiny;
+    my $res = HTTP::Tiny->new(timeout => 5)->request($method || 'GET',
+        "http://127.0.0.1:$ENV{TEST_NGINX_MOCK_PORT}$path");
+    return $res->{content};
+}
+
+sub mock_reset {
+    mock_get('/_mock/requests', 'DELETE');
+}
+
+start_mock() unless $ENV{TEST_NGINX_MOCK_PORT};
+
+END {
+    if ($mock_pid) {
+        kill 'TERM', $mock_pid;
+        waitpid($mock_pid, 0);
+    }
+}
+
+1;
