@@ -26,9 +26,9 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep);
 
 use Exporter 'import';
-our @EXPORT = qw($LLM_TOKEN $LLM_BYOK_TOKEN $ACTION_TOKEN $BYOK_TOKEN $QUERY_TOKEN $BASIC_TOKEN
-                 $DISABLED_TOKEN $EXPIRED_TOKEN $KEYLESS_TOKEN
-                 mock_get mock_reset);
+our @EXPORT = qw($LLM_TOKEN $LLM_BYOK_TOKEN $ACTION_TOKEN $BYOK_TOKEN
+                 $QUERY_TOKEN $BASIC_TOKEN $DISABLED_TOKEN $EXPIRED_TOKEN
+                 $KEYLESS_TOKEN ailink_defaults mock_get mock_reset);
 
 our $LLM_TOKEN      = 'ailink_v1_proj_test_tok_llm0000000000000000000001';
 our $LLM_BYOK_TOKEN = 'ailink_v1_proj_test_tok_llmbyok0000000000000000001';
@@ -94,6 +94,59 @@ sub mock_get {
     my $res = HTTP::Tiny->new(timeout => 5)->request($method || 'GET',
         "http://127.0.0.1:$ENV{TEST_NGINX_MOCK_PORT}$path");
     return $res->{content};
+}
+
+# The gateway configuration most blocks share, given to blocks that do not
+# set their own: install with add_block_preprocessor(\&ailink_defaults)
+# and no_root_location().
+# /audit serves the audit file and /_mock/ reaches the mock's records.
+our $HTTP_CONFIG = <<'CONF';
+    ailink_config $TEST_NGINX_AILINK_ROOT/t/conf/ailink.yaml;
+CONF
+
+our $CONFIG = <<'CONF';
+    ailink_audit_log logs/audit.jsonl;
+
+    error_page 400 404 405 408 413 414 500 502 503 504 @ailink_error;
+
+    location @ailink_error {
+        ailink_error_page;
+    }
+
+    location = /healthz {
+        ailink_health;
+        ailink_audit_log off;
+    }
+
+    location = /readyz {
+        ailink_ready;
+        ailink_audit_log off;
+    }
+
+    location = /audit {
+        ailink_audit_log off;
+        default_type text/plain;
+        alias logs/audit.jsonl;
+    }
+
+    location /_mock/ {
+        ailink_audit_log off;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+
+    location / {
+        ailink_auth on;
+        include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
+        client_max_body_size 64k;
+    }
+CONF
+
+sub ailink_defaults {
+    my $block = shift;
+
+    $block->set_value('http_config', $HTTP_CONFIG)
+        unless defined $block->http_config;
+    $block->set_value('config', $CONFIG) unless defined $block->config;
 }
 
 sub mock_reset {
