@@ -2281,7 +2281,7 @@ async def handle_conn(reader, writer, tls):
     sni = None
     if tls:
         sslobj = writer.get_extra_info("ssl_object")
-        sni = SNI_BY_OBJ.pop(id(sslobj), None) if sslobj is not None else None
+        sni = getattr(sslobj, "_mock_sni", None) if sslobj is not None else None
     try:
         while True:
             try:
@@ -2329,9 +2329,6 @@ async def handle_conn(reader, writer, tls):
             pass
 
 
-SNI_BY_OBJ = {}
-
-
 def make_ssl_ctx(cert, key):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -2339,7 +2336,7 @@ def make_ssl_ctx(cert, key):
 
     def sni_cb(sslobj, server_name, _ctx):
         try:
-            SNI_BY_OBJ[id(sslobj)] = server_name
+            sslobj._mock_sni = server_name   # read back in handle_conn via get_extra_info("ssl_object")
         except Exception:
             pass
         return None

@@ -11,6 +11,8 @@ package AILink::Test;
 # file ends, and exports what the test configs use:
 #
 #   TEST_NGINX_MOCK_PORT     the mock provider's port
+#   TEST_NGINX_MOCK_TLS_PORT the same over TLS, as "mock.test"
+#   TEST_NGINX_MOCK_CERT     its self-signed certificate
 #   TEST_NGINX_AILINK_ROOT   the repository root (for includes)
 #   AILINK_TEST_*_KEY        the upstream keys t/conf/ailink.yaml reads
 #
@@ -57,8 +59,21 @@ sub free_port {
     return $port;
 }
 
+# a self-signed certificate for mock.test, so TLS and SNI can be tested
+sub make_cert {
+    my $dir = "/tmp/ailink-test-cert.$$";
+    mkdir $dir;
+    system("openssl req -x509 -newkey rsa:2048 -nodes -days 2"
+           . " -subj /CN=mock.test -addext subjectAltName=DNS:mock.test"
+           . " -keyout $dir/key.pem -out $dir/cert.pem >/dev/null 2>&1") == 0
+        or die "openssl req failed\n";
+    return $dir;
+}
+
 sub start_mock {
     my $port = free_port();
+    my $tls_port = free_port();
+    my $cert = make_cert();
     my $ready = "/tmp/ailink-mock-ready.$$";
     unlink $ready;
 
@@ -69,7 +84,9 @@ sub start_mock {
         open STDOUT, '>', '/dev/null';
         open STDERR, '>>', "/tmp/ailink-mock.$$.log";
         exec 'python3', "$root/t/mock/mock_provider.py", '--port', $port,
-             '--ready-file', $ready, '--log-level', 'WARNING';
+             '--tls-port', $tls_port, '--cert', "$cert/cert.pem",
+             '--key', "$cert/key.pem", '--ready-file', $ready,
+             '--log-level', 'WARNING';
         die "exec python3: $!";
     }
 
@@ -85,6 +102,8 @@ sub start_mock {
     unlink $ready;
 
     $ENV{TEST_NGINX_MOCK_PORT} = $port;
+    $ENV{TEST_NGINX_MOCK_TLS_PORT} = $tls_port;
+    $ENV{TEST_NGINX_MOCK_CERT} = "$cert/cert.pem";
 }
 
 # GET a mock control path, e.g. mock_get('/_mock/requests/last')

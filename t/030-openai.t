@@ -1,0 +1,291 @@
+# OpenAI passthrough for LLM-routed tokens: the model picks the provider,
+# the provider's credential is injected in its own scheme, responses and
+# streams come back unchanged, and usage is read on the way.
+
+use lib 't/lib';
+use AILink::Test;
+use Test::Nginx::Socket 'no_plan';
+
+add_block_preprocessor(\&ailink_defaults);
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: chat completion reaches OpenAI with the stored key
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}]}",
+"GET /_mock/requests/last"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+Content-Type: application/json
+Accept-Encoding: gzip
+X-AILink-Agent-Name: chat-agent
+--- response_body_like eval
+[qr/^\{"id":"chatcmpl-mock[^"]*","object":"chat.completion",.*"content":"Mock reply from openai to: Hello there"/,
+ qr/"path":\s*"\/v1\/chat\/completions".*"authorization":\s*"Bearer sk-test-openai-secret-0001"/]
+--- response_body_unlike eval
+[qr/^$/, qr/ailink_v1_proj|x-ailink|accept-encoding|chat-agent/]
+--- response_headers eval
+["X-AILink-Provider: openai", "X-AILink-Provider:"]
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 2: the audit record carries model, usage and cost
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"mock-priced\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_body_like eval
+[qr/Mock reply from openai to: Hello/,
+ qr/"token_id":"tok_llm","token_name":"llm test token","project":"test","agent_name":"default-agent",[^\n]*"method":"POST","path":"\/v1\/chat\/completions","upstream":"http:\/\/127.0.0.1:\d+\/v1","provider":"openai","model":"mock-priced","status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"prompt_tokens":2,"completion_tokens":6,"total_tokens":8,"cached_tokens":0,"cost_usd":14.00000000\}\n\z/]
+
+
+
+=== TEST 3: a streamed completion is passed through event by event
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Count"}]}
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-Mock-Events: 4
+--- response_headers_like
+Content-Type: text/event-stream.*
+X-AILink-Provider: openai
+--- response_body_like: ^data: \{"id":"chatcmpl-mock[^\n]*"role":"assistant"[^\n]*\n\n(data: \{[^\n]*"content":[^\n]*\n\n){4}data: \{[^\n]*"finish_reason":"stop"[^\n]*\n\ndata: \[DONE\]\n\n$
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: usage of a stream that asked for it is audited
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"mock-priced\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-Mock-Events: 3
+--- response_body_like eval
+[qr/"usage":\{"prompt_tokens":2,/,
+ qr/"model":"mock-priced","status":200,"error":null,"stream":true,[^\n]*"prompt_tokens":2,"completion_tokens":\d+,"total_tokens":\d+,[^\n]*"cost_usd":\d+\.\d+\}\n\z/]
+
+
+
+=== TEST 5: a stream split into many small events keeps bounded memory and its usage
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Long\"}]}",
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-Mock-Events: 2000
+X-Mock-Chunk-Delay-Ms: 0
+--- response_body_like eval
+[qr/data: \[DONE\]\n\n$/,
+ qr/"stream":true,[^\n]*"prompt_tokens":2,"completion_tokens":2000,/]
+
+
+
+=== TEST 6: embeddings
+--- request eval
+["POST /v1/embeddings
+{\"model\":\"text-embedding-3-small\",\"input\":[\"a\",\"b\"]}",
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_body_like eval
+[qr/"object":\s*"list"/,
+ qr/"path":"\/v1\/embeddings",[^\n]*"provider":"openai","model":"text-embedding-3-small","status":200,[^\n]*"prompt_tokens":\d+,/]
+
+
+
+=== TEST 7: other OpenAI endpoints pass through to OpenAI
+--- request eval
+["GET /v1/models", "GET /v1/files", "GET /v1/batches?limit=2", "POST /v1/fine_tuning/jobs
+{\"training_file\":\"file-abc\",\"model\":\"gpt-4o-mini-2024-07-18\"}", "GET /_mock/requests/last"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_body_like eval
+[qr/"object":\s*"list"/, qr/"object":\s*"list"/, qr/"object":\s*"list"/, qr/"fine_tuning.job"/,
+ qr/"path":\s*"\/v1\/fine_tuning\/jobs".*"authorization":\s*"Bearer sk-test-openai-secret-0001"/]
+
+
+
+=== TEST 8: a body that is not JSON
+--- request
+POST /v1/chat/completions
+{"model": "gpt-4o", "messages": [
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code: 400
+--- response_body_like: ^\{"error":\{"type":"invalid_request_error","code":"invalid_request","message":"the request body is not a JSON object","param":null,"request_id":"[0-9a-f]{32}"\}\}$
+
+
+
+=== TEST 9: a JSON body that is not an object, and an empty body
+--- request eval
+["POST /v1/chat/completions\n[1,2]", "POST /v1/chat/completions"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code eval
+[400, 400]
+--- response_body_like eval
+[qr/"code":"invalid_request","message":"the request body is not a JSON object"/,
+ qr/"code":"invalid_request","message":"the request body is not a JSON object"/]
+
+
+
+=== TEST 10: a missing or non-string model
+--- request eval
+["POST /v1/chat/completions\n{\"messages\":[]}", "POST /v1/chat/completions\n{\"model\":42}"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code eval
+[400, 400]
+--- response_body_like eval
+[qr/"message":"\\"model\\" is required and must be a string","param":"model"/,
+ qr/"message":"\\"model\\" is required and must be a string","param":"model"/]
+
+
+
+=== TEST 11: a model no route knows
+--- request
+POST /v1/chat/completions
+{"model":"mystery-7b","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code: 400
+--- response_body_like: "code":"invalid_request","message":"no provider route for model \\"mystery-7b\\"","param":"model"
+--- no_error_log
+[error]
+
+
+
+=== TEST 12: an operator route sends llama-* to another OpenAI-compatible provider
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"llama-3.1-8b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"GET /_mock/requests/last"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_headers eval
+["X-AILink-Provider: local", ""]
+--- response_body_like eval
+[qr/.*/, qr/"path":\s*"\/local\/v1\/chat\/completions"/]
+
+
+
+=== TEST 13: an LLM token on a route that is not an LLM endpoint
+--- request eval
+["GET /v1/customers", "POST /v2/chat/completions\n{}", "GET /v1/chat/completions"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code eval
+[404, 404, 404]
+--- response_body_like eval
+[qr/"code":"not_found"/, qr/"code":"not_found"/, qr/"code":"not_found"/]
+
+
+
+=== TEST 14: a body over the limit is a 413 in the envelope
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" . ("x" x 70000) . "\"}]}"
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code: 413
+--- response_body_like: ^\{"error":\{"type":"invalid_request_error","code":"payload_too_large","message":"[^"]+","param":null,"request_id":"[0-9a-f]{32}"\}\}$
+--- response_headers_like
+X-AILink-Request-Id: [0-9a-f]{32}
+
+
+
+=== TEST 15: bring your own OpenAI key, sent in OpenAI's scheme
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"GET /_mock/requests/last"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llmbyok0000000000000000001
+X-AILink-Upstream-Key: sk-user-own-key
+--- response_body_like eval
+[qr/Mock reply from openai/, qr/"authorization":\s*"Bearer sk-user-own-key"/]
+--- response_body_unlike eval
+[qr/^$/, qr/x-ailink-upstream-key/]
+
+
+
+=== TEST 16: a passthrough token without a key gets the provider's own 401
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llmbyok0000000000000000001
+--- error_code: 401
+--- response_body_like: "code":\s*"invalid_api_key"
+
+
+
+=== TEST 17: a provider error passes through with its status
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-Mock-Status: 429
+X-Mock-Retry-After: 7
+--- error_code: 429
+--- response_headers
+Retry-After: 7
+--- response_body_like: "message":\s*"mock error 429"
+
+
+
+=== TEST 18: TLS upstream in a keepalive pool, with SNI and certificate checks
+--- http_config
+    ailink_config $TEST_NGINX_AILINK_ROOT/t/conf/tls.yaml;
+    upstream mock_tls {
+        server 127.0.0.1:$TEST_NGINX_MOCK_TLS_PORT;
+        keepalive 4;
+    }
+--- config
+    location /_mock/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+    location / {
+        ailink_auth on;
+        proxy_pass $ailink_upstream_url;
+        proxy_http_version 1.1;
+        proxy_set_header Host $ailink_upstream_host;
+        proxy_set_header Connection "";
+        proxy_ssl_server_name on;
+        proxy_ssl_name $ailink_upstream_host;
+        proxy_ssl_verify on;
+        proxy_ssl_trusted_certificate $TEST_NGINX_MOCK_CERT;
+        proxy_ssl_session_reuse off;
+    }
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"one\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"two\"}]}",
+"GET /_mock/requests/last"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_body_like eval
+[qr/to: one/, qr/to: two/,
+ qr/"host":\s*"mock.test".*"sni":\s*"mock.test"/s]
+--- grep_error_log: get keepalive peer: using connection
+--- grep_error_log_out
+get keepalive peer: using connection
+--- no_error_log
+[error]
