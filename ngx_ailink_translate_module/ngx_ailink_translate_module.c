@@ -29,8 +29,11 @@ static char *ngx_ailink_translate_merge_loc_conf(ngx_conf_t *cf,
 static ngx_int_t ngx_ailink_translate_postconfiguration(ngx_conf_t *cf);
 
 
-static ngx_conf_num_bounds_t  ngx_ailink_translate_size_bounds = {
-    ngx_conf_check_num_bounds, 1024, 64 * 1024 * 1024
+static char *ngx_ailink_translate_check_size(ngx_conf_t *cf, void *post,
+    void *data);
+
+static ngx_conf_post_t  ngx_ailink_translate_size_bounds = {
+    ngx_ailink_translate_check_size
 };
 
 
@@ -536,6 +539,19 @@ ngx_ailink_translate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->response_buffer_size, 1024 * 1024);
     ngx_conf_merge_size_value(conf->stream_event_max_size,
                               prev->stream_event_max_size, 64 * 1024);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_ailink_translate_check_size(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < 1024 || *sp > 64 * 1024 * 1024) {
+        return "must be between 1k and 64m";
+    }
 
     return NGX_CONF_OK;
 }

@@ -1,0 +1,104 @@
+# Buffered audit records survive "nginx -s reload" and a graceful stop:
+# the old worker flushes its buffer as it exits.  Plain Test::More, since
+# the test signals a master process it runs itself.
+
+use strict;
+use warnings;
+use lib 't/lib';
+use AILink::Test;
+use Test::More;
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use POSIX qw(:sys_wait_h);
+use Time::HiRes qw(sleep);
+
+my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+my $root = $ENV{TEST_NGINX_AILINK_ROOT};
+my @modules = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES}
+                          || "$root/build/release/ngx_ailink_module.so");
+my $dir = tempdir(CLEANUP => 1);
+my $port = AILink::Test::free_port();
+my $audit = "$dir/logs/audit.jsonl";
+
+mkdir "$dir/logs";
+open my $c, '>', "$dir/nginx.conf" or die $!;
+print $c "load_module $_;\n" for @modules;
+print $c <<"CONF";
+daemon off;
+master_process on;
+worker_processes 1;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    proxy_temp_path $dir/tmp;
+    ailink_config $root/t/conf/ailink.yaml;
+    server {
+        listen 127.0.0.1:$port;
+        # a flush time far away: only the exit of a worker writes records
+        ailink_audit_log logs/audit.jsonl buffer=64k flush=1h;
+        location / {
+            ailink_auth on;
+            include $root/conf-examples/ailink-proxy.conf;
+        }
+    }
+}
+CONF
+close $c;
+
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+    exec $nginx, '-p', "$dir/", '-c', "$dir/nginx.conf";
+    die "exec: $!";
+}
+
+my $http = HTTP::Tiny->new(timeout => 5);
+my $headers = { Authorization =>
+                'Bearer ailink_v1_proj_test_tok_action00000000000000000001' };
+
+sub get {
+    my $path = shift;
+    for (1 .. 100) {
+        my $res = $http->get("http://127.0.0.1:$port$path",
+                             { headers => $headers });
+        return $res if $res->{status} != 599;
+        sleep 0.05;
+    }
+    die "nginx did not answer\n";
+}
+
+sub lines {
+    open my $f, '<', $audit or return ();
+    return <$f>;
+}
+
+sub wait_lines {
+    my $n = shift;
+    for (1 .. 100) {
+        my @l = lines();
+        return @l if @l >= $n;
+        sleep 0.05;
+    }
+    return lines();
+}
+
+is(get('/v1/first')->{status}, 200, 'first request served');
+my @l = lines();
+is(scalar(@l), 0, 'the record waits in the buffer');
+
+kill 'HUP', $pid;
+@l = wait_lines(1);
+is(scalar(@l), 1, 'reload: the old worker flushed the record');
+like($l[0] // '', qr/"path":"\/v1\/first"/, 'it is the first request');
+
+is(get('/v1/second')->{status}, 200, 'served after the reload');
+
+kill 'QUIT', $pid;
+waitpid($pid, 0);
+@l = lines();
+is(scalar(@l), 2, 'graceful stop: the record was flushed');
+like($l[1] // '', qr/"path":"\/v1\/second"/, 'it is the second request');
+
+done_testing();
