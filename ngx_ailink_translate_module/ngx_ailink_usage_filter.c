@@ -136,7 +136,9 @@ ngx_ailink_usage_capture(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return;
     }
 
-    ctx->capture->last = ngx_cpymem(ctx->capture->last, b->pos, len);
+    if (len) {
+        ctx->capture->last = ngx_cpymem(ctx->capture->last, b->pos, len);
+    }
 
     if (!b->last_buf) {
         return;
