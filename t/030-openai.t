@@ -271,21 +271,17 @@ Retry-After: 7
         proxy_ssl_name $ailink_upstream_host;
         proxy_ssl_verify on;
         proxy_ssl_trusted_certificate $TEST_NGINX_MOCK_CERT;
-        proxy_ssl_session_reuse off;
     }
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"one\"}]}",
 "POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"two\"}]}",
-"GET /_mock/requests/last"]
+"GET /_mock/requests?path_prefix=/v1/chat"]
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 --- response_body_like eval
 [qr/to: one/, qr/to: two/,
- qr/"host":\s*"mock.test".*"sni":\s*"mock.test"/s]
---- grep_error_log: get keepalive peer: using connection
---- grep_error_log_out
-get keepalive peer: using connection
+ qr/"host":\s*"mock.test".*"sni":\s*"mock.test",\s*"conn":\s*(\d+),.*"host":\s*"mock.test".*"sni":\s*"mock.test",\s*"conn":\s*\1,/s]
 --- no_error_log
 [error]

@@ -16,6 +16,7 @@ import email.policy
 import email.utils
 import hashlib
 import http
+import itertools
 import json
 import logging
 import os
@@ -237,6 +238,7 @@ class Request:
         self.keep_alive = True
         self.sni = None
         self.tls = False
+        self.conn = 0          # which client connection carried it
         self._json = MISSING
 
     def json(self):
@@ -373,6 +375,7 @@ class Responder:
         self.close = False
         self.status = None
         self.nbytes = 0
+        self.chunked = True
 
     def _head(self, status, headers):
         self.status = status
@@ -407,7 +410,13 @@ class Responder:
                         if indent else "application/json", headers)
 
     async def start_stream(self, status, ctype, headers=()):
-        hs = [("Content-Type", ctype), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")]
+        # HTTP/1.0 clients cannot receive chunked encoding: stream raw and close the connection at the end.
+        self.chunked = self.req.version != "HTTP/1.0"
+        hs = [("Content-Type", ctype), ("Cache-Control", "no-cache")]
+        if self.chunked:
+            hs.append(("Transfer-Encoding", "chunked"))
+        else:
+            self.close = True
         hs += list(headers)
         self.w.write(self._head(status, hs))
         await self.w.drain()
@@ -415,12 +424,15 @@ class Responder:
     async def chunk(self, data):
         if self.req.method == "HEAD" or not data:
             return
-        self.w.write(b"%x\r\n%s\r\n" % (len(data), data))
+        if self.chunked:
+            self.w.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.w.write(data)
         self.nbytes += len(data)
         await self.w.drain()
 
     async def end(self):
-        if self.req.method != "HEAD":
+        if self.req.method != "HEAD" and self.chunked:
             self.w.write(b"0\r\n\r\n")
         await self.w.drain()
 
@@ -532,6 +544,7 @@ def make_record(req, provider, ctl):
         "body": body,
         "json": req.json(),
         "sni": req.sni,
+        "conn": req.conn,
         "tls": req.tls,
         "provider": provider,
         "controls": ctl.public(),
@@ -2276,8 +2289,12 @@ async def gemini_generate(req, resp, ctl, model, stream):
 
 # --------------------------------------------------------------------------- server
 
+CONNECTIONS = itertools.count(1)
+
+
 async def handle_conn(reader, writer, tls):
     peer = writer.get_extra_info("peername")
+    conn = next(CONNECTIONS)
     sni = None
     if tls:
         sslobj = writer.get_extra_info("ssl_object")
@@ -2297,6 +2314,7 @@ async def handle_conn(reader, writer, tls):
                 break
             req.sni = sni
             req.tls = tls
+            req.conn = conn
             resp = Responder(writer, req)
             t0 = time.monotonic()
             try:
