@@ -1,0 +1,87 @@
+"""The official Node `openai` client (t/e2e/openai_node.mjs) against the gateway.
+
+    npm ci --prefix t/e2e
+    python3 -m pytest -q t/e2e/test_openai_node.py
+
+Nothing is skipped: without node or t/e2e/node_modules the test fails and
+says what to install.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BOGUS_TOKEN, LLM_TOKEN, mock_reply
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "openai_node.mjs"
+HEX32 = re.compile(r"\A[0-9a-f]{32}\Z")
+
+
+def node_binary():
+    node = shutil.which("node")
+    if not node:
+        pytest.fail("node (v20 or later) is not on PATH: install Node.js, then run "
+                    "`npm ci --prefix t/e2e`", pytrace=False)
+    if not (HERE / "node_modules" / "openai" / "package.json").is_file():
+        pytest.fail("t/e2e/node_modules/openai is missing: run `npm ci --prefix t/e2e` "
+                    "from the repository root", pytrace=False)
+    return node
+
+
+def run_node(gateway, *args, token_env=None):
+    env = dict(gateway.env)
+    env.pop("AILINK_TOKEN", None)
+    if token_env:
+        env["AILINK_TOKEN"] = token_env
+    proc = subprocess.run(
+        [node_binary(), str(SCRIPT), "--base-url", gateway.base_url, *args],
+        env=env,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, "openai_node.mjs failed (%d):\n%s%s" % (
+        proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+def check_usage(usage):
+    assert usage, "no usage"
+    assert usage["prompt_tokens"] > 0
+    assert usage["completion_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_node_chat_and_stream(gateway):
+    prompt = "Hello from the Node client"
+    out = run_node(gateway, "--token", LLM_TOKEN, "--prompt", prompt, "--events", "4",
+                   "--bad-token", BOGUS_TOKEN)
+
+    assert out["content"] == mock_reply(prompt)
+    assert out["streamed"] == out["content"]
+    # role chunk + 4 content chunks + finish chunk + usage chunk
+    assert out["content_chunks"] == 4
+    assert out["chunks"] > 2
+
+    check_usage(out["usage"])
+    check_usage(out["stream_usage"])
+    assert out["stream_usage"]["prompt_tokens"] == out["usage"]["prompt_tokens"]
+    assert out["stream_usage"]["completion_tokens"] == out["usage"]["completion_tokens"]
+    assert HEX32.match(out["request_id"])
+
+    err = out["auth_error"]
+    assert err["class"] == "AuthenticationError"
+    assert err["status"] == 401
+    assert err["code"] == "invalid_token"
+    assert err["message"] == "invalid token"
+    assert HEX32.match(err["request_id"])
+
+
+def test_node_token_from_env(gateway):
+    """--token defaults to $AILINK_TOKEN."""
+    out = run_node(gateway, "--prompt", "token from env", token_env=LLM_TOKEN)
+    assert out["content"] == out["streamed"] == mock_reply("token from env")
+    check_usage(out["usage"])
+    assert out["auth_error"] is None
