@@ -68,6 +68,11 @@ typedef struct {
     ngx_uint_t                  type;       /* NGX_AILINK_PROVIDER_* */
     ngx_ailink_base_url_t       base;
     ngx_ailink_inject_t         inject;     /* the provider's own scheme */
+    ngx_str_t                   query;      /* added to every URL */
+
+    ngx_uint_t                  max_tokens;       /* Anthropic default */
+    ngx_str_t                   version;          /* anthropic-version */
+    ngx_str_t                   safety_settings;  /* Gemini, JSON text */
 } ngx_ailink_provider_t;
 
 

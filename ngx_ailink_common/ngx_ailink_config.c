@@ -433,11 +433,13 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
     ngx_ailink_provider_t *prov)
 {
     char        where[128];
-    cJSON      *auth;
+    cJSON      *auth, *v;
     ngx_str_t   type, base_url, upstream;
 
     static const char  *known[] = { "type", "base_url", "nginx_upstream",
-                                    "auth", NULL };
+                                    "auth", "query", "max_tokens",
+                                    "anthropic_version", "safety_settings",
+                                    NULL };
 
     ngx_snprintf((u_char *) where, sizeof(where), "providers.%V%Z",
                  &prov->name);
@@ -449,9 +451,41 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
            != NGX_OK
         || ngx_ailink_conf_str(ld, item, "nginx_upstream", where, 0,
                                &upstream)
+           != NGX_OK
+        || ngx_ailink_conf_str(ld, item, "query", where, 0, &prov->query)
+           != NGX_OK
+        || ngx_ailink_conf_str(ld, item, "anthropic_version", where, 0,
+                               &prov->version)
            != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    v = cJSON_GetObjectItemCaseSensitive(item, "max_tokens");
+
+    if (v) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1
+            || v->valuedouble > 1000000)
+        {
+            ngx_ailink_conf_error(ld, "%s.max_tokens: must be a number of "
+                                  "tokens from 1 to 1000000", where);
+            return NGX_ERROR;
+        }
+
+        prov->max_tokens = (ngx_uint_t) v->valuedouble;
+    }
+
+    v = cJSON_GetObjectItemCaseSensitive(item, "safety_settings");
+
+    if (v) {
+        if (!cJSON_IsArray(v)
+            || ngx_ailink_json_to_str(ld->cf->pool, v, &prov->safety_settings)
+               != NGX_OK)
+        {
+            ngx_ailink_conf_error(ld, "%s.safety_settings: must be a list of "
+                                  "{category, threshold}", where);
+            return NGX_ERROR;
+        }
     }
 
     if (type.len) {
@@ -533,6 +567,9 @@ ngx_ailink_conf_providers(ngx_ailink_loader_t *ld, cJSON *root)
             prov->inject.name.len = ngx_strlen(d->header);
         }
 
+        prov->max_tokens = 4096;
+        ngx_str_set(&prov->version, "2023-06-01");
+
         name.data = (u_char *) d->base_url;
         name.len = ngx_strlen(d->base_url);
 
@@ -573,6 +610,8 @@ ngx_ailink_conf_providers(ngx_ailink_loader_t *ld, cJSON *root)
             }
 
             prov->name.len = name.len;
+            prov->max_tokens = 4096;
+            ngx_str_set(&prov->version, "2023-06-01");
         }
 
         if (ngx_ailink_conf_provider(ld, item, prov) != NGX_OK) {

@@ -18,6 +18,95 @@ typedef struct {
 } ngx_ailink_translate_loc_conf_t;
 
 
+/*
+ * Provider translators.  Each provider's translator lives in its own file
+ * (ngx_ailink_anthropic.c, ngx_ailink_gemini.c) and works on parsed JSON
+ * only: the module glue (ngx_ailink_translate_module.c for requests,
+ * ngx_ailink_response_filter.c for responses) owns nginx buffers, headers
+ * and status codes.  cJSON trees a translator returns belong to the caller,
+ * who frees them with cJSON_Delete().
+ */
+
+/* building a provider request from an OpenAI chat.completions request */
+typedef struct {
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+    ngx_ailink_provider_t      *provider;   /* route settings */
+    ngx_str_t                   model;      /* as the client named it */
+    ngx_uint_t                  stream;     /* "stream": true */
+
+    /* a refusal: the message of a 400 and the parameter it is about */
+    char                       *error;
+    const char                 *error_param;
+} ngx_ailink_xreq_t;
+
+
+/* translating a provider response; the stream state extends it */
+typedef struct {
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+    ngx_str_t                   model;      /* reported as the model */
+    ngx_str_t                   id;         /* "chatcmpl-<request id>" */
+    time_t                      created;
+    ngx_ailink_usage_t         *usage;      /* filled by the translator */
+} ngx_ailink_xresp_t;
+
+
+typedef struct ngx_ailink_xstream_s  ngx_ailink_xstream_t;
+
+struct ngx_ailink_xstream_s {
+    ngx_ailink_xresp_t          resp;
+    ngx_uint_t                  include_usage;  /* stream_options */
+
+    /* set by the glue: appends "data: <json>\n\n" to the output */
+    ngx_int_t                 (*emit)(ngx_ailink_xstream_t *st, cJSON *chunk);
+    void                       *data;
+
+    void                       *state;      /* the translator's own */
+
+    const char                 *finish_reason;  /* once known */
+    unsigned                    role_sent:1;
+    unsigned                    finished:1;     /* final chunk emitted */
+    unsigned                    done:1;         /* [DONE] emitted */
+};
+
+
+/*
+ * Each returns the provider request body, or NULL with x->error set for a
+ * 400 (a request the provider cannot take), or NULL alone for an
+ * internal error.
+ */
+cJSON *ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req);
+cJSON *ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req);
+
+/* a non-stream response; NULL when it is not what the provider sends */
+cJSON *ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp);
+cJSON *ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp);
+
+/*
+ * One server-sent event of a provider stream; emits OpenAI chunks through
+ * st->emit.  NGX_ERROR when the event cannot be understood: the glue then
+ * ends the stream with an error event.
+ */
+ngx_int_t ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st,
+    ngx_str_t *event, ngx_str_t *data);
+ngx_int_t ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st,
+    ngx_str_t *event, ngx_str_t *data);
+
+
+/* ngx_ailink_xlate.c: pieces every translator uses */
+cJSON *ngx_ailink_chunk_new(ngx_ailink_xstream_t *st);
+cJSON *ngx_ailink_chunk_delta(cJSON *chunk);
+ngx_int_t ngx_ailink_stream_role(ngx_ailink_xstream_t *st);
+ngx_int_t ngx_ailink_stream_finish(ngx_ailink_xstream_t *st);
+ngx_int_t ngx_ailink_stream_error(ngx_ailink_xstream_t *st,
+    const char *type, const char *message);
+cJSON *ngx_ailink_completion_new(ngx_ailink_xresp_t *x, cJSON **message);
+cJSON *ngx_ailink_usage_json(ngx_ailink_usage_t *usage);
+ngx_int_t ngx_ailink_data_url(ngx_pool_t *pool, const char *url,
+    ngx_str_t *media_type, ngx_str_t *data);
+
+
 /* ngx_ailink_usage_filter.c */
 ngx_int_t ngx_ailink_usage_filter_init(ngx_conf_t *cf);
 
