@@ -41,6 +41,8 @@ UPSTREAM_KEYS = {
     "AILINK_TEST_OPENAI_KEY": "sk-test-openai-secret-0001",
     "AILINK_TEST_ACTION_KEY": "sk-test-action-secret-0001",
     "AILINK_TEST_BASIC_KEY": "user:test-basic-secret-0001",
+    "AILINK_TEST_ANTHROPIC_KEY": "sk-ant-test-0001",
+    "AILINK_TEST_GEMINI_KEY": "gm-test-0001",
 }
 
 NGINX = os.environ.get("TEST_NGINX_BINARY", "/usr/sbin/nginx")
@@ -96,10 +98,6 @@ master_process on;
 error_log {prefix}/logs/error.log notice;
 pid {prefix}/logs/nginx.pid;
 
-env TEST_NGINX_MOCK_PORT;
-env AILINK_TEST_OPENAI_KEY;
-env AILINK_TEST_ACTION_KEY;
-env AILINK_TEST_BASIC_KEY;
 
 events {{
     worker_connections 256;

@@ -48,6 +48,8 @@ my $mock_pid;
 $ENV{TEST_NGINX_AILINK_ROOT} = $root;
 $ENV{AILINK_TEST_OPENAI_KEY} ||= 'sk-test-openai-secret-0001';
 $ENV{AILINK_TEST_ACTION_KEY} ||= 'sk-test-action-secret-0001';
+$ENV{AILINK_TEST_ANTHROPIC_KEY} ||= 'sk-ant-test-0001';
+$ENV{AILINK_TEST_GEMINI_KEY} ||= 'gm-test-0001';
 $ENV{AILINK_TEST_BASIC_KEY}  ||= 'user:test-basic-secret-0001';
 
 sub free_port {
