@@ -182,11 +182,13 @@ typedef struct {
     char                       *error_message;
     ngx_int_t                   body_rc;        /* request body outcome */
 
+    ngx_str_t                   upstream_path;  /* set by a translator */
     ngx_ailink_usage_t          usage;
-    ngx_ailink_sse_t           *sse;
-    ngx_buf_t                  *capture;        /* JSON response, bounded */
+    void                       *response;       /* the response filter's */
 
     unsigned                    stream:1;
+    unsigned                    include_usage:1;    /* the client asked */
+    unsigned                    strip_usage:1;      /* the gateway asked */
     unsigned                    body_read:1;
     unsigned                    routed:1;
 } ngx_ailink_ctx_t;
@@ -206,6 +208,9 @@ ngx_table_elt_t *ngx_ailink_find_header(ngx_http_request_t *r,
     const char *name, size_t len);
 
 /* ngx_ailink_error.c */
+ngx_int_t ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param,
+    ngx_str_t *json);
 ngx_int_t ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
 ngx_int_t ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status,

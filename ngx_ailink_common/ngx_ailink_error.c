@@ -81,13 +81,15 @@ ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *json)
 }
 
 
+/* the envelope as a string, for senders and for the response filter */
+
 ngx_int_t
-ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message, const char *param)
+ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param, ngx_str_t *json)
 {
     size_t             len;
     u_char            *p;
-    ngx_str_t          s, json;
+    ngx_str_t          s;
     const char        *type;
     ngx_ailink_ctx_t  *ctx;
 
@@ -101,7 +103,11 @@ ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     len = sizeof("{\"error\":{\"type\":\"\",\"code\":\"\",\"message\":\"\","
                  "\"param\":null,\"request_id\":\"\"}}\n")
-          + ngx_strlen(type) + ngx_strlen(code) + ctx->request_id.len;
+          + ngx_strlen(type) + ctx->request_id.len;
+
+    s.data = (u_char *) code;
+    s.len = ngx_strlen(code);
+    len += ngx_ailink_json_escape_len(&s);
 
     s.data = (u_char *) message;
     s.len = ngx_strlen(message);
@@ -113,13 +119,18 @@ ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
         len += ngx_ailink_json_escape_len(&s) + 2;
     }
 
-    json.data = ngx_pnalloc(r->pool, len);
-    if (json.data == NULL) {
+    json->data = ngx_pnalloc(r->pool, len);
+    if (json->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(json.data, "{\"error\":{\"type\":\"%s\",\"code\":\"%s\","
-                    "\"message\":\"", type, code);
+    p = ngx_sprintf(json->data, "{\"error\":{\"type\":\"%s\",\"code\":\"", type);
+
+    s.data = (u_char *) code;
+    s.len = ngx_strlen(code);
+    p = ngx_ailink_json_escape(p, &s);
+
+    p = ngx_cpymem(p, "\",\"message\":\"", sizeof("\",\"message\":\"") - 1);
 
     s.data = (u_char *) message;
     s.len = ngx_strlen(message);
@@ -140,7 +151,23 @@ ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     p = ngx_sprintf(p, ",\"request_id\":\"%V\"}}\n", &ctx->request_id);
 
-    json.len = p - json.data;
+    json->len = p - json->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param)
+{
+    ngx_str_t  json;
+
+    if (ngx_ailink_error_body(r, status, code, message, param, &json)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     return ngx_ailink_send_json(r, status, &json);
 }

@@ -107,8 +107,8 @@ ngx_int_t ngx_ailink_data_url(ngx_pool_t *pool, const char *url,
     ngx_str_t *media_type, ngx_str_t *data);
 
 
-/* ngx_ailink_usage_filter.c */
-ngx_int_t ngx_ailink_usage_filter_init(ngx_conf_t *cf);
+/* ngx_ailink_response_filter.c */
+ngx_int_t ngx_ailink_response_filter_init(ngx_conf_t *cf);
 
 
 #endif /* _NGX_AILINK_TRANSLATE_H_INCLUDED_ */

@@ -310,12 +310,233 @@ ngx_ailink_request_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-/* reads the model from an LLM request body and picks the provider */
+/* replaces the body the proxy module will send */
+
+static ngx_int_t
+ngx_ailink_set_request_body(ngx_http_request_t *r, cJSON *json)
+{
+    char         *s;
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    s = cJSON_PrintUnformatted(json);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(s);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    cl = ngx_alloc_chain_link(r->pool);
+
+    if (b == NULL || cl == NULL) {
+        cJSON_free(s);
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, s, len);
+    b->last_buf = 1;
+    cJSON_free(s);
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    r->request_body->bufs = cl;
+    r->request_body->temp_file = NULL;
+
+    /* the proxy module sends Content-Length from this, never chunked */
+    r->headers_in.content_length_n = len;
+    r->headers_in.chunked = 0;
+
+    return NGX_OK;
+}
+
+
+/* sets a request header for the upstream, replacing the client's */
+
+static ngx_int_t
+ngx_ailink_set_request_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_ailink_find_header(r, (char *) name->data, name->len);
+
+    if (h == NULL) {
+        h = ngx_list_push(&r->headers_in.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = *name;
+
+        h->lowcase_key = ngx_pnalloc(r->pool, name->len);
+        if (h->lowcase_key == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_strlow(h->lowcase_key, name->data, name->len);
+    }
+
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+/*
+ * OpenAI streams report usage only when asked; the gateway needs it for
+ * every call, so it asks, and the response filter removes the usage chunk
+ * the client did not ask for.
+ */
+
+static ngx_int_t
+ngx_ailink_openai_stream_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    cJSON *json)
+{
+    cJSON  *opts;
+
+    opts = cJSON_GetObjectItemCaseSensitive(json, "stream_options");
+    ctx->include_usage = cJSON_IsTrue(
+                     cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+
+    if (!ctx->stream || ctx->include_usage) {
+        return NGX_OK;
+    }
+
+    if (!cJSON_IsObject(opts)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(json, "stream_options");
+        opts = cJSON_AddObjectToObject(json, "stream_options");
+        if (opts == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
+
+    if (cJSON_AddTrueToObject(opts, "include_usage") == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->strip_usage = 1;
+
+    return ngx_ailink_set_request_body(r, json);
+}
+
+
+/* the provider body, path and headers of a translated chat completion */
+
+static ngx_int_t
+ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    cJSON *json)
+{
+    u_char                 *p, c;
+    cJSON                  *out, *opts;
+    ngx_str_t               name, value;
+    ngx_uint_t              i;
+    ngx_ailink_xreq_t       x;
+    ngx_ailink_provider_t  *prov;
+
+    prov = ctx->provider;
+
+    if (r->uri.len != sizeof("/v1/chat/completions") - 1) {
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", "model",
+                                         "model \"%V\" is served by %V, "
+                                         "which only chat completions reach",
+                                         &ctx->model, &prov->name);
+    }
+
+    opts = cJSON_GetObjectItemCaseSensitive(json, "stream_options");
+    ctx->include_usage = cJSON_IsTrue(
+                     cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+
+    ngx_memzero(&x, sizeof(ngx_ailink_xreq_t));
+    x.pool = r->pool;
+    x.log = r->connection->log;
+    x.provider = prov;
+    x.model = ctx->model;
+    x.stream = ctx->stream;
+
+    if (prov->type == NGX_AILINK_PROVIDER_ANTHROPIC) {
+        out = ngx_ailink_anthropic_request(&x, json);
+        ngx_str_set(&ctx->upstream_path, "/messages");
+
+    } else {
+        /* the model is a path segment of Gemini's URL */
+        for (i = 0; i < ctx->model.len; i++) {
+            c = ctx->model.data[i];
+
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                  || (c >= '0' && c <= '9') || c == '-' || c == '.'
+                  || c == '_'))
+            {
+                return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                                 "invalid_request", "model",
+                                                 "invalid model name \"%V\"",
+                                                 &ctx->model);
+            }
+        }
+
+        out = ngx_ailink_gemini_request(&x, json);
+
+        p = ngx_pnalloc(r->pool, sizeof("/models/:streamGenerateContent?alt=sse")
+                                 + ctx->model.len);
+        if (p == NULL) {
+            cJSON_Delete(out);
+            return NGX_ERROR;
+        }
+
+        ctx->upstream_path.data = p;
+        ctx->upstream_path.len = ngx_sprintf(p, "/models/%V:%s", &ctx->model,
+                                             ctx->stream
+                                             ? "streamGenerateContent?alt=sse"
+                                             : "generateContent")
+                                 - p;
+    }
+
+    if (out == NULL) {
+        if (x.error == NULL) {
+            return NGX_ERROR;
+        }
+
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", x.error_param,
+                                         "%s", x.error);
+    }
+
+    if (ngx_ailink_set_request_body(r, out) != NGX_OK) {
+        cJSON_Delete(out);
+        return NGX_ERROR;
+    }
+
+    cJSON_Delete(out);
+
+    ngx_str_set(&name, "Content-Type");
+    ngx_str_set(&value, "application/json");
+
+    if (ngx_ailink_set_request_header(r, &name, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (prov->type == NGX_AILINK_PROVIDER_ANTHROPIC) {
+        ngx_str_set(&name, "anthropic-version");
+        return ngx_ailink_set_request_header(r, &name, &prov->version);
+    }
+
+    return NGX_OK;
+}
+
+
+/* reads the model from an LLM request body, picks the provider, and
+ * translates the body for it */
 
 static ngx_int_t
 ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
-    cJSON              *json, *stream;
+    cJSON              *json;
     ngx_int_t           rc;
     ngx_str_t           body;
     ngx_ailink_conf_t  *conf;
@@ -335,53 +556,54 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     }
 
     rc = ngx_ailink_json_get_str(r->pool, json, "model", &ctx->model);
+    ctx->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json,
+                                                                "stream"));
 
-    stream = cJSON_GetObjectItemCaseSensitive(json, "stream");
-    ctx->stream = cJSON_IsTrue(stream);
-
-    cJSON_Delete(json);
-
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
+    if (rc == NGX_DECLINED || (rc == NGX_OK && ctx->model.len == 0)) {
+        rc = ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_request", "model",
+                                       "\"model\" is required and must "
+                                       "be a string");
+        goto done;
     }
 
-    if (rc == NGX_DECLINED || ctx->model.len == 0) {
-        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request", "model",
-                                         "\"model\" is required and must "
-                                         "be a string");
+    if (rc == NGX_ERROR) {
+        goto done;
     }
 
     conf = ngx_ailink_get_conf(r);
     ctx->provider = ngx_ailink_route_model(conf, &ctx->model);
 
     if (ctx->provider == NULL) {
-        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request", "model",
-                                         "no provider route for model "
-                                         "\"%V\"", &ctx->model);
+        rc = ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_request", "model",
+                                       "no provider route for model "
+                                       "\"%V\"", &ctx->model);
+        goto done;
     }
 
-    if (ctx->provider->type != NGX_AILINK_PROVIDER_OPENAI) {
-        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request", "model",
-                                         "model \"%V\" routes to provider "
-                                         "\"%V\", which this gateway cannot "
-                                         "translate to yet", &ctx->model,
-                                         &ctx->provider->name);
+    if (ctx->provider->type == NGX_AILINK_PROVIDER_OPENAI) {
+        rc = ngx_ailink_openai_stream_usage(r, ctx, json);
+
+    } else {
+        rc = ngx_ailink_translate_request(r, ctx, json);
     }
 
-    return NGX_OK;
+done:
+
+    cJSON_Delete(json);
+
+    return rc;
 }
 
 
 static ngx_int_t
 ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
-    u_char                   *p;
+    u_char                   *p, c;
     size_t                    len;
     uintptr_t                 escape;
-    ngx_str_t                 rest, secret, value;
+    ngx_str_t                 rest, secret, value, query;
     ngx_int_t                 rc;
     ngx_uint_t                llm;
     ngx_ailink_inject_t      *inject;
@@ -405,8 +627,16 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     if (llm) {
         /* provider base URLs carry the API version: ".../v1" */
         base = &ctx->provider->base;
-        rest.data = r->unparsed_uri.data + sizeof("/v1") - 1;
-        rest.len = r->unparsed_uri.len - (sizeof("/v1") - 1);
+
+        if (ctx->upstream_path.len) {
+            rest = ctx->upstream_path;
+
+        } else {
+            rest.data = r->unparsed_uri.data + sizeof("/v1") - 1;
+            rest.len = r->unparsed_uri.len - (sizeof("/v1") - 1);
+        }
+
+        query = ctx->provider->query;
 
         cred = ngx_ailink_token_credential(ctx->token, ctx->provider);
         inject = &ctx->provider->inject;
@@ -417,6 +647,7 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 
         cred = ctx->token->credential;
         inject = cred ? &cred->inject : &ctx->token->byok;
+        ngx_str_null(&query);
     }
 
     if (cred) {
@@ -428,7 +659,8 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     }
 
     escape = 0;
-    len = base->scheme.len + base->target.len + base->path.len + rest.len;
+    len = base->scheme.len + base->target.len + base->path.len + rest.len
+          + 1 + query.len;
 
     if (secret.len && inject->scheme == NGX_AILINK_SCHEME_QUERY) {
         escape = 2 * ngx_escape_uri(NULL, secret.data, secret.len,
@@ -448,8 +680,15 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     p = ngx_cpymem(p, base->path.data, base->path.len);
     p = ngx_cpymem(p, rest.data, rest.len);
 
-    if (secret.len && inject->scheme == NGX_AILINK_SCHEME_QUERY) {
+    if (query.len) {
+        /* e.g. Azure OpenAI's "api-version=..." */
         *p++ = ngx_strlchr(rest.data, rest.data + rest.len, '?') ? '&' : '?';
+        p = ngx_cpymem(p, query.data, query.len);
+    }
+
+    if (secret.len && inject->scheme == NGX_AILINK_SCHEME_QUERY) {
+        c = ngx_strlchr(ctx->upstream_url.data, p, '?') ? '&' : '?';
+        *p++ = c;
         p = ngx_cpymem(p, inject->name.data, inject->name.len);
         *p++ = '=';
 
@@ -572,5 +811,5 @@ ngx_ailink_translate_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_ailink_translate_handler;
 
-    return ngx_ailink_usage_filter_init(cf);
+    return ngx_ailink_response_filter_init(cf);
 }

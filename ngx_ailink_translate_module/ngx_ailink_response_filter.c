@@ -1,0 +1,819 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * The response side of routing, as header and body filters:
+ *
+ *   OpenAI JSON     passed through; captured (bounded) to read usage
+ *   OpenAI SSE      passed through, usage read event by event; when the
+ *                   gateway asked for usage the client did not, the events
+ *                   are re-emitted without the usage chunk
+ *   provider JSON   (Anthropic, Gemini, success or error) held until
+ *                   complete, then answered as OpenAI JSON or the error
+ *                   envelope; headers wait for it, as in the xslt filter
+ *   provider SSE    translated event by event as the bytes arrive, each
+ *                   input buffer's output flushed at once
+ *
+ * Streams cost constant memory: the SSE parser's carry-over is bounded and
+ * output buffers are recycled.
+ */
+
+
+#include "ngx_ailink_translate.h"
+
+
+#define NGX_AILINK_RESP_OPENAI_JSON    1
+#define NGX_AILINK_RESP_OPENAI_SSE     2
+#define NGX_AILINK_RESP_XLATE_JSON     3
+#define NGX_AILINK_RESP_XLATE_SSE      4
+
+#define NGX_AILINK_OUT_BUF_SIZE        4096
+
+
+typedef struct {
+    ngx_uint_t                  mode;
+    ngx_http_request_t         *request;
+    ngx_ailink_ctx_t           *ctx;
+
+    ngx_ailink_sse_t            sse;
+    ngx_buf_t                  *capture;
+    size_t                      capture_max;
+    ngx_ailink_xstream_t        xstream;
+
+    ngx_chain_t                *out;
+    ngx_chain_t               **last_out;
+    ngx_buf_t                  *cur;        /* the output being written */
+    ngx_chain_t                *free;
+    ngx_chain_t                *busy;
+
+    unsigned                    overflow:1;
+    unsigned                    failed:1;
+} ngx_ailink_resp_t;
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+/* output: recycled buffers of our own */
+
+static ngx_int_t
+ngx_ailink_resp_write(ngx_ailink_resp_t *rs, u_char *p, size_t len)
+{
+    size_t        size;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    b = rs->cur;
+
+    if (b == NULL || (size_t) (b->end - b->last) < len) {
+        cl = ngx_chain_get_free_buf(rs->request->pool, &rs->free);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b = cl->buf;
+
+        if (b->start == NULL || (size_t) (b->end - b->start) < len) {
+            size = ngx_max(len, NGX_AILINK_OUT_BUF_SIZE);
+
+            b->start = ngx_palloc(rs->request->pool, size);
+            if (b->start == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->end = b->start + size;
+        }
+
+        b->pos = b->start;
+        b->last = b->start;
+        b->temporary = 1;
+        b->flush = 0;
+        b->last_buf = 0;
+        b->tag = (ngx_buf_tag_t) &ngx_ailink_translate_module;
+
+        *rs->last_out = cl;
+        rs->last_out = &cl->next;
+        rs->cur = b;
+    }
+
+    b->last = ngx_cpymem(b->last, p, len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_resp_event(ngx_ailink_resp_t *rs, u_char *p, size_t len)
+{
+    if (ngx_ailink_resp_write(rs, (u_char *) "data: ", 6) != NGX_OK
+        || ngx_ailink_resp_write(rs, p, len) != NGX_OK
+        || ngx_ailink_resp_write(rs, (u_char *) "\n\n", 2) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* st->emit: one OpenAI chunk, or "[DONE]" for NULL */
+
+static ngx_int_t
+ngx_ailink_resp_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
+{
+    char               *s;
+    ngx_int_t           rc;
+    ngx_ailink_resp_t  *rs = st->data;
+
+    if (chunk == NULL) {
+        return ngx_ailink_resp_event(rs, (u_char *) "[DONE]", 6);
+    }
+
+    s = cJSON_PrintUnformatted(chunk);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ailink_resp_event(rs, (u_char *) s, ngx_strlen(s));
+    cJSON_free(s);
+
+    return rc;
+}
+
+
+/* sends what the translation produced, flushed, and recycles buffers */
+
+static ngx_int_t
+ngx_ailink_resp_send(ngx_ailink_resp_t *rs, ngx_uint_t last)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (last) {
+        cl = ngx_alloc_chain_link(rs->request->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b = ngx_calloc_buf(rs->request->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last_buf = 1;
+        cl->buf = b;
+        cl->next = NULL;
+        *rs->last_out = cl;
+        rs->last_out = &cl->next;
+
+    } else if (rs->out == NULL) {
+        return NGX_OK;
+
+    } else {
+        rs->cur->flush = 1;
+    }
+
+    rc = ngx_http_next_body_filter(rs->request, rs->out);
+
+    ngx_chain_update_chains(rs->request->pool, &rs->free, &rs->busy,
+                            &rs->out,
+                            (ngx_buf_tag_t) &ngx_ailink_translate_module);
+
+    rs->out = NULL;
+    rs->last_out = &rs->out;
+    rs->cur = NULL;
+
+    return rc;
+}
+
+
+/* OpenAI SSE events: read usage; drop the usage chunk the client did not
+ * ask for, re-emitting every other event as it came */
+
+static void
+ngx_ailink_resp_openai_event(void *data, ngx_str_t *event, ngx_str_t *payload)
+{
+    cJSON              *json, *choices;
+    ngx_uint_t          usage_only;
+    ngx_ailink_resp_t  *rs = data;
+
+    usage_only = 0;
+
+    if (memmem(payload->data, payload->len, "\"usage\"", 7)) {
+        json = ngx_ailink_json_parse(payload);
+
+        if (json) {
+            ngx_ailink_usage_from_openai(&rs->ctx->usage, json);
+
+            choices = cJSON_GetObjectItemCaseSensitive(json, "choices");
+            usage_only = cJSON_IsArray(choices)
+                         && cJSON_GetArraySize(choices) == 0;
+
+            cJSON_Delete(json);
+        }
+    }
+
+    if (!rs->ctx->strip_usage || rs->failed) {
+        return;
+    }
+
+    if (usage_only) {
+        return;
+    }
+
+    if (ngx_ailink_resp_event(rs, payload->data, payload->len) != NGX_OK) {
+        rs->failed = 1;
+    }
+}
+
+
+static void
+ngx_ailink_resp_xlate_event(void *data, ngx_str_t *event, ngx_str_t *payload)
+{
+    ngx_int_t           rc;
+    ngx_ailink_resp_t  *rs = data;
+
+    if (rs->failed || rs->xstream.done) {
+        return;
+    }
+
+    if (rs->ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC) {
+        rc = ngx_ailink_anthropic_stream(&rs->xstream, event, payload);
+
+    } else {
+        rc = ngx_ailink_gemini_stream(&rs->xstream, event, payload);
+    }
+
+    if (rc == NGX_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rs->request->connection->log, 0,
+                  "ailink: malformed %V stream event from \"%V\"",
+                  &rs->ctx->provider->name, &rs->ctx->upstream);
+
+    if (ngx_ailink_stream_error(&rs->xstream, "api_error",
+                                "the provider sent a malformed stream event")
+        != NGX_OK)
+    {
+        rs->failed = 1;
+    }
+}
+
+
+static ngx_uint_t
+ngx_ailink_content_type_is(ngx_http_request_t *r, const char *type, size_t len)
+{
+    ngx_str_t  *ct;
+
+    ct = &r->headers_out.content_type;
+
+    return ct->len >= len && ngx_strncasecmp(ct->data, (u_char *) type, len)
+                             == 0;
+}
+
+
+static ngx_int_t
+ngx_ailink_resp_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t                        translated, status;
+    ngx_table_elt_t                  *h;
+    ngx_ailink_ctx_t                 *ctx;
+    ngx_ailink_resp_t                *rs;
+    ngx_ailink_translate_loc_conf_t  *tlcf;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_ailink_get_ctx(r);
+
+    if (ctx == NULL || ctx->provider == NULL || !ctx->routed
+        || r->upstream == NULL)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-AILink-Provider");
+    h->value = ctx->provider->name;
+
+    status = r->headers_out.status;
+    translated = (ctx->provider->type != NGX_AILINK_PROVIDER_OPENAI
+                  && ctx->route == NGX_AILINK_ROUTE_LLM);
+
+    if (!translated
+        && (status != NGX_HTTP_OK
+            || (r->headers_out.content_encoding
+                && r->headers_out.content_encoding->value.len)))
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_ailink_translate_module);
+
+    rs = ngx_pcalloc(r->pool, sizeof(ngx_ailink_resp_t));
+    if (rs == NULL) {
+        return NGX_ERROR;
+    }
+
+    rs->request = r;
+    rs->ctx = ctx;
+    rs->last_out = &rs->out;
+    rs->capture_max = tlcf->response_buffer_size;
+
+    if (ngx_ailink_content_type_is(r, "text/event-stream", 17)) {
+
+        if (!translated) {
+            rs->mode = NGX_AILINK_RESP_OPENAI_SSE;
+            ngx_ailink_sse_init(&rs->sse, r->pool, tlcf->stream_event_max_size,
+                                ngx_ailink_resp_openai_event, rs);
+
+        } else if (status == NGX_HTTP_OK) {
+            rs->mode = NGX_AILINK_RESP_XLATE_SSE;
+            ngx_ailink_sse_init(&rs->sse, r->pool, tlcf->stream_event_max_size,
+                                ngx_ailink_resp_xlate_event, rs);
+
+            rs->xstream.resp.pool = r->pool;
+            rs->xstream.resp.log = r->connection->log;
+            rs->xstream.resp.model = ctx->model;
+            rs->xstream.resp.usage = &ctx->usage;
+            rs->xstream.resp.created = ngx_time();
+            rs->xstream.include_usage = ctx->include_usage;
+            rs->xstream.emit = ngx_ailink_resp_emit;
+            rs->xstream.data = rs;
+
+            rs->xstream.resp.id.len = sizeof("chatcmpl-") - 1
+                                      + ctx->request_id.len;
+            rs->xstream.resp.id.data = ngx_pnalloc(r->pool,
+                                                   rs->xstream.resp.id.len);
+            if (rs->xstream.resp.id.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_sprintf(rs->xstream.resp.id.data, "chatcmpl-%V",
+                        &ctx->request_id);
+
+        } else {
+            rs->mode = NGX_AILINK_RESP_XLATE_JSON;
+        }
+
+    } else if (translated) {
+        rs->mode = NGX_AILINK_RESP_XLATE_JSON;
+
+    } else if (ngx_ailink_content_type_is(r, "application/json", 16)) {
+        rs->mode = NGX_AILINK_RESP_OPENAI_JSON;
+
+    } else {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->response = rs;
+    r->filter_need_in_memory = 1;
+
+    if (rs->mode == NGX_AILINK_RESP_OPENAI_JSON) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (rs->mode == NGX_AILINK_RESP_XLATE_JSON) {
+        /* the headers wait for the whole body: status and length change */
+        return NGX_OK;
+    }
+
+    if (rs->mode == NGX_AILINK_RESP_XLATE_SSE || ctx->strip_usage) {
+        ngx_http_clear_content_length(r);
+        ngx_http_clear_accept_ranges(r);
+        ngx_http_clear_etag(r);
+    }
+
+    if (rs->mode == NGX_AILINK_RESP_XLATE_SSE) {
+        ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+        r->headers_out.content_type_lowcase = NULL;
+        r->headers_out.charset.len = 0;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* appends a buffer to the capture; false once over the limit */
+
+static ngx_uint_t
+ngx_ailink_resp_capture(ngx_ailink_resp_t *rs, ngx_buf_t *b)
+{
+    size_t      len, size;
+    ngx_buf_t  *nb;
+
+    len = b->last - b->pos;
+
+    if (rs->overflow || len == 0) {
+        return !rs->overflow;
+    }
+
+    if (rs->capture == NULL
+        || (size_t) (rs->capture->end - rs->capture->last) < len)
+    {
+        size = rs->capture ? rs->capture->last - rs->capture->pos : 0;
+
+        if (size + len > rs->capture_max) {
+            rs->overflow = 1;
+            return 0;
+        }
+
+        size = ngx_min(ngx_max(2 * (size + len), 4096), rs->capture_max);
+
+        nb = ngx_create_temp_buf(rs->request->pool, size);
+        if (nb == NULL) {
+            rs->failed = 1;
+            return 0;
+        }
+
+        if (rs->capture) {
+            nb->last = ngx_cpymem(nb->last, rs->capture->pos,
+                                  rs->capture->last - rs->capture->pos);
+        }
+
+        rs->capture = nb;
+    }
+
+    rs->capture->last = ngx_cpymem(rs->capture->last, b->pos, len);
+
+    return 1;
+}
+
+
+static void
+ngx_ailink_resp_openai_json(ngx_ailink_resp_t *rs)
+{
+    cJSON      *json;
+    ngx_str_t   text;
+
+    if (rs->capture == NULL || rs->overflow) {
+        return;
+    }
+
+    text.data = rs->capture->pos;
+    text.len = rs->capture->last - rs->capture->pos;
+
+    json = ngx_ailink_json_parse(&text);
+
+    if (json) {
+        ngx_ailink_usage_from_openai(&rs->ctx->usage, json);
+        cJSON_Delete(json);
+    }
+}
+
+
+/*
+ * A provider's error body → the contract's envelope, with the provider's
+ * message and status (Anthropic's 529 "overloaded" is a 503).  Anthropic
+ * says {"type":"error","error":{"type","message"}}, Gemini
+ * {"error":{"code","message","status"}}: both have error.message.
+ */
+
+static ngx_int_t
+ngx_ailink_resp_error(ngx_ailink_resp_t *rs, cJSON *json, ngx_uint_t *status,
+    ngx_str_t *body)
+{
+    u_char       *code, *msg;
+    cJSON        *err, *type, *message;
+    ngx_int_t     rc;
+    ngx_str_t     s;
+
+    err = cJSON_GetObjectItemCaseSensitive(json, "error");
+    message = cJSON_GetObjectItemCaseSensitive(err, "message");
+    type = cJSON_GetObjectItemCaseSensitive(err, "type");
+
+    if (!cJSON_IsString(type)) {
+        type = cJSON_GetObjectItemCaseSensitive(err, "status");
+    }
+
+    if (*status == 529) {
+        *status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (*status < NGX_HTTP_BAD_REQUEST) {
+        *status = NGX_HTTP_BAD_GATEWAY;
+    }
+
+    msg = ngx_pnalloc(rs->request->pool, NGX_MAX_ERROR_STR);
+    code = ngx_pnalloc(rs->request->pool, 64);
+    if (msg == NULL || code == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (cJSON_IsString(message)) {
+        ngx_snprintf(msg, NGX_MAX_ERROR_STR - 1, "%s%Z",
+                     message->valuestring);
+        msg[NGX_MAX_ERROR_STR - 1] = '\0';
+
+    } else {
+        ngx_sprintf(msg, "%V answered HTTP %ui%Z",
+                    &rs->ctx->provider->name, *status);
+    }
+
+    if (cJSON_IsString(type)) {
+        s.data = (u_char *) type->valuestring;
+        s.len = ngx_min(ngx_strlen(type->valuestring), 63);
+        ngx_strlow(code, s.data, s.len);
+        code[s.len] = '\0';
+
+    } else {
+        ngx_cpystrn(code, (u_char *) "upstream_error", 64);
+    }
+
+    rc = ngx_ailink_error_body(rs->request, *status, (char *) code,
+                               (char *) msg, NULL, body);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_ailink_resp_xlate_json(ngx_ailink_resp_t *rs)
+{
+    char                *s;
+    cJSON               *json, *out;
+    ngx_str_t            text, body;
+    ngx_uint_t           status;
+    ngx_ailink_ctx_t    *ctx;
+    ngx_ailink_xresp_t   x;
+    ngx_http_request_t  *r;
+
+    r = rs->request;
+    ctx = rs->ctx;
+    status = r->headers_out.status;
+    json = NULL;
+    out = NULL;
+
+    if (rs->failed) {
+        return NGX_ERROR;
+    }
+
+    if (rs->overflow) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ailink: %V response larger than "
+                      "ailink_response_buffer_size", &ctx->provider->name);
+        goto bad_gateway;
+    }
+
+    if (rs->capture) {
+        text.data = rs->capture->pos;
+        text.len = rs->capture->last - rs->capture->pos;
+        json = ngx_ailink_json_parse(&text);
+    }
+
+    if (status != NGX_HTTP_OK) {
+        if (ngx_ailink_resp_error(rs, json, &status, &body) != NGX_OK) {
+            cJSON_Delete(json);
+            return NGX_ERROR;
+        }
+
+        cJSON_Delete(json);
+        goto send;
+    }
+
+    if (json) {
+        ngx_memzero(&x, sizeof(ngx_ailink_xresp_t));
+        x.pool = r->pool;
+        x.log = r->connection->log;
+        x.model = ctx->model;
+        x.usage = &ctx->usage;
+        x.created = ngx_time();
+        x.id.len = sizeof("chatcmpl-") - 1 + ctx->request_id.len;
+        x.id.data = ngx_pnalloc(r->pool, x.id.len);
+        if (x.id.data == NULL) {
+            cJSON_Delete(json);
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(x.id.data, "chatcmpl-%V", &ctx->request_id);
+
+        out = (ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC)
+              ? ngx_ailink_anthropic_response(&x, json)
+              : ngx_ailink_gemini_response(&x, json);
+
+        cJSON_Delete(json);
+    }
+
+    if (out == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ailink: malformed %V response from \"%V\"",
+                      &ctx->provider->name, &ctx->upstream);
+        goto bad_gateway;
+    }
+
+    s = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    body.len = ngx_strlen(s);
+    body.data = ngx_pnalloc(r->pool, body.len + 1);
+    if (body.data == NULL) {
+        cJSON_free(s);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(body.data, s, body.len);
+    body.data[body.len++] = '\n';
+    cJSON_free(s);
+
+    goto send;
+
+bad_gateway:
+
+    status = NGX_HTTP_BAD_GATEWAY;
+
+    if (ngx_ailink_error_body(r, status, "upstream_error",
+                              "the provider sent a response the gateway "
+                              "cannot read", NULL, &body)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+send:
+
+    r->headers_out.status = status;
+    r->headers_out.status_line.len = 0;
+    r->headers_out.content_length_n = body.len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_etag(r);
+
+    if (ngx_http_next_header_filter(r) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (r->header_only) {
+        return ngx_ailink_resp_send(rs, 1);
+    }
+
+    if (ngx_ailink_resp_write(rs, body.data, body.len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_ailink_resp_send(rs, 1);
+}
+
+
+/*
+ * The upstream is gone (premature close, timeout) while the translated
+ * stream is still open: end it with an error event, so the client sees a
+ * clean end rather than a cut connection.
+ */
+
+static ngx_uint_t
+ngx_ailink_resp_upstream_gone(ngx_http_request_t *r)
+{
+    return r->upstream && r->upstream->peer.connection == NULL;
+}
+
+
+static ngx_int_t
+ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t          *b;
+    ngx_uint_t          last, flush;
+    ngx_chain_t        *cl;
+    ngx_ailink_ctx_t   *ctx;
+    ngx_ailink_resp_t  *rs;
+
+    if (r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_ailink_get_ctx(r);
+    rs = ctx ? ctx->response : NULL;
+
+    if (rs == NULL || in == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    last = 0;
+    flush = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        last |= b->last_buf;
+        flush |= b->flush;
+
+        switch (rs->mode) {
+
+        case NGX_AILINK_RESP_OPENAI_JSON:
+            if (!ngx_ailink_resp_capture(rs, b)) {
+                rs->mode = 0;
+            }
+            break;
+
+        case NGX_AILINK_RESP_XLATE_JSON:
+            (void) ngx_ailink_resp_capture(rs, b);
+            b->pos = b->last;
+            break;
+
+        default: /* SSE */
+            if (ngx_ailink_sse_feed(&rs->sse, b->pos, b->last) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            if (rs->mode == NGX_AILINK_RESP_XLATE_SSE || ctx->strip_usage) {
+                b->pos = b->last;
+            }
+        }
+    }
+
+    switch (rs->mode) {
+
+    case NGX_AILINK_RESP_OPENAI_JSON:
+        if (last) {
+            ngx_ailink_resp_openai_json(rs);
+        }
+
+        /* fall through */
+
+    case 0:
+        return ngx_http_next_body_filter(r, in);
+
+    case NGX_AILINK_RESP_XLATE_JSON:
+        return last ? ngx_ailink_resp_xlate_json(rs) : NGX_OK;
+
+    case NGX_AILINK_RESP_OPENAI_SSE:
+        if (!ctx->strip_usage) {
+            return ngx_http_next_body_filter(r, in);
+        }
+
+        break;
+
+    default: /* NGX_AILINK_RESP_XLATE_SSE */
+
+        if (!rs->xstream.done
+            && (last || (flush && ngx_ailink_resp_upstream_gone(r))))
+        {
+            /* Gemini streams just end; an Anthropic one ends with
+             * message_stop, so ending without it is a cut stream */
+
+            if (ctx->provider->type == NGX_AILINK_PROVIDER_GEMINI
+                && rs->xstream.role_sent && last)
+            {
+                if (ngx_ailink_stream_finish(&rs->xstream) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+            } else {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "ailink: %V stream from \"%V\" ended early",
+                              &ctx->provider->name, &ctx->upstream);
+
+                if (ngx_ailink_stream_error(&rs->xstream, "api_error",
+                                            "the provider's stream ended "
+                                            "early")
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
+            last = 1;
+        }
+    }
+
+    if (rs->failed) {
+        return NGX_ERROR;
+    }
+
+    return ngx_ailink_resp_send(rs, last);
+}
+
+
+ngx_int_t
+ngx_ailink_response_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_ailink_resp_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_ailink_resp_body_filter;
+
+    return NGX_OK;
+}
