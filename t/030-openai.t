@@ -79,7 +79,37 @@ X-Mock-Events: 3
 
 
 
-=== TEST 5: a stream split into many small events keeps bounded memory and its usage
+=== TEST 5: the gateway asks for stream usage the client did not ask for, and hides it
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"mock-priced\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+"GET /_mock/requests/last", "GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-Mock-Events: 3
+--- response_body_like eval
+[qr/^(data: \{[^\n]*"choices":\[\{[^\n]*\n\n)+data: \[DONE\]\n\n$/,
+ qr/"stream_options":\s*\{"include_usage":\s*true\}/,
+ qr/"stream":true,[^\n]*"prompt_tokens":2,"completion_tokens":\d+,"total_tokens":\d+,/]
+--- response_body_unlike eval
+[qr/"choices":\[\]/, qr/^$/, qr/^$/]
+
+
+
+=== TEST 6: other stream options of the client are kept
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_obfuscation\":false},\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}",
+"GET /_mock/requests/last"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_body_like eval
+[qr/data: \[DONE\]/,
+ qr/"stream_options":\s*\{"include_obfuscation":\s*false,\s*"include_usage":\s*true\}/]
+
+
+
+=== TEST 7: a stream split into many small events keeps bounded memory and its usage
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Long\"}]}",
@@ -94,7 +124,7 @@ X-Mock-Chunk-Delay-Ms: 0
 
 
 
-=== TEST 6: embeddings
+=== TEST 8: embeddings
 --- request eval
 ["POST /v1/embeddings
 {\"model\":\"text-embedding-3-small\",\"input\":[\"a\",\"b\"]}",
@@ -107,7 +137,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 7: other OpenAI endpoints pass through to OpenAI
+=== TEST 9: other OpenAI endpoints pass through to OpenAI
 --- request eval
 ["GET /v1/models", "GET /v1/files", "GET /v1/batches?limit=2", "POST /v1/fine_tuning/jobs
 {\"training_file\":\"file-abc\",\"model\":\"gpt-4o-mini-2024-07-18\"}", "GET /_mock/requests/last"]
@@ -121,7 +151,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 8: a body that is not JSON
+=== TEST 10: a body that is not JSON
 --- request
 POST /v1/chat/completions
 {"model": "gpt-4o", "messages": [
@@ -132,7 +162,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 9: a JSON body that is not an object, and an empty body
+=== TEST 11: a JSON body that is not an object, and an empty body
 --- request eval
 ["POST /v1/chat/completions\n[1,2]", "POST /v1/chat/completions"]
 --- more_headers
@@ -145,7 +175,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 10: a missing or non-string model
+=== TEST 12: a missing or non-string model
 --- request eval
 ["POST /v1/chat/completions\n{\"messages\":[]}", "POST /v1/chat/completions\n{\"model\":42}"]
 --- more_headers
@@ -158,7 +188,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 11: a model no route knows
+=== TEST 13: a model no route knows
 --- request
 POST /v1/chat/completions
 {"model":"mystery-7b","messages":[{"role":"user","content":"hi"}]}
@@ -171,7 +201,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 12: an operator route sends llama-* to another OpenAI-compatible provider
+=== TEST 14: an operator route sends llama-* to another OpenAI-compatible provider
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"llama-3.1-8b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -185,7 +215,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 13: an LLM token on a route that is not an LLM endpoint
+=== TEST 15: an LLM token on a route that is not an LLM endpoint
 --- request eval
 ["GET /v1/customers", "POST /v2/chat/completions\n{}", "GET /v1/chat/completions"]
 --- more_headers
@@ -197,7 +227,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 14: a body over the limit is a 413 in the envelope
+=== TEST 16: a body over the limit is a 413 in the envelope
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" . ("x" x 70000) . "\"}]}"
 --- more_headers
@@ -209,7 +239,7 @@ X-AILink-Request-Id: [0-9a-f]{32}
 
 
 
-=== TEST 15: bring your own OpenAI key, sent in OpenAI's scheme
+=== TEST 17: bring your own OpenAI key, sent in OpenAI's scheme
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -224,7 +254,7 @@ X-AILink-Upstream-Key: sk-user-own-key
 
 
 
-=== TEST 16: a passthrough token without a key gets the provider's own 401
+=== TEST 18: a passthrough token without a key gets the provider's own 401
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -235,7 +265,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llmbyok0000000000000000001
 
 
 
-=== TEST 17: a provider error passes through with its status
+=== TEST 19: a provider error passes through with its status
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -250,7 +280,7 @@ Retry-After: 7
 
 
 
-=== TEST 18: TLS upstream in a keepalive pool, with SNI and certificate checks
+=== TEST 20: TLS upstream in a keepalive pool, with SNI and certificate checks
 --- http_config
     ailink_config $TEST_NGINX_AILINK_ROOT/t/conf/tls.yaml;
     upstream mock_tls {
