@@ -191,6 +191,7 @@ typedef struct {
     unsigned                    strip_usage:1;      /* the gateway asked */
     unsigned                    body_read:1;
     unsigned                    routed:1;
+    unsigned                    own_response:1;     /* not the upstream's */
 } ngx_ailink_ctx_t;
 
 

@@ -31,12 +31,19 @@ ngx_ailink_error_type(ngx_uint_t status)
 ngx_int_t
 ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *json)
 {
-    ngx_int_t    rc;
-    ngx_buf_t   *b;
-    ngx_chain_t  out;
+    ngx_int_t          rc;
+    ngx_buf_t         *b;
+    ngx_chain_t        out;
+    ngx_ailink_ctx_t  *ctx;
 
     if (r->header_sent) {
         return NGX_ERROR;
+    }
+
+    ctx = ngx_ailink_get_ctx(r);
+    if (ctx) {
+        /* response filters leave the gateway's own answers alone */
+        ctx->own_response = 1;
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {

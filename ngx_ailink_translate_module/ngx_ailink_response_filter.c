@@ -291,7 +291,7 @@ ngx_ailink_resp_header_filter(ngx_http_request_t *r)
     ctx = ngx_ailink_get_ctx(r);
 
     if (ctx == NULL || ctx->provider == NULL || !ctx->routed
-        || r->upstream == NULL)
+        || ctx->own_response || r->upstream == NULL)
     {
         return ngx_http_next_header_filter(r);
     }
