@@ -7,7 +7,8 @@
 #   ./build.sh --clean             forget the build folders first
 #
 # Rebuilds are incremental: configure runs again only when `config` or the
-# options change.  The result is copied to build/<variant>/ngx_ailink_module.so.
+# options change.  The result is copied to build/<variant>/ngx_ailink_module.so
+# (build/<variant>-<tree>/out/ for another source tree).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +42,10 @@ fi
 tag=$(printf '%s' "$nginx_src" | cksum | cut -d' ' -f1)
 work="$repo/build/$variant-$tag"
 out="$repo/build/$variant"
+if [ "$nginx_src" != /usr/share/nginx/src ]; then
+    # a module for another nginx never replaces the default one
+    out="$work/out"
+fi
 [ "$clean" = yes ] && rm -rf "$work" "$out"
 mkdir -p "$work" "$out"
 
