@@ -434,7 +434,7 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
 {
     char        where[128];
     cJSON      *auth, *v;
-    ngx_str_t   type, base_url, upstream;
+    ngx_str_t   type, base_url, upstream, version;
 
     static const char  *known[] = { "type", "base_url", "nginx_upstream",
                                     "auth", "query", "max_tokens",
@@ -455,10 +455,14 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
         || ngx_ailink_conf_str(ld, item, "query", where, 0, &prov->query)
            != NGX_OK
         || ngx_ailink_conf_str(ld, item, "anthropic_version", where, 0,
-                               &prov->version)
+                               &version)
            != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (version.len) {
+        prov->version = version;
     }
 
     v = cJSON_GetObjectItemCaseSensitive(item, "max_tokens");

@@ -2,25 +2,1459 @@
 /*
  * Copyright (C) AILink
  *
- * OpenAI chat.completions <-> anthropic: placeholder until the translator lands.
+ * OpenAI chat.completions <-> Anthropic Messages.
+ *
+ * Requests: system and developer messages become the top-level "system"
+ * blocks, consecutive turns of one role are merged (Anthropic wants strict
+ * alternation), tool calls and tool results become tool_use and
+ * tool_result blocks, and only the fields Anthropic knows are sent (it
+ * rejects any other).  Responses and streams come back as OpenAI
+ * chat.completion objects and chunks, tool calls and usage included.
  */
 
 
 #include "ngx_ailink_translate.h"
 
 
+/* what a stream keeps between events: constant size */
+typedef struct {
+    ngx_int_t                   block;      /* the open tool_use block, -1 */
+    ngx_uint_t                  tool;       /* its OpenAI tool_calls index */
+    ngx_uint_t                  tools;      /* tool_use blocks so far */
+    unsigned                    args:1;     /* arguments sent for it */
+} ngx_ailink_anthropic_stream_t;
+
+
+static ngx_int_t ngx_cdecl ngx_ailink_anthropic_refuse(ngx_ailink_xreq_t *x,
+    const char *param, const char *fmt, ...);
+static ngx_int_t ngx_ailink_anthropic_add(cJSON *obj, const char *key,
+    cJSON *item);
+static ngx_int_t ngx_ailink_anthropic_push(cJSON *array, cJSON *item);
+static cJSON *ngx_ailink_anthropic_text(const char *text, cJSON *cc);
+static ngx_int_t ngx_ailink_anthropic_cache(cJSON *block, cJSON *cc);
+static ngx_int_t ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *msg, cJSON *system, cJSON *messages, cJSON **last);
+static ngx_int_t ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *content, cJSON *blocks, ngx_uint_t media);
+static ngx_int_t ngx_ailink_anthropic_image(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *part, cJSON *block);
+static ngx_int_t ngx_ailink_anthropic_file(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *part, cJSON *block);
+static ngx_int_t ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *calls, cJSON *blocks);
+static ngx_int_t ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *msg, cJSON *blocks);
+static const char *ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x,
+    const char *id);
+static ngx_int_t ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last,
+    const char *role, cJSON *blocks);
+static ngx_int_t ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x,
+    cJSON *req, cJSON *out);
+static ngx_int_t ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x,
+    cJSON *req, cJSON *out);
+static ngx_int_t ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x,
+    cJSON *req, cJSON *out);
+static const char *ngx_ailink_anthropic_finish(cJSON *reason);
+static ngx_uint_t ngx_ailink_anthropic_uint(cJSON *obj, const char *key,
+    ngx_uint_t *value);
+static void ngx_ailink_anthropic_usage(ngx_ailink_usage_t *usage,
+    cJSON *json);
+static ngx_int_t ngx_ailink_anthropic_emit(ngx_ailink_xstream_t *st,
+    cJSON *chunk);
+static ngx_int_t ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
+    ngx_ailink_anthropic_stream_t *as, cJSON *json);
+static ngx_int_t ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
+    ngx_ailink_anthropic_stream_t *as, cJSON *json);
+static ngx_int_t ngx_ailink_anthropic_block_stop(ngx_ailink_xstream_t *st,
+    ngx_ailink_anthropic_stream_t *as, cJSON *json);
+static ngx_int_t ngx_ailink_anthropic_tool_delta(ngx_ailink_xstream_t *st,
+    ngx_uint_t index, cJSON *id, cJSON *name, const char *arguments);
+
+
+#define ngx_ailink_anthropic_is(item, s)                                      \
+    (cJSON_IsString(item) && ngx_strcmp((item)->valuestring, s) == 0)
+
+#define ngx_ailink_anthropic_event(name, s)                                   \
+    ((name)->len == sizeof(s) - 1                                             \
+     && ngx_strncmp((name)->data, s, sizeof(s) - 1) == 0)
+
+/* what Anthropic allows in a tool id */
+#define ngx_ailink_anthropic_id_char(c)                                       \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')                \
+     || ((c) >= '0' && (c) <= '9') || (c) == '_' || (c) == '-')
+
+
 cJSON *
 ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
 {
-    x->error = "translation is not available";
+    cJSON       *out, *system, *messages, *msgs, *msg, *last, *first, *n;
+    u_char      *model;
+    ngx_int_t    rc;
+    ngx_uint_t   i;
+
+    msgs = cJSON_GetObjectItemCaseSensitive(req, "messages");
+
+    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
+        (void) ngx_ailink_anthropic_refuse(x, "messages",
+                                           "\"messages\" must be a "
+                                           "non-empty array");
+        return NULL;
+    }
+
+    n = cJSON_GetObjectItemCaseSensitive(req, "n");
+
+    if (n && !cJSON_IsNull(n)
+        && !(cJSON_IsNumber(n) && n->valuedouble == 1))
+    {
+        (void) ngx_ailink_anthropic_refuse(x, "n",
+                                           "Anthropic models return one "
+                                           "choice: \"n\" must be 1");
+        return NULL;
+    }
+
+    model = ngx_pnalloc(x->pool, x->model.len + 1);
+    if (model == NULL) {
+        return NULL;
+    }
+
+    *ngx_cpymem(model, x->model.data, x->model.len) = '\0';
+
+    out = cJSON_CreateObject();
+    if (out == NULL) {
+        return NULL;
+    }
+
+    if (cJSON_AddStringToObject(out, "model", (char *) model) == NULL) {
+        goto failed;
+    }
+
+    system = cJSON_CreateArray();
+    messages = cJSON_CreateArray();
+
+    if (ngx_ailink_anthropic_add(out, "system", system) != NGX_OK
+        || ngx_ailink_anthropic_add(out, "messages", messages) != NGX_OK)
+    {
+        cJSON_Delete(messages);
+        goto failed;
+    }
+
+    last = NULL;
+    i = 0;
+
+    cJSON_ArrayForEach(msg, msgs) {
+        rc = ngx_ailink_anthropic_message(x, i, msg, system, messages, &last);
+        if (rc != NGX_OK) {
+            goto failed;
+        }
+
+        i++;
+    }
+
+    first = cJSON_GetArrayItem(messages, 0);
+
+    if (first == NULL) {
+        (void) ngx_ailink_anthropic_refuse(x, "messages",
+                                           "\"messages\" has no user or "
+                                           "assistant content");
+        goto failed;
+    }
+
+    if (!ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(first,
+                                                                  "role"),
+                                 "user"))
+    {
+        (void) ngx_ailink_anthropic_refuse(x, "messages",
+                                           "the first non-system message "
+                                           "must be from the user");
+        goto failed;
+    }
+
+    if (cJSON_GetArraySize(system) == 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(out, "system");
+    }
+
+    if (ngx_ailink_anthropic_params(x, req, out) != NGX_OK
+        || ngx_ailink_anthropic_tools(x, req, out) != NGX_OK
+        || ngx_ailink_anthropic_tool_choice(x, req, out) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    return out;
+
+failed:
+
+    cJSON_Delete(out);
     return NULL;
+}
+
+
+/* records a refusal (a 400 about "param"); NGX_ERROR if out of memory */
+
+static ngx_int_t ngx_cdecl
+ngx_ailink_anthropic_refuse(ngx_ailink_xreq_t *x, const char *param,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   args;
+
+    p = ngx_pnalloc(x->pool, NGX_MAX_ERROR_STR);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(p, p + NGX_MAX_ERROR_STR - 1, fmt, args);
+    va_end(args);
+
+    *last = '\0';
+
+    x->error = (char *) p;
+    x->error_param = param;
+
+    return NGX_DECLINED;
+}
+
+
+/* adds an item, or frees it: a tree never leaks a half-added item */
+
+static ngx_int_t
+ngx_ailink_anthropic_add(cJSON *obj, const char *key, cJSON *item)
+{
+    if (item == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!cJSON_AddItemToObject(obj, key, item)) {
+        cJSON_Delete(item);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_anthropic_push(cJSON *array, cJSON *item)
+{
+    if (item == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!cJSON_AddItemToArray(array, item)) {
+        cJSON_Delete(item);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a prompt-caching marker stays on the block the client put it on */
+
+static ngx_int_t
+ngx_ailink_anthropic_cache(cJSON *block, cJSON *cc)
+{
+    if (cc == NULL || cJSON_IsNull(cc)
+        || cJSON_GetObjectItemCaseSensitive(block, "cache_control"))
+    {
+        return NGX_OK;
+    }
+
+    return ngx_ailink_anthropic_add(block, "cache_control",
+                                    cJSON_Duplicate(cc, 1));
+}
+
+
+static cJSON *
+ngx_ailink_anthropic_text(const char *text, cJSON *cc)
+{
+    cJSON  *block;
+
+    block = cJSON_CreateObject();
+
+    if (block == NULL
+        || cJSON_AddStringToObject(block, "type", "text") == NULL
+        || cJSON_AddStringToObject(block, "text", text) == NULL
+        || ngx_ailink_anthropic_cache(block, cc) != NGX_OK)
+    {
+        cJSON_Delete(block);
+        return NULL;
+    }
+
+    return block;
+}
+
+
+/* one OpenAI message: to the system blocks or to a user/assistant turn */
+
+static ngx_int_t
+ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
+    cJSON *system, cJSON *messages, cJSON **last)
+{
+    int          n;
+    cJSON       *role, *content, *blocks, *cc, *calls;
+    ngx_int_t    rc;
+    const char  *turn;
+
+    role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+
+    if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
+        return ngx_ailink_anthropic_refuse(x, "messages",
+                                           "messages[%ui] must be an object "
+                                           "with a \"role\"", i);
+    }
+
+    content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    cc = cJSON_GetObjectItemCaseSensitive(msg, "cache_control");
+
+    if (ngx_ailink_anthropic_is(role, "system")
+        || ngx_ailink_anthropic_is(role, "developer"))
+    {
+        n = cJSON_GetArraySize(system);
+        rc = ngx_ailink_anthropic_content(x, i, content, system, 0);
+
+        if (rc == NGX_OK && cJSON_GetArraySize(system) > n) {
+            n = cJSON_GetArraySize(system);
+            rc = ngx_ailink_anthropic_cache(cJSON_GetArrayItem(system, n - 1),
+                                            cc);
+        }
+
+        return rc;
+    }
+
+    blocks = cJSON_CreateArray();
+    if (blocks == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ailink_anthropic_is(role, "user")) {
+        turn = "user";
+        rc = ngx_ailink_anthropic_content(x, i, content, blocks, 1);
+
+    } else if (ngx_ailink_anthropic_is(role, "assistant")) {
+        turn = "assistant";
+        rc = ngx_ailink_anthropic_content(x, i, content, blocks, 0);
+
+        calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+
+        if (rc == NGX_OK && calls && !cJSON_IsNull(calls)) {
+            rc = ngx_ailink_anthropic_tool_calls(x, i, calls, blocks);
+        }
+
+    } else if (ngx_ailink_anthropic_is(role, "tool")) {
+        /* tool results go back in a user turn, several in one */
+        turn = "user";
+        rc = ngx_ailink_anthropic_tool_result(x, i, msg, blocks);
+
+    } else {
+        turn = NULL;
+        rc = ngx_ailink_anthropic_refuse(x, "messages",
+                                         "messages[%ui]: role \"%s\" is not "
+                                         "supported with Anthropic models",
+                                         i, role->valuestring);
+    }
+
+    if (rc == NGX_OK && cJSON_GetArraySize(blocks)) {
+        /* a message-level marker goes on the message's last block */
+        rc = ngx_ailink_anthropic_cache(
+                 cJSON_GetArrayItem(blocks, cJSON_GetArraySize(blocks) - 1),
+                 cc);
+    }
+
+    if (rc != NGX_OK) {
+        cJSON_Delete(blocks);
+        return rc;
+    }
+
+    return ngx_ailink_anthropic_turn(messages, last, turn, blocks);
+}
+
+
+/*
+ * Appends the blocks of one message to the conversation: to the previous
+ * turn when it has the same role (Anthropic wants strict alternation),
+ * or as a new turn.  "blocks" is consumed.
+ */
+
+static ngx_int_t
+ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last, const char *role,
+    cJSON *blocks)
+{
+    cJSON  *turn, *content, *block;
+
+    if (cJSON_GetArraySize(blocks) == 0) {
+        /* e.g. an assistant message with empty content: nothing to say */
+        cJSON_Delete(blocks);
+        return NGX_OK;
+    }
+
+    if (*last
+        && ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(*last,
+                                                                    "role"),
+                                   role))
+    {
+        content = cJSON_GetObjectItemCaseSensitive(*last, "content");
+
+        while (cJSON_GetArraySize(blocks)) {
+            block = cJSON_DetachItemFromArray(blocks, 0);
+            cJSON_AddItemToArray(content, block);
+        }
+
+        cJSON_Delete(blocks);
+        return NGX_OK;
+    }
+
+    turn = cJSON_CreateObject();
+
+    if (turn == NULL
+        || cJSON_AddStringToObject(turn, "role", role) == NULL)
+    {
+        cJSON_Delete(turn);
+        cJSON_Delete(blocks);
+        return NGX_ERROR;
+    }
+
+    if (ngx_ailink_anthropic_add(turn, "content", blocks) != NGX_OK) {
+        cJSON_Delete(turn);
+        return NGX_ERROR;
+    }
+
+    if (ngx_ailink_anthropic_push(messages, turn) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *last = turn;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Message content, a string or an array of parts, as content blocks.
+ * Empty text is left out: Anthropic refuses empty text blocks, and
+ * clients often send "" beside tool calls.  Images and files only where
+ * "media" allows them (user turns).
+ */
+
+static ngx_int_t
+ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
+    cJSON *content, cJSON *blocks, ngx_uint_t media)
+{
+    cJSON      *part, *type, *text, *block;
+    ngx_int_t   rc;
+
+    if (content == NULL || cJSON_IsNull(content)) {
+        return NGX_OK;
+    }
+
+    if (cJSON_IsString(content)) {
+        if (content->valuestring[0] == '\0') {
+            return NGX_OK;
+        }
+
+        return ngx_ailink_anthropic_push(blocks,
+                   ngx_ailink_anthropic_text(content->valuestring, NULL));
+    }
+
+    if (!cJSON_IsArray(content)) {
+        return ngx_ailink_anthropic_refuse(x, "messages",
+                                           "messages[%ui].content must be a "
+                                           "string or an array of parts", i);
+    }
+
+    cJSON_ArrayForEach(part, content) {
+        type = cJSON_GetObjectItemCaseSensitive(part, "type");
+
+        if (!cJSON_IsString(type)) {
+            return ngx_ailink_anthropic_refuse(x, "messages",
+                                               "messages[%ui]: a content "
+                                               "part has no \"type\"", i);
+        }
+
+        if (ngx_strcmp(type->valuestring, "text") == 0) {
+            text = cJSON_GetObjectItemCaseSensitive(part, "text");
+
+            if (!cJSON_IsString(text)) {
+                return ngx_ailink_anthropic_refuse(x, "messages",
+                                                   "messages[%ui]: a text "
+                                                   "part has no \"text\"", i);
+            }
+
+            if (text->valuestring[0] == '\0') {
+                continue;
+            }
+
+            block = ngx_ailink_anthropic_text(text->valuestring,
+                        cJSON_GetObjectItemCaseSensitive(part,
+                                                         "cache_control"));
+
+            if (ngx_ailink_anthropic_push(blocks, block) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strcmp(type->valuestring, "refusal") == 0 && !media) {
+            /* an assistant's earlier refusal: nothing to replay */
+            continue;
+        }
+
+        if (!media
+            || (ngx_strcmp(type->valuestring, "image_url") != 0
+                && ngx_strcmp(type->valuestring, "file") != 0))
+        {
+            return ngx_ailink_anthropic_refuse(x, "messages",
+                                               "messages[%ui]: content parts "
+                                               "of type \"%s\" are not "
+                                               "supported here with Anthropic "
+                                               "models", i, type->valuestring);
+        }
+
+        block = cJSON_CreateObject();
+        if (block == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (type->valuestring[0] == 'i') {
+            rc = ngx_ailink_anthropic_image(x, i, part, block);
+
+        } else {
+            rc = ngx_ailink_anthropic_file(x, i, part, block);
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_anthropic_cache(block,
+                     cJSON_GetObjectItemCaseSensitive(part, "cache_control"));
+        }
+
+        if (rc != NGX_OK) {
+            cJSON_Delete(block);
+            return rc;
+        }
+
+        if (ngx_ailink_anthropic_push(blocks, block) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* image_url: a data: URL as base64 data, an http(s) URL by reference */
+
+static ngx_int_t
+ngx_ailink_anthropic_image(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
+    cJSON *block)
+{
+    cJSON       *iu, *source;
+    ngx_int_t    rc;
+    ngx_str_t    media_type, data;
+    const char  *url;
+
+    iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+
+    if (cJSON_IsObject(iu)) {
+        iu = cJSON_GetObjectItemCaseSensitive(iu, "url");
+    }
+
+    url = cJSON_GetStringValue(iu);
+
+    if (url == NULL) {
+        return ngx_ailink_anthropic_refuse(x, "messages",
+                                           "messages[%ui]: an image_url part "
+                                           "has no \"url\"", i);
+    }
+
+    if (cJSON_AddStringToObject(block, "type", "image") == NULL) {
+        return NGX_ERROR;
+    }
+
+    source = cJSON_AddObjectToObject(block, "source");
+    if (source == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ailink_data_url(x->pool, url, &media_type, &data);
+
+    if (rc == NGX_OK) {
+        /* both strings are NUL-terminated: data ends the URL */
+        if (cJSON_AddStringToObject(source, "type", "base64") == NULL
+            || cJSON_AddStringToObject(source, "media_type",
+                                       (char *) media_type.data) == NULL
+            || cJSON_AddStringToObject(source, "data", (char *) data.data)
+               == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (rc == NGX_DECLINED
+        && (ngx_strncasecmp((u_char *) url, (u_char *) "https://", 8) == 0
+            || ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) == 0))
+    {
+        if (cJSON_AddStringToObject(source, "type", "url") == NULL
+            || cJSON_AddStringToObject(source, "url", url) == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    return ngx_ailink_anthropic_refuse(x, "messages",
+                                       "messages[%ui]: an image must be a "
+                                       "base64 data: URL or an http(s) URL",
+                                       i);
+}
+
+
+/* a file part: a PDF as a base64 document block */
+
+static ngx_int_t
+ngx_ailink_anthropic_file(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
+    cJSON *block)
+{
+    cJSON       *file, *source;
+    ngx_str_t    media_type, data;
+    const char  *url;
+
+    file = cJSON_GetObjectItemCaseSensitive(part, "file");
+    url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(file,
+                                                                "file_data"));
+
+    if (url == NULL
+        || ngx_ailink_data_url(x->pool, url, &media_type, &data) != NGX_OK
+        || ngx_strcmp(media_type.data, "application/pdf") != 0)
+    {
+        return ngx_ailink_anthropic_refuse(x, "messages",
+                                           "messages[%ui]: a file part must "
+                                           "carry a PDF as a base64 data: URL "
+                                           "in \"file_data\"", i);
+    }
+
+    if (cJSON_AddStringToObject(block, "type", "document") == NULL) {
+        return NGX_ERROR;
+    }
+
+    source = cJSON_AddObjectToObject(block, "source");
+
+    if (source == NULL
+        || cJSON_AddStringToObject(source, "type", "base64") == NULL
+        || cJSON_AddStringToObject(source, "media_type", "application/pdf")
+           == NULL
+        || cJSON_AddStringToObject(source, "data", (char *) data.data) == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* assistant tool_calls as tool_use blocks, the ids kept */
+
+static ngx_int_t
+ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
+    cJSON *calls, cJSON *blocks)
+{
+    cJSON       *call, *id, *fn, *name, *args, *input, *block;
+    u_char      *p;
+    ngx_uint_t   k;
+    const char  *tid;
+
+    if (!cJSON_IsArray(calls)) {
+        return ngx_ailink_anthropic_refuse(x, "messages",
+                                           "messages[%ui].tool_calls must be "
+                                           "an array", i);
+    }
+
+    k = 0;
+
+    cJSON_ArrayForEach(call, calls) {
+        id = cJSON_GetObjectItemCaseSensitive(call, "id");
+        fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+        name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+
+        if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
+            return ngx_ailink_anthropic_refuse(x, "messages",
+                                               "messages[%ui].tool_calls[%ui] "
+                                               "needs an \"id\" and a "
+                                               "function \"name\"", i, k);
+        }
+
+        input = NULL;
+
+        if (cJSON_IsString(args)) {
+            for (p = (u_char *) args->valuestring;
+                 *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
+                 p++)
+            {
+                /* void */
+            }
+
+            /* a call without arguments is often sent as "" */
+            input = *p ? cJSON_ParseWithOpts(args->valuestring, NULL, 1)
+                       : cJSON_CreateObject();
+
+        } else if (cJSON_IsObject(args)) {
+            input = cJSON_Duplicate(args, 1);
+
+        } else if (args == NULL || cJSON_IsNull(args)) {
+            input = cJSON_CreateObject();
+        }
+
+        if (!cJSON_IsObject(input)) {
+            cJSON_Delete(input);
+            return ngx_ailink_anthropic_refuse(x, "messages",
+                                               "messages[%ui].tool_calls[%ui]"
+                                               ".function.arguments is not a "
+                                               "JSON object", i, k);
+        }
+
+        block = cJSON_CreateObject();
+
+        if (block == NULL
+            || cJSON_AddStringToObject(block, "type", "tool_use") == NULL
+            || (tid = ngx_ailink_anthropic_tool_id(x, id->valuestring))
+               == NULL
+            || cJSON_AddStringToObject(block, "id", tid) == NULL
+            || cJSON_AddStringToObject(block, "name", name->valuestring)
+               == NULL)
+        {
+            cJSON_Delete(input);
+            cJSON_Delete(block);
+            return NGX_ERROR;
+        }
+
+        if (ngx_ailink_anthropic_add(block, "input", input) != NGX_OK
+            || ngx_ailink_anthropic_cache(block,
+                   cJSON_GetObjectItemCaseSensitive(call, "cache_control"))
+               != NGX_OK)
+        {
+            cJSON_Delete(block);
+            return NGX_ERROR;
+        }
+
+        if (ngx_ailink_anthropic_push(blocks, block) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        k++;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a role "tool" message as a tool_result block */
+
+static ngx_int_t
+ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
+    cJSON *msg, cJSON *blocks)
+{
+    cJSON       *id, *content, *block, *parts;
+    ngx_int_t    rc;
+    const char  *tid;
+
+    id = cJSON_GetObjectItemCaseSensitive(msg, "tool_call_id");
+
+    if (!cJSON_IsString(id)) {
+        return ngx_ailink_anthropic_refuse(x, "messages",
+                                           "messages[%ui]: a tool message "
+                                           "needs a \"tool_call_id\"", i);
+    }
+
+    tid = ngx_ailink_anthropic_tool_id(x, id->valuestring);
+    if (tid == NULL) {
+        return NGX_ERROR;
+    }
+
+    block = cJSON_CreateObject();
+
+    if (block == NULL
+        || cJSON_AddStringToObject(block, "type", "tool_result") == NULL
+        || cJSON_AddStringToObject(block, "tool_use_id", tid) == NULL)
+    {
+        cJSON_Delete(block);
+        return NGX_ERROR;
+    }
+
+    if (ngx_ailink_anthropic_push(blocks, block) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+
+    if (cJSON_IsString(content)) {
+        if (content->valuestring[0] == '\0') {
+            return NGX_OK;
+        }
+
+        return cJSON_AddStringToObject(block, "content", content->valuestring)
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    parts = cJSON_CreateArray();
+    if (parts == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ailink_anthropic_content(x, i, content, parts, 0);
+
+    if (rc != NGX_OK || cJSON_GetArraySize(parts) == 0) {
+        cJSON_Delete(parts);
+        return rc;
+    }
+
+    return ngx_ailink_anthropic_add(block, "content", parts);
+}
+
+
+/*
+ * Anthropic wants tool ids of [a-zA-Z0-9_-]; ids other providers made
+ * ("functions.get_weather:0") are mapped the same way in tool_use and
+ * tool_result blocks, so that they still pair.
+ */
+
+static const char *
+ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x, const char *id)
+{
+    u_char  *p, *q, *s;
+    size_t   len;
+
+    for (p = (u_char *) id; *p; p++) {
+        if (!ngx_ailink_anthropic_id_char(*p)) {
+            break;
+        }
+    }
+
+    if (*p == '\0' && p != (u_char *) id) {
+        return id;
+    }
+
+    len = ngx_strlen(id);
+
+    s = ngx_pnalloc(x->pool, len + 2);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    for (p = (u_char *) id, q = s; *p; p++) {
+        *q++ = ngx_ailink_anthropic_id_char(*p) ? *p : '_';
+    }
+
+    if (q == s) {
+        *q++ = '_';
+    }
+
+    *q = '\0';
+
+    return (const char *) s;
+}
+
+
+/* tools[].function as Anthropic tools */
+
+static ngx_int_t
+ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
+{
+    cJSON       *tools, *tool, *type, *fn, *name, *desc, *params, *schema;
+    cJSON       *list, *t, *cc;
+    ngx_uint_t   k;
+
+    tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
+
+    if (tools == NULL || cJSON_IsNull(tools)) {
+        return NGX_OK;
+    }
+
+    if (!cJSON_IsArray(tools)) {
+        return ngx_ailink_anthropic_refuse(x, "tools",
+                                           "\"tools\" must be an array");
+    }
+
+    if (cJSON_GetArraySize(tools) == 0) {
+        return NGX_OK;
+    }
+
+    list = cJSON_CreateArray();
+
+    if (ngx_ailink_anthropic_add(out, "tools", list) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    k = 0;
+
+    cJSON_ArrayForEach(tool, tools) {
+        type = cJSON_GetObjectItemCaseSensitive(tool, "type");
+        fn = cJSON_GetObjectItemCaseSensitive(tool, "function");
+        name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+
+        if ((type && !ngx_ailink_anthropic_is(type, "function"))
+            || !cJSON_IsString(name))
+        {
+            return ngx_ailink_anthropic_refuse(x, "tools",
+                                               "tools[%ui] must be a "
+                                               "function with a \"name\"", k);
+        }
+
+        desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
+        params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+
+        if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
+            return ngx_ailink_anthropic_refuse(x, "tools",
+                                               "tools[%ui].function."
+                                               "parameters must be an "
+                                               "object", k);
+        }
+
+        t = cJSON_CreateObject();
+
+        if (ngx_ailink_anthropic_push(list, t) != NGX_OK
+            || cJSON_AddStringToObject(t, "name", name->valuestring) == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (cJSON_IsString(desc)
+            && cJSON_AddStringToObject(t, "description", desc->valuestring)
+               == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        schema = cJSON_IsObject(params) ? cJSON_Duplicate(params, 1)
+                                        : cJSON_CreateObject();
+
+        if (ngx_ailink_anthropic_add(t, "input_schema", schema) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* Anthropic insists on an object schema */
+        if (cJSON_GetObjectItemCaseSensitive(schema, "type") == NULL
+            && cJSON_AddStringToObject(schema, "type", "object") == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        if (!cJSON_IsObject(params)
+            && cJSON_AddObjectToObject(schema, "properties") == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        cc = cJSON_GetObjectItemCaseSensitive(tool, "cache_control");
+        if (cc == NULL) {
+            cc = cJSON_GetObjectItemCaseSensitive(fn, "cache_control");
+        }
+
+        if (ngx_ailink_anthropic_cache(t, cc) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        k++;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * "auto", "none", "required" or a named function; parallel_tool_calls
+ * false asks for one call at a time.  Without tools there is no choice
+ * to make, and Anthropic refuses one.
+ */
+
+static ngx_int_t
+ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *out)
+{
+    cJSON       *choice, *tc, *name, *parallel;
+    const char  *type;
+
+    choice = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
+    parallel = cJSON_GetObjectItemCaseSensitive(req, "parallel_tool_calls");
+
+    if (cJSON_GetObjectItemCaseSensitive(out, "tools") == NULL) {
+        return NGX_OK;
+    }
+
+    name = NULL;
+
+    if (choice == NULL || cJSON_IsNull(choice)) {
+        if (!cJSON_IsFalse(parallel)) {
+            return NGX_OK;
+        }
+
+        type = "auto";
+
+    } else if (ngx_ailink_anthropic_is(choice, "auto")) {
+        type = "auto";
+
+    } else if (ngx_ailink_anthropic_is(choice, "none")) {
+        type = "none";
+
+    } else if (ngx_ailink_anthropic_is(choice, "required")) {
+        type = "any";
+
+    } else if (cJSON_IsObject(choice)
+               && ngx_ailink_anthropic_is(
+                      cJSON_GetObjectItemCaseSensitive(choice, "type"),
+                      "function"))
+    {
+        type = "tool";
+        name = cJSON_GetObjectItemCaseSensitive(
+                   cJSON_GetObjectItemCaseSensitive(choice, "function"),
+                   "name");
+
+        if (!cJSON_IsString(name)) {
+            return ngx_ailink_anthropic_refuse(x, "tool_choice",
+                                               "\"tool_choice\" names no "
+                                               "function");
+        }
+
+    } else {
+        return ngx_ailink_anthropic_refuse(x, "tool_choice",
+                                           "\"tool_choice\" must be \"auto\", "
+                                           "\"none\", \"required\" or a "
+                                           "function");
+    }
+
+    tc = cJSON_AddObjectToObject(out, "tool_choice");
+
+    if (tc == NULL || cJSON_AddStringToObject(tc, "type", type) == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (name && cJSON_AddStringToObject(tc, "name", name->valuestring)
+                == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (cJSON_IsFalse(parallel) && type[0] != 'n'
+        && cJSON_AddTrueToObject(tc, "disable_parallel_tool_use") == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* max_tokens, sampling, stop sequences, user and stream */
+
+static ngx_int_t
+ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
+{
+    cJSON       *v, *stop, *s, *md;
+    double       max, t;
+    const char  *name;
+
+    name = "max_completion_tokens";
+    v = cJSON_GetObjectItemCaseSensitive(req, name);
+
+    if (v == NULL || cJSON_IsNull(v)) {
+        name = "max_tokens";
+        v = cJSON_GetObjectItemCaseSensitive(req, name);
+    }
+
+    if (v == NULL || cJSON_IsNull(v)) {
+        max = x->provider && x->provider->max_tokens
+              ? (double) x->provider->max_tokens : 4096;
+
+    } else if (cJSON_IsNumber(v) && v->valuedouble >= 1
+               && v->valuedouble <= 1e9
+               && v->valuedouble == (double) (int64_t) v->valuedouble)
+    {
+        max = v->valuedouble;
+
+    } else {
+        return ngx_ailink_anthropic_refuse(x, name,
+                                           "\"%s\" must be a positive "
+                                           "integer", name);
+    }
+
+    if (cJSON_AddNumberToObject(out, "max_tokens", max) == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = cJSON_GetObjectItemCaseSensitive(req, "temperature");
+
+    if (cJSON_IsNumber(v)) {
+        /* OpenAI allows up to 2, Anthropic up to 1 */
+        t = v->valuedouble > 1 ? 1 : v->valuedouble;
+
+        if (cJSON_AddNumberToObject(out, "temperature", t) == NULL) {
+            return NGX_ERROR;
+        }
+
+    } else if (v && !cJSON_IsNull(v)) {
+        return ngx_ailink_anthropic_refuse(x, "temperature",
+                                           "\"temperature\" must be a "
+                                           "number");
+    }
+
+    v = cJSON_GetObjectItemCaseSensitive(req, "top_p");
+
+    if (cJSON_IsNumber(v)) {
+        if (cJSON_AddNumberToObject(out, "top_p", v->valuedouble) == NULL) {
+            return NGX_ERROR;
+        }
+
+    } else if (v && !cJSON_IsNull(v)) {
+        return ngx_ailink_anthropic_refuse(x, "top_p",
+                                           "\"top_p\" must be a number");
+    }
+
+    v = cJSON_GetObjectItemCaseSensitive(req, "stop");
+
+    if (cJSON_IsString(v) || (cJSON_IsArray(v) && cJSON_GetArraySize(v))) {
+        stop = cJSON_AddArrayToObject(out, "stop_sequences");
+        if (stop == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (cJSON_IsString(v)) {
+            if (ngx_ailink_anthropic_push(stop,
+                                          cJSON_CreateString(v->valuestring))
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else {
+            cJSON_ArrayForEach(s, v) {
+                if (!cJSON_IsString(s)) {
+                    return ngx_ailink_anthropic_refuse(x, "stop",
+                                                       "\"stop\" must be a "
+                                                       "string or an array "
+                                                       "of strings");
+                }
+
+                if (ngx_ailink_anthropic_push(stop,
+                        cJSON_CreateString(s->valuestring)) != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+        }
+
+    } else if (v && !cJSON_IsNull(v) && !cJSON_IsArray(v)) {
+        return ngx_ailink_anthropic_refuse(x, "stop",
+                                           "\"stop\" must be a string or an "
+                                           "array of strings");
+    }
+
+    v = cJSON_GetObjectItemCaseSensitive(req, "user");
+
+    if (cJSON_IsString(v) && v->valuestring[0]) {
+        md = cJSON_AddObjectToObject(out, "metadata");
+
+        if (md == NULL
+            || cJSON_AddStringToObject(md, "user_id", v->valuestring) == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if ((x->stream
+         || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "stream")))
+        && cJSON_AddTrueToObject(out, "stream") == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Anthropic's stop_reason as an OpenAI finish_reason */
+
+static const char *
+ngx_ailink_anthropic_finish(cJSON *reason)
+{
+    char  *s;
+
+    s = cJSON_GetStringValue(reason);
+
+    if (s == NULL) {
+        return NULL;
+    }
+
+    if (ngx_strcmp(s, "max_tokens") == 0
+        || ngx_strcmp(s, "model_context_window_exceeded") == 0)
+    {
+        return "length";
+    }
+
+    if (ngx_strcmp(s, "tool_use") == 0) {
+        return "tool_calls";
+    }
+
+    if (ngx_strcmp(s, "refusal") == 0) {
+        return "content_filter";
+    }
+
+    /* end_turn, stop_sequence, pause_turn and any newer reason */
+    return "stop";
+}
+
+
+static ngx_uint_t
+ngx_ailink_anthropic_uint(cJSON *obj, const char *key, ngx_uint_t *value)
+{
+    cJSON  *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    if (!cJSON_IsNumber(item)) {
+        return 0;
+    }
+
+    *value = item->valuedouble > 0 ? (ngx_uint_t) item->valuedouble : 0;
+
+    return 1;
+}
+
+
+/*
+ * Anthropic usage: input tokens exclude the cached prefix, so the OpenAI
+ * prompt count adds the cache reads and writes back.  The counts are
+ * cumulative: set, never add.
+ */
+
+static void
+ngx_ailink_anthropic_usage(ngx_ailink_usage_t *usage, cJSON *json)
+{
+    ngx_uint_t  input, read, write, found;
+
+    if (!cJSON_IsObject(json)) {
+        return;
+    }
+
+    /* a message_delta may repeat any of them; what it omits is kept */
+
+    read = usage->cached;
+    write = usage->cache_write;
+    input = usage->prompt - ngx_min(usage->prompt, read + write);
+
+    found = ngx_ailink_anthropic_uint(json, "input_tokens", &input);
+    found += ngx_ailink_anthropic_uint(json, "cache_read_input_tokens", &read);
+    found += ngx_ailink_anthropic_uint(json, "cache_creation_input_tokens",
+                                       &write);
+
+    if (found) {
+        usage->prompt = input + read + write;
+        usage->cached = read;
+        usage->cache_write = write;
+    }
+
+    (void) ngx_ailink_anthropic_uint(json, "output_tokens",
+                                     &usage->completion);
+
+    usage->total = usage->prompt + usage->completion;
+    usage->known = 1;
 }
 
 
 cJSON *
 ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
 {
+    cJSON        *content, *block, *type, *text, *root, *message, *calls;
+    cJSON        *call, *fn, *id, *name, *input, *usage, *choice, *item;
+    char         *args;
+    u_char       *buf, *p;
+    size_t        len;
+    const char   *finish;
+
+    content = cJSON_GetObjectItemCaseSensitive(resp, "content");
+
+    if (!cJSON_IsObject(resp)
+        || !ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(resp,
+                                                                     "type"),
+                                    "message")
+        || !cJSON_IsArray(content))
+    {
+        return NULL;
+    }
+
+    root = ngx_ailink_completion_new(x, &message);
+    if (root == NULL) {
+        return NULL;
+    }
+
+    /* the text blocks, joined */
+
+    len = 0;
+
+    cJSON_ArrayForEach(block, content) {
+        type = cJSON_GetObjectItemCaseSensitive(block, "type");
+        text = cJSON_GetObjectItemCaseSensitive(block, "text");
+
+        if (ngx_ailink_anthropic_is(type, "text") && cJSON_IsString(text)) {
+            len += ngx_strlen(text->valuestring);
+        }
+    }
+
+    if (len == 0) {
+        if (cJSON_AddNullToObject(message, "content") == NULL) {
+            goto failed;
+        }
+
+    } else {
+        buf = malloc(len + 1);
+        if (buf == NULL) {
+            goto failed;
+        }
+
+        p = buf;
+
+        cJSON_ArrayForEach(block, content) {
+            type = cJSON_GetObjectItemCaseSensitive(block, "type");
+            text = cJSON_GetObjectItemCaseSensitive(block, "text");
+
+            if (ngx_ailink_anthropic_is(type, "text") && cJSON_IsString(text))
+            {
+                p = ngx_cpymem(p, text->valuestring,
+                               ngx_strlen(text->valuestring));
+            }
+        }
+
+        *p = '\0';
+
+        item = cJSON_AddStringToObject(message, "content", (char *) buf);
+        free(buf);
+
+        if (item == NULL) {
+            goto failed;
+        }
+    }
+
+    if (cJSON_AddNullToObject(message, "refusal") == NULL) {
+        goto failed;
+    }
+
+    /* tool_use blocks, parallel ones too */
+
+    calls = NULL;
+
+    cJSON_ArrayForEach(block, content) {
+        type = cJSON_GetObjectItemCaseSensitive(block, "type");
+
+        if (!ngx_ailink_anthropic_is(type, "tool_use")) {
+            /* thinking, redacted_thinking and server tool blocks */
+            continue;
+        }
+
+        id = cJSON_GetObjectItemCaseSensitive(block, "id");
+        name = cJSON_GetObjectItemCaseSensitive(block, "name");
+        input = cJSON_GetObjectItemCaseSensitive(block, "input");
+
+        if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
+            goto failed;
+        }
+
+        if (calls == NULL) {
+            calls = cJSON_AddArrayToObject(message, "tool_calls");
+            if (calls == NULL) {
+                goto failed;
+            }
+        }
+
+        call = cJSON_CreateObject();
+
+        if (ngx_ailink_anthropic_push(calls, call) != NGX_OK
+            || cJSON_AddStringToObject(call, "id", id->valuestring) == NULL
+            || cJSON_AddStringToObject(call, "type", "function") == NULL)
+        {
+            goto failed;
+        }
+
+        fn = cJSON_AddObjectToObject(call, "function");
+
+        if (fn == NULL
+            || cJSON_AddStringToObject(fn, "name", name->valuestring) == NULL)
+        {
+            goto failed;
+        }
+
+        args = input ? cJSON_PrintUnformatted(input) : NULL;
+
+        item = cJSON_AddStringToObject(fn, "arguments", args ? args : "{}");
+
+        if (args) {
+            cJSON_free(args);
+
+        } else if (input) {
+            goto failed;
+        }
+
+        if (item == NULL) {
+            goto failed;
+        }
+    }
+
+    finish = ngx_ailink_anthropic_finish(
+                 cJSON_GetObjectItemCaseSensitive(resp, "stop_reason"));
+
+    if (finish == NULL) {
+        finish = calls ? "tool_calls" : "stop";
+    }
+
+    choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root,
+                                                                  "choices"),
+                                0);
+
+    item = cJSON_CreateString(finish);
+
+    if (item == NULL
+        || !cJSON_ReplaceItemInObjectCaseSensitive(choice, "finish_reason",
+                                                   item))
+    {
+        cJSON_Delete(item);
+        goto failed;
+    }
+
+    usage = cJSON_GetObjectItemCaseSensitive(resp, "usage");
+
+    if (cJSON_IsObject(usage)) {
+        ngx_ailink_anthropic_usage(x->usage, usage);
+
+        if (ngx_ailink_anthropic_add(root, "usage",
+                                     ngx_ailink_usage_json(x->usage))
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    return root;
+
+failed:
+
+    cJSON_Delete(root);
     return NULL;
+}
+
+
+/* st->emit does not take the chunk */
+
+static ngx_int_t
+ngx_ailink_anthropic_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
+{
+    ngx_int_t  rc;
+
+    rc = st->emit(st, chunk);
+    cJSON_Delete(chunk);
+
+    return rc;
 }
 
 
@@ -28,5 +1462,319 @@ ngx_int_t
 ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     ngx_str_t *data)
 {
+    cJSON                          *json, *err, *item;
+    ngx_int_t                       rc;
+    ngx_str_t                       name;
+    const char                     *type, *msg, *finish;
+    ngx_ailink_anthropic_stream_t  *as;
+
+    if (st->done) {
+        return NGX_OK;
+    }
+
+    as = st->state;
+
+    if (as == NULL) {
+        as = ngx_palloc(st->resp.pool, sizeof(ngx_ailink_anthropic_stream_t));
+        if (as == NULL) {
+            return NGX_ERROR;
+        }
+
+        as->block = -1;
+        as->tool = 0;
+        as->tools = 0;
+        as->args = 0;
+
+        st->state = as;
+    }
+
+    if (data->len == 0) {
+        return NGX_OK;
+    }
+
+    json = ngx_ailink_json_parse(data);
+
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+
+        ngx_log_error(NGX_LOG_ERR, st->resp.log, 0,
+                      "ailink anthropic: stream event \"%V\" is not "
+                      "a JSON object", event);
+        return NGX_ERROR;
+    }
+
+    /* the event name, or the data's own "type" when the line is missing */
+
+    name = *event;
+
+    if (name.len == 0) {
+        type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(json,
+                                                                     "type"));
+        if (type) {
+            name.data = (u_char *) type;
+            name.len = ngx_strlen(type);
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, st->resp.log, 0,
+                   "ailink anthropic: stream event \"%V\"", &name);
+
+    rc = NGX_OK;
+
+    if (ngx_ailink_anthropic_event(&name, "content_block_delta")) {
+        rc = ngx_ailink_anthropic_block_delta(st, as, json);
+
+    } else if (ngx_ailink_anthropic_event(&name, "content_block_start")) {
+        rc = ngx_ailink_anthropic_block_start(st, as, json);
+
+    } else if (ngx_ailink_anthropic_event(&name, "content_block_stop")) {
+        rc = ngx_ailink_anthropic_block_stop(st, as, json);
+
+    } else if (ngx_ailink_anthropic_event(&name, "message_start")) {
+        ngx_ailink_anthropic_usage(st->resp.usage,
+            cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(json, "message"), "usage"));
+
+        as->block = -1;
+        as->tools = 0;
+
+        rc = ngx_ailink_stream_role(st);
+
+    } else if (ngx_ailink_anthropic_event(&name, "message_delta")) {
+        finish = ngx_ailink_anthropic_finish(
+                     cJSON_GetObjectItemCaseSensitive(
+                         cJSON_GetObjectItemCaseSensitive(json, "delta"),
+                         "stop_reason"));
+        if (finish) {
+            st->finish_reason = finish;
+        }
+
+        item = cJSON_GetObjectItemCaseSensitive(json, "usage");
+
+        if (cJSON_IsObject(item)) {
+            ngx_ailink_anthropic_usage(st->resp.usage, item);
+        }
+
+    } else if (ngx_ailink_anthropic_event(&name, "message_stop")) {
+        rc = ngx_ailink_stream_finish(st);
+
+    } else if (ngx_ailink_anthropic_event(&name, "error")) {
+        err = cJSON_GetObjectItemCaseSensitive(json, "error");
+
+        type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(err,
+                                                                     "type"));
+        msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(err,
+                                                                "message"));
+
+        ngx_log_error(NGX_LOG_WARN, st->resp.log, 0,
+                      "ailink anthropic: error event in the stream: %s",
+                      type ? type : "unknown");
+
+        rc = ngx_ailink_stream_error(st, type ? type : "api_error",
+                                     msg ? msg : "the provider reported an "
+                                                 "error");
+    }
+
+    /* ping and event types added later produce nothing */
+
+    cJSON_Delete(json);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
+    ngx_ailink_anthropic_stream_t *as, cJSON *json)
+{
+    cJSON  *block, *index;
+
+    block = cJSON_GetObjectItemCaseSensitive(json, "content_block");
+    index = cJSON_GetObjectItemCaseSensitive(json, "index");
+
+    if (!ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(block,
+                                                                  "type"),
+                                 "tool_use"))
+    {
+        /* text, thinking, server tools: their deltas say what matters */
+        return ngx_ailink_stream_role(st);
+    }
+
+    if (!cJSON_IsNumber(index)) {
+        return NGX_ERROR;
+    }
+
+    as->block = index->valueint;
+    as->tool = as->tools++;
+    as->args = 0;
+
+    if (ngx_ailink_stream_role(st) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the first delta of a tool call carries its id and name */
+
+    return ngx_ailink_anthropic_tool_delta(st, as->tool,
+                cJSON_GetObjectItemCaseSensitive(block, "id"),
+                cJSON_GetObjectItemCaseSensitive(block, "name"), "");
+}
+
+
+static ngx_int_t
+ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
+    ngx_ailink_anthropic_stream_t *as, cJSON *json)
+{
+    cJSON  *delta, *type, *text, *index, *chunk;
+
+    delta = cJSON_GetObjectItemCaseSensitive(json, "delta");
+    type = cJSON_GetObjectItemCaseSensitive(delta, "type");
+
+    if (ngx_ailink_anthropic_is(type, "text_delta")) {
+        text = cJSON_GetObjectItemCaseSensitive(delta, "text");
+
+        if (!cJSON_IsString(text)) {
+            return NGX_ERROR;
+        }
+
+        if (text->valuestring[0] == '\0') {
+            return NGX_OK;
+        }
+
+        if (ngx_ailink_stream_role(st) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        chunk = ngx_ailink_chunk_new(st);
+        if (chunk == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (cJSON_AddStringToObject(ngx_ailink_chunk_delta(chunk), "content",
+                                    text->valuestring)
+            == NULL)
+        {
+            cJSON_Delete(chunk);
+            return NGX_ERROR;
+        }
+
+        return ngx_ailink_anthropic_emit(st, chunk);
+    }
+
+    if (ngx_ailink_anthropic_is(type, "input_json_delta")) {
+        text = cJSON_GetObjectItemCaseSensitive(delta, "partial_json");
+        index = cJSON_GetObjectItemCaseSensitive(json, "index");
+
+        if (!cJSON_IsString(text)) {
+            return NGX_ERROR;
+        }
+
+        /* a server tool's input (web search) is not the client's call */
+        if (!cJSON_IsNumber(index) || index->valueint != as->block
+            || text->valuestring[0] == '\0')
+        {
+            return NGX_OK;
+        }
+
+        as->args = 1;
+
+        return ngx_ailink_anthropic_tool_delta(st, as->tool, NULL, NULL,
+                                               text->valuestring);
+    }
+
+    /* thinking_delta, signature_delta, citations_delta */
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_anthropic_block_stop(ngx_ailink_xstream_t *st,
+    ngx_ailink_anthropic_stream_t *as, cJSON *json)
+{
+    cJSON       *index;
+    ngx_uint_t   args;
+
+    index = cJSON_GetObjectItemCaseSensitive(json, "index");
+
+    if (as->block < 0 || !cJSON_IsNumber(index)
+        || index->valueint != as->block)
+    {
+        return NGX_OK;
+    }
+
+    args = as->args;
+
+    as->block = -1;
+    as->args = 0;
+
+    if (args) {
+        return NGX_OK;
+    }
+
+    /* a call without input: the arguments must still parse as JSON */
+
+    return ngx_ailink_anthropic_tool_delta(st, as->tool, NULL, NULL, "{}");
+}
+
+
+/* {"tool_calls": [{"index", "id"?, "type"?, "function": {...}}]} */
+
+static ngx_int_t
+ngx_ailink_anthropic_tool_delta(ngx_ailink_xstream_t *st, ngx_uint_t index,
+    cJSON *id, cJSON *name, const char *arguments)
+{
+    cJSON  *chunk, *calls, *call, *fn;
+
+    chunk = ngx_ailink_chunk_new(st);
+    if (chunk == NULL) {
+        return NGX_ERROR;
+    }
+
+    calls = cJSON_AddArrayToObject(ngx_ailink_chunk_delta(chunk),
+                                   "tool_calls");
+    if (calls == NULL) {
+        goto failed;
+    }
+
+    call = cJSON_CreateObject();
+
+    if (ngx_ailink_anthropic_push(calls, call) != NGX_OK
+        || cJSON_AddNumberToObject(call, "index", (double) index) == NULL)
+    {
+        goto failed;
+    }
+
+    if (name) {
+        if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
+            goto failed;
+        }
+
+        if (cJSON_AddStringToObject(call, "id", id->valuestring) == NULL
+            || cJSON_AddStringToObject(call, "type", "function") == NULL)
+        {
+            goto failed;
+        }
+    }
+
+    fn = cJSON_AddObjectToObject(call, "function");
+
+    if (fn == NULL) {
+        goto failed;
+    }
+
+    if (name && cJSON_AddStringToObject(fn, "name", name->valuestring) == NULL)
+    {
+        goto failed;
+    }
+
+    if (cJSON_AddStringToObject(fn, "arguments", arguments) == NULL) {
+        goto failed;
+    }
+
+    return ngx_ailink_anthropic_emit(st, chunk);
+
+failed:
+
+    cJSON_Delete(chunk);
     return NGX_ERROR;
 }

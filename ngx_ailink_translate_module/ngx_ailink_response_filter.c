@@ -424,6 +424,14 @@ ngx_ailink_resp_capture(ngx_ailink_resp_t *rs, ngx_buf_t *b)
         size = rs->capture ? rs->capture->last - rs->capture->pos : 0;
 
         if (size + len > rs->capture_max) {
+            /* a translated response is lost; a passed-through one only
+             * goes without its usage */
+            ngx_log_error(rs->mode == NGX_AILINK_RESP_XLATE_JSON
+                          ? NGX_LOG_ERR : NGX_LOG_INFO,
+                          rs->request->connection->log, 0,
+                          "ailink: %V response larger than "
+                          "ailink_response_buffer_size",
+                          &rs->ctx->provider->name);
             rs->overflow = 1;
             return 0;
         }
@@ -559,9 +567,7 @@ ngx_ailink_resp_xlate_json(ngx_ailink_resp_t *rs)
     }
 
     if (rs->overflow) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "ailink: %V response larger than "
-                      "ailink_response_buffer_size", &ctx->provider->name);
+        /* too large, or cut off (logged where it was found) */
         goto bad_gateway;
     }
 
@@ -756,6 +762,16 @@ ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
 
     case NGX_AILINK_RESP_XLATE_JSON:
+
+        if (!last && flush && ngx_ailink_resp_upstream_gone(r)) {
+            /* cut off mid-body: still answer, with a 502 */
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "ailink: %V response from \"%V\" ended early",
+                          &ctx->provider->name, &ctx->upstream);
+            rs->overflow = 1;
+            last = 1;
+        }
+
         return last ? ngx_ailink_resp_xlate_json(rs) : NGX_OK;
 
     case NGX_AILINK_RESP_OPENAI_SSE:
