@@ -411,6 +411,7 @@ ngx_ailink_resp_capture(ngx_ailink_resp_t *rs, ngx_buf_t *b)
 {
     size_t      len, size;
     ngx_buf_t  *nb;
+    ngx_uint_t  level;
 
     len = b->last - b->pos;
 
@@ -426,9 +427,10 @@ ngx_ailink_resp_capture(ngx_ailink_resp_t *rs, ngx_buf_t *b)
         if (size + len > rs->capture_max) {
             /* a translated response is lost; a passed-through one only
              * goes without its usage */
-            ngx_log_error(rs->mode == NGX_AILINK_RESP_XLATE_JSON
-                          ? NGX_LOG_ERR : NGX_LOG_INFO,
-                          rs->request->connection->log, 0,
+            level = (rs->mode == NGX_AILINK_RESP_XLATE_JSON)
+                    ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+            ngx_log_error(level, rs->request->connection->log, 0,
                           "ailink: %V response larger than "
                           "ailink_response_buffer_size",
                           &rs->ctx->provider->name);
