@@ -7,52 +7,20 @@ use warnings;
 use lib 't/lib';
 use AILink::Test;
 use Test::More;
-use File::Temp qw(tempdir);
 use HTTP::Tiny;
-use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep);
 
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 my $root = $ENV{TEST_NGINX_AILINK_ROOT};
-my @modules = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES}
-                          || "$root/build/release/ngx_ailink_module.so");
-my $dir = tempdir(CLEANUP => 1);
-my $port = AILink::Test::free_port();
-my $audit = "$dir/logs/audit.jsonl";
-
-mkdir "$dir/logs";
-open my $c, '>', "$dir/nginx.conf" or die $!;
-print $c "load_module $_;\n" for @modules;
-print $c <<"CONF";
-daemon off;
-master_process on;
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events {}
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp;
-    proxy_temp_path $dir/tmp;
-    ailink_config $root/t/conf/ailink.yaml;
-    server {
-        listen 127.0.0.1:$port;
+my $nginx = start_nginx(master => 1, server => <<"CONF");
         # a flush time far away: only the exit of a worker writes records
         ailink_audit_log logs/audit.jsonl buffer=64k flush=1h;
         location / {
             ailink_auth on;
             include $root/conf-examples/ailink-proxy.conf;
         }
-    }
-}
 CONF
-close $c;
-
-my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    exec $nginx, '-p', "$dir/", '-c', "$dir/nginx.conf";
-    die "exec: $!";
-}
+my ($pid, $port) = ($nginx->{pid}, $nginx->{port});
+my $audit = "$nginx->{dir}/logs/audit.jsonl";
 
 my $http = HTTP::Tiny->new(timeout => 5);
 my $headers = { Authorization =>
@@ -60,13 +28,7 @@ my $headers = { Authorization =>
 
 sub get {
     my $path = shift;
-    for (1 .. 100) {
-        my $res = $http->get("http://127.0.0.1:$port$path",
-                             { headers => $headers });
-        return $res if $res->{status} != 599;
-        sleep 0.05;
-    }
-    die "nginx did not answer\n";
+    return $http->get("http://127.0.0.1:$port$path", { headers => $headers });
 }
 
 sub lines {

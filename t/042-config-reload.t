@@ -11,12 +11,8 @@ use HTTP::Tiny;
 use Digest::SHA qw(sha256_hex);
 use Time::HiRes qw(sleep);
 
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 my $root = $ENV{TEST_NGINX_AILINK_ROOT};
-my @modules = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES}
-                          || "$root/build/release/ngx_ailink_module.so");
 my $dir = tempdir(CLEANUP => 1);
-my $port = AILink::Test::free_port();
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 
 my $first = 'ailink_v1_proj_reload_tok_first000000000000000001';
@@ -38,39 +34,15 @@ sub write_yaml {
 
 write_yaml('true', 0);
 
-mkdir "$dir/logs";
-open my $c, '>', "$dir/nginx.conf" or die $!;
-print $c "load_module $_;\n" for @modules;
-print $c <<"CONF";
-daemon off;
-master_process on;
-worker_processes 1;
-error_log logs/error.log info;
-pid logs/nginx.pid;
-events {}
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp;
-    proxy_temp_path $dir/tmp;
-    ailink_config $dir/ailink.yaml;
-    server {
-        listen 127.0.0.1:$port;
+my $nginx = start_nginx(master => 1,
+                        http => "ailink_config $dir/ailink.yaml;",
+                        server => <<"CONF");
         location / {
             ailink_auth on;
             include $root/conf-examples/ailink-proxy.conf;
         }
-    }
-}
 CONF
-close $c;
-
-my $pid = fork // die "fork: $!";
-if ($pid == 0) {
-    exec $nginx, '-p', "$dir/", '-c', "$dir/nginx.conf";
-    die "exec: $!";
-}
-
-END { if ($pid) { kill 'QUIT', $pid; waitpid($pid, 0); } }
+my ($pid, $port) = ($nginx->{pid}, $nginx->{port});
 
 my $http = HTTP::Tiny->new(timeout => 5, keep_alive => 0);
 
@@ -111,7 +83,7 @@ sleep 0.5;
 
 is(status($second), 200, 'a reload with a broken file keeps the running config');
 
-open my $log, '<', "$dir/logs/error.log" or die $!;
+open my $log, '<', "$nginx->{dir}/logs/error.log" or die $!;
 my $errors = join '', grep { /ailink_config/ } <$log>;
 like($errors, qr/\[emerg\].*ailink_config ".*ailink.yaml"/,
      'the broken file is reported in the error log');

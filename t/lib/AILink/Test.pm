@@ -30,7 +30,8 @@ use Time::HiRes qw(sleep);
 use Exporter 'import';
 our @EXPORT = qw($LLM_TOKEN $LLM_BYOK_TOKEN $ACTION_TOKEN $BYOK_TOKEN
                  $QUERY_TOKEN $BASIC_TOKEN $DISABLED_TOKEN $EXPIRED_TOKEN
-                 $KEYLESS_TOKEN ailink_defaults mock_get mock_reset);
+                 $KEYLESS_TOKEN ailink_defaults mock_get mock_reset
+                 start_nginx);
 
 our $LLM_TOKEN      = 'ailink_v1_proj_test_tok_llm0000000000000000000001';
 our $LLM_BYOK_TOKEN = 'ailink_v1_proj_test_tok_llmbyok0000000000000000001';
@@ -174,9 +175,81 @@ sub mock_reset {
     mock_get('/_mock/requests', 'DELETE');
 }
 
+# For plain Test::More suites that signal nginx themselves: writes an
+# nginx.conf around the given http{} server lines and starts nginx as a
+# direct child, waiting until it listens.  Returns a hash with pid, port,
+# dir (the prefix, logs in dir/logs) and url; stopped with SIGQUIT at exit.
+#
+#   my $nginx = start_nginx(server => "location / { ... }",
+#                           http => "...", master => 1);
+my @nginx_pids;
+
+sub start_nginx {
+    my %o = @_;
+    require File::Temp;
+
+    my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+    my @modules = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES}
+                              || "$root/build/release/ngx_ailink_module.so");
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    my $port = free_port();
+    my $master = $o{master} ? 'on' : 'off';
+    my $user = $> == 0 ? 'user root;' : '';
+    my $http = $o{http}
+               // "ailink_config $root/t/conf/ailink.yaml;";
+
+    mkdir "$dir/logs";
+    open my $c, '>', "$dir/nginx.conf" or die $!;
+    print $c "load_module $_;\n" for @modules;
+    print $c <<"CONF";
+$user
+daemon off;
+master_process $master;
+worker_processes 1;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    proxy_temp_path $dir/tmp;
+    $http
+    server {
+        listen 127.0.0.1:$port;
+        $o{server}
+    }
+}
+CONF
+    close $c;
+
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        exec $bin, '-p', "$dir/", '-c', "$dir/nginx.conf";
+        die "exec $bin: $!";
+    }
+
+    push @nginx_pids, $pid;
+
+    for (1 .. 200) {
+        last if IO::Socket::INET->new("127.0.0.1:$port");
+        die "nginx exited: see $dir/logs/error.log\n"
+            if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.05;
+    }
+
+    return { pid => $pid, port => $port, dir => $dir,
+             url => "http://127.0.0.1:$port" };
+}
+
 start_mock() unless $ENV{TEST_NGINX_MOCK_PORT};
 
 END {
+    for my $pid (@nginx_pids) {
+        next unless kill 0, $pid;
+        kill 'QUIT', $pid;
+        waitpid($pid, 0);
+    }
+
     if ($mock_pid) {
         kill 'TERM', $mock_pid;
         waitpid($mock_pid, 0);
