@@ -432,9 +432,10 @@ static ngx_int_t
 ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
     ngx_ailink_provider_t *prov)
 {
-    char        where[128];
-    cJSON      *auth, *v;
-    ngx_str_t   type, base_url, upstream, version;
+    char                            where[128];
+    cJSON                          *auth, *v;
+    ngx_str_t                       type, base_url, upstream, version;
+    ngx_ailink_default_provider_t  *d;
 
     static const char  *known[] = { "type", "base_url", "nginx_upstream",
                                     "auth", "query", "max_tokens",
@@ -538,7 +539,23 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
         }
 
     } else if (prov->inject.scheme == NGX_AILINK_SCHEME_NONE) {
-        prov->inject.scheme = NGX_AILINK_SCHEME_BEARER;
+        /* the scheme of the type's own API: x-goog-api-key, x-api-key */
+        for (d = ngx_ailink_default_providers; d->name; d++) {
+            if (d->type == prov->type) {
+                prov->inject.scheme = d->scheme;
+
+                if (d->header) {
+                    prov->inject.name.data = (u_char *) d->header;
+                    prov->inject.name.len = ngx_strlen(d->header);
+                }
+
+                break;
+            }
+        }
+
+        if (prov->inject.scheme == NGX_AILINK_SCHEME_NONE) {
+            prov->inject.scheme = NGX_AILINK_SCHEME_BEARER;
+        }
     }
 
     return NGX_OK;

@@ -788,11 +788,11 @@ ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         if (!rs->xstream.done
             && (last || (flush && ngx_ailink_resp_upstream_gone(r))))
         {
-            /* Gemini streams just end; an Anthropic one ends with
-             * message_stop, so ending without it is a cut stream */
+            /* a Gemini stream ends after a chunk with a finishReason, an
+             * Anthropic one with message_stop: without them it was cut */
 
             if (ctx->provider->type == NGX_AILINK_PROVIDER_GEMINI
-                && rs->xstream.role_sent && last)
+                && rs->xstream.finish_reason && last)
             {
                 if (ngx_ailink_stream_finish(&rs->xstream) != NGX_OK) {
                     return NGX_ERROR;

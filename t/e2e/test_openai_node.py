@@ -85,3 +85,20 @@ def test_node_token_from_env(gateway):
     assert out["content"] == out["streamed"] == mock_reply("token from env")
     check_usage(out["usage"])
     assert out["auth_error"] is None
+
+
+@pytest.mark.parametrize("model,provider", [
+    ("claude-3-5-haiku-20241022", "anthropic"),
+    ("gemini-2.0-flash", "gemini"),
+])
+def test_node_translated_providers(gateway, model, provider):
+    """The same Node code reaches Claude and Gemini: only the model changes."""
+    prompt = "Hello from Node to %s" % provider
+    out = run_node(gateway, "--token", LLM_TOKEN, "--model", model,
+                   "--prompt", prompt)
+
+    assert out["content"] == "Mock reply from %s to: %s" % (provider, prompt)
+    assert out["streamed"] == out["content"]
+    check_usage(out["usage"])
+    check_usage(out["stream_usage"])
+    assert out["stream_usage"]["prompt_tokens"] == out["usage"]["prompt_tokens"]
