@@ -215,7 +215,24 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 15: an LLM token on a route that is not an LLM endpoint
+=== TEST 15: Azure OpenAI by configuration: deployment URL, api-key header, api-version
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"azure-gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"GET /_mock/requests/last"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_headers eval
+["X-AILink-Provider: azure", ""]
+--- response_body_like eval
+[qr/.*/,
+ qr/"path":\s*"\/openai\/deployments\/gpt-4o\/chat\/completions",\s*"query":\s*"api-version=2024-10-21".*"api-key":\s*"sk-test-openai-secret-0001"/]
+--- response_body_unlike eval
+[qr/^$/, qr/"authorization"/]
+
+
+
+=== TEST 16: an LLM token on a route that is not an LLM endpoint
 --- request eval
 ["GET /v1/customers", "POST /v2/chat/completions\n{}", "GET /v1/chat/completions"]
 --- more_headers
@@ -227,7 +244,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 16: a body over the limit is a 413 in the envelope
+=== TEST 17: a body over the limit is a 413 in the envelope
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" . ("x" x 70000) . "\"}]}"
 --- more_headers
@@ -239,7 +256,7 @@ X-AILink-Request-Id: [0-9a-f]{32}
 
 
 
-=== TEST 17: bring your own OpenAI key, sent in OpenAI's scheme
+=== TEST 18: bring your own OpenAI key, sent in OpenAI's scheme
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -254,7 +271,7 @@ X-AILink-Upstream-Key: sk-user-own-key
 
 
 
-=== TEST 18: a passthrough token without a key gets the provider's own 401
+=== TEST 19: a passthrough token without a key gets the provider's own 401
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -265,7 +282,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llmbyok0000000000000000001
 
 
 
-=== TEST 19: a provider error passes through with its status
+=== TEST 20: a provider error passes through with its status
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -280,7 +297,7 @@ Retry-After: 7
 
 
 
-=== TEST 20: TLS upstream in a keepalive pool, with SNI and certificate checks
+=== TEST 21: TLS upstream in a keepalive pool, with SNI and certificate checks
 --- http_config
     ailink_config $TEST_NGINX_AILINK_ROOT/t/conf/tls.yaml;
     upstream mock_tls {
