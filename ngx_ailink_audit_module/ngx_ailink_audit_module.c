@@ -190,6 +190,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     if (ctx == NULL) {
         ngx_memzero(&empty, sizeof(ngx_ailink_ctx_t));
         empty.path = r->uri;
+        empty.ttft = -1;
         ctx = &empty;
     }
 
@@ -238,6 +239,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"stream\":false")
           + sizeof(",\"latency_ms\":") + NGX_INT_T_LEN
           + sizeof(",\"upstream_latency_ms\":") + NGX_INT_T_LEN
+          + sizeof(",\"ttft_ms\":") + NGX_INT_T_LEN
           + sizeof(",\"prompt_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"completion_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"total_tokens\":") + NGX_INT_T_LEN
@@ -286,6 +288,13 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     } else {
         p = ngx_cpymem(p, ",\"upstream_latency_ms\":null",
                        sizeof(",\"upstream_latency_ms\":null") - 1);
+    }
+
+    if (ctx->ttft >= 0) {
+        p = ngx_sprintf(p, ",\"ttft_ms\":%M", ctx->ttft);
+
+    } else {
+        p = ngx_cpymem(p, ",\"ttft_ms\":null", sizeof(",\"ttft_ms\":null") - 1);
     }
 
     conf = ngx_ailink_get_conf(r);

@@ -184,6 +184,8 @@ typedef struct {
 
     ngx_str_t                   upstream_path;  /* set by a translator */
     ngx_ailink_usage_t          usage;
+    ngx_msec_int_t              ttft;           /* ms to a stream's first
+                                                   event; -1: not a stream */
     void                       *response;       /* the response filter's */
 
     unsigned                    stream:1;

@@ -137,6 +137,7 @@ ngx_ailink_create_ctx(ngx_http_request_t *r)
     ctx = cln->data;
     ngx_memzero(ctx, sizeof(ngx_ailink_ctx_t));
     cln->handler = ngx_ailink_ctx_cleanup;
+    ctx->ttft = -1;
 
     /* $request_id, so that access logs and audit records correlate */
     vv = ngx_http_get_indexed_variable(r, ngx_ailink_request_id_index);

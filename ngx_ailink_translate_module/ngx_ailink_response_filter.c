@@ -703,6 +703,7 @@ ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_buf_t          *b;
     ngx_uint_t          last, flush;
+    ngx_time_t         *tp;
     ngx_chain_t        *cl;
     ngx_ailink_ctx_t   *ctx;
     ngx_ailink_resp_t  *rs;
@@ -716,6 +717,17 @@ ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (rs == NULL || in == NULL) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (rs->mode == NGX_AILINK_RESP_OPENAI_SSE
+        || rs->mode == NGX_AILINK_RESP_XLATE_SSE)
+    {
+        if (ctx->ttft < 0) {
+            /* time to first token: the first bytes of the stream */
+            tp = ngx_timeofday();
+            ctx->ttft = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                                          + (tp->msec - r->start_msec));
+        }
     }
 
     last = 0;

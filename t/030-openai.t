@@ -45,7 +45,7 @@ X-AILink-Agent-Name: chat-agent
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 --- response_body_like eval
 [qr/Mock reply from openai to: Hello/,
- qr/"token_id":"tok_llm","token_name":"llm test token","project":"test","agent_name":"default-agent",[^\n]*"method":"POST","path":"\/v1\/chat\/completions","upstream":"http:\/\/127.0.0.1:\d+\/v1","provider":"openai","model":"mock-priced","status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"prompt_tokens":2,"completion_tokens":6,"total_tokens":8,"cached_tokens":0,"cost_usd":14.00000000\}\n\z/]
+ qr/"token_id":"tok_llm","token_name":"llm test token","project":"test","agent_name":"default-agent",[^\n]*"method":"POST","path":"\/v1\/chat\/completions","upstream":"http:\/\/127.0.0.1:\d+\/v1","provider":"openai","model":"mock-priced","status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"ttft_ms":null,"prompt_tokens":2,"completion_tokens":6,"total_tokens":8,"cached_tokens":0,"cost_usd":14.00000000\}\n\z/]
 
 
 
@@ -75,7 +75,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 X-Mock-Events: 3
 --- response_body_like eval
 [qr/"usage":\{"prompt_tokens":2,/,
- qr/"model":"mock-priced","status":200,"error":null,"stream":true,[^\n]*"prompt_tokens":2,"completion_tokens":\d+,"total_tokens":\d+,[^\n]*"cost_usd":\d+\.\d+\}\n\z/]
+ qr/"model":"mock-priced","status":200,"error":null,"stream":true,[^\n]*"ttft_ms":\d+,"prompt_tokens":2,"completion_tokens":\d+,"total_tokens":\d+,[^\n]*"cost_usd":\d+\.\d+\}\n\z/]
 
 
 

@@ -179,7 +179,7 @@ authorization: -
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 --- response_body_like eval
 [qr/Mock reply from anthropic to: Hello there/,
- qr/"token_id":"tok_llm",[^\n]*"method":"POST","path":"\/v1\/chat\/completions","upstream":"http:\/\/127.0.0.1:\d+\/v1","provider":"anthropic","model":"claude-sonnet-4-5","status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"prompt_tokens":6,"completion_tokens":7,"total_tokens":13,"cached_tokens":0,"cost_usd":0.00012300\}\n\z/]
+ qr/"token_id":"tok_llm",[^\n]*"method":"POST","path":"\/v1\/chat\/completions","upstream":"http:\/\/127.0.0.1:\d+\/v1","provider":"anthropic","model":"claude-sonnet-4-5","status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"ttft_ms":null,"prompt_tokens":6,"completion_tokens":7,"total_tokens":13,"cached_tokens":0,"cost_usd":0.00012300\}\n\z/]
 --- no_error_log
 [error]
 

@@ -246,7 +246,7 @@ authorization: -
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 --- response_body_like eval
 [qr/Mock reply from gemini to: Hello there/,
- qr/"token_id":"tok_llm",[^\n]*"method":"POST","path":"\/v1\/chat\/completions","upstream":"http:\/\/127.0.0.1:\d+\/v1beta","provider":"gemini","model":"gemini-2.0-flash","status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"prompt_tokens":10,"completion_tokens":7,"total_tokens":17,"cached_tokens":0,"cost_usd":0.00000380\}\n\z/]
+ qr/"token_id":"tok_llm",[^\n]*"method":"POST","path":"\/v1\/chat\/completions","upstream":"http:\/\/127.0.0.1:\d+\/v1beta","provider":"gemini","model":"gemini-2.0-flash","status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"ttft_ms":null,"prompt_tokens":10,"completion_tokens":7,"total_tokens":17,"cached_tokens":0,"cost_usd":0.00000380\}\n\z/]
 --- no_error_log
 [error]
 
