@@ -2,8 +2,10 @@
 # Runs every AILink test suite on a fresh Debian 12 machine: installs what
 # is missing, builds the module twice (release, and AddressSanitizer +
 # UBSan), runs the nginx suites (t/*.t) against both builds, then the
-# end-to-end tests with the official openai clients (t/e2e).  Any sanitizer
-# report fails the run.  Ends with one line: "N passed, N failed".
+# end-to-end tests with the official openai clients (t/e2e), then the
+# libFuzzer targets for a bounded time (fuzz/, corpora replayed first).
+# Any sanitizer report fails the run.  Ends with one line:
+# "N passed, N failed".
 #
 #   ./test.sh               everything
 #   ./test.sh t/010-auth.t  only these nginx suites, release build only
@@ -74,6 +76,12 @@ if [ $# -eq 0 ]; then
     passed=$((passed + ${e2e_pass:-0}))
     failed=$((failed + ${e2e_fail:-0} + ${e2e_err:-0}))
     [ -n "$e2e_pass" ] || failed=$((failed + 1))
+
+    echo "== fuzzing, ${AILINK_FUZZ_SECONDS:-20} s per target"
+    fuzz/run.sh "${AILINK_FUZZ_SECONDS:-20}" 2>&1 | tee "$logs/fuzz.log"
+    passed=$((passed + $(grep -c '^fuzz_[a-z_]* *ok' "$logs/fuzz.log")))
+    failed=$((failed + $(grep -c -E '^fuzz_[a-z_]* *(FAIL|SKIP)' "$logs/fuzz.log")))
+    grep -q '^fuzz_[a-z_]* *ok' "$logs/fuzz.log" || failed=$((failed + 1))
 fi
 
 rm -rf "$logs"

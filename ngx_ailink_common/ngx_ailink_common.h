@@ -154,6 +154,7 @@ typedef struct {
     ngx_ailink_sse_event_pt     handler;
     void                       *handler_data;
     unsigned                    overflow:1;
+    unsigned                    skip_line:1;
     unsigned                    skip_lf:1;
 } ngx_ailink_sse_t;
 
@@ -229,6 +230,9 @@ ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,
 ngx_int_t ngx_ailink_json_get_str(ngx_pool_t *pool, cJSON *obj,
     const char *key, ngx_str_t *out);
 cJSON *ngx_ailink_json_parse(ngx_str_t *text);
+ngx_int_t ngx_ailink_json_count(cJSON *obj, const char *key,
+    ngx_uint_t *value);
+ngx_uint_t ngx_ailink_json_uint(cJSON *obj, const char *key);
 void ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json);
 
 /* ngx_ailink_yaml.c */

@@ -139,18 +139,48 @@ ngx_ailink_json_get_str(ngx_pool_t *pool, cJSON *obj, const char *key,
 }
 
 
-static ngx_uint_t
-ngx_ailink_json_uint(cJSON *obj, const char *key)
+/*
+ * A count from a provider (tokens, a status code): a non-negative number,
+ * clamped, since a cast of a double beyond the integer range is undefined.
+ * NGX_DECLINED when the key holds no number.
+ */
+
+#define NGX_AILINK_JSON_COUNT_MAX  1e12
+
+ngx_int_t
+ngx_ailink_json_count(cJSON *obj, const char *key, ngx_uint_t *value)
 {
     cJSON  *item;
+    double  d;
 
     item = cJSON_GetObjectItemCaseSensitive(obj, key);
 
-    if (!cJSON_IsNumber(item) || item->valuedouble < 0) {
-        return 0;
+    if (!cJSON_IsNumber(item)) {
+        return NGX_DECLINED;
     }
 
-    return (ngx_uint_t) item->valuedouble;
+    d = item->valuedouble;
+
+    if (!(d > 0)) {
+        /* negative and NaN alike */
+        d = 0;
+
+    } else if (d > NGX_AILINK_JSON_COUNT_MAX) {
+        d = NGX_AILINK_JSON_COUNT_MAX;
+    }
+
+    *value = (ngx_uint_t) d;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_ailink_json_uint(cJSON *obj, const char *key)
+{
+    ngx_uint_t  n;
+
+    return ngx_ailink_json_count(obj, key, &n) == NGX_OK ? n : 0;
 }
 
 

@@ -169,18 +169,30 @@ ngx_ailink_sse_feed(ngx_ailink_sse_t *sse, u_char *p, u_char *last)
             /* void */
         }
 
-        if (eol == last) {
+        if (sse->skip_line) {
+            /* the rest of a line too long to carry: its end ends it, it
+             * is not a blank line of its own */
+
+            if (eol == last) {
+                return NGX_OK;
+            }
+
+            sse->skip_line = 0;
+            rc = NGX_OK;
+
+        } else if (eol == last) {
             /* an incomplete line: carry it over, bounded */
             rc = ngx_ailink_sse_append(sse, &sse->line, &sse->line_size,
                                        p, last - p);
-            if (rc == NGX_ERROR) {
-                return NGX_ERROR;
+
+            if (rc == NGX_DECLINED) {
+                sse->line.len = 0;
+                sse->skip_line = 1;
             }
 
-            return NGX_OK;
-        }
+            return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
 
-        if (sse->line.len) {
+        } else if (sse->line.len) {
             rc = ngx_ailink_sse_append(sse, &sse->line, &sse->line_size,
                                        p, eol - p);
             if (rc == NGX_ERROR) {

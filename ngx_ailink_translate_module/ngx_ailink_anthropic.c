@@ -55,8 +55,6 @@ static ngx_int_t ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x,
 static ngx_int_t ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x,
     cJSON *req, cJSON *out);
 static const char *ngx_ailink_anthropic_finish(cJSON *reason);
-static ngx_uint_t ngx_ailink_anthropic_uint(cJSON *obj, const char *key,
-    ngx_uint_t *value);
 static void ngx_ailink_anthropic_usage(ngx_ailink_usage_t *usage,
     cJSON *json);
 static ngx_int_t ngx_ailink_anthropic_emit(ngx_ailink_xstream_t *st,
@@ -1207,23 +1205,6 @@ ngx_ailink_anthropic_finish(cJSON *reason)
 }
 
 
-static ngx_uint_t
-ngx_ailink_anthropic_uint(cJSON *obj, const char *key, ngx_uint_t *value)
-{
-    cJSON  *item;
-
-    item = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    if (!cJSON_IsNumber(item)) {
-        return 0;
-    }
-
-    *value = item->valuedouble > 0 ? (ngx_uint_t) item->valuedouble : 0;
-
-    return 1;
-}
-
-
 /*
  * Anthropic usage: input tokens exclude the cached prefix, so the OpenAI
  * prompt count adds the cache reads and writes back.  The counts are
@@ -1245,10 +1226,12 @@ ngx_ailink_anthropic_usage(ngx_ailink_usage_t *usage, cJSON *json)
     write = usage->cache_write;
     input = usage->prompt - ngx_min(usage->prompt, read + write);
 
-    found = ngx_ailink_anthropic_uint(json, "input_tokens", &input);
-    found += ngx_ailink_anthropic_uint(json, "cache_read_input_tokens", &read);
-    found += ngx_ailink_anthropic_uint(json, "cache_creation_input_tokens",
-                                       &write);
+    found = (ngx_ailink_json_count(json, "input_tokens", &input) == NGX_OK);
+    found += (ngx_ailink_json_count(json, "cache_read_input_tokens", &read)
+              == NGX_OK);
+    found += (ngx_ailink_json_count(json, "cache_creation_input_tokens",
+                                    &write)
+              == NGX_OK);
 
     if (found) {
         usage->prompt = input + read + write;
@@ -1256,8 +1239,7 @@ ngx_ailink_anthropic_usage(ngx_ailink_usage_t *usage, cJSON *json)
         usage->cache_write = write;
     }
 
-    (void) ngx_ailink_anthropic_uint(json, "output_tokens",
-                                     &usage->completion);
+    (void) ngx_ailink_json_count(json, "output_tokens", &usage->completion);
 
     usage->total = usage->prompt + usage->completion;
     usage->known = 1;
@@ -1587,7 +1569,7 @@ static ngx_int_t
 ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
     ngx_ailink_anthropic_stream_t *as, cJSON *json)
 {
-    cJSON  *block, *index;
+    cJSON  *block, *index, *id, *name;
 
     block = cJSON_GetObjectItemCaseSensitive(json, "content_block");
     index = cJSON_GetObjectItemCaseSensitive(json, "index");
@@ -1614,9 +1596,14 @@ ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
 
     /* the first delta of a tool call carries its id and name */
 
-    return ngx_ailink_anthropic_tool_delta(st, as->tool,
-                cJSON_GetObjectItemCaseSensitive(block, "id"),
-                cJSON_GetObjectItemCaseSensitive(block, "name"), "");
+    id = cJSON_GetObjectItemCaseSensitive(block, "id");
+    name = cJSON_GetObjectItemCaseSensitive(block, "name");
+
+    if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
+        return NGX_ERROR;
+    }
+
+    return ngx_ailink_anthropic_tool_delta(st, as->tool, id, name, "");
 }
 
 

@@ -96,7 +96,6 @@ static char *ngx_ailink_gemini_call_id(ngx_ailink_xresp_t *x, ngx_uint_t n,
 static const char *ngx_ailink_gemini_finish(cJSON *reason, ngx_uint_t calls);
 static ngx_uint_t ngx_ailink_gemini_usage(ngx_ailink_usage_t *usage,
     cJSON *meta);
-static ngx_uint_t ngx_ailink_gemini_uint(cJSON *obj, const char *key);
 static ngx_int_t ngx_ailink_gemini_stream_error(ngx_ailink_xstream_t *st,
     cJSON *err);
 static ngx_int_t ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
@@ -2213,38 +2212,23 @@ ngx_ailink_gemini_usage(ngx_ailink_usage_t *usage, cJSON *meta)
         return 0;
     }
 
-    thoughts = ngx_ailink_gemini_uint(meta, "thoughtsTokenCount");
+    thoughts = ngx_ailink_json_uint(meta, "thoughtsTokenCount");
 
-    usage->prompt = ngx_ailink_gemini_uint(meta, "promptTokenCount")
-                    + ngx_ailink_gemini_uint(meta, "toolUsePromptTokenCount");
-    usage->completion = ngx_ailink_gemini_uint(meta, "candidatesTokenCount")
+    usage->prompt = ngx_ailink_json_uint(meta, "promptTokenCount")
+                    + ngx_ailink_json_uint(meta, "toolUsePromptTokenCount");
+    usage->completion = ngx_ailink_json_uint(meta, "candidatesTokenCount")
                         + thoughts;
-    usage->total = ngx_ailink_gemini_uint(meta, "totalTokenCount");
+    usage->total = ngx_ailink_json_uint(meta, "totalTokenCount");
 
     if (usage->total == 0) {
         usage->total = usage->prompt + usage->completion;
     }
 
-    usage->cached = ngx_ailink_gemini_uint(meta, "cachedContentTokenCount");
+    usage->cached = ngx_ailink_json_uint(meta, "cachedContentTokenCount");
     usage->cache_write = 0;
     usage->known = 1;
 
     return thoughts;
-}
-
-
-static ngx_uint_t
-ngx_ailink_gemini_uint(cJSON *obj, const char *key)
-{
-    cJSON  *item;
-
-    item = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    if (!cJSON_IsNumber(item) || item->valuedouble < 0) {
-        return 0;
-    }
-
-    return (ngx_uint_t) item->valuedouble;
 }
 
 
@@ -2378,7 +2362,7 @@ ngx_ailink_gemini_stream_error(ngx_ailink_xstream_t *st, cJSON *err)
         message = cJSON_GetStringValue(err);
     }
 
-    code = ngx_ailink_gemini_uint(err, "code");
+    code = ngx_ailink_json_uint(err, "code");
 
     if (code == 429) {
         type = "rate_limit_error";

@@ -1,0 +1,78 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * A provider's non-stream response body through its translator, as
+ * ngx_ailink_response_filter.c calls it: the first byte picks Anthropic
+ * (0 mod 3) or Gemini (1 mod 3), the rest is the body; a body that is not
+ * JSON never reaches a translator.  2 mod 3 reads the body as an OpenAI
+ * response or chunk for its usage (ngx_ailink_usage_from_openai(), what
+ * the filter does on the OpenAI passthrough).
+ *
+ * Checked: a translation serializes, parses back and is a chat.completion
+ * (id, model, choices with an assistant message, OpenAI finish reasons,
+ * tool calls with id, name and string arguments, non-negative usage
+ * counts).
+ */
+
+
+#include "ngx_ailink_translate.h"
+#include "fuzz_json_check.h"
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    cJSON               *json, *out, *back;
+    ngx_str_t            text;
+    ngx_pool_t          *pool;
+    ngx_ailink_xresp_t   x;
+    ngx_ailink_usage_t   usage;
+
+    if (size < 1) {
+        return 0;
+    }
+
+    text.data = (u_char *) data + 1;
+    text.len = size - 1;
+
+    json = ngx_ailink_json_parse(&text);
+    if (json == NULL) {
+        return 0;
+    }
+
+    pool = ngx_fuzz_pool();
+
+    ngx_memzero(&usage, sizeof(ngx_ailink_usage_t));
+    ngx_memzero(&x, sizeof(ngx_ailink_xresp_t));
+    x.pool = pool;
+    x.log = &ngx_fuzz_log;
+    ngx_str_set(&x.model, "fuzz-model");
+    ngx_str_set(&x.id, "chatcmpl-fuzz");
+    x.created = 1700000000;
+    x.usage = &usage;
+
+    switch (data[0] % 3) {
+    case 0:
+        out = ngx_ailink_anthropic_response(&x, json);
+        break;
+    case 1:
+        out = ngx_ailink_gemini_response(&x, json);
+        break;
+    default:
+        ngx_ailink_usage_from_openai(&usage, json);
+        out = NULL;
+    }
+
+    if (out) {
+        back = fuzz_json_roundtrip(out);
+        fuzz_check_completion(back);
+        cJSON_Delete(back);
+        cJSON_Delete(out);
+    }
+
+    cJSON_Delete(json);
+    ngx_destroy_pool(pool);
+
+    return 0;
+}
