@@ -1,0 +1,69 @@
+"""The request scenarios of bench/run: what the client sends to the gateway
+and what it sends to the baseline for the same upstream exchange.
+
+The gateway gets the OpenAI-shaped request an agent sends; the baseline
+(plain nginx, no routing by model) is asked for the upstream path directly,
+with the same body and headers, and proxies it to the same mock response.
+"""
+
+import fixtures
+
+LLM = "Authorization: Bearer " + fixtures.TOKENS["llm"]
+ACTION = "Authorization: Bearer " + fixtures.TOKENS["action"]
+CHAT = "/v1/chat/completions"
+COMPLETION = '"object":"chat.completion"'
+TO_ANTHROPIC = (COMPLETION, '"type":"message"')
+TO_GEMINI = (COMPLETION, '"candidates"')
+GEMINI = "/gemini/v1beta/models/%s:generateContent" % fixtures.MODELS["gemini"]
+
+
+class Scenario:
+    def __init__(self, key, number, title, method, gw_path, base_path, body, header,
+                 marker, min_ratio):
+        self.key, self.number, self.title = key, number, title
+        self.method, self.body, self.header = method, body, header
+        # what each server's response must contain: a string for both, or
+        # (gateway's, baseline's) when the gateway translates
+        self.markers = dict(zip(("gateway", "baseline"),
+                                marker if isinstance(marker, tuple) else (marker, marker)))
+        self.paths = {"gateway": gw_path, "baseline": base_path}
+        self.min_ratio = min_ratio          # throughput target, None: report only
+
+    def body_file(self, work):
+        return "%s/bodies/%s.json" % (work, self.body) if self.body else ""
+
+
+SCENARIOS = [
+    Scenario("openai", "1", "OpenAI passthrough, auth + audit (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", LLM, COMPLETION, 0.80),
+    Scenario("action", "2", "Action gateway GET /v1/customers, header credential + audit",
+             "GET", "/v1/customers", "/v1/customers", None, ACTION, '"object":"list"', 0.80),
+    Scenario("anthropic-1k", "3", "Chat → Anthropic translation, 1 KB body",
+             "POST", CHAT, "/anthropic/v1/messages", "anthropic-1k", LLM,
+             TO_ANTHROPIC, 0.60),
+    Scenario("gemini-1k", "3", "Chat → Gemini translation, 1 KB body",
+             "POST", CHAT, GEMINI, "gemini-1k", LLM, TO_GEMINI, 0.60),
+    Scenario("anthropic-100k", "3", "Chat → Anthropic translation, 100 KB body",
+             "POST", CHAT, "/anthropic/v1/messages", "anthropic-100k", LLM,
+             TO_ANTHROPIC, None),
+    Scenario("gemini-100k", "3", "Chat → Gemini translation, 100 KB body",
+             "POST", CHAT, GEMINI, "gemini-100k", LLM, TO_GEMINI, None),
+]
+
+
+# scenario 4: streams, gateway request vs the baseline's upstream path
+def stream_requests(profile):
+    return {
+        "anthropic": {
+            "title": "Anthropic stream → OpenAI chunks (translated)",
+            "body": "stream-anthropic-%s" % profile,
+            "paths": {"gateway": CHAT, "baseline": "/sse/%s/v1/messages" % profile},
+            "end": {"gateway": "data: [DONE]", "baseline": "event: message_stop"},
+        },
+        "openai": {
+            "title": "OpenAI stream passthrough (usage read on the way)",
+            "body": "stream-openai-%s" % profile,
+            "paths": {"gateway": CHAT, "baseline": "/osse/%s/v1/chat/completions" % profile},
+            "end": {"gateway": "data: [DONE]", "baseline": "data: [DONE]"},
+        },
+    }
