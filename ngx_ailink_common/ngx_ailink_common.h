@@ -227,13 +227,22 @@ size_t ngx_ailink_json_escape_len(ngx_str_t *s);
 u_char *ngx_ailink_json_escape(u_char *dst, ngx_str_t *s);
 ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
-ngx_int_t ngx_ailink_json_get_str(ngx_pool_t *pool, cJSON *obj,
-    const char *key, ngx_str_t *out);
 cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 ngx_int_t ngx_ailink_json_count(cJSON *obj, const char *key,
     ngx_uint_t *value);
 ngx_uint_t ngx_ailink_json_uint(cJSON *obj, const char *key);
+void ngx_ailink_openai_usage(ngx_ailink_usage_t *usage, cJSON *u);
 void ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json);
+
+/* ngx_ailink_json_scan.c */
+typedef struct {
+    ngx_str_t                   key;
+    ngx_str_t                   value;      /* raw JSON text, if found */
+} ngx_ailink_json_field_t;
+
+ngx_int_t ngx_ailink_json_scan(ngx_str_t *text,
+    ngx_ailink_json_field_t *fields, ngx_uint_t n);
+ngx_int_t ngx_ailink_json_plain_string(ngx_str_t *value, ngx_str_t *out);
 
 /* ngx_ailink_yaml.c */
 cJSON *ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file);

@@ -113,32 +113,6 @@ ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json, ngx_str_t *out)
 }
 
 
-/* NGX_DECLINED when the key is absent or not a string */
-
-ngx_int_t
-ngx_ailink_json_get_str(ngx_pool_t *pool, cJSON *obj, const char *key,
-    ngx_str_t *out)
-{
-    cJSON  *item;
-
-    item = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    if (!cJSON_IsString(item)) {
-        return NGX_DECLINED;
-    }
-
-    out->len = ngx_strlen(item->valuestring);
-    out->data = ngx_pnalloc(pool, out->len + 1);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, item->valuestring, out->len + 1);
-
-    return NGX_OK;
-}
-
-
 /*
  * A count from a provider (tokens, a status code): a non-negative number,
  * clamped, since a cast of a double beyond the integer range is undefined.
@@ -184,15 +158,11 @@ ngx_ailink_json_uint(cJSON *obj, const char *key)
 }
 
 
-/* an OpenAI response or chunk: {"usage": {"prompt_tokens", ...}} */
+/* an OpenAI usage object: {"prompt_tokens", "completion_tokens", ...} */
 
 void
-ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json)
+ngx_ailink_openai_usage(ngx_ailink_usage_t *usage, cJSON *u)
 {
-    cJSON  *u;
-
-    u = cJSON_GetObjectItemCaseSensitive(json, "usage");
-
     if (!cJSON_IsObject(u)) {
         return;
     }
@@ -210,4 +180,14 @@ ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json)
         "cached_tokens");
 
     usage->known = 1;
+}
+
+
+/* an OpenAI response or chunk: {"usage": {...}} */
+
+void
+ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json)
+{
+    ngx_ailink_openai_usage(usage,
+                            cJSON_GetObjectItemCaseSensitive(json, "usage"));
 }

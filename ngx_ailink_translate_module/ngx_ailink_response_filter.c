@@ -460,11 +460,15 @@ ngx_ailink_resp_capture(ngx_ailink_resp_t *rs, ngx_buf_t *b)
 }
 
 
+/* usage of a passed-through JSON response: scanned, only "usage" parsed */
+
 static void
 ngx_ailink_resp_openai_json(ngx_ailink_resp_t *rs)
 {
-    cJSON      *json;
-    ngx_str_t   text;
+    cJSON                    *usage;
+    ngx_str_t                 text;
+    ngx_ailink_json_field_t   field = { ngx_string("usage"),
+                                        ngx_null_string };
 
     if (rs->capture == NULL || rs->overflow) {
         return;
@@ -473,12 +477,15 @@ ngx_ailink_resp_openai_json(ngx_ailink_resp_t *rs)
     text.data = rs->capture->pos;
     text.len = rs->capture->last - rs->capture->pos;
 
-    json = ngx_ailink_json_parse(&text);
-
-    if (json) {
-        ngx_ailink_usage_from_openai(&rs->ctx->usage, json);
-        cJSON_Delete(json);
+    if (ngx_ailink_json_scan(&text, &field, 1) != NGX_OK
+        || field.value.len == 0)
+    {
+        return;
     }
+
+    usage = ngx_ailink_json_parse(&field.value);
+    ngx_ailink_openai_usage(&rs->ctx->usage, usage);
+    cJSON_Delete(usage);
 }
 
 

@@ -313,31 +313,22 @@ ngx_ailink_request_body(ngx_http_request_t *r, ngx_str_t *body)
 /* replaces the body the proxy module will send */
 
 static ngx_int_t
-ngx_ailink_set_request_body(ngx_http_request_t *r, cJSON *json)
+ngx_ailink_set_request_body_text(ngx_http_request_t *r, ngx_str_t *text)
 {
-    char         *s;
-    size_t        len;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    s = cJSON_PrintUnformatted(json);
-    if (s == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = ngx_strlen(s);
-
-    b = ngx_create_temp_buf(r->pool, len);
+    b = ngx_calloc_buf(r->pool);
     cl = ngx_alloc_chain_link(r->pool);
 
     if (b == NULL || cl == NULL) {
-        cJSON_free(s);
         return NGX_ERROR;
     }
 
-    b->last = ngx_cpymem(b->last, s, len);
+    b->pos = text->data;
+    b->last = text->data + text->len;
+    b->memory = 1;
     b->last_buf = 1;
-    cJSON_free(s);
 
     cl->buf = b;
     cl->next = NULL;
@@ -346,10 +337,36 @@ ngx_ailink_set_request_body(ngx_http_request_t *r, cJSON *json)
     r->request_body->temp_file = NULL;
 
     /* the proxy module sends Content-Length from this, never chunked */
-    r->headers_in.content_length_n = len;
+    r->headers_in.content_length_n = text->len;
     r->headers_in.chunked = 0;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_set_request_body(ngx_http_request_t *r, cJSON *json)
+{
+    char       *s;
+    ngx_str_t   text;
+
+    s = cJSON_PrintUnformatted(json);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    text.len = ngx_strlen(s);
+    text.data = ngx_pnalloc(r->pool, text.len);
+
+    if (text.data == NULL) {
+        cJSON_free(s);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(text.data, s, text.len);
+    cJSON_free(s);
+
+    return ngx_ailink_set_request_body_text(r, &text);
 }
 
 
@@ -389,40 +406,76 @@ ngx_ailink_set_request_header(ngx_http_request_t *r, ngx_str_t *name,
 /*
  * OpenAI streams report usage only when asked; the gateway needs it for
  * every call, so it asks, and the response filter removes the usage chunk
- * the client did not ask for.
+ * the client did not ask for.  The body passes through otherwise as the
+ * client wrote it: without "stream_options" the member is spliced in after
+ * the opening brace; only a client's own "stream_options" is rewritten
+ * through a parse.
  */
 
 static ngx_int_t
 ngx_ailink_openai_stream_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
-    cJSON *json)
+    ngx_str_t *body, ngx_str_t *options)
 {
-    cJSON  *opts;
+    u_char     *brace;
+    cJSON      *json, *opts;
+    ngx_int_t   rc;
+    ngx_buf_t   b;
+    ngx_str_t   member = ngx_string("\"stream_options\":"
+                                    "{\"include_usage\":true},");
 
-    opts = cJSON_GetObjectItemCaseSensitive(json, "stream_options");
-    ctx->include_usage = cJSON_IsTrue(
+    opts = NULL;
+
+    if (options->len) {
+        opts = ngx_ailink_json_parse(options);
+        ctx->include_usage = cJSON_IsTrue(
                      cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+    }
 
     if (!ctx->stream || ctx->include_usage) {
+        cJSON_Delete(opts);
         return NGX_OK;
-    }
-
-    if (!cJSON_IsObject(opts)) {
-        cJSON_DeleteItemFromObjectCaseSensitive(json, "stream_options");
-        opts = cJSON_AddObjectToObject(json, "stream_options");
-        if (opts == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
-
-    if (cJSON_AddTrueToObject(opts, "include_usage") == NULL) {
-        return NGX_ERROR;
     }
 
     ctx->strip_usage = 1;
 
-    return ngx_ailink_set_request_body(r, json);
+    if (options->len == 0) {
+        brace = ngx_strlchr(body->data, body->data + body->len, '{');
+
+        ngx_memzero(&b, sizeof(ngx_buf_t));
+        b.start = ngx_pnalloc(r->pool, body->len + member.len);
+        if (b.start == NULL) {
+            return NGX_ERROR;
+        }
+
+        b.last = ngx_cpymem(b.start, body->data, brace + 1 - body->data);
+        b.last = ngx_cpymem(b.last, member.data, member.len);
+        b.last = ngx_cpymem(b.last, brace + 1,
+                            body->data + body->len - (brace + 1));
+
+        body->data = b.start;
+        body->len = b.last - b.start;
+
+        return ngx_ailink_set_request_body_text(r, body);
+    }
+
+    cJSON_Delete(opts);
+
+    json = ngx_ailink_json_parse(body);
+    opts = cJSON_GetObjectItemCaseSensitive(json, "stream_options");
+
+    if (!cJSON_IsObject(opts)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(json, "stream_options");
+        opts = cJSON_AddObjectToObject(json, "stream_options");
+    }
+
+    cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
+
+    rc = (cJSON_AddTrueToObject(opts, "include_usage") != NULL)
+         ? ngx_ailink_set_request_body(r, json) : NGX_ERROR;
+
+    cJSON_Delete(json);
+
+    return rc;
 }
 
 
@@ -530,66 +583,87 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
-/* reads the model from an LLM request body, picks the provider, and
- * translates the body for it */
+/*
+ * Reads the model from an LLM request body and picks the provider.  The
+ * body is scanned, not parsed: only a body to translate is built into a
+ * tree.
+ */
 
 static ngx_int_t
 ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
-    cJSON              *json;
-    ngx_int_t           rc;
-    ngx_str_t           body;
-    ngx_ailink_conf_t  *conf;
+    cJSON                    *json;
+    ngx_int_t                 rc;
+    ngx_str_t                 body;
+    ngx_ailink_conf_t        *conf;
+    ngx_ailink_json_field_t   fields[] = {
+        { ngx_string("model"), ngx_null_string },
+        { ngx_string("stream"), ngx_null_string },
+        { ngx_string("stream_options"), ngx_null_string }
+    };
 
     if (ngx_ailink_request_body(r, &body) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    json = ngx_ailink_json_parse(&body);
-
-    if (json == NULL || !cJSON_IsObject(json)) {
-        cJSON_Delete(json);
+    if (ngx_ailink_json_scan(&body, fields, 3) != NGX_OK) {
         return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
                                          "invalid_request", NULL,
                                          "the request body is not a JSON "
                                          "object");
     }
 
-    rc = ngx_ailink_json_get_str(r->pool, json, "model", &ctx->model);
-    ctx->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json,
-                                                                "stream"));
+    if (ngx_ailink_json_plain_string(&fields[0].value, &ctx->model)
+        != NGX_OK)
+    {
+        /* a model name with escapes is rare enough to parse */
+        json = fields[0].value.len ? ngx_ailink_json_parse(&fields[0].value)
+                                   : NULL;
 
-    if (rc == NGX_DECLINED || (rc == NGX_OK && ctx->model.len == 0)) {
-        rc = ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                       "invalid_request", "model",
-                                       "\"model\" is required and must "
-                                       "be a string");
-        goto done;
+        if (cJSON_IsString(json)) {
+            ctx->model.len = ngx_strlen(json->valuestring);
+            ctx->model.data = ngx_pstrdup(r->pool, &(ngx_str_t) {
+                                              ctx->model.len,
+                                              (u_char *) json->valuestring });
+        }
+
+        cJSON_Delete(json);
     }
 
-    if (rc == NGX_ERROR) {
-        goto done;
+    if (ctx->model.len == 0) {
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", "model",
+                                         "\"model\" is required and must "
+                                         "be a string");
     }
+
+    if (ctx->model.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->stream = (fields[1].value.len == 4
+                   && ngx_strncmp(fields[1].value.data, "true", 4) == 0);
 
     conf = ngx_ailink_get_conf(r);
     ctx->provider = ngx_ailink_route_model(conf, &ctx->model);
 
     if (ctx->provider == NULL) {
-        rc = ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                       "invalid_request", "model",
-                                       "no provider route for model "
-                                       "\"%V\"", &ctx->model);
-        goto done;
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", "model",
+                                         "no provider route for model "
+                                         "\"%V\"", &ctx->model);
     }
 
     if (ctx->provider->type == NGX_AILINK_PROVIDER_OPENAI) {
-        rc = ngx_ailink_openai_stream_usage(r, ctx, json);
-
-    } else {
-        rc = ngx_ailink_translate_request(r, ctx, json);
+        return ngx_ailink_openai_stream_usage(r, ctx, &body, &fields[2].value);
     }
 
-done:
+    json = ngx_ailink_json_parse(&body);
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ailink_translate_request(r, ctx, json);
 
     cJSON_Delete(json);
 

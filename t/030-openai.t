@@ -175,7 +175,37 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 12: a missing or non-string model
+=== TEST 12: bodies that are not JSON in subtle ways are refused before any upstream
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"gpt-4o\",}",
+ "POST /v1/chat/completions\n{\"model\":\"gpt-4o\"} x",
+ "POST /v1/chat/completions\n{\"model\":\"gpt\x01\"}",
+ "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"n\":01}",
+ "POST /v1/chat/completions\n{\"model\":\"a\\qb\"}",
+ "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"x\":" . ("[" x 600) . ("]" x 600) . "}",
+ "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"x\":\"\\u12\"}"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code eval
+[400, 400, 400, 400, 400, 400, 400]
+--- response_body_like eval
+[(qr/"message":"the request body is not a JSON object"/) x 7]
+
+
+
+=== TEST 13: a model name written with escapes is routed like the plain one
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"gpt-4o\\u002dmini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_body_like eval
+[qr/Mock reply from openai/, qr/"provider":"openai","model":"gpt-4o-mini","status":200/]
+
+
+
+=== TEST 14: a missing or non-string model
 --- request eval
 ["POST /v1/chat/completions\n{\"messages\":[]}", "POST /v1/chat/completions\n{\"model\":42}"]
 --- more_headers
@@ -188,7 +218,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 13: a model no route knows
+=== TEST 15: a model no route knows
 --- request
 POST /v1/chat/completions
 {"model":"mystery-7b","messages":[{"role":"user","content":"hi"}]}
@@ -201,7 +231,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 14: an operator route sends llama-* to another OpenAI-compatible provider
+=== TEST 16: an operator route sends llama-* to another OpenAI-compatible provider
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"llama-3.1-8b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -215,7 +245,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 15: Azure OpenAI by configuration: deployment URL, api-key header, api-version
+=== TEST 17: Azure OpenAI by configuration: deployment URL, api-key header, api-version
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"azure-gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -232,7 +262,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 16: an LLM token on a route that is not an LLM endpoint
+=== TEST 18: an LLM token on a route that is not an LLM endpoint
 --- request eval
 ["GET /v1/customers", "POST /v2/chat/completions\n{}", "GET /v1/chat/completions"]
 --- more_headers
@@ -244,7 +274,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 17: a body over the limit is a 413 in the envelope
+=== TEST 19: a body over the limit is a 413 in the envelope
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" . ("x" x 70000) . "\"}]}"
 --- more_headers
@@ -256,7 +286,7 @@ X-AILink-Request-Id: [0-9a-f]{32}
 
 
 
-=== TEST 18: bring your own OpenAI key, sent in OpenAI's scheme
+=== TEST 20: bring your own OpenAI key, sent in OpenAI's scheme
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -271,7 +301,7 @@ X-AILink-Upstream-Key: sk-user-own-key
 
 
 
-=== TEST 19: a passthrough token without a key gets the provider's own 401
+=== TEST 21: a passthrough token without a key gets the provider's own 401
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -282,7 +312,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llmbyok0000000000000000001
 
 
 
-=== TEST 20: a provider error passes through with its status
+=== TEST 22: a provider error passes through with its status
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -297,7 +327,7 @@ Retry-After: 7
 
 
 
-=== TEST 21: TLS upstream in a keepalive pool, with SNI and certificate checks
+=== TEST 23: TLS upstream in a keepalive pool, with SNI and certificate checks
 --- http_config
     ailink_config $TEST_NGINX_AILINK_ROOT/t/conf/tls.yaml;
     upstream mock_tls {
