@@ -13,7 +13,7 @@
 
 #include "ngx_ailink_common.h"
 #include "ngx_ailink_auth.h"
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
 
 #define NGX_AILINK_TOKEN_MAX_LEN  256
@@ -131,6 +131,41 @@ ngx_ailink_get_conf(ngx_http_request_t *r)
 }
 
 
+/*
+ * SHA-256 through a digest fetched once per process: OpenSSL 3's one-shot
+ * SHA256() looks the algorithm up again on every call.
+ */
+
+static ngx_int_t
+ngx_ailink_sha256(u_char *data, size_t len, u_char *out)
+{
+    static EVP_MD      *md;
+    static EVP_MD_CTX  *mdctx;
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        mdctx = EVP_MD_CTX_new();
+
+        if (md == NULL || mdctx == NULL) {
+            EVP_MD_free(md);
+            EVP_MD_CTX_free(mdctx);
+            md = NULL;
+            mdctx = NULL;
+            return NGX_ERROR;
+        }
+    }
+
+    if (EVP_DigestInit_ex2(mdctx, md, NULL) != 1
+        || EVP_DigestUpdate(mdctx, data, len) != 1
+        || EVP_DigestFinal_ex(mdctx, out, NULL) != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_ailink_auth_refuse(ngx_http_request_t *r, const char *why)
 {
@@ -217,7 +252,12 @@ ngx_ailink_auth_handler(ngx_http_request_t *r)
         return ngx_ailink_auth_refuse(r, "invalid token");
     }
 
-    SHA256(token.data, token.len, hash);
+    if (ngx_ailink_sha256(token.data, token.len, hash) != NGX_OK) {
+        /* fail closed */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ailink: SHA-256 is not available");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     tok = ngx_ailink_token_find(conf, hash);
 
