@@ -102,8 +102,7 @@ static void
 fuzz_request_one(fuzz_request_pt translate, void (*check)(cJSON *),
     const uint8_t *data, size_t size, ngx_ailink_provider_t *prov)
 {
-    cJSON              *json, *out, *back;
-    ngx_int_t           rc;
+    cJSON              *json, *out, *back, *model;
     ngx_str_t           text;
     ngx_pool_t         *pool;
     ngx_ailink_xreq_t   x;
@@ -126,8 +125,12 @@ fuzz_request_one(fuzz_request_pt translate, void (*check)(cJSON *),
     x.log = &ngx_fuzz_log;
     x.provider = prov;
 
-    rc = ngx_ailink_json_get_str(pool, json, "model", &x.model);
-    if (rc != NGX_OK || x.model.len == 0) {
+    model = fuzz_json_get(json, "model");
+    if (cJSON_IsString(model) && model->valuestring[0]) {
+        x.model.data = (u_char *) model->valuestring;
+        x.model.len = ngx_strlen(model->valuestring);
+
+    } else {
         ngx_str_set(&x.model, "fuzz-model");
     }
 

@@ -30,6 +30,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_ailink_auth_handler(ngx_http_request_t *r);
+static void ngx_ailink_auth_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_ailink_auth_header_filter(ngx_http_request_t *r);
 static void ngx_ailink_auth_request_headers(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
@@ -111,8 +112,8 @@ ngx_module_t  ngx_ailink_auth_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
-    NULL,                                  /* exit master */
+    ngx_ailink_auth_exit_process,          /* exit process */
+    ngx_ailink_auth_exit_process,          /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -136,33 +137,43 @@ ngx_ailink_get_conf(ngx_http_request_t *r)
  * SHA256() looks the algorithm up again on every call.
  */
 
+static EVP_MD      *ngx_ailink_sha256_md;
+static EVP_MD_CTX  *ngx_ailink_sha256_ctx;
+
+
 static ngx_int_t
 ngx_ailink_sha256(u_char *data, size_t len, u_char *out)
 {
-    static EVP_MD      *md;
-    static EVP_MD_CTX  *mdctx;
+    if (ngx_ailink_sha256_md == NULL) {
+        ngx_ailink_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        ngx_ailink_sha256_ctx = EVP_MD_CTX_new();
 
-    if (md == NULL) {
-        md = EVP_MD_fetch(NULL, "SHA256", NULL);
-        mdctx = EVP_MD_CTX_new();
-
-        if (md == NULL || mdctx == NULL) {
-            EVP_MD_free(md);
-            EVP_MD_CTX_free(mdctx);
-            md = NULL;
-            mdctx = NULL;
+        if (ngx_ailink_sha256_md == NULL || ngx_ailink_sha256_ctx == NULL) {
+            ngx_ailink_auth_exit_process(NULL);
             return NGX_ERROR;
         }
     }
 
-    if (EVP_DigestInit_ex2(mdctx, md, NULL) != 1
-        || EVP_DigestUpdate(mdctx, data, len) != 1
-        || EVP_DigestFinal_ex(mdctx, out, NULL) != 1)
+    if (EVP_DigestInit_ex2(ngx_ailink_sha256_ctx, ngx_ailink_sha256_md, NULL)
+        != 1
+        || EVP_DigestUpdate(ngx_ailink_sha256_ctx, data, len) != 1
+        || EVP_DigestFinal_ex(ngx_ailink_sha256_ctx, out, NULL) != 1)
     {
         return NGX_ERROR;
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_ailink_auth_exit_process(ngx_cycle_t *cycle)
+{
+    EVP_MD_CTX_free(ngx_ailink_sha256_ctx);
+    EVP_MD_free(ngx_ailink_sha256_md);
+
+    ngx_ailink_sha256_ctx = NULL;
+    ngx_ailink_sha256_md = NULL;
 }
 
 
@@ -431,6 +442,8 @@ ngx_ailink_auth_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_ailink_auth_preconfiguration(ngx_conf_t *cf)
 {
+    ngx_ailink_json_init();
+
     return ngx_ailink_add_variables(cf);
 }
 

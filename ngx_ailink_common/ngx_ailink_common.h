@@ -223,6 +223,8 @@ void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
 
 /* ngx_ailink_json.c */
+void ngx_ailink_json_init(void);
+void ngx_ailink_json_arena(ngx_pool_t *pool);
 size_t ngx_ailink_json_escape_len(ngx_str_t *s);
 u_char *ngx_ailink_json_escape(u_char *dst, ngx_str_t *s);
 ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,

@@ -10,6 +10,53 @@
 #include "ngx_ailink_common.h"
 
 
+/*
+ * cJSON allocates through hooks.  While an arena is open, trees come from
+ * a request pool and free() does nothing: the pool releases them all at
+ * once.  An arena is opened only around work that builds and drops its
+ * trees in one go (translating a request or a whole response), never
+ * around a stream, whose memory must not grow with its length.
+ */
+
+static ngx_pool_t  *ngx_ailink_json_pool;
+
+
+static void *
+ngx_ailink_json_malloc(size_t size)
+{
+    if (ngx_ailink_json_pool) {
+        return ngx_palloc(ngx_ailink_json_pool, size);
+    }
+
+    return malloc(size);
+}
+
+
+static void
+ngx_ailink_json_free(void *p)
+{
+    if (ngx_ailink_json_pool == NULL) {
+        free(p);
+    }
+}
+
+
+void
+ngx_ailink_json_init(void)
+{
+    cJSON_Hooks  hooks = { ngx_ailink_json_malloc, ngx_ailink_json_free };
+
+    cJSON_InitHooks(&hooks);
+}
+
+
+void
+ngx_ailink_json_arena(ngx_pool_t *pool)
+{
+    ngx_ailink_json_pool = pool;
+}
+
+
 static ngx_inline ngx_uint_t
 ngx_ailink_json_needs_escape(u_char c)
 {

@@ -554,8 +554,26 @@ ngx_ailink_resp_error(ngx_ailink_resp_t *rs, cJSON *json, ngx_uint_t *status,
 }
 
 
+static ngx_int_t ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs);
+
+
+/* every tree of a whole response is built and dropped in one go */
+
 static ngx_int_t
 ngx_ailink_resp_xlate_json(ngx_ailink_resp_t *rs)
+{
+    ngx_int_t  rc;
+
+    ngx_ailink_json_arena(rs->request->pool);
+    rc = ngx_ailink_resp_xlate_json_trees(rs);
+    ngx_ailink_json_arena(NULL);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
 {
     char                *s;
     cJSON               *json, *out;

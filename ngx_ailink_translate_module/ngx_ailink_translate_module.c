@@ -658,14 +658,15 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         return ngx_ailink_openai_stream_usage(r, ctx, &body, &fields[2].value);
     }
 
-    json = ngx_ailink_json_parse(&body);
-    if (json == NULL) {
-        return NGX_ERROR;
-    }
+    /* every tree of the translation is built and dropped here */
+    ngx_ailink_json_arena(r->pool);
 
-    rc = ngx_ailink_translate_request(r, ctx, json);
+    json = ngx_ailink_json_parse(&body);
+
+    rc = json ? ngx_ailink_translate_request(r, ctx, json) : NGX_ERROR;
 
     cJSON_Delete(json);
+    ngx_ailink_json_arena(NULL);
 
     return rc;
 }
