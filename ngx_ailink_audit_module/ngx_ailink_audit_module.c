@@ -217,7 +217,8 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     total_ms = ngx_max(total_ms, 0);
 
     len = sizeof("{\"time\":\"1970-01-01T00:00:00.000Z\"}\n")
-          + sizeof(",\"request_id\":") + ngx_ailink_audit_str_len(&ctx->request_id)
+          + sizeof(",\"request_id\":")
+          + ngx_ailink_audit_str_len(&ctx->request_id)
           + sizeof(",\"token_id\":") + ngx_ailink_audit_str_len(token_id)
           + sizeof(",\"token_name\":") + ngx_ailink_audit_str_len(token_name)
           + sizeof(",\"project\":") + ngx_ailink_audit_str_len(project)

@@ -132,7 +132,7 @@ typedef struct {
     ngx_uint_t                  prompt;
     ngx_uint_t                  completion;
     ngx_uint_t                  total;
-    ngx_uint_t                  cached;         /* prompt tokens read from cache */
+    ngx_uint_t                  cached;         /* prompt tokens from cache */
     ngx_uint_t                  cache_write;    /* prompt tokens written */
     unsigned                    known:1;
 } ngx_ailink_usage_t;

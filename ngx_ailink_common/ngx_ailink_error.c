@@ -131,7 +131,8 @@ ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(json->data, "{\"error\":{\"type\":\"%s\",\"code\":\"", type);
+    p = ngx_sprintf(json->data, "{\"error\":{\"type\":\"%s\",\"code\":\"",
+                    type);
 
     s.data = (u_char *) code;
     s.len = ngx_strlen(code);
@@ -186,6 +187,9 @@ void
 ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param)
 {
-    ngx_http_finalize_request(r,
-                         ngx_ailink_send_error(r, status, code, message, param));
+    ngx_int_t  rc;
+
+    rc = ngx_ailink_send_error(r, status, code, message, param);
+
+    ngx_http_finalize_request(r, rc);
 }

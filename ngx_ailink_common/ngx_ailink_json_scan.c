@@ -40,60 +40,73 @@ ngx_ailink_scan_space(ngx_ailink_scan_t *s)
 }
 
 
+/* bytes that end a plain run inside a string: '"', '\\', controls */
+static u_char  ngx_ailink_scan_special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0
+    /* the rest: 0 */
+};
+
+
 static ngx_int_t
 ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 {
-    ngx_uint_t  i;
+    u_char      *p, *last;
+    ngx_uint_t   i;
 
-    /* at the opening quote */
-    s->p++;
+    /* at the opening quote; a local cursor keeps the hot loop tight */
+    p = s->p + 1;
+    last = s->last;
 
-    while (s->p < s->last) {
+    for ( ;; ) {
 
-        if (*s->p == '"') {
-            s->p++;
+        while (p < last && !ngx_ailink_scan_special[*p]) {
+            p++;
+        }
+
+        if (p == last || *p < 0x20) {
+            return NGX_ERROR;
+        }
+
+        if (*p == '"') {
+            s->p = p + 1;
             return NGX_OK;
         }
 
-        if (*s->p < 0x20) {
+        /* a backslash */
+
+        if (++p == last) {
             return NGX_ERROR;
         }
 
-        if (*s->p != '\\') {
-            s->p++;
-            continue;
-        }
-
-        if (++s->p == s->last) {
-            return NGX_ERROR;
-        }
-
-        switch (*s->p) {
+        switch (*p) {
         case '"': case '\\': case '/': case 'b': case 'f': case 'n':
         case 'r': case 't':
-            s->p++;
+            p++;
             break;
 
         case 'u':
-            if (s->last - s->p < 5) {
+            if (last - p < 5) {
                 return NGX_ERROR;
             }
 
             for (i = 1; i < 5; i++) {
-                if (ngx_hextoi(&s->p[i], 1) == NGX_ERROR) {
+                if (ngx_hextoi(&p[i], 1) == NGX_ERROR) {
                     return NGX_ERROR;
                 }
             }
 
-            s->p += 5;
+            p += 5;
             break;
 
         default:
             return NGX_ERROR;
         }
     }
-
-    return NGX_ERROR;
 }
 
 

@@ -535,8 +535,9 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
         out = ngx_ailink_gemini_request(&x, json);
 
-        p = ngx_pnalloc(r->pool, sizeof("/models/:streamGenerateContent?alt=sse")
-                                 + ctx->model.len);
+        p = ngx_pnalloc(r->pool,
+                        sizeof("/models/:streamGenerateContent?alt=sse")
+                        + ctx->model.len);
         if (p == NULL) {
             cJSON_Delete(out);
             return NGX_ERROR;
