@@ -57,8 +57,6 @@ static ngx_int_t ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x,
 static const char *ngx_ailink_anthropic_finish(cJSON *reason);
 static void ngx_ailink_anthropic_usage(ngx_ailink_usage_t *usage,
     cJSON *json);
-static ngx_int_t ngx_ailink_anthropic_emit(ngx_ailink_xstream_t *st,
-    cJSON *chunk);
 static ngx_int_t ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
     ngx_ailink_anthropic_stream_t *as, cJSON *json);
 static ngx_int_t ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
@@ -1426,20 +1424,6 @@ failed:
 }
 
 
-/* st->emit does not take the chunk */
-
-static ngx_int_t
-ngx_ailink_anthropic_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
-{
-    ngx_int_t  rc;
-
-    rc = st->emit(st, chunk);
-    cJSON_Delete(chunk);
-
-    return rc;
-}
-
-
 ngx_int_t
 ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     ngx_str_t *data)
@@ -1644,7 +1628,7 @@ ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
             return NGX_ERROR;
         }
 
-        return ngx_ailink_anthropic_emit(st, chunk);
+        return ngx_ailink_stream_emit(st, chunk);
     }
 
     if (ngx_ailink_anthropic_is(type, "input_json_delta")) {
@@ -1758,7 +1742,7 @@ ngx_ailink_anthropic_tool_delta(ngx_ailink_xstream_t *st, ngx_uint_t index,
         goto failed;
     }
 
-    return ngx_ailink_anthropic_emit(st, chunk);
+    return ngx_ailink_stream_emit(st, chunk);
 
 failed:
 

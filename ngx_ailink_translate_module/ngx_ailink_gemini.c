@@ -2412,12 +2412,9 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
 
         free(text);
 
-        if (st->emit(st, chunk) != NGX_OK) {
-            cJSON_Delete(chunk);
+        if (ngx_ailink_stream_emit(st, chunk) != NGX_OK) {
             return NGX_ERROR;
         }
-
-        cJSON_Delete(chunk);
 
     } else {
         free(text);
@@ -2459,14 +2456,7 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
         return NGX_OK;
     }
 
-    if (st->emit(st, chunk) != NGX_OK) {
-        cJSON_Delete(chunk);
-        return NGX_ERROR;
-    }
-
-    cJSON_Delete(chunk);
-
-    return NGX_OK;
+    return ngx_ailink_stream_emit(st, chunk);
 }
 
 

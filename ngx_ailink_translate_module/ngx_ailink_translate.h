@@ -97,6 +97,7 @@ ngx_int_t ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st,
 /* ngx_ailink_xlate.c: pieces every translator uses */
 cJSON *ngx_ailink_chunk_new(ngx_ailink_xstream_t *st);
 cJSON *ngx_ailink_chunk_delta(cJSON *chunk);
+ngx_int_t ngx_ailink_stream_emit(ngx_ailink_xstream_t *st, cJSON *chunk);
 ngx_int_t ngx_ailink_stream_role(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_finish(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_error(ngx_ailink_xstream_t *st,

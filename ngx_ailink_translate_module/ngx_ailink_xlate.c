@@ -104,7 +104,9 @@ ngx_ailink_chunk_delta(cJSON *chunk)
 }
 
 
-static ngx_int_t
+/* emits a chunk and frees it, whatever st->emit made of it */
+
+ngx_int_t
 ngx_ailink_stream_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
 {
     ngx_int_t  rc;
