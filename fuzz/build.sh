@@ -169,7 +169,7 @@ ngx_objs+=("$out/obj/ngx_fuzz_stubs.o")
 
 
 # project sources each target links (beyond nginx and the stubs)
-common="ngx_ailink_common/ngx_ailink_sse.c ngx_ailink_common/ngx_ailink_json.c"
+common="ngx_ailink_common/ngx_ailink_sse.c ngx_ailink_common/ngx_ailink_json.c ngx_ailink_common/ngx_ailink_json_scan.c"
 xlate="$common ngx_ailink_translate_module/ngx_ailink_xlate.c
        ngx_ailink_translate_module/ngx_ailink_anthropic.c
        ngx_ailink_translate_module/ngx_ailink_gemini.c"

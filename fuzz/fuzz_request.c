@@ -15,6 +15,10 @@
  * carries x.error, a message for the 400 the client gets: without
  * allocation failures (the fuzzer has none) a NULL without it would be a
  * 500 for a bad request.
+ *
+ * The same bytes also go through the validating scan that pass-through
+ * requests get instead of a parse (ngx_ailink_json_scan.c): it must stay
+ * inside the input, and the fields it finds must lie within it.
  */
 
 
@@ -161,7 +165,31 @@ fuzz_request_one(fuzz_request_pt translate, void (*check)(cJSON *),
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ngx_ailink_provider_t  prov;
+    ngx_uint_t               i;
+    ngx_str_t                text;
+    ngx_ailink_provider_t    prov;
+    ngx_ailink_json_field_t  fields[] = {
+        { ngx_string("model"), ngx_null_string },
+        { ngx_string("stream"), ngx_null_string },
+        { ngx_string("usage"), ngx_null_string }
+    };
+
+    /* a copy of exactly the input's size, so ASan sees any overread */
+    text.len = size;
+    text.data = malloc(size ? size : 1);
+    ngx_fuzz_assert(text.data != NULL);
+    ngx_memcpy(text.data, data, size);
+
+    if (ngx_ailink_json_scan(&text, fields, 3) == NGX_OK) {
+        for (i = 0; i < 3; i++) {
+            ngx_fuzz_assert(fields[i].value.len == 0
+                            || (fields[i].value.data >= text.data
+                                && fields[i].value.data + fields[i].value.len
+                                   <= text.data + text.len));
+        }
+    }
+
+    free(text.data);
 
     ngx_memzero(&prov, sizeof(ngx_ailink_provider_t));
     prov.max_tokens = 4096;

@@ -52,6 +52,33 @@ static u_char  ngx_ailink_scan_special[256] = {
 };
 
 
+/*
+ * Eight bytes at a time: whether any is '"', '\\' or below 0x20.  The
+ * tests are exact for "some byte is" (see "Bit Twiddling Hacks", determine
+ * if a word has a byte less than n), so a hit means the byte loop below
+ * stops within these eight bytes.
+ */
+
+#define NGX_AILINK_ONES    0x0101010101010101ULL
+#define NGX_AILINK_HIGHS   0x8080808080808080ULL
+#define ngx_ailink_has_less(x, n)                                             \
+    (((x) - NGX_AILINK_ONES * (n)) & ~(x) & NGX_AILINK_HIGHS)
+
+static ngx_inline ngx_uint_t
+ngx_ailink_scan_special8(u_char *p)
+{
+    uint64_t  v, q, b;
+
+    ngx_memcpy(&v, p, sizeof(uint64_t));
+
+    q = v ^ (NGX_AILINK_ONES * '"');
+    b = v ^ (NGX_AILINK_ONES * '\\');
+
+    return (ngx_ailink_has_less(q, 1) | ngx_ailink_has_less(b, 1)
+            | ngx_ailink_has_less(v, 0x20)) != 0;
+}
+
+
 static ngx_int_t
 ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 {
@@ -63,6 +90,10 @@ ngx_ailink_scan_string(ngx_ailink_scan_t *s)
     last = s->last;
 
     for ( ;; ) {
+
+        while (last - p >= 8 && !ngx_ailink_scan_special8(p)) {
+            p += 8;
+        }
 
         while (p < last && !ngx_ailink_scan_special[*p]) {
             p++;
