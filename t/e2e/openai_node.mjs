@@ -5,14 +5,19 @@
 //   npm ci --prefix t/e2e
 //   node t/e2e/openai_node.mjs --base-url http://127.0.0.1:8080/v1 --token ailink_v1_...
 //        [--model gpt-4o-mini] [--prompt "Hello"] [--events 4] [--bad-token T]
+//        [--tools]
 //
 // --base-url and --token default to $AILINK_BASE_URL and $AILINK_TOKEN.
 // --events sends X-Mock-Events (the mock provider's number of content chunks)
 // with the streamed call.  With --bad-token, a third call with that token must
-// fail, and its error is reported as "auth_error".
+// fail, and its error is reported as "auth_error".  With --tools, a tool-call
+// round trip (the mock answers with a call, the script sends the tool's
+// result back) and a message with an image follow, reported as "tool_call",
+// "tool_answer" and "image_answer".
 //
 // Output: {"content", "streamed", "chunks", "content_chunks", "usage",
-//          "stream_usage", "request_id", "auth_error"}
+//          "stream_usage", "request_id", "auth_error", "tool_call",
+//          "tool_answer", "image_answer"}
 // Exit status 1 (message on stderr) when a call fails unexpectedly.
 
 import { parseArgs } from "node:util";
@@ -26,8 +31,57 @@ const { values: opt } = parseArgs({
     prompt: { type: "string", default: "Hello from Node" },
     events: { type: "string" },
     "bad-token": { type: "string" },
+    tools: { type: "boolean", default: false },
   },
 });
+
+const TOOLS = [{
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "Current weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+}];
+
+// a 1x1 PNG
+const PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAIAAAUAAeIhvDMAAAAASUVORK5CYII=";
+
+async function toolsAndImage() {
+  const history = [{ role: "user", content: "What is the weather in Paris?" }];
+  const first = await client.chat.completions.create(
+    { model: opt.model, messages: history, tools: TOOLS },
+    { headers: { "X-Mock-Scenario": "tool_call" } },
+  );
+  const message = first.choices[0].message;
+  const call = message.tool_calls[0];
+
+  history.push(message);
+  history.push({ role: "tool", tool_call_id: call.id, content: JSON.stringify({ temperature_c: 18 }) });
+
+  const second = await client.chat.completions.create({ model: opt.model, messages: history, tools: TOOLS });
+
+  const image = await client.chat.completions.create({
+    model: opt.model,
+    messages: [{
+      role: "user",
+      content: [
+        { type: "text", text: "What is in this image?" },
+        { type: "image_url", image_url: { url: `data:image/png;base64,${PIXEL}` } },
+      ],
+    }],
+  });
+
+  return {
+    tool_call: {
+      finish_reason: first.choices[0].finish_reason,
+      name: call.function.name,
+      arguments: JSON.parse(call.function.arguments),
+    },
+    tool_answer: second.choices[0].message.content,
+    image_answer: image.choices[0].message.content,
+  };
+}
 
 if (!opt["base-url"] || !opt.token) {
   console.error("usage: openai_node.mjs --base-url URL --token TOKEN (or AILINK_BASE_URL, AILINK_TOKEN)");
@@ -79,7 +133,10 @@ async function main() {
     }
   }
 
+  const extra = opt.tools ? await toolsAndImage() : {};
+
   return {
+    ...extra,
     content: completion.choices[0].message.content,
     streamed,
     chunks,

@@ -92,13 +92,22 @@ def test_node_token_from_env(gateway):
     ("gemini-2.0-flash", "gemini"),
 ])
 def test_node_translated_providers(gateway, model, provider):
-    """The same Node code reaches Claude and Gemini: only the model changes."""
+    """The same Node code reaches Claude and Gemini: only the model changes.
+
+    Plain and streamed chat, a tool-call round trip and an image message."""
     prompt = "Hello from Node to %s" % provider
     out = run_node(gateway, "--token", LLM_TOKEN, "--model", model,
-                   "--prompt", prompt)
+                   "--prompt", prompt, "--tools")
 
     assert out["content"] == "Mock reply from %s to: %s" % (provider, prompt)
     assert out["streamed"] == out["content"]
     check_usage(out["usage"])
     check_usage(out["stream_usage"])
     assert out["stream_usage"]["prompt_tokens"] == out["usage"]["prompt_tokens"]
+
+    assert out["tool_call"]["finish_reason"] == "tool_calls"
+    assert out["tool_call"]["name"] == "get_weather"
+    assert isinstance(out["tool_call"]["arguments"], dict)
+    assert out["tool_answer"].startswith("Mock reply from %s" % provider)
+    assert out["image_answer"] == \
+        "Mock reply from %s to: What is in this image?" % provider
