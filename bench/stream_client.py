@@ -27,6 +27,11 @@ import json
 import re
 import sys
 import time
+import os
+
+# worker memory is read the way the rest of the harness reads it
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from servers import rss_kb  # noqa: E402
 
 TS = re.compile(rb"t=(\d+\.\d{3}) ")
 
@@ -37,21 +42,6 @@ def pct(values, p):
     values = sorted(values)
     k = min(len(values) - 1, max(0, int(round(p / 100.0 * (len(values) - 1)))))
     return values[k]
-
-
-def rss_kb(pids):
-    rss = hwm = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1])
-                    elif line.startswith("VmHWM:"):
-                        hwm += int(line.split()[1])
-        except OSError:
-            pass
-    return rss, hwm
 
 
 class Stream(asyncio.Protocol):

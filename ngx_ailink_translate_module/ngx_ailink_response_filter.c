@@ -263,6 +263,34 @@ ngx_ailink_resp_xlate_event(void *data, ngx_str_t *event, ngx_str_t *payload)
 }
 
 
+/* what a translator reports a response as: the client's model, an id
+ * made of the request id */
+
+static ngx_int_t
+ngx_ailink_resp_xresp(ngx_ailink_resp_t *rs, ngx_ailink_xresp_t *x)
+{
+    ngx_ailink_ctx_t  *ctx = rs->ctx;
+
+    ngx_memzero(x, sizeof(ngx_ailink_xresp_t));
+
+    x->pool = rs->request->pool;
+    x->log = rs->request->connection->log;
+    x->model = ctx->model;
+    x->usage = &ctx->usage;
+    x->created = ngx_time();
+
+    x->id.len = sizeof("chatcmpl-") - 1 + ctx->request_id.len;
+    x->id.data = ngx_pnalloc(x->pool, x->id.len);
+    if (x->id.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(x->id.data, "chatcmpl-%V", &ctx->request_id);
+
+    return NGX_OK;
+}
+
+
 static ngx_uint_t
 ngx_ailink_content_type_is(ngx_http_request_t *r, const char *type, size_t len)
 {
@@ -341,25 +369,13 @@ ngx_ailink_resp_header_filter(ngx_http_request_t *r)
             ngx_ailink_sse_init(&rs->sse, r->pool, tlcf->stream_event_max_size,
                                 ngx_ailink_resp_xlate_event, rs);
 
-            rs->xstream.resp.pool = r->pool;
-            rs->xstream.resp.log = r->connection->log;
-            rs->xstream.resp.model = ctx->model;
-            rs->xstream.resp.usage = &ctx->usage;
-            rs->xstream.resp.created = ngx_time();
-            rs->xstream.include_usage = ctx->include_usage;
-            rs->xstream.emit = ngx_ailink_resp_emit;
-            rs->xstream.data = rs;
-
-            rs->xstream.resp.id.len = sizeof("chatcmpl-") - 1
-                                      + ctx->request_id.len;
-            rs->xstream.resp.id.data = ngx_pnalloc(r->pool,
-                                                   rs->xstream.resp.id.len);
-            if (rs->xstream.resp.id.data == NULL) {
+            if (ngx_ailink_resp_xresp(rs, &rs->xstream.resp) != NGX_OK) {
                 return NGX_ERROR;
             }
 
-            ngx_sprintf(rs->xstream.resp.id.data, "chatcmpl-%V",
-                        &ctx->request_id);
+            rs->xstream.include_usage = ctx->include_usage;
+            rs->xstream.emit = ngx_ailink_resp_emit;
+            rs->xstream.data = rs;
 
         } else {
             rs->mode = NGX_AILINK_RESP_XLATE_JSON;
@@ -615,20 +631,10 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
     }
 
     if (json) {
-        ngx_memzero(&x, sizeof(ngx_ailink_xresp_t));
-        x.pool = r->pool;
-        x.log = r->connection->log;
-        x.model = ctx->model;
-        x.usage = &ctx->usage;
-        x.created = ngx_time();
-        x.id.len = sizeof("chatcmpl-") - 1 + ctx->request_id.len;
-        x.id.data = ngx_pnalloc(r->pool, x.id.len);
-        if (x.id.data == NULL) {
+        if (ngx_ailink_resp_xresp(rs, &x) != NGX_OK) {
             cJSON_Delete(json);
             return NGX_ERROR;
         }
-
-        ngx_sprintf(x.id.data, "chatcmpl-%V", &ctx->request_id);
 
         out = (ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC)
               ? ngx_ailink_anthropic_response(&x, json)
