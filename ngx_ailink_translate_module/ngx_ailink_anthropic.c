@@ -25,8 +25,6 @@ typedef struct {
 } ngx_ailink_anthropic_stream_t;
 
 
-static ngx_int_t ngx_cdecl ngx_ailink_anthropic_refuse(ngx_ailink_xreq_t *x,
-    const char *param, const char *fmt, ...);
 static ngx_int_t ngx_ailink_anthropic_add(cJSON *obj, const char *key,
     cJSON *item);
 static ngx_int_t ngx_ailink_anthropic_push(cJSON *array, cJSON *item);
@@ -91,9 +89,9 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
     msgs = cJSON_GetObjectItemCaseSensitive(req, "messages");
 
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
-        (void) ngx_ailink_anthropic_refuse(x, "messages",
-                                           "\"messages\" must be a "
-                                           "non-empty array");
+        (void) ngx_ailink_xreq_refuse(x, "messages",
+                                      "\"messages\" must be a "
+                                      "non-empty array");
         return NULL;
     }
 
@@ -102,9 +100,9 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
     if (n && !cJSON_IsNull(n)
         && !(cJSON_IsNumber(n) && n->valuedouble == 1))
     {
-        (void) ngx_ailink_anthropic_refuse(x, "n",
-                                           "Anthropic models return one "
-                                           "choice: \"n\" must be 1");
+        (void) ngx_ailink_xreq_refuse(x, "n",
+                                      "Anthropic models return one "
+                                      "choice: \"n\" must be 1");
         return NULL;
     }
 
@@ -149,9 +147,9 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
     first = cJSON_GetArrayItem(messages, 0);
 
     if (first == NULL) {
-        (void) ngx_ailink_anthropic_refuse(x, "messages",
-                                           "\"messages\" has no user or "
-                                           "assistant content");
+        (void) ngx_ailink_xreq_refuse(x, "messages",
+                                      "\"messages\" has no user or "
+                                      "assistant content");
         goto failed;
     }
 
@@ -159,9 +157,9 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
                                                                   "role"),
                                  "user"))
     {
-        (void) ngx_ailink_anthropic_refuse(x, "messages",
-                                           "the first non-system message "
-                                           "must be from the user");
+        (void) ngx_ailink_xreq_refuse(x, "messages",
+                                      "the first non-system message "
+                                      "must be from the user");
         goto failed;
     }
 
@@ -182,33 +180,6 @@ failed:
 
     cJSON_Delete(out);
     return NULL;
-}
-
-
-/* records a refusal (a 400 about "param"); NGX_ERROR if out of memory */
-
-static ngx_int_t ngx_cdecl
-ngx_ailink_anthropic_refuse(ngx_ailink_xreq_t *x, const char *param,
-    const char *fmt, ...)
-{
-    u_char   *p, *last;
-    va_list   args;
-
-    p = ngx_pnalloc(x->pool, NGX_MAX_ERROR_STR);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    va_start(args, fmt);
-    last = ngx_vslprintf(p, p + NGX_MAX_ERROR_STR - 1, fmt, args);
-    va_end(args);
-
-    *last = '\0';
-
-    x->error = (char *) p;
-    x->error_param = param;
-
-    return NGX_DECLINED;
 }
 
 
@@ -296,9 +267,9 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
     role = cJSON_GetObjectItemCaseSensitive(msg, "role");
 
     if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
-        return ngx_ailink_anthropic_refuse(x, "messages",
-                                           "messages[%ui] must be an object "
-                                           "with a \"role\"", i);
+        return ngx_ailink_xreq_refuse(x, "messages",
+                                      "messages[%ui] must be an object "
+                                      "with a \"role\"", i);
     }
 
     content = cJSON_GetObjectItemCaseSensitive(msg, "content");
@@ -345,10 +316,10 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
 
     } else {
         turn = NULL;
-        rc = ngx_ailink_anthropic_refuse(x, "messages",
-                                         "messages[%ui]: role \"%s\" is not "
-                                         "supported with Anthropic models",
-                                         i, role->valuestring);
+        rc = ngx_ailink_xreq_refuse(x, "messages",
+                                    "messages[%ui]: role \"%s\" is not "
+                                    "supported with Anthropic models",
+                                    i, role->valuestring);
     }
 
     if (rc == NGX_OK && cJSON_GetArraySize(blocks)) {
@@ -454,27 +425,27 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
     }
 
     if (!cJSON_IsArray(content)) {
-        return ngx_ailink_anthropic_refuse(x, "messages",
-                                           "messages[%ui].content must be a "
-                                           "string or an array of parts", i);
+        return ngx_ailink_xreq_refuse(x, "messages",
+                                      "messages[%ui].content must be a "
+                                      "string or an array of parts", i);
     }
 
     cJSON_ArrayForEach(part, content) {
         type = cJSON_GetObjectItemCaseSensitive(part, "type");
 
         if (!cJSON_IsString(type)) {
-            return ngx_ailink_anthropic_refuse(x, "messages",
-                                               "messages[%ui]: a content "
-                                               "part has no \"type\"", i);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui]: a content "
+                                          "part has no \"type\"", i);
         }
 
         if (ngx_strcmp(type->valuestring, "text") == 0) {
             text = cJSON_GetObjectItemCaseSensitive(part, "text");
 
             if (!cJSON_IsString(text)) {
-                return ngx_ailink_anthropic_refuse(x, "messages",
-                                                   "messages[%ui]: a text "
-                                                   "part has no \"text\"", i);
+                return ngx_ailink_xreq_refuse(x, "messages",
+                                              "messages[%ui]: a text "
+                                              "part has no \"text\"", i);
             }
 
             if (text->valuestring[0] == '\0') {
@@ -501,11 +472,11 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
             || (ngx_strcmp(type->valuestring, "image_url") != 0
                 && ngx_strcmp(type->valuestring, "file") != 0))
         {
-            return ngx_ailink_anthropic_refuse(x, "messages",
-                                               "messages[%ui]: content parts "
-                                               "of type \"%s\" are not "
-                                               "supported here with Anthropic "
-                                               "models", i, type->valuestring);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui]: content parts "
+                                          "of type \"%s\" are not "
+                                          "supported here with Anthropic "
+                                          "models", i, type->valuestring);
         }
 
         block = cJSON_CreateObject();
@@ -559,9 +530,9 @@ ngx_ailink_anthropic_image(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
     url = cJSON_GetStringValue(iu);
 
     if (url == NULL) {
-        return ngx_ailink_anthropic_refuse(x, "messages",
-                                           "messages[%ui]: an image_url part "
-                                           "has no \"url\"", i);
+        return ngx_ailink_xreq_refuse(x, "messages",
+                                      "messages[%ui]: an image_url part "
+                                      "has no \"url\"", i);
     }
 
     if (cJSON_AddStringToObject(block, "type", "image") == NULL) {
@@ -602,10 +573,10 @@ ngx_ailink_anthropic_image(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
         return NGX_OK;
     }
 
-    return ngx_ailink_anthropic_refuse(x, "messages",
-                                       "messages[%ui]: an image must be a "
-                                       "base64 data: URL or an http(s) URL",
-                                       i);
+    return ngx_ailink_xreq_refuse(x, "messages",
+                                  "messages[%ui]: an image must be a "
+                                  "base64 data: URL or an http(s) URL",
+                                  i);
 }
 
 
@@ -627,10 +598,10 @@ ngx_ailink_anthropic_file(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
         || ngx_ailink_data_url(x->pool, url, &media_type, &data) != NGX_OK
         || ngx_strcmp(media_type.data, "application/pdf") != 0)
     {
-        return ngx_ailink_anthropic_refuse(x, "messages",
-                                           "messages[%ui]: a file part must "
-                                           "carry a PDF as a base64 data: URL "
-                                           "in \"file_data\"", i);
+        return ngx_ailink_xreq_refuse(x, "messages",
+                                      "messages[%ui]: a file part must "
+                                      "carry a PDF as a base64 data: URL "
+                                      "in \"file_data\"", i);
     }
 
     if (cJSON_AddStringToObject(block, "type", "document") == NULL) {
@@ -664,9 +635,9 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
     const char  *tid;
 
     if (!cJSON_IsArray(calls)) {
-        return ngx_ailink_anthropic_refuse(x, "messages",
-                                           "messages[%ui].tool_calls must be "
-                                           "an array", i);
+        return ngx_ailink_xreq_refuse(x, "messages",
+                                      "messages[%ui].tool_calls must be "
+                                      "an array", i);
     }
 
     k = 0;
@@ -678,10 +649,10 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
         args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
 
         if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
-            return ngx_ailink_anthropic_refuse(x, "messages",
-                                               "messages[%ui].tool_calls[%ui] "
-                                               "needs an \"id\" and a "
-                                               "function \"name\"", i, k);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui].tool_calls[%ui] "
+                                          "needs an \"id\" and a "
+                                          "function \"name\"", i, k);
         }
 
         input = NULL;
@@ -707,10 +678,10 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
 
         if (!cJSON_IsObject(input)) {
             cJSON_Delete(input);
-            return ngx_ailink_anthropic_refuse(x, "messages",
-                                               "messages[%ui].tool_calls[%ui]"
-                                               ".function.arguments is not a "
-                                               "JSON object", i, k);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui].tool_calls[%ui]"
+                                          ".function.arguments is not a "
+                                          "JSON object", i, k);
         }
 
         block = cJSON_CreateObject();
@@ -761,9 +732,9 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
     id = cJSON_GetObjectItemCaseSensitive(msg, "tool_call_id");
 
     if (!cJSON_IsString(id)) {
-        return ngx_ailink_anthropic_refuse(x, "messages",
-                                           "messages[%ui]: a tool message "
-                                           "needs a \"tool_call_id\"", i);
+        return ngx_ailink_xreq_refuse(x, "messages",
+                                      "messages[%ui]: a tool message "
+                                      "needs a \"tool_call_id\"", i);
     }
 
     tid = ngx_ailink_anthropic_tool_id(x, id->valuestring);
@@ -871,8 +842,8 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
     }
 
     if (!cJSON_IsArray(tools)) {
-        return ngx_ailink_anthropic_refuse(x, "tools",
-                                           "\"tools\" must be an array");
+        return ngx_ailink_xreq_refuse(x, "tools",
+                                      "\"tools\" must be an array");
     }
 
     if (cJSON_GetArraySize(tools) == 0) {
@@ -895,19 +866,19 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         if ((type && !ngx_ailink_anthropic_is(type, "function"))
             || !cJSON_IsString(name))
         {
-            return ngx_ailink_anthropic_refuse(x, "tools",
-                                               "tools[%ui] must be a "
-                                               "function with a \"name\"", k);
+            return ngx_ailink_xreq_refuse(x, "tools",
+                                          "tools[%ui] must be a "
+                                          "function with a \"name\"", k);
         }
 
         desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
         params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
 
         if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
-            return ngx_ailink_anthropic_refuse(x, "tools",
-                                               "tools[%ui].function."
-                                               "parameters must be an "
-                                               "object", k);
+            return ngx_ailink_xreq_refuse(x, "tools",
+                                          "tools[%ui].function."
+                                          "parameters must be an "
+                                          "object", k);
         }
 
         t = cJSON_CreateObject();
@@ -1010,16 +981,16 @@ ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x, cJSON *req,
                    "name");
 
         if (!cJSON_IsString(name)) {
-            return ngx_ailink_anthropic_refuse(x, "tool_choice",
-                                               "\"tool_choice\" names no "
-                                               "function");
+            return ngx_ailink_xreq_refuse(x, "tool_choice",
+                                          "\"tool_choice\" names no "
+                                          "function");
         }
 
     } else {
-        return ngx_ailink_anthropic_refuse(x, "tool_choice",
-                                           "\"tool_choice\" must be \"auto\", "
-                                           "\"none\", \"required\" or a "
-                                           "function");
+        return ngx_ailink_xreq_refuse(x, "tool_choice",
+                                      "\"tool_choice\" must be \"auto\", "
+                                      "\"none\", \"required\" or a "
+                                      "function");
     }
 
     tc = cJSON_AddObjectToObject(out, "tool_choice");
@@ -1072,9 +1043,9 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         max = v->valuedouble;
 
     } else {
-        return ngx_ailink_anthropic_refuse(x, name,
-                                           "\"%s\" must be a positive "
-                                           "integer", name);
+        return ngx_ailink_xreq_refuse(x, name,
+                                      "\"%s\" must be a positive "
+                                      "integer", name);
     }
 
     if (cJSON_AddNumberToObject(out, "max_tokens", max) == NULL) {
@@ -1092,9 +1063,9 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         }
 
     } else if (v && !cJSON_IsNull(v)) {
-        return ngx_ailink_anthropic_refuse(x, "temperature",
-                                           "\"temperature\" must be a "
-                                           "number");
+        return ngx_ailink_xreq_refuse(x, "temperature",
+                                      "\"temperature\" must be a "
+                                      "number");
     }
 
     v = cJSON_GetObjectItemCaseSensitive(req, "top_p");
@@ -1105,8 +1076,8 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         }
 
     } else if (v && !cJSON_IsNull(v)) {
-        return ngx_ailink_anthropic_refuse(x, "top_p",
-                                           "\"top_p\" must be a number");
+        return ngx_ailink_xreq_refuse(x, "top_p",
+                                      "\"top_p\" must be a number");
     }
 
     v = cJSON_GetObjectItemCaseSensitive(req, "stop");
@@ -1128,10 +1099,10 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         } else {
             cJSON_ArrayForEach(s, v) {
                 if (!cJSON_IsString(s)) {
-                    return ngx_ailink_anthropic_refuse(x, "stop",
-                                                       "\"stop\" must be a "
-                                                       "string or an array "
-                                                       "of strings");
+                    return ngx_ailink_xreq_refuse(x, "stop",
+                                                  "\"stop\" must be a "
+                                                  "string or an array "
+                                                  "of strings");
                 }
 
                 if (ngx_ailink_anthropic_push(stop,
@@ -1143,9 +1114,9 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         }
 
     } else if (v && !cJSON_IsNull(v) && !cJSON_IsArray(v)) {
-        return ngx_ailink_anthropic_refuse(x, "stop",
-                                           "\"stop\" must be a string or an "
-                                           "array of strings");
+        return ngx_ailink_xreq_refuse(x, "stop",
+                                      "\"stop\" must be a string or an "
+                                      "array of strings");
     }
 
     v = cJSON_GetObjectItemCaseSensitive(req, "user");

@@ -42,8 +42,6 @@ typedef struct {
 } ngx_ailink_gemini_stream_t;
 
 
-static ngx_int_t ngx_cdecl ngx_ailink_gemini_refuse(ngx_ailink_xreq_t *x,
-    const char *param, const char *fmt, ...);
 static ngx_int_t ngx_ailink_gemini_message(ngx_ailink_xreq_t *x,
     cJSON *messages, cJSON *msg, ngx_uint_t i, cJSON *sys, cJSON *parts,
     const char **role);
@@ -139,8 +137,8 @@ ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req)
     messages = cJSON_GetObjectItemCaseSensitive(req, "messages");
 
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
-        (void) ngx_ailink_gemini_refuse(x, "messages", "\"messages\" must be "
-                                        "a non-empty array");
+        (void) ngx_ailink_xreq_refuse(x, "messages", "\"messages\" must be "
+                                      "a non-empty array");
         return NULL;
     }
 
@@ -183,9 +181,9 @@ ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req)
     }
 
     if (cJSON_GetArraySize(contents) == 0) {
-        (void) ngx_ailink_gemini_refuse(x, "messages", "\"messages\" must "
-                                        "hold at least one user or assistant "
-                                        "message with content");
+        (void) ngx_ailink_xreq_refuse(x, "messages", "\"messages\" must "
+                                      "hold at least one user or assistant "
+                                      "message with content");
         goto failed;
     }
 
@@ -224,31 +222,6 @@ failed:
 }
 
 
-/* records a 400 for the glue; NGX_DECLINED, or NGX_ERROR without memory */
-
-static ngx_int_t ngx_cdecl
-ngx_ailink_gemini_refuse(ngx_ailink_xreq_t *x, const char *param,
-    const char *fmt, ...)
-{
-    u_char   *p;
-    va_list   args;
-
-    p = ngx_pnalloc(x->pool, NGX_MAX_ERROR_STR);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    va_start(args, fmt);
-    *ngx_vslprintf(p, p + NGX_MAX_ERROR_STR - 1, fmt, args) = '\0';
-    va_end(args);
-
-    x->error = (char *) p;
-    x->error_param = param;
-
-    return NGX_DECLINED;
-}
-
-
 /*
  * One OpenAI message: its parts go to "parts" and *role is set to the
  * Gemini role of the turn, or stays NULL (system messages, whose text
@@ -263,15 +236,15 @@ ngx_ailink_gemini_message(ngx_ailink_xreq_t *x, cJSON *messages, cJSON *msg,
     const char  *r;
 
     if (!cJSON_IsObject(msg)) {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui] is not "
-                                        "an object", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui] is not "
+                                      "an object", i);
     }
 
     r = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "role"));
 
     if (r == NULL) {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].role "
-                                        "must be a string", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].role "
+                                      "must be a string", i);
     }
 
     content = cJSON_GetObjectItemCaseSensitive(msg, "content");
@@ -295,8 +268,8 @@ ngx_ailink_gemini_message(ngx_ailink_xreq_t *x, cJSON *messages, cJSON *msg,
         return ngx_ailink_gemini_tool_result(x, messages, msg, i, parts);
     }
 
-    return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].role \"%s\" "
-                                    "is not supported", i, r);
+    return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].role \"%s\" "
+                                  "is not supported", i, r);
 }
 
 
@@ -318,8 +291,8 @@ ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x, cJSON *content,
     }
 
     if (!cJSON_IsArray(content)) {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].content "
-                                        "must be a string or an array", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content "
+                                      "must be a string or an array", i);
     }
 
     cJSON_ArrayForEach(part, content) {
@@ -335,15 +308,15 @@ ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x, cJSON *content,
                        cJSON_GetObjectItemCaseSensitive(part, "text"));
 
         } else {
-            return ngx_ailink_gemini_refuse(x, "messages",
-                                            "messages[%ui].content: only text "
-                                            "parts are allowed here", i);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui].content: only text "
+                                          "parts are allowed here", i);
         }
 
         if (text == NULL) {
-            return ngx_ailink_gemini_refuse(x, "messages",
-                                            "messages[%ui].content: a text "
-                                            "part without text", i);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui].content: a text "
+                                          "part without text", i);
         }
 
         if (ngx_ailink_gemini_add_text(parts, text) != NGX_OK) {
@@ -372,8 +345,8 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
     }
 
     if (!cJSON_IsArray(content)) {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].content "
-                                        "must be a string or an array", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content "
+                                      "must be a string or an array", i);
     }
 
     cJSON_ArrayForEach(part, content) {
@@ -381,9 +354,9 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
                    cJSON_GetObjectItemCaseSensitive(part, "type"));
 
         if (type == NULL) {
-            return ngx_ailink_gemini_refuse(x, "messages",
-                                            "messages[%ui].content: a part "
-                                            "without a type", i);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui].content: a part "
+                                          "without a type", i);
         }
 
         if (ngx_strcmp(type, "text") == 0) {
@@ -391,9 +364,9 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
                     cJSON_GetObjectItemCaseSensitive(part, "text"));
 
             if (s == NULL) {
-                return ngx_ailink_gemini_refuse(x, "messages",
-                                                "messages[%ui].content: a "
-                                                "text part without text", i);
+                return ngx_ailink_xreq_refuse(x, "messages",
+                                              "messages[%ui].content: a "
+                                              "text part without text", i);
             }
 
             rc = ngx_ailink_gemini_add_text(parts, s);
@@ -408,10 +381,10 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
             }
 
             if (s == NULL) {
-                return ngx_ailink_gemini_refuse(x, "messages",
-                                                "messages[%ui].content: an "
-                                                "image_url part without a "
-                                                "url", i);
+                return ngx_ailink_xreq_refuse(x, "messages",
+                                              "messages[%ui].content: an "
+                                              "image_url part without a "
+                                              "url", i);
             }
 
             rc = ngx_ailink_gemini_media(x, s, i, parts);
@@ -422,11 +395,11 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
                     cJSON_GetObjectItemCaseSensitive(item, "file_data"));
 
             if (s == NULL) {
-                return ngx_ailink_gemini_refuse(x, "messages",
-                                                "messages[%ui].content: "
-                                                "Gemini takes files as "
-                                                "file_data (a data: URL), "
-                                                "not by file_id", i);
+                return ngx_ailink_xreq_refuse(x, "messages",
+                                              "messages[%ui].content: "
+                                              "Gemini takes files as "
+                                              "file_data (a data: URL), "
+                                              "not by file_id", i);
             }
 
             rc = ngx_ailink_gemini_media(x, s, i, parts);
@@ -442,10 +415,10 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
                 || (ngx_strcmp(format, "wav") != 0
                     && ngx_strcmp(format, "mp3") != 0))
             {
-                return ngx_ailink_gemini_refuse(x, "messages",
-                                                "messages[%ui].content: "
-                                                "input_audio needs data and "
-                                                "a format of wav or mp3", i);
+                return ngx_ailink_xreq_refuse(x, "messages",
+                                              "messages[%ui].content: "
+                                              "input_audio needs data and "
+                                              "a format of wav or mp3", i);
             }
 
             item = ngx_ailink_gemini_new_part(parts);
@@ -464,10 +437,10 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
             rc = NGX_OK;
 
         } else {
-            return ngx_ailink_gemini_refuse(x, "messages",
-                                            "messages[%ui].content: part type "
-                                            "\"%s\" is not supported for "
-                                            "Gemini", i, type);
+            return ngx_ailink_xreq_refuse(x, "messages",
+                                          "messages[%ui].content: part type "
+                                          "\"%s\" is not supported for "
+                                          "Gemini", i, type);
         }
 
         if (rc != NGX_OK) {
@@ -494,9 +467,9 @@ ngx_ailink_gemini_media(ngx_ailink_xreq_t *x, const char *url, ngx_uint_t i,
     rc = ngx_ailink_data_url(x->pool, url, &media_type, &payload);
 
     if (rc == NGX_ERROR) {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].content: "
-                                        "a data: URL must be base64 with a "
-                                        "media type", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content: "
+                                      "a data: URL must be base64 with a "
+                                      "media type", i);
     }
 
     part = ngx_ailink_gemini_new_part(parts);
@@ -523,23 +496,23 @@ ngx_ailink_gemini_media(ngx_ailink_xreq_t *x, const char *url, ngx_uint_t i,
         && ngx_strncasecmp((u_char *) url, (u_char *) "http://", 7) != 0
         && ngx_strncasecmp((u_char *) url, (u_char *) "gs://", 5) != 0)
     {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].content: "
-                                        "unsupported media URL \"%*s%s\": use "
-                                        "a data: or https: URL", i,
-                                        ngx_min(len, 64), url,
-                                        len > 64 ? "..." : "");
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content: "
+                                      "unsupported media URL \"%*s%s\": use "
+                                      "a data: or https: URL", i,
+                                      ngx_min(len, 64), url,
+                                      len > 64 ? "..." : "");
     }
 
     mime = ngx_ailink_gemini_mime(url);
 
     if (mime == NULL) {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].content: "
-                                        "cannot tell the media type of "
-                                        "\"%*s%s\" (Gemini needs one): use a "
-                                        "URL ending in .png, .jpg, .jpeg, "
-                                        ".gif, .webp or .pdf, or a data: URL",
-                                        i, ngx_min(len, 64), url,
-                                        len > 64 ? "..." : "");
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content: "
+                                      "cannot tell the media type of "
+                                      "\"%*s%s\" (Gemini needs one): use a "
+                                      "URL ending in .png, .jpg, .jpeg, "
+                                      ".gif, .webp or .pdf, or a data: URL",
+                                      i, ngx_min(len, 64), url,
+                                      len > 64 ? "..." : "");
     }
 
     data = cJSON_AddObjectToObject(part, "fileData");
@@ -629,8 +602,8 @@ ngx_ailink_gemini_assistant(ngx_ailink_xreq_t *x, cJSON *msg, ngx_uint_t i,
     calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
 
     if (calls != NULL && !cJSON_IsNull(calls) && !cJSON_IsArray(calls)) {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui]."
-                                        "tool_calls must be an array", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]."
+                                      "tool_calls must be an array", i);
     }
 
     cJSON_ArrayForEach(call, calls) {
@@ -669,8 +642,8 @@ ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
                     cJSON_GetObjectItemCaseSensitive(function, "arguments"));
 
     if (name == NULL || name[0] == '\0') {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui]: a tool "
-                                        "call without a function name", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: a tool "
+                                      "call without a function name", i);
     }
 
     if (arguments == NULL || arguments[strspn(arguments, " \t\r\n")] == '\0')
@@ -682,10 +655,10 @@ ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
 
         if (!cJSON_IsObject(args)) {
             cJSON_Delete(args);
-            return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui]: "
-                                            "the arguments of tool call "
-                                            "\"%s\" are not a JSON object",
-                                            i, name);
+            return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: "
+                                          "the arguments of tool call "
+                                          "\"%s\" are not a JSON object",
+                                          i, name);
         }
     }
 
@@ -777,10 +750,10 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
         name = ngx_ailink_gemini_tool_name(messages, msg, id);
 
         if (name == NULL) {
-            return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui]: "
-                                            "tool_call_id \"%s\" answers no "
-                                            "earlier assistant tool call",
-                                            i, id);
+            return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: "
+                                          "tool_call_id \"%s\" answers no "
+                                          "earlier assistant tool call",
+                                          i, id);
         }
 
     } else {
@@ -788,9 +761,9 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
                    cJSON_GetObjectItemCaseSensitive(msg, "name"));
 
         if (name == NULL) {
-            return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui]: a "
-                                            "tool message needs a "
-                                            "tool_call_id", i);
+            return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: a "
+                                          "tool message needs a "
+                                          "tool_call_id", i);
         }
     }
 
@@ -830,8 +803,8 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
         text = "";
 
     } else {
-        return ngx_ailink_gemini_refuse(x, "messages", "messages[%ui].content "
-                                        "must be a string or an array", i);
+        return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content "
+                                      "must be a string or an array", i);
     }
 
     /* a result that is a JSON object is the response object itself */
@@ -999,8 +972,8 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     }
 
     if (!cJSON_IsArray(tools)) {
-        return ngx_ailink_gemini_refuse(x, "tools", "\"tools\" must be an "
-                                        "array");
+        return ngx_ailink_xreq_refuse(x, "tools", "\"tools\" must be an "
+                                      "array");
     }
 
     decls = NULL;
@@ -1012,17 +985,17 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         fn = cJSON_GetObjectItemCaseSensitive(tool, "function");
 
         if (type != NULL && ngx_strcmp(type, "function") != 0) {
-            return ngx_ailink_gemini_refuse(x, "tools", "tools[%ui]: tool "
-                                            "type \"%s\" is not supported "
-                                            "for Gemini", i, type);
+            return ngx_ailink_xreq_refuse(x, "tools", "tools[%ui]: tool "
+                                          "type \"%s\" is not supported "
+                                          "for Gemini", i, type);
         }
 
         name = cJSON_GetStringValue(
                    cJSON_GetObjectItemCaseSensitive(fn, "name"));
 
         if (name == NULL) {
-            return ngx_ailink_gemini_refuse(x, "tools", "tools[%ui].function."
-                                            "name is required", i);
+            return ngx_ailink_xreq_refuse(x, "tools", "tools[%ui].function."
+                                          "name is required", i);
         }
 
         if (decls == NULL) {
@@ -1109,10 +1082,10 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
             mode = "ANY";
 
         } else {
-            return ngx_ailink_gemini_refuse(x, "tool_choice", "tool_choice "
-                                            "\"%s\" is not one of auto, "
-                                            "none, required",
-                                            choice->valuestring);
+            return ngx_ailink_xreq_refuse(x, "tool_choice", "tool_choice "
+                                          "\"%s\" is not one of auto, "
+                                          "none, required",
+                                          choice->valuestring);
         }
 
     } else {
@@ -1121,10 +1094,10 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
                    "name"));
 
         if (name == NULL) {
-            return ngx_ailink_gemini_refuse(x, "tool_choice", "tool_choice "
-                                            "must be a string or "
-                                            "{\"type\": \"function\", "
-                                            "\"function\": {\"name\"}}");
+            return ngx_ailink_xreq_refuse(x, "tool_choice", "tool_choice "
+                                          "must be a string or "
+                                          "{\"type\": \"function\", "
+                                          "\"function\": {\"name\"}}");
         }
 
         mode = "ANY";

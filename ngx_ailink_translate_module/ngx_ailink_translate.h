@@ -95,6 +95,8 @@ ngx_int_t ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st,
 
 
 /* ngx_ailink_xlate.c: pieces every translator uses */
+ngx_int_t ngx_cdecl ngx_ailink_xreq_refuse(ngx_ailink_xreq_t *x,
+    const char *param, const char *fmt, ...);
 cJSON *ngx_ailink_chunk_new(ngx_ailink_xstream_t *st);
 cJSON *ngx_ailink_chunk_delta(cJSON *chunk);
 ngx_int_t ngx_ailink_stream_emit(ngx_ailink_xstream_t *st, cJSON *chunk);

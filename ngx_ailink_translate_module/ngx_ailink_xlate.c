@@ -56,28 +56,71 @@ ngx_ailink_object_new(ngx_ailink_xresp_t *x, const char *object)
 }
 
 
-/* {"id", "object": "chat.completion.chunk", ..., "choices": [{delta}]} */
+/* the object with "choices": [one choice], the choice handed back */
 
-cJSON *
-ngx_ailink_chunk_new(ngx_ailink_xstream_t *st)
+static cJSON *
+ngx_ailink_choice_new(ngx_ailink_xresp_t *x, const char *object,
+    cJSON **choice)
 {
-    cJSON  *root, *choices, *choice;
+    cJSON  *root, *choices;
 
-    root = ngx_ailink_object_new(&st->resp, "chat.completion.chunk");
+    root = ngx_ailink_object_new(x, object);
     if (root == NULL) {
         return NULL;
     }
 
     choices = cJSON_AddArrayToObject(root, "choices");
-    choice = cJSON_CreateObject();
+    *choice = cJSON_CreateObject();
 
-    if (choices == NULL || choice == NULL) {
-        cJSON_Delete(choice);
+    if (choices == NULL || *choice == NULL) {
+        cJSON_Delete(*choice);
         cJSON_Delete(root);
         return NULL;
     }
 
-    cJSON_AddItemToArray(choices, choice);
+    cJSON_AddItemToArray(choices, *choice);
+
+    return root;
+}
+
+
+/* a refusal for the glue to send as a 400 about "param";
+ * NGX_DECLINED, or NGX_ERROR without memory */
+
+ngx_int_t ngx_cdecl
+ngx_ailink_xreq_refuse(ngx_ailink_xreq_t *x, const char *param,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    p = ngx_pnalloc(x->pool, NGX_MAX_ERROR_STR);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    va_start(args, fmt);
+    *ngx_vslprintf(p, p + NGX_MAX_ERROR_STR - 1, fmt, args) = '\0';
+    va_end(args);
+
+    x->error = (char *) p;
+    x->error_param = param;
+
+    return NGX_DECLINED;
+}
+
+
+/* {"id", "object": "chat.completion.chunk", ..., "choices": [{delta}]} */
+
+cJSON *
+ngx_ailink_chunk_new(ngx_ailink_xstream_t *st)
+{
+    cJSON  *root, *choice;
+
+    root = ngx_ailink_choice_new(&st->resp, "chat.completion.chunk", &choice);
+    if (root == NULL) {
+        return NULL;
+    }
 
     if (cJSON_AddNumberToObject(choice, "index", 0) == NULL
         || cJSON_AddObjectToObject(choice, "delta") == NULL
@@ -289,23 +332,12 @@ ngx_ailink_stream_error(ngx_ailink_xstream_t *st, const char *type,
 cJSON *
 ngx_ailink_completion_new(ngx_ailink_xresp_t *x, cJSON **message)
 {
-    cJSON  *root, *choices, *choice;
+    cJSON  *root, *choice;
 
-    root = ngx_ailink_object_new(x, "chat.completion");
+    root = ngx_ailink_choice_new(x, "chat.completion", &choice);
     if (root == NULL) {
         return NULL;
     }
-
-    choices = cJSON_AddArrayToObject(root, "choices");
-    choice = cJSON_CreateObject();
-
-    if (choices == NULL || choice == NULL) {
-        cJSON_Delete(choice);
-        cJSON_Delete(root);
-        return NULL;
-    }
-
-    cJSON_AddItemToArray(choices, choice);
 
     cJSON_AddNumberToObject(choice, "index", 0);
     *message = cJSON_AddObjectToObject(choice, "message");
