@@ -176,6 +176,7 @@ xlate="$common ngx_ailink_translate_module/ngx_ailink_xlate.c
 
 declare -A srcs=(
     [fuzz_sse]="$common"
+    [fuzz_json]="$common"
     [fuzz_anthropic_stream]="$xlate"
     [fuzz_gemini_stream]="$xlate"
     [fuzz_request]="$xlate"
@@ -184,7 +185,7 @@ declare -A srcs=(
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(fuzz_sse fuzz_anthropic_stream fuzz_gemini_stream
+    targets=(fuzz_sse fuzz_json fuzz_anthropic_stream fuzz_gemini_stream
              fuzz_request fuzz_response)
 fi
 

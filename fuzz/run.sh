@@ -26,8 +26,8 @@ case "${1:-}" in
     *) seconds=$1; shift ;;
 esac
 
-all=(fuzz_sse fuzz_anthropic_stream fuzz_gemini_stream fuzz_request
-     fuzz_response)
+all=(fuzz_sse fuzz_json fuzz_anthropic_stream fuzz_gemini_stream
+     fuzz_request fuzz_response)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

@@ -225,11 +225,13 @@ void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
 /* ngx_ailink_json.c */
 void ngx_ailink_json_init(void);
 void ngx_ailink_json_arena(ngx_pool_t *pool);
+void *ngx_ailink_json_alloc(size_t size);
 size_t ngx_ailink_json_escape_len(ngx_str_t *s);
 u_char *ngx_ailink_json_escape(u_char *dst, ngx_str_t *s);
+size_t ngx_ailink_json_print_len(cJSON *item);
+u_char *ngx_ailink_json_print(u_char *p, cJSON *item);
 ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,
     ngx_str_t *out);
-cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 ngx_int_t ngx_ailink_json_count(cJSON *obj, const char *key,
     ngx_uint_t *value);
 ngx_uint_t ngx_ailink_json_uint(cJSON *obj, const char *key);
@@ -245,6 +247,124 @@ typedef struct {
 ngx_int_t ngx_ailink_json_scan(ngx_str_t *text,
     ngx_ailink_json_field_t *fields, ngx_uint_t n);
 ngx_int_t ngx_ailink_json_plain_string(ngx_str_t *value, ngx_str_t *out);
+cJSON *ngx_ailink_json_parse(ngx_str_t *text);
+
+
+/*
+ * The end of a run of bytes a JSON string holds as they are: the first
+ * '"', '\\' or control byte at or after p, else last.  Sixteen bytes at a
+ * time with SSE2 (every x86-64 has it), else eight with word arithmetic
+ * ("Bit Twiddling Hacks": determine if a word has a byte less than n).
+ */
+
+#define ngx_ailink_json_special(c)                                            \
+    ((c) < 0x20 || (c) == '"' || (c) == '\\')
+
+#if (defined __SSE2__)
+
+#include <emmintrin.h>
+
+/*
+ * The last few bytes (all of most keys) are read sixteen at a time too,
+ * when the load stays in their page: it may read past last, never past
+ * mapped memory, and what it read past last is masked off.  The sanitizer
+ * would see the read past last, so it is told not to look.
+ */
+
+#if (defined __SANITIZE_ADDRESS__)
+#define NGX_AILINK_NO_ASAN  __attribute__((no_sanitize_address))
+#elif (defined __has_feature)
+#if (__has_feature(address_sanitizer))
+#define NGX_AILINK_NO_ASAN  __attribute__((no_sanitize_address))
+#endif
+#endif
+
+#ifndef NGX_AILINK_NO_ASAN
+#define NGX_AILINK_NO_ASAN
+#endif
+
+NGX_AILINK_NO_ASAN
+static ngx_inline int
+ngx_ailink_json_special16(const u_char *p)
+{
+    __m128i  v;
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    /* a byte <= 0x1f is one that saturating 0x1f away leaves 0 */
+    return _mm_movemask_epi8(
+               _mm_or_si128(
+                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                   _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x1f)),
+                                  _mm_setzero_si128())));
+}
+
+
+NGX_AILINK_NO_ASAN
+static ngx_inline u_char *
+ngx_ailink_json_plain_end(u_char *p, u_char *last)
+{
+    int  mask;
+
+    while (last - p >= 16) {
+        mask = ngx_ailink_json_special16(p);
+
+        if (mask) {
+            return p + __builtin_ctz(mask);
+        }
+
+        p += 16;
+    }
+
+    if (p < last && ((uintptr_t) p & 4095) <= 4096 - 16) {
+        mask = ngx_ailink_json_special16(p) & ((1 << (last - p)) - 1);
+        return mask ? p + __builtin_ctz(mask) : last;
+    }
+
+    while (p < last && !ngx_ailink_json_special(*p)) {
+        p++;
+    }
+
+    return p;
+}
+
+#else
+
+#define NGX_AILINK_ONES    0x0101010101010101ULL
+#define NGX_AILINK_HIGHS   0x8080808080808080ULL
+#define ngx_ailink_has_less(x, n)                                             \
+    (((x) - NGX_AILINK_ONES * (n)) & ~(x) & NGX_AILINK_HIGHS)
+
+static ngx_inline u_char *
+ngx_ailink_json_plain_end(u_char *p, u_char *last)
+{
+    uint64_t  v, q, b;
+
+    while (last - p >= 8) {
+        ngx_memcpy(&v, p, sizeof(uint64_t));
+
+        q = v ^ (NGX_AILINK_ONES * '"');
+        b = v ^ (NGX_AILINK_ONES * '\\');
+
+        if (ngx_ailink_has_less(q, 1) | ngx_ailink_has_less(b, 1)
+            | ngx_ailink_has_less(v, 0x20))
+        {
+            break;
+        }
+
+        p += 8;
+    }
+
+    while (p < last && !ngx_ailink_json_special(*p)) {
+        p++;
+    }
+
+    return p;
+}
+
+#endif
+
 
 /* ngx_ailink_yaml.c */
 cJSON *ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file);

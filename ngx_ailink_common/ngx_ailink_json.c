@@ -7,6 +7,8 @@
  */
 
 
+#include <math.h>
+
 #include "ngx_ailink_common.h"
 
 
@@ -16,19 +18,49 @@
  * once.  An arena is opened only around work that builds and drops its
  * trees in one go (translating a request or a whole response), never
  * around a stream, whose memory must not grow with its length.
+ *
+ * A translation makes a few hundred small allocations; they are cut from
+ * chunks of the pool, since ngx_palloc() walks the request pool's blocks
+ * for each one.
  */
 
+#define NGX_AILINK_JSON_CHUNK  4096
+
 static ngx_pool_t  *ngx_ailink_json_pool;
+static u_char      *ngx_ailink_json_pos;
+static u_char      *ngx_ailink_json_end;
 
 
-static void *
-ngx_ailink_json_malloc(size_t size)
+void *
+ngx_ailink_json_alloc(size_t size)
 {
-    if (ngx_ailink_json_pool) {
-        return ngx_palloc(ngx_ailink_json_pool, size);
+    u_char  *p;
+
+    if (ngx_ailink_json_pool == NULL) {
+        return malloc(size);
     }
 
-    return malloc(size);
+    size = ngx_align(size, NGX_ALIGNMENT);
+
+    if ((size_t) (ngx_ailink_json_end - ngx_ailink_json_pos) < size) {
+
+        if (size > NGX_AILINK_JSON_CHUNK / 4) {
+            return ngx_palloc(ngx_ailink_json_pool, size);
+        }
+
+        p = ngx_palloc(ngx_ailink_json_pool, NGX_AILINK_JSON_CHUNK);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        ngx_ailink_json_pos = p;
+        ngx_ailink_json_end = p + NGX_AILINK_JSON_CHUNK;
+    }
+
+    p = ngx_ailink_json_pos;
+    ngx_ailink_json_pos += size;
+
+    return p;
 }
 
 
@@ -44,7 +76,7 @@ ngx_ailink_json_free(void *p)
 void
 ngx_ailink_json_init(void)
 {
-    cJSON_Hooks  hooks = { ngx_ailink_json_malloc, ngx_ailink_json_free };
+    cJSON_Hooks  hooks = { ngx_ailink_json_alloc, ngx_ailink_json_free };
 
     cJSON_InitHooks(&hooks);
 }
@@ -54,65 +86,73 @@ void
 ngx_ailink_json_arena(ngx_pool_t *pool)
 {
     ngx_ailink_json_pool = pool;
+    ngx_ailink_json_pos = NULL;
+    ngx_ailink_json_end = NULL;
 }
 
 
-static ngx_inline ngx_uint_t
-ngx_ailink_json_needs_escape(u_char c)
-{
-    return c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
-}
+/*
+ * Escaping: '"', '\\' and the control bytes; every other byte, UTF-8
+ * included, goes as it is.  Runs without any of them are found many
+ * bytes at a time and copied whole: most strings have none.
+ */
+
+static u_char  ngx_ailink_json_short_escape[0x20] = {
+    0,   0,   0,   0,   0,   0,   0,   0,  'b', 't', 'n',  0,  'f', 'r',  0,  0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,  0
+};
 
 
-size_t
-ngx_ailink_json_escape_len(ngx_str_t *s)
+static size_t
+ngx_ailink_json_escaped_len(u_char *p, size_t n)
 {
+    u_char  *last;
     size_t   len;
-    u_char  *p, *last;
 
-    len = s->len;
+    len = n;
+    last = p + n;
 
-    for (p = s->data, last = p + s->len; p < last; p++) {
-        if (ngx_ailink_json_needs_escape(*p)) {
-            len += 5;   /* worst case: \u00XX */
+    for ( ;; ) {
+        p = ngx_ailink_json_plain_end(p, last);
+
+        if (p == last) {
+            return len;
         }
-    }
 
-    return len;
+        /* \" \\ \n ..., or \u00XX */
+        len += (*p >= 0x20 || ngx_ailink_json_short_escape[*p]) ? 1 : 5;
+        p++;
+    }
 }
 
 
-u_char *
-ngx_ailink_json_escape(u_char *dst, ngx_str_t *s)
+static u_char *
+ngx_ailink_json_escaped(u_char *dst, u_char *p, size_t n)
 {
-    u_char         c, *p, *last;
+    u_char         c, *run, *last;
     static u_char  hex[] = "0123456789abcdef";
 
-    for (p = s->data, last = p + s->len; p < last; p++) {
-        c = *p;
+    last = p + n;
 
-        if (!ngx_ailink_json_needs_escape(c)) {
-            *dst++ = c;
-            continue;
+    for ( ;; ) {
+        run = p;
+        p = ngx_ailink_json_plain_end(p, last);
+        dst = ngx_cpymem(dst, run, p - run);
+
+        if (p == last) {
+            return dst;
         }
 
+        c = *p++;
         *dst++ = '\\';
 
-        switch (c) {
-        case '"':
-        case '\\':
+        if (c >= 0x20) {
             *dst++ = c;
-            break;
-        case '\n':
-            *dst++ = 'n';
-            break;
-        case '\r':
-            *dst++ = 'r';
-            break;
-        case '\t':
-            *dst++ = 't';
-            break;
-        default:
+
+        } else if (ngx_ailink_json_short_escape[c]) {
+            *dst++ = ngx_ailink_json_short_escape[c];
+
+        } else {
             *dst++ = 'u';
             *dst++ = '0';
             *dst++ = '0';
@@ -120,16 +160,214 @@ ngx_ailink_json_escape(u_char *dst, ngx_str_t *s)
             *dst++ = hex[c & 0xf];
         }
     }
-
-    return dst;
 }
 
 
-cJSON *
-ngx_ailink_json_parse(ngx_str_t *text)
+size_t
+ngx_ailink_json_escape_len(ngx_str_t *s)
 {
-    return cJSON_ParseWithLengthOpts((const char *) text->data, text->len,
-                                     NULL, 0);
+    return ngx_ailink_json_escaped_len(s->data, s->len);
+}
+
+
+u_char *
+ngx_ailink_json_escape(u_char *dst, ngx_str_t *s)
+{
+    return ngx_ailink_json_escaped(dst, s->data, s->len);
+}
+
+
+/*
+ * Printing a cJSON tree: the length first, then the text into a buffer of
+ * that size, so a body is written once into memory the caller chose (a
+ * pool, a stream's recycled buffer) instead of cJSON's doubling buffers.
+ * Numbers as cJSON prints them, integers without cJSON's sprintf() and
+ * sscanf() round trip.
+ */
+
+#define NGX_AILINK_JSON_NUMBER_LEN  32
+
+
+static u_char *
+ngx_ailink_json_number(u_char *p, double d)
+{
+    int         len;
+    u_char      buf[NGX_AILINK_JSON_NUMBER_LEN];
+    int64_t     n;
+    ngx_uint_t  i, digits;
+
+    if (isnan(d) || isinf(d)) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    if (d > -1e15 && d < 1e15 && d == (double) (int64_t) d) {
+        return ngx_sprintf(p, "%L", (int64_t) d);
+    }
+
+    /*
+     * A few decimals (0.2, 0.95): when n / 10^6 rounds to d, the decimal
+     * n / 10^6 reads back as d (IEEE division rounds correctly), and it is
+     * what %.15g prints (no exponent from 1e-4 on), without printf's
+     * arbitrary-precision digits.
+     */
+
+    if ((d > -1e9 && d <= -1e-4) || (d >= 1e-4 && d < 1e9)) {
+        n = (int64_t) (d * 1e6 + (d < 0 ? -0.5 : 0.5));
+
+        if ((double) n / 1e6 == d) {
+            if (n < 0) {
+                *p++ = '-';
+                n = -n;
+            }
+
+            p = ngx_sprintf(p, "%L.", n / 1000000);
+
+            /* the fraction's digits, leading zeros kept, trailing dropped */
+            for (n %= 1000000, digits = 6; n % 10 == 0 && digits; digits--) {
+                n /= 10;
+            }
+
+            for (i = digits; i > 0; i--) {
+                p[i - 1] = (u_char) ('0' + n % 10);
+                n /= 10;
+            }
+
+            return p + digits;
+        }
+    }
+
+    /* the shortest of 15 or 17 digits that reads back the same */
+    /* into a buffer of its own: snprintf() adds a NUL the output has no
+     * room for */
+    len = snprintf((char *) buf, sizeof(buf), "%.15g", d);
+
+    if (strtod((char *) buf, NULL) != d) {
+        len = snprintf((char *) buf, sizeof(buf), "%.17g", d);
+    }
+
+    return ngx_cpymem(p, buf, len);
+}
+
+
+static size_t
+ngx_ailink_json_cstr_len(const char *s)
+{
+    return s ? ngx_ailink_json_escaped_len((u_char *) s, ngx_strlen(s)) + 2
+             : 2;
+}
+
+
+static u_char *
+ngx_ailink_json_cstr(u_char *p, const char *s)
+{
+    *p++ = '"';
+
+    if (s) {
+        p = ngx_ailink_json_escaped(p, (u_char *) s, ngx_strlen(s));
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+size_t
+ngx_ailink_json_print_len(cJSON *item)
+{
+    size_t   len;
+    cJSON   *child;
+    u_char   num[NGX_AILINK_JSON_NUMBER_LEN];
+
+    switch (item->type & 0xff) {
+
+    case cJSON_False:
+        return sizeof("false") - 1;
+
+    case cJSON_True:
+        return sizeof("true") - 1;
+
+    case cJSON_Number:
+        return ngx_ailink_json_number(num, item->valuedouble) - num;
+
+    case cJSON_String:
+        return ngx_ailink_json_cstr_len(item->valuestring);
+
+    case cJSON_Raw:
+        return item->valuestring ? ngx_strlen(item->valuestring) : 4;
+
+    case cJSON_Array:
+    case cJSON_Object:
+        len = 2;
+
+        for (child = item->child; child; child = child->next) {
+            len += ngx_ailink_json_print_len(child) + (child->next != NULL);
+
+            if ((item->type & 0xff) == cJSON_Object) {
+                len += ngx_ailink_json_cstr_len(child->string) + 1;
+            }
+        }
+
+        return len;
+
+    default:
+        /* cJSON_NULL; cJSON_Invalid, never built, alike */
+        return sizeof("null") - 1;
+    }
+}
+
+
+/* p has ngx_ailink_json_print_len(item) bytes; returns their end */
+
+u_char *
+ngx_ailink_json_print(u_char *p, cJSON *item)
+{
+    cJSON       *child;
+    ngx_uint_t   object;
+
+    switch (item->type & 0xff) {
+
+    case cJSON_False:
+        return ngx_cpymem(p, "false", 5);
+
+    case cJSON_True:
+        return ngx_cpymem(p, "true", 4);
+
+    case cJSON_Number:
+        return ngx_ailink_json_number(p, item->valuedouble);
+
+    case cJSON_String:
+        return ngx_ailink_json_cstr(p, item->valuestring);
+
+    case cJSON_Raw:
+        return item->valuestring
+               ? ngx_cpymem(p, item->valuestring, ngx_strlen(item->valuestring))
+               : ngx_cpymem(p, "null", 4);
+
+    case cJSON_Array:
+    case cJSON_Object:
+        object = ((item->type & 0xff) == cJSON_Object);
+        *p++ = object ? '{' : '[';
+
+        for (child = item->child; child; child = child->next) {
+            if (object) {
+                p = ngx_ailink_json_cstr(p, child->string);
+                *p++ = ':';
+            }
+
+            p = ngx_ailink_json_print(p, child);
+
+            if (child->next) {
+                *p++ = ',';
+            }
+        }
+
+        *p++ = object ? '}' : ']';
+        return p;
+
+    default:
+        return ngx_cpymem(p, "null", 4);
+    }
 }
 
 
@@ -138,23 +376,14 @@ ngx_ailink_json_parse(ngx_str_t *text)
 ngx_int_t
 ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json, ngx_str_t *out)
 {
-    char  *s;
+    out->len = ngx_ailink_json_print_len(json);
 
-    s = cJSON_PrintUnformatted(json);
-    if (s == NULL) {
-        return NGX_ERROR;
-    }
-
-    out->len = ngx_strlen(s);
     out->data = ngx_pnalloc(pool, out->len);
-
     if (out->data == NULL) {
-        cJSON_free(s);
         return NGX_ERROR;
     }
 
-    ngx_memcpy(out->data, s, out->len);
-    cJSON_free(s);
+    ngx_ailink_json_print(out->data, json);
 
     return NGX_OK;
 }

@@ -2,13 +2,18 @@
 /*
  * Copyright (C) AILink
  *
- * A validating scan of a JSON object that builds no tree.  Requests and
- * responses that pass through unchanged only need a few top-level fields
- * ("model", "stream", "usage"); building and freeing a cJSON tree of the
- * whole body for them cost several times what nginx spends on the request.
- * The scan checks the whole text is JSON (RFC 8259 grammar, nesting
- * bounded) and returns the raw text of the fields asked for; callers parse
- * just those with cJSON when they need more than a string.
+ * Reading JSON text, two ways over one grammar (RFC 8259, nesting
+ * bounded).
+ *
+ * The scan builds no tree.  Requests and responses that pass through
+ * unchanged only need a few top-level fields ("model", "stream", "usage");
+ * building and freeing a tree of the whole body for them cost several
+ * times what nginx spends on the request.  The scan checks the whole text
+ * is JSON and returns the raw text of the fields asked for.
+ *
+ * The parse builds a cJSON tree, for the translators, without cJSON's
+ * parser: that one reads every number with localeconv() and strtod() and
+ * every string byte by byte, and was most of a translation's cost.
  */
 
 
@@ -22,6 +27,7 @@ typedef struct {
     u_char                    *p;
     u_char                    *last;
     ngx_uint_t                 depth;
+    ngx_uint_t                 escaped;    /* the last string had escapes */
 } ngx_ailink_scan_t;
 
 
@@ -40,45 +46,6 @@ ngx_ailink_scan_space(ngx_ailink_scan_t *s)
 }
 
 
-/* bytes that end a plain run inside a string: '"', '\\', controls */
-static u_char  ngx_ailink_scan_special[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0
-    /* the rest: 0 */
-};
-
-
-/*
- * Eight bytes at a time: whether any is '"', '\\' or below 0x20.  The
- * tests are exact for "some byte is" (see "Bit Twiddling Hacks", determine
- * if a word has a byte less than n), so a hit means the byte loop below
- * stops within these eight bytes.
- */
-
-#define NGX_AILINK_ONES    0x0101010101010101ULL
-#define NGX_AILINK_HIGHS   0x8080808080808080ULL
-#define ngx_ailink_has_less(x, n)                                             \
-    (((x) - NGX_AILINK_ONES * (n)) & ~(x) & NGX_AILINK_HIGHS)
-
-static ngx_inline ngx_uint_t
-ngx_ailink_scan_special8(u_char *p)
-{
-    uint64_t  v, q, b;
-
-    ngx_memcpy(&v, p, sizeof(uint64_t));
-
-    q = v ^ (NGX_AILINK_ONES * '"');
-    b = v ^ (NGX_AILINK_ONES * '\\');
-
-    return (ngx_ailink_has_less(q, 1) | ngx_ailink_has_less(b, 1)
-            | ngx_ailink_has_less(v, 0x20)) != 0;
-}
-
-
 static ngx_int_t
 ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 {
@@ -88,16 +55,11 @@ ngx_ailink_scan_string(ngx_ailink_scan_t *s)
     /* at the opening quote; a local cursor keeps the hot loop tight */
     p = s->p + 1;
     last = s->last;
+    s->escaped = 0;
 
     for ( ;; ) {
 
-        while (last - p >= 8 && !ngx_ailink_scan_special8(p)) {
-            p += 8;
-        }
-
-        while (p < last && !ngx_ailink_scan_special[*p]) {
-            p++;
-        }
+        p = ngx_ailink_json_plain_end(p, last);
 
         if (p == last || *p < 0x20) {
             return NGX_ERROR;
@@ -109,6 +71,8 @@ ngx_ailink_scan_string(ngx_ailink_scan_t *s)
         }
 
         /* a backslash */
+
+        s->escaped = 1;
 
         if (++p == last) {
             return NGX_ERROR;
@@ -384,4 +348,434 @@ ngx_ailink_json_plain_string(ngx_str_t *value, ngx_str_t *out)
     out->len = value->len - 2;
 
     return NGX_OK;
+}
+
+
+/*
+ * The parse.  Nodes and strings come from cJSON's allocator hooks, so a
+ * tree is cJSON's own: cJSON_Delete() frees it, and inside a JSON arena
+ * the request pool does.  Unlike cJSON_Parse(), trailing text after the
+ * value is an error.
+ */
+
+static cJSON *ngx_ailink_parse_value(ngx_ailink_scan_t *s);
+
+
+static cJSON *
+ngx_ailink_parse_node(int type)
+{
+    cJSON  *item;
+
+    item = ngx_ailink_json_alloc(sizeof(cJSON));
+    if (item == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(item, sizeof(cJSON));
+    item->type = type;
+
+    return item;
+}
+
+
+static u_char *
+ngx_ailink_parse_utf8(u_char *dst, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *dst++ = (u_char) cp;
+
+    } else if (cp < 0x800) {
+        *dst++ = (u_char) (0xc0 | (cp >> 6));
+        *dst++ = (u_char) (0x80 | (cp & 0x3f));
+
+    } else if (cp < 0x10000) {
+        *dst++ = (u_char) (0xe0 | (cp >> 12));
+        *dst++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+        *dst++ = (u_char) (0x80 | (cp & 0x3f));
+
+    } else {
+        *dst++ = (u_char) (0xf0 | (cp >> 18));
+        *dst++ = (u_char) (0x80 | ((cp >> 12) & 0x3f));
+        *dst++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+        *dst++ = (u_char) (0x80 | (cp & 0x3f));
+    }
+
+    return dst;
+}
+
+
+/* the string's escapes are valid (scanned); p is at the backslash */
+
+static u_char *
+ngx_ailink_parse_escape(u_char **pp, u_char *last, u_char *dst)
+{
+    u_char    *p;
+    uint32_t   cp, lo;
+
+    p = *pp + 1;
+
+    switch (*p) {
+    case 'b': *dst++ = '\b'; break;
+    case 'f': *dst++ = '\f'; break;
+    case 'n': *dst++ = '\n'; break;
+    case 'r': *dst++ = '\r'; break;
+    case 't': *dst++ = '\t'; break;
+
+    case 'u':
+        cp = ngx_hextoi(p + 1, 4);
+        p += 4;
+
+        if (cp >= 0xdc00 && cp <= 0xdfff) {
+            /* a lone low surrogate: rejected, as cJSON does */
+            return NULL;
+        }
+
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (last - p < 7 || p[1] != '\\' || p[2] != 'u') {
+                return NULL;
+            }
+
+            lo = ngx_hextoi(p + 3, 4);
+
+            if (lo < 0xdc00 || lo > 0xdfff) {
+                return NULL;
+            }
+
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            p += 6;
+        }
+
+        dst = ngx_ailink_parse_utf8(dst, cp);
+        break;
+
+    default:
+        /* '"', '\\', '/' */
+        *dst++ = *p;
+    }
+
+    *pp = p + 1;
+
+    return dst;
+}
+
+
+/* a string's text, unescaped and NUL-terminated; at the opening quote */
+
+static char *
+ngx_ailink_parse_string(ngx_ailink_scan_t *s)
+{
+    u_char  *p, *q, *last, *dst, *out;
+    size_t   len;
+
+    p = s->p + 1;
+
+    if (ngx_ailink_scan_string(s) != NGX_OK) {
+        return NULL;
+    }
+
+    last = s->p - 1;
+    len = last - p;
+
+    /* unescaping only shortens */
+    out = ngx_ailink_json_alloc(len + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    if (!s->escaped) {
+        ngx_memcpy(out, p, len);
+        out[len] = '\0';
+        return (char *) out;
+    }
+
+    dst = out;
+
+    while (p < last) {
+        q = memchr(p, '\\', last - p);
+
+        if (q == NULL) {
+            dst = ngx_cpymem(dst, p, last - p);
+            break;
+        }
+
+        dst = ngx_cpymem(dst, p, q - p);
+        p = q;
+
+        dst = ngx_ailink_parse_escape(&p, last, dst);
+        if (dst == NULL) {
+            cJSON_free(out);
+            return NULL;
+        }
+    }
+
+    *dst = '\0';
+
+    return (char *) out;
+}
+
+
+/*
+ * Integers of up to 15 digits, nearly every number in these bodies, are
+ * exact in a double and converted here; the rest go to strtod() (nginx
+ * keeps the "C" locale, so '.' is the decimal point).
+ */
+
+#define NGX_AILINK_JSON_NUMBER_MAX  64
+
+static cJSON *
+ngx_ailink_parse_number(ngx_ailink_scan_t *s)
+{
+    u_char   *start, *p, buf[NGX_AILINK_JSON_NUMBER_MAX];
+    cJSON    *item;
+    double    d;
+    int64_t   n;
+
+    start = s->p;
+
+    if (ngx_ailink_scan_number(s) != NGX_OK) {
+        return NULL;
+    }
+
+    p = (*start == '-') ? start + 1 : start;
+    n = 0;
+
+    if (s->p - p <= 15) {
+        for ( /* void */ ; p < s->p && *p >= '0' && *p <= '9'; p++) {
+            n = n * 10 + (*p - '0');
+        }
+    }
+
+    if (p == s->p) {
+        d = (*start == '-') ? -(double) n : (double) n;
+
+    } else {
+        if (s->p - start >= NGX_AILINK_JSON_NUMBER_MAX) {
+            return NULL;
+        }
+
+        *ngx_cpymem(buf, start, s->p - start) = '\0';
+        d = strtod((char *) buf, NULL);
+    }
+
+    item = ngx_ailink_parse_node(cJSON_Number);
+    if (item == NULL) {
+        return NULL;
+    }
+
+    /* cJSON's valueint: the double, saturated */
+    item->valuedouble = d;
+    item->valueint = (d >= INT_MAX) ? INT_MAX
+                     : (d <= (double) INT_MIN) ? INT_MIN : (int) d;
+
+    return item;
+}
+
+
+/* an array or an object; at the opening bracket */
+
+static cJSON *
+ngx_ailink_parse_container(ngx_ailink_scan_t *s)
+{
+    char        *key;
+    u_char       close;
+    cJSON       *item, *child, *tail;
+    ngx_uint_t   object;
+
+    object = (*s->p == '{');
+    close = object ? '}' : ']';
+
+    if (++s->depth > NGX_AILINK_JSON_MAX_DEPTH) {
+        return NULL;
+    }
+
+    item = ngx_ailink_parse_node(object ? cJSON_Object : cJSON_Array);
+    if (item == NULL) {
+        return NULL;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == close) {
+        s->p++;
+        s->depth--;
+        return item;
+    }
+
+    tail = NULL;
+
+    for ( ;; ) {
+        key = NULL;
+
+        if (object) {
+            if (s->p == s->last || *s->p != '"') {
+                goto failed;
+            }
+
+            key = ngx_ailink_parse_string(s);
+            if (key == NULL) {
+                goto failed;
+            }
+
+            ngx_ailink_scan_space(s);
+
+            if (s->p == s->last || *s->p != ':') {
+                cJSON_free(key);
+                goto failed;
+            }
+
+            s->p++;
+            ngx_ailink_scan_space(s);
+        }
+
+        child = (s->p < s->last) ? ngx_ailink_parse_value(s) : NULL;
+
+        if (child == NULL) {
+            if (key) {
+                cJSON_free(key);
+            }
+
+            goto failed;
+        }
+
+        child->string = key;
+
+        /* cJSON keeps the last child in the first one's prev */
+        if (tail == NULL) {
+            item->child = child;
+
+        } else {
+            tail->next = child;
+            child->prev = tail;
+        }
+
+        tail = child;
+        item->child->prev = tail;
+
+        ngx_ailink_scan_space(s);
+
+        if (s->p == s->last) {
+            goto failed;
+        }
+
+        if (*s->p == close) {
+            s->p++;
+            s->depth--;
+            return item;
+        }
+
+        if (*s->p != ',') {
+            goto failed;
+        }
+
+        s->p++;
+        ngx_ailink_scan_space(s);
+    }
+
+failed:
+
+    cJSON_Delete(item);
+
+    return NULL;
+}
+
+
+static cJSON *
+ngx_ailink_parse_literal(ngx_ailink_scan_t *s, const char *word, size_t len,
+    int type)
+{
+    cJSON  *item;
+
+    if (ngx_ailink_scan_literal(s, word, len) != NGX_OK) {
+        return NULL;
+    }
+
+    item = ngx_ailink_parse_node(type);
+
+    if (item && type == cJSON_True) {
+        item->valueint = 1;
+    }
+
+    return item;
+}
+
+
+static cJSON *
+ngx_ailink_parse_value(ngx_ailink_scan_t *s)
+{
+    char   *text;
+    cJSON  *item;
+
+    switch (*s->p) {
+
+    case '{':
+    case '[':
+        return ngx_ailink_parse_container(s);
+
+    case '"':
+        text = ngx_ailink_parse_string(s);
+        if (text == NULL) {
+            return NULL;
+        }
+
+        item = ngx_ailink_parse_node(cJSON_String);
+        if (item == NULL) {
+            cJSON_free(text);
+            return NULL;
+        }
+
+        item->valuestring = text;
+        return item;
+
+    case 't':
+        return ngx_ailink_parse_literal(s, "true", 4, cJSON_True);
+
+    case 'f':
+        return ngx_ailink_parse_literal(s, "false", 5, cJSON_False);
+
+    case 'n':
+        return ngx_ailink_parse_literal(s, "null", 4, cJSON_NULL);
+
+    default:
+        return ngx_ailink_parse_number(s);
+    }
+}
+
+
+/* one JSON value (after an optional UTF-8 BOM, as cJSON allows), or NULL */
+
+cJSON *
+ngx_ailink_json_parse(ngx_str_t *text)
+{
+    cJSON              *json;
+    ngx_ailink_scan_t   s;
+
+    s.p = text->data;
+    s.last = text->data + text->len;
+    s.depth = 0;
+    s.escaped = 0;
+
+    if (s.last - s.p >= 3 && ngx_strncmp(s.p, "\xef\xbb\xbf", 3) == 0) {
+        s.p += 3;
+    }
+
+    ngx_ailink_scan_space(&s);
+
+    if (s.p == s.last) {
+        return NULL;
+    }
+
+    json = ngx_ailink_parse_value(&s);
+    if (json == NULL) {
+        return NULL;
+    }
+
+    ngx_ailink_scan_space(&s);
+
+    if (s.p != s.last) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+
+    return json;
 }

@@ -57,8 +57,10 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 /* output: recycled buffers of our own */
 
-static ngx_int_t
-ngx_ailink_resp_write(ngx_ailink_resp_t *rs, u_char *p, size_t len)
+/* the output buffer, with room for len more bytes */
+
+static ngx_buf_t *
+ngx_ailink_resp_reserve(ngx_ailink_resp_t *rs, size_t len)
 {
     size_t        size;
     ngx_buf_t    *b;
@@ -66,79 +68,84 @@ ngx_ailink_resp_write(ngx_ailink_resp_t *rs, u_char *p, size_t len)
 
     b = rs->cur;
 
-    if (b == NULL || (size_t) (b->end - b->last) < len) {
-        cl = ngx_chain_get_free_buf(rs->request->pool, &rs->free);
-        if (cl == NULL) {
-            return NGX_ERROR;
-        }
-
-        b = cl->buf;
-
-        if (b->start == NULL || (size_t) (b->end - b->start) < len) {
-            size = ngx_max(len, NGX_AILINK_OUT_BUF_SIZE);
-
-            b->start = ngx_palloc(rs->request->pool, size);
-            if (b->start == NULL) {
-                return NGX_ERROR;
-            }
-
-            b->end = b->start + size;
-        }
-
-        b->pos = b->start;
-        b->last = b->start;
-        b->temporary = 1;
-        b->flush = 0;
-        b->last_buf = 0;
-        b->tag = (ngx_buf_tag_t) &ngx_ailink_translate_module;
-
-        *rs->last_out = cl;
-        rs->last_out = &cl->next;
-        rs->cur = b;
+    if (b != NULL && (size_t) (b->end - b->last) >= len) {
+        return b;
     }
 
-    b->last = ngx_cpymem(b->last, p, len);
+    cl = ngx_chain_get_free_buf(rs->request->pool, &rs->free);
+    if (cl == NULL) {
+        return NULL;
+    }
 
-    return NGX_OK;
+    b = cl->buf;
+
+    if (b->start == NULL || (size_t) (b->end - b->start) < len) {
+        size = ngx_max(len, NGX_AILINK_OUT_BUF_SIZE);
+
+        b->start = ngx_palloc(rs->request->pool, size);
+        if (b->start == NULL) {
+            return NULL;
+        }
+
+        b->end = b->start + size;
+    }
+
+    b->pos = b->start;
+    b->last = b->start;
+    b->temporary = 1;
+    b->flush = 0;
+    b->last_buf = 0;
+    b->tag = (ngx_buf_tag_t) &ngx_ailink_translate_module;
+
+    *rs->last_out = cl;
+    rs->last_out = &cl->next;
+    rs->cur = b;
+
+    return b;
 }
 
 
 static ngx_int_t
 ngx_ailink_resp_event(ngx_ailink_resp_t *rs, u_char *p, size_t len)
 {
-    if (ngx_ailink_resp_write(rs, (u_char *) "data: ", 6) != NGX_OK
-        || ngx_ailink_resp_write(rs, p, len) != NGX_OK
-        || ngx_ailink_resp_write(rs, (u_char *) "\n\n", 2) != NGX_OK)
-    {
+    ngx_buf_t  *b;
+
+    b = ngx_ailink_resp_reserve(rs, sizeof("data: \n\n") - 1 + len);
+    if (b == NULL) {
         return NGX_ERROR;
     }
+
+    b->last = ngx_cpymem(b->last, "data: ", 6);
+    b->last = ngx_cpymem(b->last, p, len);
+    b->last = ngx_cpymem(b->last, "\n\n", 2);
 
     return NGX_OK;
 }
 
 
-/* st->emit: one OpenAI chunk, or "[DONE]" for NULL */
+/* st->emit: one OpenAI chunk, printed into the output, or "[DONE]" */
 
 static ngx_int_t
 ngx_ailink_resp_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
 {
-    char               *s;
-    ngx_int_t           rc;
+    ngx_buf_t          *b;
     ngx_ailink_resp_t  *rs = st->data;
 
     if (chunk == NULL) {
         return ngx_ailink_resp_event(rs, (u_char *) "[DONE]", 6);
     }
 
-    s = cJSON_PrintUnformatted(chunk);
-    if (s == NULL) {
+    b = ngx_ailink_resp_reserve(rs, sizeof("data: \n\n") - 1
+                                    + ngx_ailink_json_print_len(chunk));
+    if (b == NULL) {
         return NGX_ERROR;
     }
 
-    rc = ngx_ailink_resp_event(rs, (u_char *) s, ngx_strlen(s));
-    cJSON_free(s);
+    b->last = ngx_cpymem(b->last, "data: ", 6);
+    b->last = ngx_ailink_json_print(b->last, chunk);
+    b->last = ngx_cpymem(b->last, "\n\n", 2);
 
-    return rc;
+    return NGX_OK;
 }
 
 
@@ -499,9 +506,14 @@ ngx_ailink_resp_openai_json(ngx_ailink_resp_t *rs)
         return;
     }
 
+    /* a handful of nodes, once per response: the pool's, not malloc's */
+    ngx_ailink_json_arena(rs->request->pool);
+
     usage = ngx_ailink_json_parse(&field.value);
     ngx_ailink_openai_usage(&rs->ctx->usage, usage);
     cJSON_Delete(usage);
+
+    ngx_ailink_json_arena(NULL);
 }
 
 
@@ -591,8 +603,8 @@ ngx_ailink_resp_xlate_json(ngx_ailink_resp_t *rs)
 static ngx_int_t
 ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
 {
-    char                *s;
     cJSON               *json, *out;
+    ngx_buf_t           *b;
     ngx_str_t            text, body;
     ngx_uint_t           status;
     ngx_ailink_ctx_t    *ctx;
@@ -650,23 +662,15 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
         goto bad_gateway;
     }
 
-    s = cJSON_PrintUnformatted(out);
-    cJSON_Delete(out);
-
-    if (s == NULL) {
-        return NGX_ERROR;
-    }
-
-    body.len = ngx_strlen(s);
-    body.data = ngx_pnalloc(r->pool, body.len + 1);
+    body.len = ngx_ailink_json_print_len(out) + 1;
+    body.data = ngx_pnalloc(r->pool, body.len);
     if (body.data == NULL) {
-        cJSON_free(s);
+        cJSON_Delete(out);
         return NGX_ERROR;
     }
 
-    ngx_memcpy(body.data, s, body.len);
-    body.data[body.len++] = '\n';
-    cJSON_free(s);
+    *ngx_ailink_json_print(body.data, out) = '\n';
+    cJSON_Delete(out);
 
     goto send;
 
@@ -708,9 +712,12 @@ send:
         return ngx_ailink_resp_send(rs, 1);
     }
 
-    if (ngx_ailink_resp_write(rs, body.data, body.len) != NGX_OK) {
+    b = ngx_ailink_resp_reserve(rs, body.len);
+    if (b == NULL) {
         return NGX_ERROR;
     }
+
+    b->last = ngx_cpymem(b->last, body.data, body.len);
 
     return ngx_ailink_resp_send(rs, 1);
 }

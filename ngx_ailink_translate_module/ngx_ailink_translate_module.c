@@ -347,24 +347,11 @@ ngx_ailink_set_request_body_text(ngx_http_request_t *r, ngx_str_t *text)
 static ngx_int_t
 ngx_ailink_set_request_body(ngx_http_request_t *r, cJSON *json)
 {
-    char       *s;
-    ngx_str_t   text;
+    ngx_str_t  text;
 
-    s = cJSON_PrintUnformatted(json);
-    if (s == NULL) {
+    if (ngx_ailink_json_to_str(r->pool, json, &text) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    text.len = ngx_strlen(s);
-    text.data = ngx_pnalloc(r->pool, text.len);
-
-    if (text.data == NULL) {
-        cJSON_free(s);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(text.data, s, text.len);
-    cJSON_free(s);
 
     return ngx_ailink_set_request_body_text(r, &text);
 }
