@@ -88,7 +88,20 @@ ngx_module_t  ngx_ailink_audit_module = {
 static ngx_str_t  ngx_ailink_audit_null = ngx_null_string;
 
 
-/* "key":"escaped value" or "key":null */
+/*
+ * The record is written by hand, not with one ngx_sprintf(): it is made
+ * for every request, and formatting each key through ngx_vslprintf() cost
+ * as much as the rest of the record.  Keys are literals copied whole.
+ */
+
+#define ngx_ailink_audit_key(p, key)                                          \
+    ngx_cpymem(p, ",\"" key "\":", sizeof(",\"" key "\":") - 1)
+
+
+/* ,"key":"escaped value" or ,"key":null */
+
+#define ngx_ailink_audit_str(p, key, s)                                       \
+    ngx_ailink_audit_value(ngx_ailink_audit_key(p, key), s)
 
 static size_t
 ngx_ailink_audit_str_len(ngx_str_t *s)
@@ -98,10 +111,8 @@ ngx_ailink_audit_str_len(ngx_str_t *s)
 
 
 static u_char *
-ngx_ailink_audit_str(u_char *p, const char *key, ngx_str_t *s)
+ngx_ailink_audit_value(u_char *p, ngx_str_t *s)
 {
-    p = ngx_sprintf(p, ",\"%s\":", key);
-
     if (s->len == 0) {
         return ngx_cpymem(p, "null", 4);
     }
@@ -109,6 +120,54 @@ ngx_ailink_audit_str(u_char *p, const char *key, ngx_str_t *s)
     *p++ = '"';
     p = ngx_ailink_json_escape(p, s);
     *p++ = '"';
+
+    return p;
+}
+
+
+/* a count in decimal */
+
+static u_char *
+ngx_ailink_audit_uint(u_char *p, uint64_t n)
+{
+    u_char   digits[NGX_INT64_LEN], *d;
+
+    d = digits + NGX_INT64_LEN;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
+}
+
+
+/* "2026-11-27T14:42:06.123Z": the part up to the second changes once a
+ * second, so it is formatted once a second */
+
+static u_char *
+ngx_ailink_audit_time(u_char *p, ngx_time_t *tp)
+{
+    ngx_tm_t        tm;
+    static time_t   sec = -1;
+    static u_char   text[sizeof("1970-01-01T00:00:00")];
+
+    if (tp->sec != sec) {
+        ngx_gmtime(tp->sec, &tm);
+        (void) ngx_sprintf(text, "%4d-%02d-%02dT%02d:%02d:%02d",
+                           tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                           tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+        sec = tp->sec;
+    }
+
+    p = ngx_cpymem(p, text, sizeof(text) - 1);
+
+    *p++ = '.';
+    *p++ = (u_char) ('0' + tp->msec / 100);
+    *p++ = (u_char) ('0' + tp->msec / 10 % 10);
+    *p++ = (u_char) ('0' + tp->msec % 10);
+    *p++ = 'Z';
 
     return p;
 }
@@ -169,7 +228,6 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
 {
     u_char                       *line, *p;
     size_t                        len;
-    ngx_tm_t                      tm;
     ngx_str_t                     props_json, props_text, method, status_code;
     ngx_str_t                    *token_id, *token_name, *project, *provider;
     ngx_time_t                   *tp;
@@ -252,11 +310,9 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ngx_gmtime(tp->sec, &tm);
-
-    p = ngx_sprintf(line, "{\"time\":\"%4d-%02d-%02dT%02d:%02d:%02d.%03MZ\"",
-                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec, tp->msec);
+    p = ngx_cpymem(line, "{\"time\":\"", sizeof("{\"time\":\"") - 1);
+    p = ngx_ailink_audit_time(p, tp);
+    *p++ = '"';
 
     p = ngx_ailink_audit_str(p, "request_id", &ctx->request_id);
     p = ngx_ailink_audit_str(p, "token_id", token_id);
@@ -267,7 +323,8 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     p = ngx_ailink_audit_str(p, "parent_span_id", &ctx->parent_span_id);
 
     if (props_json.len) {
-        p = ngx_sprintf(p, ",\"properties\":%V", &props_json);
+        p = ngx_ailink_audit_key(p, "properties");
+        p = ngx_cpymem(p, props_json.data, props_json.len);
 
     } else {
         p = ngx_ailink_audit_str(p, "properties", &props_text);
@@ -278,34 +335,41 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     p = ngx_ailink_audit_str(p, "upstream", &ctx->upstream);
     p = ngx_ailink_audit_str(p, "provider", provider);
     p = ngx_ailink_audit_str(p, "model", &ctx->model);
-    p = ngx_sprintf(p, ",\"status\":%ui", status);
+    p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "status"), status);
     p = ngx_ailink_audit_str(p, "error", &status_code);
-    p = ngx_sprintf(p, ",\"stream\":%s", ctx->stream ? "true" : "false");
-    p = ngx_sprintf(p, ",\"latency_ms\":%M", total_ms);
+
+    p = ngx_ailink_audit_key(p, "stream");
+    p = ctx->stream ? ngx_cpymem(p, "true", 4) : ngx_cpymem(p, "false", 5);
+
+    p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "latency_ms"),
+                              total_ms);
+
+    p = ngx_ailink_audit_key(p, "upstream_latency_ms");
 
     if (ngx_ailink_audit_upstream_ms(r, &upstream_ms) == NGX_OK) {
-        p = ngx_sprintf(p, ",\"upstream_latency_ms\":%M", upstream_ms);
+        p = ngx_ailink_audit_uint(p, upstream_ms);
 
     } else {
-        p = ngx_cpymem(p, ",\"upstream_latency_ms\":null",
-                       sizeof(",\"upstream_latency_ms\":null") - 1);
+        p = ngx_cpymem(p, "null", 4);
     }
 
-    if (ctx->ttft >= 0) {
-        p = ngx_sprintf(p, ",\"ttft_ms\":%M", ctx->ttft);
-
-    } else {
-        p = ngx_cpymem(p, ",\"ttft_ms\":null", sizeof(",\"ttft_ms\":null") - 1);
-    }
+    p = ngx_ailink_audit_key(p, "ttft_ms");
+    p = (ctx->ttft >= 0) ? ngx_ailink_audit_uint(p, ctx->ttft)
+                         : ngx_cpymem(p, "null", 4);
 
     conf = ngx_ailink_get_conf(r);
 
     if (ctx->usage.known && conf) {
-        p = ngx_sprintf(p, ",\"prompt_tokens\":%ui,\"completion_tokens\":%ui,"
-                        "\"total_tokens\":%ui,\"cached_tokens\":%ui,"
-                        "\"cost_usd\":%.8f",
-                        ctx->usage.prompt, ctx->usage.completion,
-                        ctx->usage.total, ctx->usage.cached,
+        p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "prompt_tokens"),
+                                  ctx->usage.prompt);
+        p = ngx_ailink_audit_uint(
+                ngx_ailink_audit_key(p, "completion_tokens"),
+                ctx->usage.completion);
+        p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "total_tokens"),
+                                  ctx->usage.total);
+        p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "cached_tokens"),
+                                  ctx->usage.cached);
+        p = ngx_sprintf(ngx_ailink_audit_key(p, "cost_usd"), "%.8f",
                         ngx_ailink_cost(conf, &ctx->model, &ctx->usage));
 
     } else {
