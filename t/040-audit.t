@@ -114,3 +114,19 @@ X-AILink-Properties: env=prod "quoted"
 [401, 200]
 --- response_body_like eval
 [qr/invalid_token/, qr/"token_id":null,[^\n]*"path":"\/nowhere",[^\n]*"status":401,/]
+
+
+
+=== TEST 7: a record: UTC time to the millisecond, numbers as numbers, properties as JSON
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"mock-priced\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-AILink-Properties: {"env":"prod","n":2}
+--- response_body_like eval
+my @t = gmtime;
+my $today = sprintf("%04d-%02d-%02d", $t[5] + 1900, $t[4] + 1, $t[3]);
+[qr/Mock reply/,
+ qr/^\{"time":"${today}T\d\d:\d\d:\d\d\.\d{3}Z","request_id":"[0-9a-f]{32}","token_id":"tok_llm",[^\n]*"properties":\{"env":"prod","n":2\},"method":"POST",[^\n]*"status":200,"error":null,"stream":false,"latency_ms":\d+,"upstream_latency_ms":\d+,"ttft_ms":null,"prompt_tokens":2,"completion_tokens":6,"total_tokens":8,"cached_tokens":0,"cost_usd":14\.00000000\}\n\z/]
