@@ -236,6 +236,8 @@ ngx_int_t ngx_ailink_json_count(cJSON *obj, const char *key,
     ngx_uint_t *value);
 ngx_uint_t ngx_ailink_json_uint(cJSON *obj, const char *key);
 void ngx_ailink_openai_usage(ngx_ailink_usage_t *usage, cJSON *u);
+void ngx_ailink_openai_usage_text(ngx_ailink_usage_t *usage,
+    ngx_str_t *text);
 void ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json);
 
 /* ngx_ailink_json_scan.c */
@@ -246,6 +248,8 @@ typedef struct {
 
 ngx_int_t ngx_ailink_json_scan(ngx_str_t *text,
     ngx_ailink_json_field_t *fields, ngx_uint_t n);
+ngx_int_t ngx_ailink_json_find(ngx_str_t *text, ngx_str_t *key,
+    ngx_str_t *value);
 ngx_int_t ngx_ailink_json_plain_string(ngx_str_t *value, ngx_str_t *out);
 cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 

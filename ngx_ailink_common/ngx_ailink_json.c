@@ -397,13 +397,10 @@ ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json, ngx_str_t *out)
 
 #define NGX_AILINK_JSON_COUNT_MAX  1e12
 
-ngx_int_t
-ngx_ailink_json_count(cJSON *obj, const char *key, ngx_uint_t *value)
+static ngx_int_t
+ngx_ailink_json_count_item(cJSON *item, ngx_uint_t *value)
 {
-    cJSON  *item;
     double  d;
-
-    item = cJSON_GetObjectItemCaseSensitive(obj, key);
 
     if (!cJSON_IsNumber(item)) {
         return NGX_DECLINED;
@@ -422,6 +419,14 @@ ngx_ailink_json_count(cJSON *obj, const char *key, ngx_uint_t *value)
     *value = (ngx_uint_t) d;
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_ailink_json_count(cJSON *obj, const char *key, ngx_uint_t *value)
+{
+    return ngx_ailink_json_count_item(
+               cJSON_GetObjectItemCaseSensitive(obj, key), value);
 }
 
 
@@ -454,6 +459,72 @@ ngx_ailink_openai_usage(ngx_ailink_usage_t *usage, cJSON *u)
     usage->cached = ngx_ailink_json_uint(
         cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"),
         "cached_tokens");
+
+    usage->known = 1;
+}
+
+
+/* the same from the object's text, without a tree */
+
+static ngx_uint_t
+ngx_ailink_json_count_text(ngx_str_t *value)
+{
+    cJSON       *json;
+    ngx_int_t    n;
+    ngx_uint_t   count;
+
+    if (value->len == 0) {
+        return 0;
+    }
+
+    n = ngx_atoi(value->data, value->len);
+
+    if (n != NGX_ERROR && n <= NGX_AILINK_JSON_COUNT_MAX) {
+        return n;
+    }
+
+    /* 12.0, 1e3, -1, a huge count: as ngx_ailink_json_count() reads them */
+
+    json = ngx_ailink_json_parse(value);
+
+    count = 0;
+    (void) ngx_ailink_json_count_item(json, &count);
+
+    cJSON_Delete(json);
+
+    return count;
+}
+
+
+void
+ngx_ailink_openai_usage_text(ngx_ailink_usage_t *usage, ngx_str_t *text)
+{
+    ngx_ailink_json_field_t  f[] = {
+        { ngx_string("prompt_tokens"), ngx_null_string },
+        { ngx_string("completion_tokens"), ngx_null_string },
+        { ngx_string("total_tokens"), ngx_null_string },
+        { ngx_string("prompt_tokens_details"), ngx_null_string }
+    };
+    ngx_ailink_json_field_t  cached = { ngx_string("cached_tokens"),
+                                        ngx_null_string };
+
+    if (ngx_ailink_json_scan(text, f, 4) != NGX_OK) {
+        return;
+    }
+
+    usage->prompt = ngx_ailink_json_count_text(&f[0].value);
+    usage->completion = ngx_ailink_json_count_text(&f[1].value);
+    usage->total = ngx_ailink_json_count_text(&f[2].value);
+
+    if (usage->total == 0) {
+        usage->total = usage->prompt + usage->completion;
+    }
+
+    if (f[3].value.len
+        && ngx_ailink_json_scan(&f[3].value, &cached, 1) == NGX_OK)
+    {
+        usage->cached = ngx_ailink_json_count_text(&cached.value);
+    }
 
     usage->known = 1;
 }

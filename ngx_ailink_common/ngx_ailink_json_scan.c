@@ -31,22 +31,26 @@ typedef struct {
 } ngx_ailink_scan_t;
 
 
-static ngx_int_t ngx_ailink_scan_value(ngx_ailink_scan_t *s);
+/* compact JSON has no whitespace: one test is the usual cost */
 
-
-static void
+static ngx_inline void
 ngx_ailink_scan_space(ngx_ailink_scan_t *s)
 {
-    while (s->p < s->last
-           && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
-               || *s->p == '\r'))
+    u_char  *p;
+
+    for (p = s->p;
+         p < s->last && *p <= ' '
+         && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
+         p++)
     {
-        s->p++;
+        /* void */
     }
+
+    s->p = p;
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 {
     u_char      *p, *last;
@@ -119,7 +123,7 @@ ngx_ailink_scan_digits(ngx_ailink_scan_t *s)
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_ailink_scan_number(ngx_ailink_scan_t *s)
 {
     if (*s->p == '-') {
@@ -157,7 +161,7 @@ ngx_ailink_scan_number(ngx_ailink_scan_t *s)
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_ailink_scan_literal(ngx_ailink_scan_t *s, const char *word, size_t len)
 {
     if ((size_t) (s->last - s->p) < len
@@ -172,142 +176,28 @@ ngx_ailink_scan_literal(ngx_ailink_scan_t *s, const char *word, size_t len)
 }
 
 
-/* an array or an object, its members scanned; at the opening bracket */
-
-static ngx_int_t
-ngx_ailink_scan_container(ngx_ailink_scan_t *s, ngx_ailink_json_field_t *f,
-    ngx_uint_t n)
-{
-    u_char      close, *key;
-    size_t      len;
-    ngx_uint_t  i, object;
-
-    object = (*s->p == '{');
-    close = object ? '}' : ']';
-
-    if (++s->depth > NGX_AILINK_JSON_MAX_DEPTH) {
-        return NGX_ERROR;
-    }
-
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    if (s->p < s->last && *s->p == close) {
-        s->p++;
-        s->depth--;
-        return NGX_OK;
-    }
-
-    for ( ;; ) {
-        key = NULL;
-        len = 0;
-
-        if (object) {
-            if (s->p == s->last || *s->p != '"') {
-                return NGX_ERROR;
-            }
-
-            key = s->p + 1;
-
-            if (ngx_ailink_scan_string(s) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            len = s->p - 1 - key;
-
-            ngx_ailink_scan_space(s);
-
-            if (s->p == s->last || *s->p != ':') {
-                return NGX_ERROR;
-            }
-
-            s->p++;
-            ngx_ailink_scan_space(s);
-        }
-
-        if (s->p == s->last) {
-            return NGX_ERROR;
-        }
-
-        /* top-level members only: the fields callers ask for */
-        for (i = 0; key && s->depth == 1 && i < n; i++) {
-            if (f[i].key.len == len
-                && ngx_strncmp(f[i].key.data, key, len) == 0)
-            {
-                f[i].value.data = s->p;
-                break;
-            }
-        }
-
-        if (ngx_ailink_scan_value(s) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (key && s->depth == 1 && i < n) {
-            /* the last of duplicate keys wins, as in most parsers */
-            f[i].value.len = s->p - f[i].value.data;
-        }
-
-        ngx_ailink_scan_space(s);
-
-        if (s->p == s->last) {
-            return NGX_ERROR;
-        }
-
-        if (*s->p == close) {
-            s->p++;
-            s->depth--;
-            return NGX_OK;
-        }
-
-        if (*s->p != ',') {
-            return NGX_ERROR;
-        }
-
-        s->p++;
-        ngx_ailink_scan_space(s);
-    }
-}
-
-
-static ngx_int_t
-ngx_ailink_scan_value(ngx_ailink_scan_t *s)
-{
-    switch (*s->p) {
-
-    case '{':
-    case '[':
-        return ngx_ailink_scan_container(s, NULL, 0);
-
-    case '"':
-        return ngx_ailink_scan_string(s);
-
-    case 't':
-        return ngx_ailink_scan_literal(s, "true", 4);
-
-    case 'f':
-        return ngx_ailink_scan_literal(s, "false", 5);
-
-    case 'n':
-        return ngx_ailink_scan_literal(s, "null", 4);
-
-    default:
-        return ngx_ailink_scan_number(s);
-    }
-}
-
-
 /*
  * NGX_OK when the text is one JSON object; the fields found get the raw
- * text of their values (a missing field keeps value.len == 0).
+ * text of their values (a missing field keeps value.len == 0; the last of
+ * duplicate keys wins, as in most parsers).  A loop over three states
+ * with a stack of open brackets, rather than recursion, keeps the cursor
+ * in a register: this runs on every request that passes through.
  */
 
 ngx_int_t
 ngx_ailink_json_scan(ngx_str_t *text, ngx_ailink_json_field_t *fields,
     ngx_uint_t n)
 {
-    ngx_uint_t         i;
-    ngx_ailink_scan_t  s;
+    u_char                   *key, close, open[NGX_AILINK_JSON_MAX_DEPTH];
+    size_t                    len;
+    ngx_uint_t                i, depth;
+    ngx_ailink_scan_t         s;
+    ngx_ailink_json_field_t  *field;
+    enum {
+        sw_value = 0,
+        sw_after_value,
+        sw_member
+    } state;
 
     for (i = 0; i < n; i++) {
         ngx_str_null(&fields[i].value);
@@ -315,7 +205,6 @@ ngx_ailink_json_scan(ngx_str_t *text, ngx_ailink_json_field_t *fields,
 
     s.p = text->data;
     s.last = text->data + text->len;
-    s.depth = 0;
 
     ngx_ailink_scan_space(&s);
 
@@ -323,13 +212,419 @@ ngx_ailink_json_scan(ngx_str_t *text, ngx_ailink_json_field_t *fields,
         return NGX_ERROR;
     }
 
-    if (ngx_ailink_scan_container(&s, fields, n) != NGX_OK) {
-        return NGX_ERROR;
+    depth = 0;
+    field = NULL;
+    state = sw_value;
+
+    for ( ;; ) {
+
+        switch (state) {
+
+        /* at a value's first byte */
+        case sw_value:
+
+            switch (*s.p) {
+
+            case '{':
+            case '[':
+                if (depth == NGX_AILINK_JSON_MAX_DEPTH) {
+                    return NGX_ERROR;
+                }
+
+                open[depth++] = *s.p++;
+                ngx_ailink_scan_space(&s);
+
+                if (s.p == s.last) {
+                    return NGX_ERROR;
+                }
+
+                close = (open[depth - 1] == '{') ? '}' : ']';
+
+                if (*s.p == close) {
+                    s.p++;
+                    depth--;
+                    state = sw_after_value;
+
+                } else {
+                    state = (close == '}') ? sw_member : sw_value;
+                }
+
+                continue;
+
+            case '"':
+                if (ngx_ailink_scan_string(&s) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                break;
+
+            case 't':
+                if (ngx_ailink_scan_literal(&s, "true", 4) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                break;
+
+            case 'f':
+                if (ngx_ailink_scan_literal(&s, "false", 5) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                break;
+
+            case 'n':
+                if (ngx_ailink_scan_literal(&s, "null", 4) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                break;
+
+            default:
+                if (ngx_ailink_scan_number(&s) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+            }
+
+            state = sw_after_value;
+            continue;
+
+        /* after a value: a comma, a closing bracket or the end */
+        case sw_after_value:
+
+            if (field && depth == 1) {
+                field->value.len = s.p - field->value.data;
+                field = NULL;
+            }
+
+            ngx_ailink_scan_space(&s);
+
+            if (depth == 0) {
+                return (s.p == s.last) ? NGX_OK : NGX_ERROR;
+            }
+
+            if (s.p == s.last) {
+                return NGX_ERROR;
+            }
+
+            close = (open[depth - 1] == '{') ? '}' : ']';
+
+            if (*s.p == close) {
+                s.p++;
+                depth--;
+                continue;
+            }
+
+            if (*s.p != ',') {
+                return NGX_ERROR;
+            }
+
+            s.p++;
+            ngx_ailink_scan_space(&s);
+
+            if (s.p == s.last) {
+                return NGX_ERROR;
+            }
+
+            state = (close == '}') ? sw_member : sw_value;
+            continue;
+
+        /* at an object member's key */
+        case sw_member:
+
+            if (*s.p != '"') {
+                return NGX_ERROR;
+            }
+
+            key = s.p + 1;
+
+            if (ngx_ailink_scan_string(&s) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            len = s.p - 1 - key;
+
+            ngx_ailink_scan_space(&s);
+
+            if (s.p == s.last || *s.p != ':') {
+                return NGX_ERROR;
+            }
+
+            s.p++;
+            ngx_ailink_scan_space(&s);
+
+            if (s.p == s.last) {
+                return NGX_ERROR;
+            }
+
+            /* top-level members only: the fields callers ask for */
+            for (i = 0; depth == 1 && i < n; i++) {
+                if (fields[i].key.len == len
+                    && ngx_memcmp(fields[i].key.data, key, len) == 0)
+                {
+                    field = &fields[i];
+                    field->value.data = s.p;
+                    break;
+                }
+            }
+
+            state = sw_value;
+            continue;
+        }
+    }
+}
+
+
+/*
+ * A top-level member of an object, found without checking the text is
+ * JSON: for a provider's response that passes through as it is, where a
+ * member that cannot be found only means less to report.  Strings are
+ * skipped a run at a time; only brackets outside strings count.
+ */
+
+#define ngx_ailink_json_space(c)                                              \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+
+/* after a string's opening quote: its closing quote, or NULL */
+
+static u_char *
+ngx_ailink_find_string_end(u_char *p, u_char *last)
+{
+    for ( ;; ) {
+        p = ngx_ailink_json_plain_end(p, last);
+
+        if (p == last) {
+            return NULL;
+        }
+
+        if (*p == '"') {
+            return p;
+        }
+
+        /* a backslash escapes the next byte; a control byte is not ours
+         * to judge */
+        if (*p == '\\' && ++p == last) {
+            return NULL;
+        }
+
+        p++;
+    }
+}
+
+
+/* the value ends at end, before blanks */
+
+static void
+ngx_ailink_find_value(ngx_str_t *value, u_char *start, u_char *end)
+{
+    while (end > start && ngx_ailink_json_space(end[-1])) {
+        end--;
     }
 
-    ngx_ailink_scan_space(&s);
+    value->data = start;
+    value->len = end - start;
+}
 
-    return s.p == s.last ? NGX_OK : NGX_ERROR;
+
+/* from the start, every member at the top level */
+
+static ngx_int_t
+ngx_ailink_find_walk(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
+{
+    u_char      *p, *last, *start, *found;
+    ngx_uint_t   depth, expect_key;
+
+    p = text->data;
+    last = p + text->len;
+    depth = 0;
+    expect_key = 0;
+    found = NULL;
+
+    for ( /* void */ ; p < last; p++) {
+
+        switch (*p) {
+
+        case '"':
+            start = p + 1;
+
+            p = ngx_ailink_find_string_end(start, last);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+
+            if (expect_key && found == NULL
+                && (size_t) (p - start) == key->len
+                && ngx_memcmp(start, key->data, key->len) == 0)
+            {
+                /* the value starts after the colon */
+                for (p++; p < last && (*p == ':' || ngx_ailink_json_space(*p));
+                     p++)
+                {
+                    /* void */
+                }
+
+                found = p--;
+            }
+
+            expect_key = 0;
+            break;
+
+        case '{':
+        case '[':
+            depth++;
+            expect_key = (depth == 1 && *p == '{');
+            break;
+
+        case '}':
+        case ']':
+        case ',':
+            if (depth == 1 && found) {
+                ngx_ailink_find_value(value, found, p);
+                return NGX_OK;
+            }
+
+            if (*p == ',') {
+                expect_key = (depth == 1);
+
+            } else if (depth-- == 0) {
+                return NGX_DECLINED;
+            }
+
+            break;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * OpenAI, and the servers that copy its API, write "usage" last.  So the
+ * last "key": in the text is tried first: when the walk from its value to
+ * the end closes exactly one object, the top-level one, and nothing
+ * follows, the key is the top-level object's.  An unescaped quote is a
+ * string's edge, and one followed by the key, a quote and a colon starts
+ * a key.
+ */
+
+static ngx_int_t
+ngx_ailink_find_last(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
+{
+    u_char      *p, *q, *last, *start, *end, *candidate;
+    ngx_int_t    depth;
+    ngx_uint_t   backslashes;
+
+    last = text->data + text->len;
+    candidate = NULL;
+
+    /* quotes from the end (it is near there): the first that opens "key" */
+    for (p = last;
+         (q = memrchr(text->data, '"', p - text->data)) != NULL;
+         p = q)
+    {
+        if ((size_t) (last - q) > key->len + 1
+            && q[key->len + 1] == '"'
+            && ngx_memcmp(q + 1, key->data, key->len) == 0)
+        {
+            candidate = q;
+            break;
+        }
+    }
+
+    if (candidate == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (backslashes = 0, q = candidate;
+         q > text->data && q[-1] == '\\';
+         q--)
+    {
+        backslashes++;
+    }
+
+    if (backslashes % 2) {
+        return NGX_DECLINED;
+    }
+
+    for (p = candidate + key->len + 2; p < last && ngx_ailink_json_space(*p);
+         p++)
+    {
+        /* void */
+    }
+
+    if (p == last || *p != ':') {
+        return NGX_DECLINED;
+    }
+
+    for (p++; p < last && ngx_ailink_json_space(*p); p++) { /* void */ }
+
+    start = p;
+    end = NULL;
+    depth = 0;
+
+    for ( /* void */ ; p < last; p++) {
+
+        switch (*p) {
+
+        case '"':
+            p = ngx_ailink_find_string_end(p + 1, last);
+            if (p == NULL) {
+                return NGX_DECLINED;
+            }
+
+            break;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case ',':
+            if (depth == 0 && end == NULL) {
+                end = p;
+            }
+
+            break;
+
+        case '}':
+        case ']':
+            if (depth-- > 0) {
+                break;
+            }
+
+            if (*p != '}' || p == start) {
+                return NGX_DECLINED;
+            }
+
+            if (end == NULL) {
+                end = p;
+            }
+
+            for (p++; p < last && ngx_ailink_json_space(*p); p++) {
+                /* void */
+            }
+
+            if (p != last) {
+                return NGX_DECLINED;
+            }
+
+            ngx_ailink_find_value(value, start, end);
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_ailink_json_find(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
+{
+    if (ngx_ailink_find_last(text, key, value) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    return ngx_ailink_find_walk(text, key, value);
 }
 
 

@@ -483,15 +483,17 @@ ngx_ailink_resp_capture(ngx_ailink_resp_t *rs, ngx_buf_t *b)
 }
 
 
-/* usage of a passed-through JSON response: scanned, only "usage" parsed */
+/*
+ * Usage of a passed-through JSON response.  The body goes to the client
+ * as the provider wrote it, so it is not checked here, only looked into
+ * for "usage", whose counts are read without building a tree.
+ */
 
 static void
 ngx_ailink_resp_openai_json(ngx_ailink_resp_t *rs)
 {
-    cJSON                    *usage;
-    ngx_str_t                 text;
-    ngx_ailink_json_field_t   field = { ngx_string("usage"),
-                                        ngx_null_string };
+    ngx_str_t         text, usage;
+    static ngx_str_t  key = ngx_string("usage");
 
     if (rs->capture == NULL || rs->overflow) {
         return;
@@ -500,20 +502,9 @@ ngx_ailink_resp_openai_json(ngx_ailink_resp_t *rs)
     text.data = rs->capture->pos;
     text.len = rs->capture->last - rs->capture->pos;
 
-    if (ngx_ailink_json_scan(&text, &field, 1) != NGX_OK
-        || field.value.len == 0)
-    {
-        return;
+    if (ngx_ailink_json_find(&text, &key, &usage) == NGX_OK) {
+        ngx_ailink_openai_usage_text(&rs->ctx->usage, &usage);
     }
-
-    /* a handful of nodes, once per response: the pool's, not malloc's */
-    ngx_ailink_json_arena(rs->request->pool);
-
-    usage = ngx_ailink_json_parse(&field.value);
-    ngx_ailink_openai_usage(&rs->ctx->usage, usage);
-    cJSON_Delete(usage);
-
-    ngx_ailink_json_arena(NULL);
 }
 
 

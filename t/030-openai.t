@@ -49,7 +49,28 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 3: a streamed completion is passed through event by event
+=== TEST 3: usage is the response's own member, wherever it is and whatever the text says
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"mock-priced\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+"GET /audit",
+"POST /v1/chat/completions
+{\"model\":\"mock-priced\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+"GET /audit"]
+--- more_headers eval
+["Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001\nX-Mock-Raw-Body: " . q{{"id":"c1","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7},"choices":[{"index":0,"message":{"role":"assistant","content":"it said \"usage\":{\"prompt_tokens\":99}"},"finish_reason":"stop"}],"meta":{"usage":{"prompt_tokens":50}}}},
+ "",
+ "Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001\nX-Mock-Raw-Body: " . q{{"id":"c2","choices":[],"usage" : {"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":2}} }},
+ ""]
+--- response_body_like eval
+[qr/"c1"/,
+ qr/"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"cached_tokens":0,[^\n]*\n\z/,
+ qr/"c2"/,
+ qr/"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"cached_tokens":2,[^\n]*\n\z/]
+
+
+
+=== TEST 4: a streamed completion is passed through event by event
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Count"}]}
@@ -65,7 +86,7 @@ X-AILink-Provider: openai
 
 
 
-=== TEST 4: usage of a stream that asked for it is audited
+=== TEST 5: usage of a stream that asked for it is audited
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"mock-priced\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
@@ -79,7 +100,7 @@ X-Mock-Events: 3
 
 
 
-=== TEST 5: the gateway asks for stream usage the client did not ask for, and hides it
+=== TEST 6: the gateway asks for stream usage the client did not ask for, and hides it
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"mock-priced\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
@@ -96,7 +117,7 @@ X-Mock-Events: 3
 
 
 
-=== TEST 6: other stream options of the client are kept
+=== TEST 7: other stream options of the client are kept
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_obfuscation\":false},\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}",
@@ -109,7 +130,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 7: a stream split into many small events keeps bounded memory and its usage
+=== TEST 8: a stream split into many small events keeps bounded memory and its usage
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Long\"}]}",
@@ -124,7 +145,7 @@ X-Mock-Chunk-Delay-Ms: 0
 
 
 
-=== TEST 8: embeddings
+=== TEST 9: embeddings
 --- request eval
 ["POST /v1/embeddings
 {\"model\":\"text-embedding-3-small\",\"input\":[\"a\",\"b\"]}",
@@ -137,7 +158,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 9: other OpenAI endpoints pass through to OpenAI
+=== TEST 10: other OpenAI endpoints pass through to OpenAI
 --- request eval
 ["GET /v1/models", "GET /v1/files", "GET /v1/batches?limit=2", "POST /v1/fine_tuning/jobs
 {\"training_file\":\"file-abc\",\"model\":\"gpt-4o-mini-2024-07-18\"}", "GET /_mock/requests/last"]
@@ -151,7 +172,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 10: a body that is not JSON
+=== TEST 11: a body that is not JSON
 --- request
 POST /v1/chat/completions
 {"model": "gpt-4o", "messages": [
@@ -162,7 +183,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 11: a JSON body that is not an object, and an empty body
+=== TEST 12: a JSON body that is not an object, and an empty body
 --- request eval
 ["POST /v1/chat/completions\n[1,2]", "POST /v1/chat/completions"]
 --- more_headers
@@ -175,7 +196,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 12: bodies that are not JSON in subtle ways are refused before any upstream
+=== TEST 13: bodies that are not JSON in subtle ways are refused before any upstream
 --- request eval
 ["POST /v1/chat/completions\n{\"model\":\"gpt-4o\",}",
  "POST /v1/chat/completions\n{\"model\":\"gpt-4o\"} x",
@@ -193,7 +214,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 13: a model name written with escapes is routed like the plain one
+=== TEST 14: a model name written with escapes is routed like the plain one
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\\u002dmini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -205,7 +226,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 14: a missing or non-string model
+=== TEST 15: a missing or non-string model
 --- request eval
 ["POST /v1/chat/completions\n{\"messages\":[]}", "POST /v1/chat/completions\n{\"model\":42}"]
 --- more_headers
@@ -218,7 +239,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 15: a model no route knows
+=== TEST 16: a model no route knows
 --- request
 POST /v1/chat/completions
 {"model":"mystery-7b","messages":[{"role":"user","content":"hi"}]}
@@ -231,7 +252,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 16: an operator route sends llama-* to another OpenAI-compatible provider
+=== TEST 17: an operator route sends llama-* to another OpenAI-compatible provider
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"llama-3.1-8b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -245,7 +266,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 17: Azure OpenAI by configuration: deployment URL, api-key header, api-version
+=== TEST 18: Azure OpenAI by configuration: deployment URL, api-key header, api-version
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"azure-gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -262,7 +283,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 18: an LLM token on a route that is not an LLM endpoint
+=== TEST 19: an LLM token on a route that is not an LLM endpoint
 --- request eval
 ["GET /v1/customers", "POST /v2/chat/completions\n{}", "GET /v1/chat/completions"]
 --- more_headers
@@ -274,7 +295,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 19: a body over the limit is a 413 in the envelope
+=== TEST 20: a body over the limit is a 413 in the envelope
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" . ("x" x 70000) . "\"}]}"
 --- more_headers
@@ -286,7 +307,7 @@ X-AILink-Request-Id: [0-9a-f]{32}
 
 
 
-=== TEST 20: bring your own OpenAI key, sent in OpenAI's scheme
+=== TEST 21: bring your own OpenAI key, sent in OpenAI's scheme
 --- request eval
 ["POST /v1/chat/completions
 {\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
@@ -301,7 +322,7 @@ X-AILink-Upstream-Key: sk-user-own-key
 
 
 
-=== TEST 21: a passthrough token without a key gets the provider's own 401
+=== TEST 22: a passthrough token without a key gets the provider's own 401
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -312,7 +333,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llmbyok0000000000000000001
 
 
 
-=== TEST 22: a provider error passes through with its status
+=== TEST 23: a provider error passes through with its status
 --- request
 POST /v1/chat/completions
 {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
@@ -327,7 +348,7 @@ Retry-After: 7
 
 
 
-=== TEST 23: TLS upstream in a keepalive pool, with SNI and certificate checks
+=== TEST 24: TLS upstream in a keepalive pool, with SNI and certificate checks
 --- http_config
     ailink_config $TEST_NGINX_AILINK_ROOT/t/conf/tls.yaml;
     upstream mock_tls {
