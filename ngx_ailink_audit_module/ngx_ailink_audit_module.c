@@ -196,7 +196,7 @@ ngx_ailink_audit_properties(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         ngx_str_null(text);
     }
 
-    cJSON_Delete(props);
+    ngx_ailink_json_delete(props);
 }
 
 

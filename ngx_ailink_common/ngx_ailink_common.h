@@ -228,6 +228,7 @@ void ngx_ailink_json_arena(ngx_pool_t *pool);
 void *ngx_ailink_json_alloc(size_t size);
 size_t ngx_ailink_json_escape_len(ngx_str_t *s);
 u_char *ngx_ailink_json_escape(u_char *dst, ngx_str_t *s);
+void ngx_ailink_json_delete(cJSON *json);
 size_t ngx_ailink_json_print_len(cJSON *item);
 u_char *ngx_ailink_json_print(u_char *p, cJSON *item);
 ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,
@@ -239,6 +240,27 @@ void ngx_ailink_openai_usage(ngx_ailink_usage_t *usage, cJSON *u);
 void ngx_ailink_openai_usage_text(ngx_ailink_usage_t *usage,
     ngx_str_t *text);
 void ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json);
+
+/*
+ * cJSON_GetObjectItemCaseSensitive(), the first byte compared before
+ * strcmp(): the translators look up dozens of keys in each request.
+ */
+
+static ngx_inline cJSON *
+ngx_ailink_json_get(const cJSON *object, const char *key)
+{
+    cJSON  *item;
+
+    for (item = object ? object->child : NULL; item; item = item->next) {
+        if (item->string && item->string[0] == key[0]
+            && strcmp(item->string, key) == 0)
+        {
+            return item;
+        }
+    }
+
+    return NULL;
+}
 
 /* ngx_ailink_json_scan.c */
 typedef struct {

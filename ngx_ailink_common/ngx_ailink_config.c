@@ -74,7 +74,7 @@ ngx_ailink_conf_str(ngx_ailink_loader_t *ld, cJSON *obj, const char *key,
 {
     cJSON  *item;
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    item = ngx_ailink_json_get(obj, key);
 
     if (item == NULL || cJSON_IsNull(item)) {
         if (required) {
@@ -297,7 +297,7 @@ ngx_ailink_conf_credentials(ngx_ailink_loader_t *ld, cJSON *root)
 
     static const char  *known[] = { "env", "file", "scheme", "name", NULL };
 
-    list = cJSON_GetObjectItemCaseSensitive(root, "credentials");
+    list = ngx_ailink_json_get(root, "credentials");
     if (list == NULL) {
         return NGX_OK;
     }
@@ -466,7 +466,7 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
         prov->version = version;
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(item, "max_tokens");
+    v = ngx_ailink_json_get(item, "max_tokens");
 
     if (v) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 1
@@ -480,7 +480,7 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
         prov->max_tokens = (ngx_uint_t) v->valuedouble;
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(item, "safety_settings");
+    v = ngx_ailink_json_get(item, "safety_settings");
 
     if (v) {
         if (!cJSON_IsArray(v)
@@ -523,7 +523,7 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
         return NGX_ERROR;
     }
 
-    auth = cJSON_GetObjectItemCaseSensitive(item, "auth");
+    auth = ngx_ailink_json_get(item, "auth");
 
     if (auth) {
         ngx_snprintf((u_char *) where, sizeof(where), "providers.%V.auth%Z",
@@ -601,7 +601,7 @@ ngx_ailink_conf_providers(ngx_ailink_loader_t *ld, cJSON *root)
         }
     }
 
-    list = cJSON_GetObjectItemCaseSensitive(root, "providers");
+    list = ngx_ailink_json_get(root, "providers");
     if (list == NULL) {
         return NGX_OK;
     }
@@ -716,7 +716,7 @@ ngx_ailink_conf_routes(ngx_ailink_loader_t *ld, cJSON *root)
         }
     }
 
-    list = cJSON_GetObjectItemCaseSensitive(root, "routes");
+    list = ngx_ailink_json_get(root, "routes");
 
     if (list && !cJSON_IsArray(list)) {
         ngx_ailink_conf_error(ld, "routes: must be a list of "
@@ -884,7 +884,7 @@ ngx_ailink_conf_token_creds(ngx_ailink_loader_t *ld, cJSON *item,
         }
     }
 
-    map = cJSON_GetObjectItemCaseSensitive(item, "credentials");
+    map = ngx_ailink_json_get(item, "credentials");
     if (map == NULL) {
         return NGX_OK;
     }
@@ -980,7 +980,7 @@ ngx_ailink_conf_token(ngx_ailink_loader_t *ld, cJSON *item, const char *where,
         tok->name = tok->id;
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(item, "enabled");
+    v = ngx_ailink_json_get(item, "enabled");
 
     if (v && !cJSON_IsBool(v)) {
         ngx_ailink_conf_error(ld, "%s.enabled: must be true or false", where);
@@ -1014,7 +1014,7 @@ ngx_ailink_conf_token(ngx_ailink_loader_t *ld, cJSON *item, const char *where,
         return NGX_ERROR;
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(item, "byok");
+    v = ngx_ailink_json_get(item, "byok");
 
     if (v) {
         if (ngx_ailink_conf_keys(ld, v, where,
@@ -1050,7 +1050,7 @@ ngx_ailink_conf_tokens(ngx_ailink_loader_t *ld, cJSON *root)
     ngx_uint_t           i, j;
     ngx_ailink_token_t  *tok;
 
-    list = cJSON_GetObjectItemCaseSensitive(root, "tokens");
+    list = ngx_ailink_json_get(root, "tokens");
 
     if (list && !cJSON_IsArray(list)) {
         ngx_ailink_conf_error(ld, "tokens: must be a list");
@@ -1218,7 +1218,7 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
         && ngx_ailink_conf_credentials(&ld, root) == NGX_OK
         && ngx_ailink_conf_tokens(&ld, root) == NGX_OK
         && ngx_ailink_prices_init(cf, &conf->prices,
-                         cJSON_GetObjectItemCaseSensitive(root, "prices"))
+                         ngx_ailink_json_get(root, "prices"))
            == NGX_OK)
     {
         rc = NGX_OK;

@@ -64,6 +64,17 @@ ngx_ailink_json_alloc(size_t size)
 }
 
 
+/* a tree in an arena is the pool's: walking it to free nothing is skipped */
+
+void
+ngx_ailink_json_delete(cJSON *json)
+{
+    if (ngx_ailink_json_pool == NULL) {
+        cJSON_Delete(json);
+    }
+}
+
+
 static void
 ngx_ailink_json_free(void *p)
 {
@@ -426,7 +437,7 @@ ngx_int_t
 ngx_ailink_json_count(cJSON *obj, const char *key, ngx_uint_t *value)
 {
     return ngx_ailink_json_count_item(
-               cJSON_GetObjectItemCaseSensitive(obj, key), value);
+               ngx_ailink_json_get(obj, key), value);
 }
 
 
@@ -457,7 +468,7 @@ ngx_ailink_openai_usage(ngx_ailink_usage_t *usage, cJSON *u)
     }
 
     usage->cached = ngx_ailink_json_uint(
-        cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"),
+        ngx_ailink_json_get(u, "prompt_tokens_details"),
         "cached_tokens");
 
     usage->known = 1;
@@ -490,7 +501,7 @@ ngx_ailink_json_count_text(ngx_str_t *value)
     count = 0;
     (void) ngx_ailink_json_count_item(json, &count);
 
-    cJSON_Delete(json);
+    ngx_ailink_json_delete(json);
 
     return count;
 }
@@ -536,5 +547,5 @@ void
 ngx_ailink_usage_from_openai(ngx_ailink_usage_t *usage, cJSON *json)
 {
     ngx_ailink_openai_usage(usage,
-                            cJSON_GetObjectItemCaseSensitive(json, "usage"));
+                            ngx_ailink_json_get(json, "usage"));
 }

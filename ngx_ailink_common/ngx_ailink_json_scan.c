@@ -648,7 +648,7 @@ ngx_ailink_json_plain_string(ngx_str_t *value, ngx_str_t *out)
 
 /*
  * The parse.  Nodes and strings come from cJSON's allocator hooks, so a
- * tree is cJSON's own: cJSON_Delete() frees it, and inside a JSON arena
+ * tree is cJSON's own: ngx_ailink_json_delete() frees it, and inside a JSON arena
  * the request pool does.  Unlike cJSON_Parse(), trailing text after the
  * value is an error.
  */
@@ -969,7 +969,7 @@ ngx_ailink_parse_container(ngx_ailink_scan_t *s)
 
 failed:
 
-    cJSON_Delete(item);
+    ngx_ailink_json_delete(item);
 
     return NULL;
 }
@@ -1068,7 +1068,7 @@ ngx_ailink_json_parse(ngx_str_t *text)
     ngx_ailink_scan_space(&s);
 
     if (s.p != s.last) {
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
         return NULL;
     }
 

@@ -111,7 +111,7 @@ ngx_ailink_price_field(ngx_conf_t *cf, cJSON *obj, const char *model,
 {
     cJSON  *v;
 
-    v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    v = ngx_ailink_json_get(obj, key);
 
     if (v == NULL) {
         return NGX_OK;

@@ -86,7 +86,7 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
     ngx_int_t    rc;
     ngx_uint_t   i;
 
-    msgs = cJSON_GetObjectItemCaseSensitive(req, "messages");
+    msgs = ngx_ailink_json_get(req, "messages");
 
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
         (void) ngx_ailink_xreq_refuse(x, "messages",
@@ -95,7 +95,7 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
         return NULL;
     }
 
-    n = cJSON_GetObjectItemCaseSensitive(req, "n");
+    n = ngx_ailink_json_get(req, "n");
 
     if (n && !cJSON_IsNull(n)
         && !(cJSON_IsNumber(n) && n->valuedouble == 1))
@@ -128,7 +128,7 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
     if (ngx_ailink_anthropic_add(out, "system", system) != NGX_OK
         || ngx_ailink_anthropic_add(out, "messages", messages) != NGX_OK)
     {
-        cJSON_Delete(messages);
+        ngx_ailink_json_delete(messages);
         goto failed;
     }
 
@@ -153,7 +153,7 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
         goto failed;
     }
 
-    if (!ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(first,
+    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(first,
                                                                   "role"),
                                  "user"))
     {
@@ -178,7 +178,7 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
 
 failed:
 
-    cJSON_Delete(out);
+    ngx_ailink_json_delete(out);
     return NULL;
 }
 
@@ -193,7 +193,7 @@ ngx_ailink_anthropic_add(cJSON *obj, const char *key, cJSON *item)
     }
 
     if (!cJSON_AddItemToObject(obj, key, item)) {
-        cJSON_Delete(item);
+        ngx_ailink_json_delete(item);
         return NGX_ERROR;
     }
 
@@ -209,7 +209,7 @@ ngx_ailink_anthropic_push(cJSON *array, cJSON *item)
     }
 
     if (!cJSON_AddItemToArray(array, item)) {
-        cJSON_Delete(item);
+        ngx_ailink_json_delete(item);
         return NGX_ERROR;
     }
 
@@ -223,7 +223,7 @@ static ngx_int_t
 ngx_ailink_anthropic_cache(cJSON *block, cJSON *cc)
 {
     if (cc == NULL || cJSON_IsNull(cc)
-        || cJSON_GetObjectItemCaseSensitive(block, "cache_control"))
+        || ngx_ailink_json_get(block, "cache_control"))
     {
         return NGX_OK;
     }
@@ -245,7 +245,7 @@ ngx_ailink_anthropic_text(const char *text, cJSON *cc)
         || cJSON_AddStringToObject(block, "text", text) == NULL
         || ngx_ailink_anthropic_cache(block, cc) != NGX_OK)
     {
-        cJSON_Delete(block);
+        ngx_ailink_json_delete(block);
         return NULL;
     }
 
@@ -264,7 +264,7 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
     ngx_int_t    rc;
     const char  *turn;
 
-    role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+    role = ngx_ailink_json_get(msg, "role");
 
     if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
         return ngx_ailink_xreq_refuse(x, "messages",
@@ -272,8 +272,8 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
                                       "with a \"role\"", i);
     }
 
-    content = cJSON_GetObjectItemCaseSensitive(msg, "content");
-    cc = cJSON_GetObjectItemCaseSensitive(msg, "cache_control");
+    content = ngx_ailink_json_get(msg, "content");
+    cc = ngx_ailink_json_get(msg, "cache_control");
 
     if (ngx_ailink_anthropic_is(role, "system")
         || ngx_ailink_anthropic_is(role, "developer"))
@@ -303,7 +303,7 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
         turn = "assistant";
         rc = ngx_ailink_anthropic_content(x, i, content, blocks, 0);
 
-        calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+        calls = ngx_ailink_json_get(msg, "tool_calls");
 
         if (rc == NGX_OK && calls && !cJSON_IsNull(calls)) {
             rc = ngx_ailink_anthropic_tool_calls(x, i, calls, blocks);
@@ -330,7 +330,7 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
     }
 
     if (rc != NGX_OK) {
-        cJSON_Delete(blocks);
+        ngx_ailink_json_delete(blocks);
         return rc;
     }
 
@@ -352,23 +352,23 @@ ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last, const char *role,
 
     if (cJSON_GetArraySize(blocks) == 0) {
         /* e.g. an assistant message with empty content: nothing to say */
-        cJSON_Delete(blocks);
+        ngx_ailink_json_delete(blocks);
         return NGX_OK;
     }
 
     if (*last
-        && ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(*last,
+        && ngx_ailink_anthropic_is(ngx_ailink_json_get(*last,
                                                                     "role"),
                                    role))
     {
-        content = cJSON_GetObjectItemCaseSensitive(*last, "content");
+        content = ngx_ailink_json_get(*last, "content");
 
         while (cJSON_GetArraySize(blocks)) {
             block = cJSON_DetachItemFromArray(blocks, 0);
             cJSON_AddItemToArray(content, block);
         }
 
-        cJSON_Delete(blocks);
+        ngx_ailink_json_delete(blocks);
         return NGX_OK;
     }
 
@@ -377,13 +377,13 @@ ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last, const char *role,
     if (turn == NULL
         || cJSON_AddStringToObject(turn, "role", role) == NULL)
     {
-        cJSON_Delete(turn);
-        cJSON_Delete(blocks);
+        ngx_ailink_json_delete(turn);
+        ngx_ailink_json_delete(blocks);
         return NGX_ERROR;
     }
 
     if (ngx_ailink_anthropic_add(turn, "content", blocks) != NGX_OK) {
-        cJSON_Delete(turn);
+        ngx_ailink_json_delete(turn);
         return NGX_ERROR;
     }
 
@@ -431,7 +431,7 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
     }
 
     cJSON_ArrayForEach(part, content) {
-        type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        type = ngx_ailink_json_get(part, "type");
 
         if (!cJSON_IsString(type)) {
             return ngx_ailink_xreq_refuse(x, "messages",
@@ -440,7 +440,7 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
         }
 
         if (ngx_strcmp(type->valuestring, "text") == 0) {
-            text = cJSON_GetObjectItemCaseSensitive(part, "text");
+            text = ngx_ailink_json_get(part, "text");
 
             if (!cJSON_IsString(text)) {
                 return ngx_ailink_xreq_refuse(x, "messages",
@@ -453,7 +453,7 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
             }
 
             block = ngx_ailink_anthropic_text(text->valuestring,
-                        cJSON_GetObjectItemCaseSensitive(part,
+                        ngx_ailink_json_get(part,
                                                          "cache_control"));
 
             if (ngx_ailink_anthropic_push(blocks, block) != NGX_OK) {
@@ -493,11 +493,11 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
 
         if (rc == NGX_OK) {
             rc = ngx_ailink_anthropic_cache(block,
-                     cJSON_GetObjectItemCaseSensitive(part, "cache_control"));
+                     ngx_ailink_json_get(part, "cache_control"));
         }
 
         if (rc != NGX_OK) {
-            cJSON_Delete(block);
+            ngx_ailink_json_delete(block);
             return rc;
         }
 
@@ -521,10 +521,10 @@ ngx_ailink_anthropic_image(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
     ngx_str_t    media_type, data;
     const char  *url;
 
-    iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+    iu = ngx_ailink_json_get(part, "image_url");
 
     if (cJSON_IsObject(iu)) {
-        iu = cJSON_GetObjectItemCaseSensitive(iu, "url");
+        iu = ngx_ailink_json_get(iu, "url");
     }
 
     url = cJSON_GetStringValue(iu);
@@ -590,8 +590,8 @@ ngx_ailink_anthropic_file(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
     ngx_str_t    media_type, data;
     const char  *url;
 
-    file = cJSON_GetObjectItemCaseSensitive(part, "file");
-    url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(file,
+    file = ngx_ailink_json_get(part, "file");
+    url = cJSON_GetStringValue(ngx_ailink_json_get(file,
                                                                 "file_data"));
 
     if (url == NULL
@@ -643,10 +643,10 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
     k = 0;
 
     cJSON_ArrayForEach(call, calls) {
-        id = cJSON_GetObjectItemCaseSensitive(call, "id");
-        fn = cJSON_GetObjectItemCaseSensitive(call, "function");
-        name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-        args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        id = ngx_ailink_json_get(call, "id");
+        fn = ngx_ailink_json_get(call, "function");
+        name = ngx_ailink_json_get(fn, "name");
+        args = ngx_ailink_json_get(fn, "arguments");
 
         if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
             return ngx_ailink_xreq_refuse(x, "messages",
@@ -677,7 +677,7 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
         }
 
         if (!cJSON_IsObject(input)) {
-            cJSON_Delete(input);
+            ngx_ailink_json_delete(input);
             return ngx_ailink_xreq_refuse(x, "messages",
                                           "messages[%ui].tool_calls[%ui]"
                                           ".function.arguments is not a "
@@ -694,17 +694,17 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
             || cJSON_AddStringToObject(block, "name", name->valuestring)
                == NULL)
         {
-            cJSON_Delete(input);
-            cJSON_Delete(block);
+            ngx_ailink_json_delete(input);
+            ngx_ailink_json_delete(block);
             return NGX_ERROR;
         }
 
         if (ngx_ailink_anthropic_add(block, "input", input) != NGX_OK
             || ngx_ailink_anthropic_cache(block,
-                   cJSON_GetObjectItemCaseSensitive(call, "cache_control"))
+                   ngx_ailink_json_get(call, "cache_control"))
                != NGX_OK)
         {
-            cJSON_Delete(block);
+            ngx_ailink_json_delete(block);
             return NGX_ERROR;
         }
 
@@ -729,7 +729,7 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
     ngx_int_t    rc;
     const char  *tid;
 
-    id = cJSON_GetObjectItemCaseSensitive(msg, "tool_call_id");
+    id = ngx_ailink_json_get(msg, "tool_call_id");
 
     if (!cJSON_IsString(id)) {
         return ngx_ailink_xreq_refuse(x, "messages",
@@ -748,7 +748,7 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
         || cJSON_AddStringToObject(block, "type", "tool_result") == NULL
         || cJSON_AddStringToObject(block, "tool_use_id", tid) == NULL)
     {
-        cJSON_Delete(block);
+        ngx_ailink_json_delete(block);
         return NGX_ERROR;
     }
 
@@ -756,7 +756,7 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
         return NGX_ERROR;
     }
 
-    content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    content = ngx_ailink_json_get(msg, "content");
 
     if (cJSON_IsString(content)) {
         if (content->valuestring[0] == '\0') {
@@ -775,7 +775,7 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
     rc = ngx_ailink_anthropic_content(x, i, content, parts, 0);
 
     if (rc != NGX_OK || cJSON_GetArraySize(parts) == 0) {
-        cJSON_Delete(parts);
+        ngx_ailink_json_delete(parts);
         return rc;
     }
 
@@ -835,7 +835,7 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
     cJSON       *list, *t, *cc;
     ngx_uint_t   k;
 
-    tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
+    tools = ngx_ailink_json_get(req, "tools");
 
     if (tools == NULL || cJSON_IsNull(tools)) {
         return NGX_OK;
@@ -859,9 +859,9 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
     k = 0;
 
     cJSON_ArrayForEach(tool, tools) {
-        type = cJSON_GetObjectItemCaseSensitive(tool, "type");
-        fn = cJSON_GetObjectItemCaseSensitive(tool, "function");
-        name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        type = ngx_ailink_json_get(tool, "type");
+        fn = ngx_ailink_json_get(tool, "function");
+        name = ngx_ailink_json_get(fn, "name");
 
         if ((type && !ngx_ailink_anthropic_is(type, "function"))
             || !cJSON_IsString(name))
@@ -871,8 +871,8 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
                                           "function with a \"name\"", k);
         }
 
-        desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
-        params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        desc = ngx_ailink_json_get(fn, "description");
+        params = ngx_ailink_json_get(fn, "parameters");
 
         if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
             return ngx_ailink_xreq_refuse(x, "tools",
@@ -904,7 +904,7 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         }
 
         /* Anthropic insists on an object schema */
-        if (cJSON_GetObjectItemCaseSensitive(schema, "type") == NULL
+        if (ngx_ailink_json_get(schema, "type") == NULL
             && cJSON_AddStringToObject(schema, "type", "object") == NULL)
         {
             return NGX_ERROR;
@@ -916,9 +916,9 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
             return NGX_ERROR;
         }
 
-        cc = cJSON_GetObjectItemCaseSensitive(tool, "cache_control");
+        cc = ngx_ailink_json_get(tool, "cache_control");
         if (cc == NULL) {
-            cc = cJSON_GetObjectItemCaseSensitive(fn, "cache_control");
+            cc = ngx_ailink_json_get(fn, "cache_control");
         }
 
         if (ngx_ailink_anthropic_cache(t, cc) != NGX_OK) {
@@ -945,10 +945,10 @@ ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x, cJSON *req,
     cJSON       *choice, *tc, *name, *parallel;
     const char  *type;
 
-    choice = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
-    parallel = cJSON_GetObjectItemCaseSensitive(req, "parallel_tool_calls");
+    choice = ngx_ailink_json_get(req, "tool_choice");
+    parallel = ngx_ailink_json_get(req, "parallel_tool_calls");
 
-    if (cJSON_GetObjectItemCaseSensitive(out, "tools") == NULL) {
+    if (ngx_ailink_json_get(out, "tools") == NULL) {
         return NGX_OK;
     }
 
@@ -972,12 +972,12 @@ ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x, cJSON *req,
 
     } else if (cJSON_IsObject(choice)
                && ngx_ailink_anthropic_is(
-                      cJSON_GetObjectItemCaseSensitive(choice, "type"),
+                      ngx_ailink_json_get(choice, "type"),
                       "function"))
     {
         type = "tool";
-        name = cJSON_GetObjectItemCaseSensitive(
-                   cJSON_GetObjectItemCaseSensitive(choice, "function"),
+        name = ngx_ailink_json_get(
+                   ngx_ailink_json_get(choice, "function"),
                    "name");
 
         if (!cJSON_IsString(name)) {
@@ -1025,11 +1025,11 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
     const char  *name;
 
     name = "max_completion_tokens";
-    v = cJSON_GetObjectItemCaseSensitive(req, name);
+    v = ngx_ailink_json_get(req, name);
 
     if (v == NULL || cJSON_IsNull(v)) {
         name = "max_tokens";
-        v = cJSON_GetObjectItemCaseSensitive(req, name);
+        v = ngx_ailink_json_get(req, name);
     }
 
     if (v == NULL || cJSON_IsNull(v)) {
@@ -1052,7 +1052,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         return NGX_ERROR;
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(req, "temperature");
+    v = ngx_ailink_json_get(req, "temperature");
 
     if (cJSON_IsNumber(v)) {
         /* OpenAI allows up to 2, Anthropic up to 1 */
@@ -1068,7 +1068,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
                                       "number");
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(req, "top_p");
+    v = ngx_ailink_json_get(req, "top_p");
 
     if (cJSON_IsNumber(v)) {
         if (cJSON_AddNumberToObject(out, "top_p", v->valuedouble) == NULL) {
@@ -1080,7 +1080,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
                                       "\"top_p\" must be a number");
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(req, "stop");
+    v = ngx_ailink_json_get(req, "stop");
 
     if (cJSON_IsString(v) || (cJSON_IsArray(v) && cJSON_GetArraySize(v))) {
         stop = cJSON_AddArrayToObject(out, "stop_sequences");
@@ -1119,7 +1119,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
                                       "array of strings");
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(req, "user");
+    v = ngx_ailink_json_get(req, "user");
 
     if (cJSON_IsString(v) && v->valuestring[0]) {
         md = cJSON_AddObjectToObject(out, "metadata");
@@ -1132,7 +1132,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
     }
 
     if ((x->stream
-         || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "stream")))
+         || cJSON_IsTrue(ngx_ailink_json_get(req, "stream")))
         && cJSON_AddTrueToObject(out, "stream") == NULL)
     {
         return NGX_ERROR;
@@ -1225,10 +1225,10 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
     size_t        len;
     const char   *finish;
 
-    content = cJSON_GetObjectItemCaseSensitive(resp, "content");
+    content = ngx_ailink_json_get(resp, "content");
 
     if (!cJSON_IsObject(resp)
-        || !ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(resp,
+        || !ngx_ailink_anthropic_is(ngx_ailink_json_get(resp,
                                                                      "type"),
                                     "message")
         || !cJSON_IsArray(content))
@@ -1246,8 +1246,8 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
     len = 0;
 
     cJSON_ArrayForEach(block, content) {
-        type = cJSON_GetObjectItemCaseSensitive(block, "type");
-        text = cJSON_GetObjectItemCaseSensitive(block, "text");
+        type = ngx_ailink_json_get(block, "type");
+        text = ngx_ailink_json_get(block, "text");
 
         if (ngx_ailink_anthropic_is(type, "text") && cJSON_IsString(text)) {
             len += ngx_strlen(text->valuestring);
@@ -1268,8 +1268,8 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
         p = buf;
 
         cJSON_ArrayForEach(block, content) {
-            type = cJSON_GetObjectItemCaseSensitive(block, "type");
-            text = cJSON_GetObjectItemCaseSensitive(block, "text");
+            type = ngx_ailink_json_get(block, "type");
+            text = ngx_ailink_json_get(block, "text");
 
             if (ngx_ailink_anthropic_is(type, "text") && cJSON_IsString(text))
             {
@@ -1297,16 +1297,16 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
     calls = NULL;
 
     cJSON_ArrayForEach(block, content) {
-        type = cJSON_GetObjectItemCaseSensitive(block, "type");
+        type = ngx_ailink_json_get(block, "type");
 
         if (!ngx_ailink_anthropic_is(type, "tool_use")) {
             /* thinking, redacted_thinking and server tool blocks */
             continue;
         }
 
-        id = cJSON_GetObjectItemCaseSensitive(block, "id");
-        name = cJSON_GetObjectItemCaseSensitive(block, "name");
-        input = cJSON_GetObjectItemCaseSensitive(block, "input");
+        id = ngx_ailink_json_get(block, "id");
+        name = ngx_ailink_json_get(block, "name");
+        input = ngx_ailink_json_get(block, "input");
 
         if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
             goto failed;
@@ -1353,13 +1353,13 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
     }
 
     finish = ngx_ailink_anthropic_finish(
-                 cJSON_GetObjectItemCaseSensitive(resp, "stop_reason"));
+                 ngx_ailink_json_get(resp, "stop_reason"));
 
     if (finish == NULL) {
         finish = calls ? "tool_calls" : "stop";
     }
 
-    choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root,
+    choice = cJSON_GetArrayItem(ngx_ailink_json_get(root,
                                                                   "choices"),
                                 0);
 
@@ -1369,11 +1369,11 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
         || !cJSON_ReplaceItemInObjectCaseSensitive(choice, "finish_reason",
                                                    item))
     {
-        cJSON_Delete(item);
+        ngx_ailink_json_delete(item);
         goto failed;
     }
 
-    usage = cJSON_GetObjectItemCaseSensitive(resp, "usage");
+    usage = ngx_ailink_json_get(resp, "usage");
 
     if (cJSON_IsObject(usage)) {
         ngx_ailink_anthropic_usage(x->usage, usage);
@@ -1390,7 +1390,7 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
 
 failed:
 
-    cJSON_Delete(root);
+    ngx_ailink_json_delete(root);
     return NULL;
 }
 
@@ -1432,7 +1432,7 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     json = ngx_ailink_json_parse(data);
 
     if (!cJSON_IsObject(json)) {
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
 
         ngx_log_error(NGX_LOG_ERR, st->resp.log, 0,
                       "ailink anthropic: stream event \"%V\" is not "
@@ -1445,7 +1445,7 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     name = *event;
 
     if (name.len == 0) {
-        type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(json,
+        type = cJSON_GetStringValue(ngx_ailink_json_get(json,
                                                                      "type"));
         if (type) {
             name.data = (u_char *) type;
@@ -1469,8 +1469,8 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
     } else if (ngx_ailink_anthropic_event(&name, "message_start")) {
         ngx_ailink_anthropic_usage(st->resp.usage,
-            cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetObjectItemCaseSensitive(json, "message"), "usage"));
+            ngx_ailink_json_get(
+                ngx_ailink_json_get(json, "message"), "usage"));
 
         as->block = -1;
         as->tools = 0;
@@ -1479,14 +1479,14 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
     } else if (ngx_ailink_anthropic_event(&name, "message_delta")) {
         finish = ngx_ailink_anthropic_finish(
-                     cJSON_GetObjectItemCaseSensitive(
-                         cJSON_GetObjectItemCaseSensitive(json, "delta"),
+                     ngx_ailink_json_get(
+                         ngx_ailink_json_get(json, "delta"),
                          "stop_reason"));
         if (finish) {
             st->finish_reason = finish;
         }
 
-        item = cJSON_GetObjectItemCaseSensitive(json, "usage");
+        item = ngx_ailink_json_get(json, "usage");
 
         if (cJSON_IsObject(item)) {
             ngx_ailink_anthropic_usage(st->resp.usage, item);
@@ -1496,11 +1496,11 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
         rc = ngx_ailink_stream_finish(st);
 
     } else if (ngx_ailink_anthropic_event(&name, "error")) {
-        err = cJSON_GetObjectItemCaseSensitive(json, "error");
+        err = ngx_ailink_json_get(json, "error");
 
-        type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(err,
+        type = cJSON_GetStringValue(ngx_ailink_json_get(err,
                                                                      "type"));
-        msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(err,
+        msg = cJSON_GetStringValue(ngx_ailink_json_get(err,
                                                                 "message"));
 
         ngx_log_error(NGX_LOG_WARN, st->resp.log, 0,
@@ -1514,7 +1514,7 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
     /* ping and event types added later produce nothing */
 
-    cJSON_Delete(json);
+    ngx_ailink_json_delete(json);
 
     return rc;
 }
@@ -1526,10 +1526,10 @@ ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
 {
     cJSON  *block, *index, *id, *name;
 
-    block = cJSON_GetObjectItemCaseSensitive(json, "content_block");
-    index = cJSON_GetObjectItemCaseSensitive(json, "index");
+    block = ngx_ailink_json_get(json, "content_block");
+    index = ngx_ailink_json_get(json, "index");
 
-    if (!ngx_ailink_anthropic_is(cJSON_GetObjectItemCaseSensitive(block,
+    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(block,
                                                                   "type"),
                                  "tool_use"))
     {
@@ -1551,8 +1551,8 @@ ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
 
     /* the first delta of a tool call carries its id and name */
 
-    id = cJSON_GetObjectItemCaseSensitive(block, "id");
-    name = cJSON_GetObjectItemCaseSensitive(block, "name");
+    id = ngx_ailink_json_get(block, "id");
+    name = ngx_ailink_json_get(block, "name");
 
     if (!cJSON_IsString(id) || !cJSON_IsString(name)) {
         return NGX_ERROR;
@@ -1568,11 +1568,11 @@ ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
 {
     cJSON  *delta, *type, *text, *index, *chunk;
 
-    delta = cJSON_GetObjectItemCaseSensitive(json, "delta");
-    type = cJSON_GetObjectItemCaseSensitive(delta, "type");
+    delta = ngx_ailink_json_get(json, "delta");
+    type = ngx_ailink_json_get(delta, "type");
 
     if (ngx_ailink_anthropic_is(type, "text_delta")) {
-        text = cJSON_GetObjectItemCaseSensitive(delta, "text");
+        text = ngx_ailink_json_get(delta, "text");
 
         if (!cJSON_IsString(text)) {
             return NGX_ERROR;
@@ -1595,7 +1595,7 @@ ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
                                     text->valuestring)
             == NULL)
         {
-            cJSON_Delete(chunk);
+            ngx_ailink_json_delete(chunk);
             return NGX_ERROR;
         }
 
@@ -1603,8 +1603,8 @@ ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
     }
 
     if (ngx_ailink_anthropic_is(type, "input_json_delta")) {
-        text = cJSON_GetObjectItemCaseSensitive(delta, "partial_json");
-        index = cJSON_GetObjectItemCaseSensitive(json, "index");
+        text = ngx_ailink_json_get(delta, "partial_json");
+        index = ngx_ailink_json_get(json, "index");
 
         if (!cJSON_IsString(text)) {
             return NGX_ERROR;
@@ -1636,7 +1636,7 @@ ngx_ailink_anthropic_block_stop(ngx_ailink_xstream_t *st,
     cJSON       *index;
     ngx_uint_t   args;
 
-    index = cJSON_GetObjectItemCaseSensitive(json, "index");
+    index = ngx_ailink_json_get(json, "index");
 
     if (as->block < 0 || !cJSON_IsNumber(index)
         || index->valueint != as->block)
@@ -1717,6 +1717,6 @@ ngx_ailink_anthropic_tool_delta(ngx_ailink_xstream_t *st, ngx_uint_t index,
 
 failed:
 
-    cJSON_Delete(chunk);
+    ngx_ailink_json_delete(chunk);
     return NGX_ERROR;
 }

@@ -107,7 +107,7 @@ static double ngx_ailink_gemini_int32(double d);
 
 /* cJSON_HasObjectItem() ignores case; JSON keys do not */
 #define ngx_ailink_gemini_has(obj, key)                                       \
-    (cJSON_GetObjectItemCaseSensitive(obj, key) != NULL)
+    (ngx_ailink_json_get(obj, key) != NULL)
 
 
 /* Gemini Schema fields copied as they are */
@@ -134,7 +134,7 @@ ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req)
     ngx_uint_t   i;
     const char  *role;
 
-    messages = cJSON_GetObjectItemCaseSensitive(req, "messages");
+    messages = ngx_ailink_json_get(req, "messages");
 
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
         (void) ngx_ailink_xreq_refuse(x, "messages", "\"messages\" must be "
@@ -171,7 +171,7 @@ ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req)
             rc = ngx_ailink_gemini_merge(contents, parts, role);
         }
 
-        cJSON_Delete(parts);
+        ngx_ailink_json_delete(parts);
 
         if (rc != NGX_OK) {
             goto failed;
@@ -209,14 +209,14 @@ ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req)
         goto failed;
     }
 
-    cJSON_Delete(sys);
+    ngx_ailink_json_delete(sys);
 
     return body;
 
 failed:
 
-    cJSON_Delete(sys);
-    cJSON_Delete(body);
+    ngx_ailink_json_delete(sys);
+    ngx_ailink_json_delete(body);
 
     return NULL;
 }
@@ -240,14 +240,14 @@ ngx_ailink_gemini_message(ngx_ailink_xreq_t *x, cJSON *messages, cJSON *msg,
                                       "an object", i);
     }
 
-    r = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "role"));
+    r = cJSON_GetStringValue(ngx_ailink_json_get(msg, "role"));
 
     if (r == NULL) {
         return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].role "
                                       "must be a string", i);
     }
 
-    content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    content = ngx_ailink_json_get(msg, "content");
 
     if (ngx_strcmp(r, "system") == 0 || ngx_strcmp(r, "developer") == 0) {
         return ngx_ailink_gemini_text_content(x, content, i, sys);
@@ -297,15 +297,15 @@ ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x, cJSON *content,
 
     cJSON_ArrayForEach(part, content) {
         type = cJSON_GetStringValue(
-                   cJSON_GetObjectItemCaseSensitive(part, "type"));
+                   ngx_ailink_json_get(part, "type"));
 
         if (type != NULL && ngx_strcmp(type, "refusal") == 0) {
             text = cJSON_GetStringValue(
-                       cJSON_GetObjectItemCaseSensitive(part, "refusal"));
+                       ngx_ailink_json_get(part, "refusal"));
 
         } else if (type != NULL && ngx_strcmp(type, "text") == 0) {
             text = cJSON_GetStringValue(
-                       cJSON_GetObjectItemCaseSensitive(part, "text"));
+                       ngx_ailink_json_get(part, "text"));
 
         } else {
             return ngx_ailink_xreq_refuse(x, "messages",
@@ -351,7 +351,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
 
     cJSON_ArrayForEach(part, content) {
         type = cJSON_GetStringValue(
-                   cJSON_GetObjectItemCaseSensitive(part, "type"));
+                   ngx_ailink_json_get(part, "type"));
 
         if (type == NULL) {
             return ngx_ailink_xreq_refuse(x, "messages",
@@ -361,7 +361,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
 
         if (ngx_strcmp(type, "text") == 0) {
             s = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(part, "text"));
+                    ngx_ailink_json_get(part, "text"));
 
             if (s == NULL) {
                 return ngx_ailink_xreq_refuse(x, "messages",
@@ -372,12 +372,12 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
             rc = ngx_ailink_gemini_add_text(parts, s);
 
         } else if (ngx_strcmp(type, "image_url") == 0) {
-            item = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+            item = ngx_ailink_json_get(part, "image_url");
             s = cJSON_GetStringValue(item);
 
             if (s == NULL) {
                 s = cJSON_GetStringValue(
-                        cJSON_GetObjectItemCaseSensitive(item, "url"));
+                        ngx_ailink_json_get(item, "url"));
             }
 
             if (s == NULL) {
@@ -390,9 +390,9 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
             rc = ngx_ailink_gemini_media(x, s, i, parts);
 
         } else if (ngx_strcmp(type, "file") == 0) {
-            item = cJSON_GetObjectItemCaseSensitive(part, "file");
+            item = ngx_ailink_json_get(part, "file");
             s = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(item, "file_data"));
+                    ngx_ailink_json_get(item, "file_data"));
 
             if (s == NULL) {
                 return ngx_ailink_xreq_refuse(x, "messages",
@@ -405,11 +405,11 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
             rc = ngx_ailink_gemini_media(x, s, i, parts);
 
         } else if (ngx_strcmp(type, "input_audio") == 0) {
-            item = cJSON_GetObjectItemCaseSensitive(part, "input_audio");
+            item = ngx_ailink_json_get(part, "input_audio");
             s = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(item, "data"));
+                    ngx_ailink_json_get(item, "data"));
             format = cJSON_GetStringValue(
-                         cJSON_GetObjectItemCaseSensitive(item, "format"));
+                         ngx_ailink_json_get(item, "format"));
 
             if (s == NULL || format == NULL
                 || (ngx_strcmp(format, "wav") != 0
@@ -593,13 +593,13 @@ ngx_ailink_gemini_assistant(ngx_ailink_xreq_t *x, cJSON *msg, ngx_uint_t i,
     const char  *id;
 
     rc = ngx_ailink_gemini_text_content(x,
-                              cJSON_GetObjectItemCaseSensitive(msg, "content"),
+                              ngx_ailink_json_get(msg, "content"),
                               i, parts);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+    calls = ngx_ailink_json_get(msg, "tool_calls");
 
     if (calls != NULL && !cJSON_IsNull(calls) && !cJSON_IsArray(calls)) {
         return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]."
@@ -607,8 +607,8 @@ ngx_ailink_gemini_assistant(ngx_ailink_xreq_t *x, cJSON *msg, ngx_uint_t i,
     }
 
     cJSON_ArrayForEach(call, calls) {
-        id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(call, "id"));
-        function = cJSON_GetObjectItemCaseSensitive(call, "function");
+        id = cJSON_GetStringValue(ngx_ailink_json_get(call, "id"));
+        function = ngx_ailink_json_get(call, "function");
 
         rc = ngx_ailink_gemini_function_call(x, function, id, i, parts);
         if (rc != NGX_OK) {
@@ -617,7 +617,7 @@ ngx_ailink_gemini_assistant(ngx_ailink_xreq_t *x, cJSON *msg, ngx_uint_t i,
     }
 
     /* the deprecated single "function_call" */
-    function = cJSON_GetObjectItemCaseSensitive(msg, "function_call");
+    function = ngx_ailink_json_get(msg, "function_call");
 
     if (cJSON_IsObject(function)) {
         return ngx_ailink_gemini_function_call(x, function, NULL, i, parts);
@@ -637,9 +637,9 @@ ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
     const char  *name, *arguments;
 
     name = cJSON_GetStringValue(
-               cJSON_GetObjectItemCaseSensitive(function, "name"));
+               ngx_ailink_json_get(function, "name"));
     arguments = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(function, "arguments"));
+                    ngx_ailink_json_get(function, "arguments"));
 
     if (name == NULL || name[0] == '\0') {
         return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: a tool "
@@ -654,7 +654,7 @@ ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
         args = cJSON_Parse(arguments);
 
         if (!cJSON_IsObject(args)) {
-            cJSON_Delete(args);
+            ngx_ailink_json_delete(args);
             return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: "
                                           "the arguments of tool call "
                                           "\"%s\" are not a JSON object",
@@ -666,7 +666,7 @@ ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
     fc = cJSON_AddObjectToObject(part, "functionCall");
 
     if (fc == NULL || cJSON_AddStringToObject(fc, "name", name) == NULL) {
-        cJSON_Delete(args);
+        ngx_ailink_json_delete(args);
         return NGX_ERROR;
     }
 
@@ -744,7 +744,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     const char  *id, *name, *text, *s;
 
     id = cJSON_GetStringValue(
-             cJSON_GetObjectItemCaseSensitive(msg, "tool_call_id"));
+             ngx_ailink_json_get(msg, "tool_call_id"));
 
     if (id != NULL) {
         name = ngx_ailink_gemini_tool_name(messages, msg, id);
@@ -758,7 +758,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
 
     } else {
         name = cJSON_GetStringValue(
-                   cJSON_GetObjectItemCaseSensitive(msg, "name"));
+                   ngx_ailink_json_get(msg, "name"));
 
         if (name == NULL) {
             return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: a "
@@ -767,7 +767,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
         }
     }
 
-    content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    content = ngx_ailink_json_get(msg, "content");
 
     if (cJSON_IsString(content)) {
         text = content->valuestring;
@@ -777,7 +777,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
 
         cJSON_ArrayForEach(item, content) {
             s = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(item, "text"));
+                    ngx_ailink_json_get(item, "text"));
             len += s ? ngx_strlen(s) : 0;
         }
 
@@ -790,7 +790,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
 
         cJSON_ArrayForEach(item, content) {
             s = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(item, "text"));
+                    ngx_ailink_json_get(item, "text"));
 
             if (s != NULL) {
                 p = ngx_cpymem(p, s, ngx_strlen(s));
@@ -811,13 +811,13 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     response = cJSON_Parse(text);
 
     if (!cJSON_IsObject(response)) {
-        cJSON_Delete(response);
+        ngx_ailink_json_delete(response);
 
         response = cJSON_CreateObject();
         if (response == NULL
             || cJSON_AddStringToObject(response, "content", text) == NULL)
         {
-            cJSON_Delete(response);
+            ngx_ailink_json_delete(response);
             return NGX_ERROR;
         }
     }
@@ -826,7 +826,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     fr = cJSON_AddObjectToObject(part, "functionResponse");
 
     if (fr == NULL || cJSON_AddStringToObject(fr, "name", name) == NULL) {
-        cJSON_Delete(response);
+        ngx_ailink_json_delete(response);
         return NGX_ERROR;
     }
 
@@ -850,14 +850,14 @@ ngx_ailink_gemini_tool_name(cJSON *messages, cJSON *msg, const char *id)
         }
 
         cJSON_ArrayForEach(call,
-                           cJSON_GetObjectItemCaseSensitive(m, "tool_calls"))
+                           ngx_ailink_json_get(m, "tool_calls"))
         {
             s = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(call, "id"));
+                    ngx_ailink_json_get(call, "id"));
 
             if (s != NULL && ngx_strcmp(s, id) == 0) {
-                s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-                        cJSON_GetObjectItemCaseSensitive(call, "function"),
+                s = cJSON_GetStringValue(ngx_ailink_json_get(
+                        ngx_ailink_json_get(call, "function"),
                         "name"));
                 if (s != NULL) {
                     name = s;
@@ -883,17 +883,17 @@ ngx_ailink_gemini_merge(cJSON *contents, cJSON *parts, const char *role)
     }
 
     turn = cJSON_GetArrayItem(contents, cJSON_GetArraySize(contents) - 1);
-    last = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(turn,
+    last = cJSON_GetStringValue(ngx_ailink_json_get(turn,
                                                                  "role"));
 
     if (last != NULL && ngx_strcmp(last, role) == 0) {
-        turn_parts = cJSON_GetObjectItemCaseSensitive(turn, "parts");
+        turn_parts = ngx_ailink_json_get(turn, "parts");
 
     } else {
         turn = cJSON_CreateObject();
 
         if (turn == NULL || !cJSON_AddItemToArray(contents, turn)) {
-            cJSON_Delete(turn);
+            ngx_ailink_json_delete(turn);
             return NGX_ERROR;
         }
 
@@ -931,14 +931,14 @@ ngx_ailink_gemini_skip_signatures(cJSON *contents)
 
     cJSON_ArrayForEach(turn, contents) {
         role = cJSON_GetStringValue(
-                   cJSON_GetObjectItemCaseSensitive(turn, "role"));
+                   ngx_ailink_json_get(turn, "role"));
 
         if (role == NULL || ngx_strcmp(role, "model") != 0) {
             continue;
         }
 
         cJSON_ArrayForEach(part,
-                           cJSON_GetObjectItemCaseSensitive(turn, "parts"))
+                           ngx_ailink_json_get(turn, "parts"))
         {
             if (!ngx_ailink_gemini_has(part, "functionCall")) {
                 continue;
@@ -965,7 +965,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     ngx_uint_t   i;
     const char  *name, *type;
 
-    tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
+    tools = ngx_ailink_json_get(req, "tools");
 
     if (tools == NULL || cJSON_IsNull(tools)) {
         return NGX_OK;
@@ -981,8 +981,8 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
 
     cJSON_ArrayForEach(tool, tools) {
         type = cJSON_GetStringValue(
-                   cJSON_GetObjectItemCaseSensitive(tool, "type"));
-        fn = cJSON_GetObjectItemCaseSensitive(tool, "function");
+                   ngx_ailink_json_get(tool, "type"));
+        fn = ngx_ailink_json_get(tool, "function");
 
         if (type != NULL && ngx_strcmp(type, "function") != 0) {
             return ngx_ailink_xreq_refuse(x, "tools", "tools[%ui]: tool "
@@ -991,7 +991,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         }
 
         name = cJSON_GetStringValue(
-                   cJSON_GetObjectItemCaseSensitive(fn, "name"));
+                   ngx_ailink_json_get(fn, "name"));
 
         if (name == NULL) {
             return ngx_ailink_xreq_refuse(x, "tools", "tools[%ui].function."
@@ -1016,7 +1016,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
             return NGX_ERROR;
         }
 
-        item = cJSON_GetObjectItemCaseSensitive(fn, "description");
+        item = ngx_ailink_json_get(fn, "description");
 
         if (cJSON_IsString(item)
             && cJSON_AddStringToObject(decl, "description", item->valuestring)
@@ -1025,7 +1025,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
             return NGX_ERROR;
         }
 
-        item = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        item = ngx_ailink_json_get(fn, "parameters");
 
         if (cJSON_IsObject(item)) {
             params = ngx_ailink_gemini_clean_schema(item);
@@ -1034,10 +1034,10 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
             }
 
             /* Gemini refuses an OBJECT with no properties: leave it out */
-            props = cJSON_GetObjectItemCaseSensitive(params, "properties");
+            props = ngx_ailink_json_get(params, "properties");
 
             if (props == NULL || props->child == NULL) {
-                cJSON_Delete(params);
+                ngx_ailink_json_delete(params);
 
             } else if (ngx_ailink_gemini_add(decl, "parameters", params)
                        != NGX_OK)
@@ -1061,7 +1061,7 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     cJSON       *choice, *fcc, *names;
     const char  *mode, *name;
 
-    choice = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
+    choice = ngx_ailink_json_get(req, "tool_choice");
 
     if (choice == NULL || cJSON_IsNull(choice)
         || !ngx_ailink_gemini_has(body, "tools"))
@@ -1089,8 +1089,8 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         }
 
     } else {
-        name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-                   cJSON_GetObjectItemCaseSensitive(choice, "function"),
+        name = cJSON_GetStringValue(ngx_ailink_json_get(
+                   ngx_ailink_json_get(choice, "function"),
                    "name"));
 
         if (name == NULL) {
@@ -1136,7 +1136,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         return NGX_ERROR;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(req, "temperature");
+    item = ngx_ailink_json_get(req, "temperature");
 
     if (cJSON_IsNumber(item)
         && cJSON_AddNumberToObject(gc, "temperature", item->valuedouble)
@@ -1145,7 +1145,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         goto failed;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(req, "top_p");
+    item = ngx_ailink_json_get(req, "top_p");
 
     if (cJSON_IsNumber(item)
         && cJSON_AddNumberToObject(gc, "topP", item->valuedouble) == NULL)
@@ -1153,10 +1153,10 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         goto failed;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(req, "max_completion_tokens");
+    item = ngx_ailink_json_get(req, "max_completion_tokens");
 
     if (!cJSON_IsNumber(item)) {
-        item = cJSON_GetObjectItemCaseSensitive(req, "max_tokens");
+        item = ngx_ailink_json_get(req, "max_tokens");
     }
 
     if (cJSON_IsNumber(item)
@@ -1167,13 +1167,13 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         goto failed;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(req, "stop");
+    item = ngx_ailink_json_get(req, "stop");
 
     if (cJSON_IsString(item) || cJSON_IsArray(item)) {
         stop = cJSON_CreateArray();
 
         if (stop == NULL || !cJSON_AddItemToObject(gc, "stopSequences", stop)) {
-            cJSON_Delete(stop);
+            ngx_ailink_json_delete(stop);
             goto failed;
         }
 
@@ -1202,7 +1202,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         }
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(req, "n");
+    item = ngx_ailink_json_get(req, "n");
 
     if (cJSON_IsNumber(item)
         && cJSON_AddNumberToObject(gc, "candidateCount",
@@ -1212,7 +1212,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         goto failed;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(req, "seed");
+    item = ngx_ailink_json_get(req, "seed");
 
     /* Gemini's seed is an int32, OpenAI's any integer */
     if (cJSON_IsNumber(item)
@@ -1223,8 +1223,8 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         goto failed;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(req, "response_format");
-    type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item,
+    item = ngx_ailink_json_get(req, "response_format");
+    type = cJSON_GetStringValue(ngx_ailink_json_get(item,
                                                                  "type"));
 
     if (type != NULL
@@ -1237,8 +1237,8 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
             goto failed;
         }
 
-        schema = cJSON_GetObjectItemCaseSensitive(
-                     cJSON_GetObjectItemCaseSensitive(item, "json_schema"),
+        schema = ngx_ailink_json_get(
+                     ngx_ailink_json_get(item, "json_schema"),
                      "schema");
 
         if (ngx_strcmp(type, "json_schema") == 0 && cJSON_IsObject(schema)
@@ -1251,7 +1251,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     }
 
     if (gc->child == NULL) {
-        cJSON_Delete(gc);
+        ngx_ailink_json_delete(gc);
         return NGX_OK;
     }
 
@@ -1263,7 +1263,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
 
 failed:
 
-    cJSON_Delete(gc);
+    ngx_ailink_json_delete(gc);
 
     return NGX_ERROR;
 }
@@ -1286,7 +1286,7 @@ ngx_ailink_gemini_safety(ngx_ailink_xreq_t *x, cJSON *body)
         ngx_log_error(NGX_LOG_ERR, x->log, 0,
                       "ailink gemini: safety_settings of provider \"%V\" "
                       "are not a JSON list", &x->provider->name);
-        cJSON_Delete(ss);
+        ngx_ailink_json_delete(ss);
         return NGX_ERROR;
     }
 
@@ -1327,7 +1327,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
     sc->nodes--;
 
     /* Pydantic and zod put nested models in $defs and point at them */
-    ref = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "$ref"));
+    ref = cJSON_GetStringValue(ngx_ailink_json_get(s, "$ref"));
 
     if (ref != NULL) {
         if (sc->refs == NGX_AILINK_GEMINI_SCHEMA_REFS) {
@@ -1341,7 +1341,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
                                                                   ref),
                                      depth + 1);
         sc->refs--;
-        item = cJSON_GetObjectItemCaseSensitive(s, "description");
+        item = ngx_ailink_json_get(s, "description");
 
         if (c != NULL && cJSON_IsString(item)
             && !ngx_ailink_gemini_has(c, "description"))
@@ -1394,7 +1394,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
                 c = ngx_ailink_gemini_schema(sc, prop, depth + 1);
 
                 if (ngx_ailink_gemini_add(props, prop->string, c) != NGX_OK) {
-                    cJSON_Delete(props);
+                    ngx_ailink_json_delete(props);
                     goto failed;
                 }
             }
@@ -1428,7 +1428,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
                 }
 
                 ngx_ailink_gemini_schema_merge(out, c);
-                cJSON_Delete(c);
+                ngx_ailink_json_delete(c);
             }
 
             continue;
@@ -1505,7 +1505,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
 
 failed:
 
-    cJSON_Delete(out);
+    ngx_ailink_json_delete(out);
 
     return NULL;
 }
@@ -1609,7 +1609,7 @@ ngx_ailink_gemini_schema_any(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *out,
 
     cJSON_ArrayForEach(member, list) {
         type = cJSON_GetStringValue(
-                   cJSON_GetObjectItemCaseSensitive(member, "type"));
+                   ngx_ailink_json_get(member, "type"));
 
         if (type != NULL && ngx_strcmp(type, "null") == 0) {
             nullable = 1;
@@ -1619,7 +1619,7 @@ ngx_ailink_gemini_schema_any(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *out,
         c = ngx_ailink_gemini_schema(sc, member, depth + 1);
 
         if (ngx_ailink_gemini_add(any, NULL, c) != NGX_OK) {
-            cJSON_Delete(any);
+            ngx_ailink_json_delete(any);
             return NGX_ERROR;
         }
     }
@@ -1628,18 +1628,18 @@ ngx_ailink_gemini_schema_any(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *out,
         && !ngx_ailink_gemini_has(out, "nullable")
         && cJSON_AddTrueToObject(out, "nullable") == NULL)
     {
-        cJSON_Delete(any);
+        ngx_ailink_json_delete(any);
         return NGX_ERROR;
     }
 
     if (cJSON_GetArraySize(any) == 1) {
         ngx_ailink_gemini_schema_merge(out, any->child);
-        cJSON_Delete(any);
+        ngx_ailink_json_delete(any);
         return NGX_OK;
     }
 
     if (any->child == NULL) {
-        cJSON_Delete(any);
+        ngx_ailink_json_delete(any);
         return NGX_OK;
     }
 
@@ -1664,7 +1664,7 @@ ngx_ailink_gemini_schema_merge(cJSON *out, cJSON *from)
         item = cJSON_DetachItemViaPointer(from, item);
 
         if (!cJSON_AddItemToObject(out, item->string, item)) {
-            cJSON_Delete(item);
+            ngx_ailink_json_delete(item);
         }
     }
 }
@@ -1677,13 +1677,13 @@ ngx_ailink_gemini_schema_required(cJSON *out)
 {
     cJSON  *req, *props, *name, *next;
 
-    req = cJSON_GetObjectItemCaseSensitive(out, "required");
+    req = ngx_ailink_json_get(out, "required");
 
     if (req == NULL) {
         return;
     }
 
-    props = cJSON_GetObjectItemCaseSensitive(out, "properties");
+    props = ngx_ailink_json_get(out, "properties");
 
     if (!cJSON_IsArray(req) || props == NULL) {
         cJSON_DeleteItemFromObjectCaseSensitive(out, "required");
@@ -1696,7 +1696,7 @@ ngx_ailink_gemini_schema_required(cJSON *out)
         if (!cJSON_IsString(name)
             || !ngx_ailink_gemini_has(props, name->valuestring))
         {
-            cJSON_Delete(cJSON_DetachItemViaPointer(req, name));
+            ngx_ailink_json_delete(cJSON_DetachItemViaPointer(req, name));
         }
     }
 
@@ -1746,7 +1746,7 @@ ngx_ailink_gemini_schema_ref(cJSON *root, const char *ref)
             node = cJSON_GetArrayItem(node, ngx_atoi(name, n - name));
 
         } else {
-            node = cJSON_GetObjectItemCaseSensitive(node, (char *) name);
+            node = ngx_ailink_json_get(node, (char *) name);
         }
     }
 
@@ -1764,8 +1764,8 @@ ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
     ngx_uint_t   n, calls, thoughts;
     const char  *block;
 
-    candidates = cJSON_GetObjectItemCaseSensitive(resp, "candidates");
-    feedback = cJSON_GetObjectItemCaseSensitive(resp, "promptFeedback");
+    candidates = ngx_ailink_json_get(resp, "candidates");
+    feedback = ngx_ailink_json_get(resp, "promptFeedback");
 
     if (!cJSON_IsObject(resp)
         || (!cJSON_IsArray(candidates) && !cJSON_IsObject(feedback)))
@@ -1778,7 +1778,7 @@ ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
         return NULL;
     }
 
-    choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+    choices = ngx_ailink_json_get(root, "choices");
     choice = cJSON_GetArrayItem(choices, 0);
 
     n = 0;
@@ -1808,7 +1808,7 @@ ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
     if (n == 0) {
         /* a blocked prompt: an answer the content filter stopped */
         block = cJSON_GetStringValue(
-                    cJSON_GetObjectItemCaseSensitive(feedback, "blockReason"));
+                    ngx_ailink_json_get(feedback, "blockReason"));
 
         if (cJSON_AddNullToObject(message, "content") == NULL
             || cJSON_AddNullToObject(message, "refusal") == NULL
@@ -1823,12 +1823,12 @@ ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
 
     if (x->usage) {
         thoughts = ngx_ailink_gemini_usage(x->usage,
-                     cJSON_GetObjectItemCaseSensitive(resp, "usageMetadata"));
+                     ngx_ailink_json_get(resp, "usageMetadata"));
 
         usage = ngx_ailink_usage_json(x->usage);
 
         if (usage == NULL || !cJSON_AddItemToObject(root, "usage", usage)) {
-            cJSON_Delete(usage);
+            ngx_ailink_json_delete(usage);
             goto failed;
         }
 
@@ -1849,7 +1849,7 @@ ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
 
 failed:
 
-    cJSON_Delete(root);
+    ngx_ailink_json_delete(root);
 
     return NULL;
 }
@@ -1893,8 +1893,8 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
     ngx_uint_t   found, n;
     const char  *finish;
 
-    parts = cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetObjectItemCaseSensitive(cand, "content"), "parts");
+    parts = ngx_ailink_json_get(
+                ngx_ailink_json_get(cand, "content"), "parts");
 
     text = ngx_ailink_gemini_parts_text(parts, &found);
     if (text == NULL) {
@@ -1913,7 +1913,7 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
     n = 0;
 
     cJSON_ArrayForEach(part, parts) {
-        if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(part,
+        if (!cJSON_IsObject(ngx_ailink_json_get(part,
                                                              "functionCall")))
         {
             continue;
@@ -1936,7 +1936,7 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
     }
 
     finish = ngx_ailink_gemini_finish(
-                 cJSON_GetObjectItemCaseSensitive(cand, "finishReason"), n);
+                 ngx_ailink_json_get(cand, "finishReason"), n);
 
     if (!cJSON_ReplaceItemInObjectCaseSensitive(choice, "finish_reason",
                                 cJSON_CreateString(finish ? finish : "stop")))
@@ -1964,10 +1964,10 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
     len = 0;
 
     cJSON_ArrayForEach(part, parts) {
-        t = cJSON_GetObjectItemCaseSensitive(part, "text");
+        t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(part,
+            && !cJSON_IsTrue(ngx_ailink_json_get(part,
                                                               "thought")))
         {
             len += ngx_strlen(t->valuestring);
@@ -1983,10 +1983,10 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
     p = text;
 
     cJSON_ArrayForEach(part, parts) {
-        t = cJSON_GetObjectItemCaseSensitive(part, "text");
+        t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(part,
+            && !cJSON_IsTrue(ngx_ailink_json_get(part,
                                                               "thought")))
         {
             n = ngx_strlen(t->valuestring);
@@ -2013,9 +2013,9 @@ ngx_ailink_gemini_tool_call(ngx_ailink_xresp_t *x, cJSON *part, ngx_uint_t n,
     cJSON       *fc, *call, *fn, *a;
     const char  *name;
 
-    fc = cJSON_GetObjectItemCaseSensitive(part, "functionCall");
-    name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fc, "name"));
-    a = cJSON_GetObjectItemCaseSensitive(fc, "args");
+    fc = ngx_ailink_json_get(part, "functionCall");
+    name = cJSON_GetStringValue(ngx_ailink_json_get(fc, "name"));
+    a = ngx_ailink_json_get(fc, "args");
 
     call = cJSON_CreateObject();
     if (call == NULL) {
@@ -2029,7 +2029,7 @@ ngx_ailink_gemini_tool_call(ngx_ailink_xresp_t *x, cJSON *part, ngx_uint_t n,
     }
 
     id = ngx_ailink_gemini_call_id(x, n,
-                   cJSON_GetObjectItemCaseSensitive(part, "thoughtSignature"));
+                   ngx_ailink_json_get(part, "thoughtSignature"));
     if (id == NULL) {
         goto failed;
     }
@@ -2075,7 +2075,7 @@ ngx_ailink_gemini_tool_call(ngx_ailink_xresp_t *x, cJSON *part, ngx_uint_t n,
 
 failed:
 
-    cJSON_Delete(call);
+    ngx_ailink_json_delete(call);
 
     return NULL;
 }
@@ -2238,7 +2238,7 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     json = ngx_ailink_json_parse(data);
 
     if (!cJSON_IsObject(json)) {
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
 
         /* the glue logs the failure; the content only at debug level */
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, st->resp.log, 0,
@@ -2247,23 +2247,23 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
         return NGX_ERROR;
     }
 
-    err = cJSON_GetObjectItemCaseSensitive(json, "error");
+    err = ngx_ailink_json_get(json, "error");
 
     if (err != NULL) {
         rc = ngx_ailink_gemini_stream_error(st, err);
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
         return rc;
     }
 
     /* cumulative: the last one seen is the whole stream's */
     if (st->resp.usage) {
         (void) ngx_ailink_gemini_usage(st->resp.usage,
-                   cJSON_GetObjectItemCaseSensitive(json, "usageMetadata"));
+                   ngx_ailink_json_get(json, "usageMetadata"));
     }
 
     if (st->finished) {
         /* after the final chunk nothing more goes to the client */
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
         return NGX_OK;
     }
 
@@ -2273,21 +2273,21 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
     finish = 0;
 
-    cand = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json,
+    cand = cJSON_GetArrayItem(ngx_ailink_json_get(json,
                                                                "candidates"),
                               0);
 
     if (cand != NULL) {
         if (ngx_ailink_gemini_stream_parts(st, gs,
-                cJSON_GetObjectItemCaseSensitive(
-                    cJSON_GetObjectItemCaseSensitive(cand, "content"),
+                ngx_ailink_json_get(
+                    ngx_ailink_json_get(cand, "content"),
                     "parts"))
             != NGX_OK)
         {
             goto failed;
         }
 
-        reason = cJSON_GetObjectItemCaseSensitive(cand, "finishReason");
+        reason = ngx_ailink_json_get(cand, "finishReason");
 
         if (cJSON_IsString(reason)) {
             st->finish_reason = ngx_ailink_gemini_finish(reason, gs->calls);
@@ -2295,16 +2295,16 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
         }
     }
 
-    feedback = cJSON_GetObjectItemCaseSensitive(json, "promptFeedback");
+    feedback = ngx_ailink_json_get(json, "promptFeedback");
 
-    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(feedback,
+    if (cJSON_IsString(ngx_ailink_json_get(feedback,
                                                         "blockReason")))
     {
         st->finish_reason = "content_filter";
         finish = 1;
     }
 
-    cJSON_Delete(json);
+    ngx_ailink_json_delete(json);
 
     if (finish) {
         return ngx_ailink_stream_finish(st);
@@ -2314,7 +2314,7 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
 failed:
 
-    cJSON_Delete(json);
+    ngx_ailink_json_delete(json);
 
     return NGX_ERROR;
 }
@@ -2329,7 +2329,7 @@ ngx_ailink_gemini_stream_error(ngx_ailink_xstream_t *st, cJSON *err)
     const char  *message, *type;
 
     message = cJSON_GetStringValue(
-                  cJSON_GetObjectItemCaseSensitive(err, "message"));
+                  ngx_ailink_json_get(err, "message"));
 
     if (message == NULL) {
         message = cJSON_GetStringValue(err);
@@ -2379,7 +2379,7 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
             || cJSON_AddStringToObject(delta, "content", text) == NULL)
         {
             free(text);
-            cJSON_Delete(chunk);
+            ngx_ailink_json_delete(chunk);
             return NGX_ERROR;
         }
 
@@ -2397,7 +2397,7 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
     calls = NULL;
 
     cJSON_ArrayForEach(part, parts) {
-        if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(part,
+        if (!cJSON_IsObject(ngx_ailink_json_get(part,
                                                              "functionCall")))
         {
             continue;
@@ -2408,7 +2408,7 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
             calls = cJSON_AddArrayToObject(ngx_ailink_chunk_delta(chunk),
                                            "tool_calls");
             if (calls == NULL) {
-                cJSON_Delete(chunk);
+                ngx_ailink_json_delete(chunk);
                 return NGX_ERROR;
             }
         }
@@ -2418,7 +2418,7 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
                                            (ngx_int_t) gs->calls);
 
         if (ngx_ailink_gemini_add(calls, NULL, call) != NGX_OK) {
-            cJSON_Delete(chunk);
+            ngx_ailink_json_delete(chunk);
             return NGX_ERROR;
         }
 
@@ -2443,7 +2443,7 @@ ngx_ailink_gemini_new_part(cJSON *parts)
     part = cJSON_CreateObject();
 
     if (part == NULL || !cJSON_AddItemToArray(parts, part)) {
-        cJSON_Delete(part);
+        ngx_ailink_json_delete(part);
         return NULL;
     }
 
@@ -2482,7 +2482,7 @@ ngx_ailink_gemini_add(cJSON *obj, const char *key, cJSON *item)
     cJSON_bool  ok;
 
     if (item == NULL || obj == NULL) {
-        cJSON_Delete(item);
+        ngx_ailink_json_delete(item);
         return NGX_ERROR;
     }
 
@@ -2490,7 +2490,7 @@ ngx_ailink_gemini_add(cJSON *obj, const char *key, cJSON *item)
              : cJSON_AddItemToArray(obj, item);
 
     if (!ok) {
-        cJSON_Delete(item);
+        ngx_ailink_json_delete(item);
         return NGX_ERROR;
     }
 

@@ -214,11 +214,11 @@ ngx_ailink_resp_openai_event(void *data, ngx_str_t *event, ngx_str_t *payload)
         if (json) {
             ngx_ailink_usage_from_openai(&rs->ctx->usage, json);
 
-            choices = cJSON_GetObjectItemCaseSensitive(json, "choices");
+            choices = ngx_ailink_json_get(json, "choices");
             usage_only = cJSON_IsArray(choices)
                          && cJSON_GetArraySize(choices) == 0;
 
-            cJSON_Delete(json);
+            ngx_ailink_json_delete(json);
         }
     }
 
@@ -524,12 +524,12 @@ ngx_ailink_resp_error(ngx_ailink_resp_t *rs, cJSON *json, ngx_uint_t *status,
     ngx_int_t     rc;
     ngx_str_t     s;
 
-    err = cJSON_GetObjectItemCaseSensitive(json, "error");
-    message = cJSON_GetObjectItemCaseSensitive(err, "message");
-    type = cJSON_GetObjectItemCaseSensitive(err, "type");
+    err = ngx_ailink_json_get(json, "error");
+    message = ngx_ailink_json_get(err, "message");
+    type = ngx_ailink_json_get(err, "type");
 
     if (!cJSON_IsString(type)) {
-        type = cJSON_GetObjectItemCaseSensitive(err, "status");
+        type = ngx_ailink_json_get(err, "status");
     }
 
     if (*status == 529) {
@@ -625,17 +625,17 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
 
     if (status != NGX_HTTP_OK) {
         if (ngx_ailink_resp_error(rs, json, &status, &body) != NGX_OK) {
-            cJSON_Delete(json);
+            ngx_ailink_json_delete(json);
             return NGX_ERROR;
         }
 
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
         goto send;
     }
 
     if (json) {
         if (ngx_ailink_resp_xresp(rs, &x) != NGX_OK) {
-            cJSON_Delete(json);
+            ngx_ailink_json_delete(json);
             return NGX_ERROR;
         }
 
@@ -643,7 +643,7 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
               ? ngx_ailink_anthropic_response(&x, json)
               : ngx_ailink_gemini_response(&x, json);
 
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
     }
 
     if (out == NULL) {
@@ -656,12 +656,12 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
     body.len = ngx_ailink_json_print_len(out) + 1;
     body.data = ngx_pnalloc(r->pool, body.len);
     if (body.data == NULL) {
-        cJSON_Delete(out);
+        ngx_ailink_json_delete(out);
         return NGX_ERROR;
     }
 
     *ngx_ailink_json_print(body.data, out) = '\n';
-    cJSON_Delete(out);
+    ngx_ailink_json_delete(out);
 
     goto send;
 

@@ -415,11 +415,11 @@ ngx_ailink_openai_stream_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     if (options->len) {
         opts = ngx_ailink_json_parse(options);
         ctx->include_usage = cJSON_IsTrue(
-                     cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+                     ngx_ailink_json_get(opts, "include_usage"));
     }
 
     if (!ctx->stream || ctx->include_usage) {
-        cJSON_Delete(opts);
+        ngx_ailink_json_delete(opts);
         return NGX_OK;
     }
 
@@ -445,10 +445,10 @@ ngx_ailink_openai_stream_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return ngx_ailink_set_request_body_text(r, body);
     }
 
-    cJSON_Delete(opts);
+    ngx_ailink_json_delete(opts);
 
     json = ngx_ailink_json_parse(body);
-    opts = cJSON_GetObjectItemCaseSensitive(json, "stream_options");
+    opts = ngx_ailink_json_get(json, "stream_options");
 
     if (!cJSON_IsObject(opts)) {
         cJSON_DeleteItemFromObjectCaseSensitive(json, "stream_options");
@@ -460,7 +460,7 @@ ngx_ailink_openai_stream_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     rc = (cJSON_AddTrueToObject(opts, "include_usage") != NULL)
          ? ngx_ailink_set_request_body(r, json) : NGX_ERROR;
 
-    cJSON_Delete(json);
+    ngx_ailink_json_delete(json);
 
     return rc;
 }
@@ -489,9 +489,9 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                                          &ctx->model, &prov->name);
     }
 
-    opts = cJSON_GetObjectItemCaseSensitive(json, "stream_options");
+    opts = ngx_ailink_json_get(json, "stream_options");
     ctx->include_usage = cJSON_IsTrue(
-                     cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
+                     ngx_ailink_json_get(opts, "include_usage"));
 
     ngx_memzero(&x, sizeof(ngx_ailink_xreq_t));
     x.pool = r->pool;
@@ -526,7 +526,7 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                         sizeof("/models/:streamGenerateContent?alt=sse")
                         + ctx->model.len);
         if (p == NULL) {
-            cJSON_Delete(out);
+            ngx_ailink_json_delete(out);
             return NGX_ERROR;
         }
 
@@ -549,11 +549,11 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     }
 
     if (ngx_ailink_set_request_body(r, out) != NGX_OK) {
-        cJSON_Delete(out);
+        ngx_ailink_json_delete(out);
         return NGX_ERROR;
     }
 
-    cJSON_Delete(out);
+    ngx_ailink_json_delete(out);
 
     ngx_str_set(&name, "Content-Type");
     ngx_str_set(&value, "application/json");
@@ -615,7 +615,7 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
                                               (u_char *) json->valuestring });
         }
 
-        cJSON_Delete(json);
+        ngx_ailink_json_delete(json);
     }
 
     if (ctx->model.len == 0) {
@@ -653,7 +653,7 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 
     rc = json ? ngx_ailink_translate_request(r, ctx, json) : NGX_ERROR;
 
-    cJSON_Delete(json);
+    ngx_ailink_json_delete(json);
     ngx_ailink_json_arena(NULL);
 
     return rc;

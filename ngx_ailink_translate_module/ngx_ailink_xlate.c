@@ -48,7 +48,7 @@ ngx_ailink_object_new(ngx_ailink_xresp_t *x, const char *object)
            == NULL
         || ngx_ailink_add_str(root, "model", &x->model) == NULL)
     {
-        cJSON_Delete(root);
+        ngx_ailink_json_delete(root);
         return NULL;
     }
 
@@ -73,8 +73,8 @@ ngx_ailink_choice_new(ngx_ailink_xresp_t *x, const char *object,
     *choice = cJSON_CreateObject();
 
     if (choices == NULL || *choice == NULL) {
-        cJSON_Delete(*choice);
-        cJSON_Delete(root);
+        ngx_ailink_json_delete(*choice);
+        ngx_ailink_json_delete(root);
         return NULL;
     }
 
@@ -127,7 +127,7 @@ ngx_ailink_chunk_new(ngx_ailink_xstream_t *st)
         || cJSON_AddNullToObject(choice, "logprobs") == NULL
         || cJSON_AddNullToObject(choice, "finish_reason") == NULL)
     {
-        cJSON_Delete(root);
+        ngx_ailink_json_delete(root);
         return NULL;
     }
 
@@ -140,9 +140,9 @@ ngx_ailink_chunk_delta(cJSON *chunk)
 {
     cJSON  *choices;
 
-    choices = cJSON_GetObjectItemCaseSensitive(chunk, "choices");
+    choices = ngx_ailink_json_get(chunk, "choices");
 
-    return cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(choices, 0),
+    return ngx_ailink_json_get(cJSON_GetArrayItem(choices, 0),
                                             "delta");
 }
 
@@ -155,7 +155,7 @@ ngx_ailink_stream_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
     ngx_int_t  rc;
 
     rc = st->emit(st, chunk);
-    cJSON_Delete(chunk);
+    ngx_ailink_json_delete(chunk);
 
     return rc;
 }
@@ -184,7 +184,7 @@ ngx_ailink_stream_role(ngx_ailink_xstream_t *st)
     if (cJSON_AddStringToObject(delta, "role", "assistant") == NULL
         || cJSON_AddStringToObject(delta, "content", "") == NULL)
     {
-        cJSON_Delete(chunk);
+        ngx_ailink_json_delete(chunk);
         return NGX_ERROR;
     }
 
@@ -208,7 +208,7 @@ ngx_ailink_usage_json(ngx_ailink_usage_t *usage)
 
     details = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     if (details == NULL) {
-        cJSON_Delete(u);
+        ngx_ailink_json_delete(u);
         return NULL;
     }
 
@@ -250,7 +250,7 @@ ngx_ailink_stream_finish(ngx_ailink_xstream_t *st)
             return NGX_ERROR;
         }
 
-        choice = cJSON_GetArrayItem(cJSON_GetObjectItem(chunk, "choices"), 0);
+        choice = cJSON_GetArrayItem(ngx_ailink_json_get(chunk, "choices"), 0);
         cJSON_ReplaceItemInObjectCaseSensitive(choice, "finish_reason",
                         cJSON_CreateString(st->finish_reason
                                            ? st->finish_reason : "stop"));
@@ -271,8 +271,8 @@ ngx_ailink_stream_finish(ngx_ailink_xstream_t *st)
         if (usage == NULL
             || cJSON_AddArrayToObject(chunk, "choices") == NULL)
         {
-            cJSON_Delete(usage);
-            cJSON_Delete(chunk);
+            ngx_ailink_json_delete(usage);
+            ngx_ailink_json_delete(chunk);
             return NGX_ERROR;
         }
 
@@ -312,7 +312,7 @@ ngx_ailink_stream_error(ngx_ailink_xstream_t *st, const char *type,
         || cJSON_AddStringToObject(err, "code", "upstream_error") == NULL
         || cJSON_AddStringToObject(err, "message", message) == NULL)
     {
-        cJSON_Delete(root);
+        ngx_ailink_json_delete(root);
         return NGX_ERROR;
     }
 
@@ -347,7 +347,7 @@ ngx_ailink_completion_new(ngx_ailink_xresp_t *x, cJSON **message)
     if (*message == NULL
         || cJSON_AddStringToObject(*message, "role", "assistant") == NULL)
     {
-        cJSON_Delete(root);
+        ngx_ailink_json_delete(root);
         return NULL;
     }
 
