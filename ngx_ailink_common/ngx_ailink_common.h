@@ -355,6 +355,36 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
     return p;
 }
 
+
+/* the same in a NUL-terminated string, whose NUL is a control byte */
+
+NGX_AILINK_NO_ASAN
+static ngx_inline u_char *
+ngx_ailink_json_cstr_plain_end(u_char *p)
+{
+    int  mask;
+
+    for ( ;; ) {
+        if (((uintptr_t) p & 4095) > 4096 - 16) {
+            /* the last bytes of a page, one at a time */
+            if (ngx_ailink_json_special(*p)) {
+                return p;
+            }
+
+            p++;
+            continue;
+        }
+
+        mask = ngx_ailink_json_special16(p);
+
+        if (mask) {
+            return p + __builtin_ctz(mask);
+        }
+
+        p += 16;
+    }
+}
+
 #else
 
 #define NGX_AILINK_ONES    0x0101010101010101ULL
@@ -383,6 +413,17 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
     }
 
     while (p < last && !ngx_ailink_json_special(*p)) {
+        p++;
+    }
+
+    return p;
+}
+
+
+static ngx_inline u_char *
+ngx_ailink_json_cstr_plain_end(u_char *p)
+{
+    while (!ngx_ailink_json_special(*p)) {
         p++;
     }
 

@@ -114,43 +114,49 @@ static u_char  ngx_ailink_json_short_escape[0x20] = {
 };
 
 
+/* a run's end in p..last, or, for last == NULL, in the C string p */
+
+#define ngx_ailink_json_run_end(p, last)                                      \
+    ((last) ? ngx_ailink_json_plain_end(p, last)                              \
+            : ngx_ailink_json_cstr_plain_end(p))
+
+#define ngx_ailink_json_at_end(p, last)                                       \
+    ((last) ? (p) == (last) : *(p) == '\0')
+
+
 static size_t
-ngx_ailink_json_escaped_len(u_char *p, size_t n)
+ngx_ailink_json_escaped_len(u_char *p, u_char *last)
 {
-    u_char  *last;
+    u_char  *run;
     size_t   len;
 
-    len = n;
-    last = p + n;
+    for (len = 0; /* void */ ; p++) {
+        run = p;
+        p = ngx_ailink_json_run_end(p, last);
+        len += p - run;
 
-    for ( ;; ) {
-        p = ngx_ailink_json_plain_end(p, last);
-
-        if (p == last) {
+        if (ngx_ailink_json_at_end(p, last)) {
             return len;
         }
 
         /* \" \\ \n ..., or \u00XX */
-        len += (*p >= 0x20 || ngx_ailink_json_short_escape[*p]) ? 1 : 5;
-        p++;
+        len += (*p >= 0x20 || ngx_ailink_json_short_escape[*p]) ? 2 : 6;
     }
 }
 
 
 static u_char *
-ngx_ailink_json_escaped(u_char *dst, u_char *p, size_t n)
+ngx_ailink_json_escaped(u_char *dst, u_char *p, u_char *last)
 {
-    u_char         c, *run, *last;
+    u_char         c, *run;
     static u_char  hex[] = "0123456789abcdef";
-
-    last = p + n;
 
     for ( ;; ) {
         run = p;
-        p = ngx_ailink_json_plain_end(p, last);
+        p = ngx_ailink_json_run_end(p, last);
         dst = ngx_cpymem(dst, run, p - run);
 
-        if (p == last) {
+        if (ngx_ailink_json_at_end(p, last)) {
             return dst;
         }
 
@@ -177,14 +183,16 @@ ngx_ailink_json_escaped(u_char *dst, u_char *p, size_t n)
 size_t
 ngx_ailink_json_escape_len(ngx_str_t *s)
 {
-    return ngx_ailink_json_escaped_len(s->data, s->len);
+    /* an empty string's data may be NULL, which means "to the NUL" here */
+    return s->len ? ngx_ailink_json_escaped_len(s->data, s->data + s->len) : 0;
 }
 
 
 u_char *
 ngx_ailink_json_escape(u_char *dst, ngx_str_t *s)
 {
-    return ngx_ailink_json_escaped(dst, s->data, s->len);
+    return s->len ? ngx_ailink_json_escaped(dst, s->data, s->data + s->len)
+                  : dst;
 }
 
 
@@ -263,8 +271,7 @@ ngx_ailink_json_number(u_char *p, double d)
 static size_t
 ngx_ailink_json_cstr_len(const char *s)
 {
-    return s ? ngx_ailink_json_escaped_len((u_char *) s, ngx_strlen(s)) + 2
-             : 2;
+    return s ? ngx_ailink_json_escaped_len((u_char *) s, NULL) + 2 : 2;
 }
 
 
@@ -274,7 +281,7 @@ ngx_ailink_json_cstr(u_char *p, const char *s)
     *p++ = '"';
 
     if (s) {
-        p = ngx_ailink_json_escaped(p, (u_char *) s, ngx_strlen(s));
+        p = ngx_ailink_json_escaped(p, (u_char *) s, NULL);
     }
 
     *p++ = '"';
