@@ -7,9 +7,9 @@
  * (0 mod 3) or Gemini (1 mod 3), the rest is the body; a body that is not
  * JSON never reaches a translator.  2 mod 3 reads the body as an OpenAI
  * response or chunk for its usage, from the tree (what the filter does on
- * an OpenAI stream's events) and from the text (ngx_ailink_json_find() and
- * ngx_ailink_openai_usage_text(), what it does on a JSON response); the
- * two must agree.
+ * an OpenAI stream's events) and from the text (ngx_ailink_json_find_last()
+ * and ngx_ailink_openai_usage_text(), what it does on a JSON response);
+ * the two must agree.
  *
  * Checked: a translation serializes, parses back and is a chat.completion
  * (id, model, choices with an assistant message, OpenAI finish reasons,
@@ -56,7 +56,7 @@ fuzz_usage_text_agrees(ngx_str_t *text, cJSON *json, ngx_ailink_usage_t *tree)
 
     ngx_memzero(&usage, sizeof(ngx_ailink_usage_t));
 
-    if (ngx_ailink_json_find(text, &key, &value) == NGX_OK) {
+    if (ngx_ailink_json_find_last(text, &key, &value) == NGX_OK) {
         ngx_ailink_openai_usage_text(&usage, &value);
 
     } else {

@@ -272,6 +272,8 @@ ngx_int_t ngx_ailink_json_scan(ngx_str_t *text,
     ngx_ailink_json_field_t *fields, ngx_uint_t n);
 ngx_int_t ngx_ailink_json_find(ngx_str_t *text, ngx_str_t *key,
     ngx_str_t *value);
+ngx_int_t ngx_ailink_json_find_last(ngx_str_t *text, ngx_str_t *key,
+    ngx_str_t *value);
 ngx_int_t ngx_ailink_json_plain_string(ngx_str_t *value, ngx_str_t *out);
 cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 

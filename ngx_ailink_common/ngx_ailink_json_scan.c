@@ -426,10 +426,10 @@ ngx_ailink_find_value(ngx_str_t *value, u_char *start, u_char *end)
 }
 
 
-/* from the start, every member at the top level */
+/* from the start: the first member of that name at the top level */
 
-static ngx_int_t
-ngx_ailink_find_walk(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
+ngx_int_t
+ngx_ailink_json_find(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
 {
     u_char      *p, *last, *start, *found;
     ngx_uint_t   depth, expect_key;
@@ -508,7 +508,7 @@ ngx_ailink_find_walk(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
  */
 
 static ngx_int_t
-ngx_ailink_find_last(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
+ngx_ailink_find_at_end(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
 {
     u_char      *p, *q, *last, *start, *end, *candidate;
     ngx_int_t    depth;
@@ -617,14 +617,16 @@ ngx_ailink_find_last(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
 }
 
 
+/* a member written last, as "usage" is, found from the end first */
+
 ngx_int_t
-ngx_ailink_json_find(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
+ngx_ailink_json_find_last(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
 {
-    if (ngx_ailink_find_last(text, key, value) == NGX_OK) {
+    if (ngx_ailink_find_at_end(text, key, value) == NGX_OK) {
         return NGX_OK;
     }
 
-    return ngx_ailink_find_walk(text, key, value);
+    return ngx_ailink_json_find(text, key, value);
 }
 
 

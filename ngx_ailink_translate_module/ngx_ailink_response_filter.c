@@ -502,7 +502,7 @@ ngx_ailink_resp_openai_json(ngx_ailink_resp_t *rs)
     text.data = rs->capture->pos;
     text.len = rs->capture->last - rs->capture->pos;
 
-    if (ngx_ailink_json_find(&text, &key, &usage) == NGX_OK) {
+    if (ngx_ailink_json_find_last(&text, &key, &usage) == NGX_OK) {
         ngx_ailink_openai_usage_text(&rs->ctx->usage, &usage);
     }
 }

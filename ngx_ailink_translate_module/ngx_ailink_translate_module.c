@@ -18,6 +18,11 @@ static ngx_int_t ngx_ailink_translate_handler(ngx_http_request_t *r);
 static void ngx_ailink_translate_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_ailink_translate_route(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
+static ngx_int_t ngx_ailink_translate_tree(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_ailink_translate_scanned(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_str_t *hint,
+    ngx_ailink_provider_t *hint_provider);
 static ngx_int_t ngx_cdecl ngx_ailink_translate_fail(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_uint_t status, const char *code,
     const char *param, const char *fmt, ...);
@@ -572,17 +577,107 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
 
 /*
- * Reads the model from an LLM request body and picks the provider.  The
- * body is scanned, not parsed: only a body to translate is built into a
- * tree.
+ * Reads the model from an LLM request body and picks the provider.
+ *
+ * A body to translate is checked by the parse that reads it; a body that
+ * passes through, by the scan.  The model, found first without checking
+ * anything, tells which is due, so that no body is read twice; it is only
+ * a hint: each path routes on what it read itself.
  */
 
 static ngx_int_t
 ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
+    ngx_int_t               rc;
+    ngx_str_t               body, value, model;
+    ngx_ailink_provider_t  *prov;
+    static ngx_str_t        key = ngx_string("model");
+
+    if (ngx_ailink_request_body(r, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    prov = NULL;
+
+    if (ngx_ailink_json_find(&body, &key, &value) == NGX_OK
+        && ngx_ailink_json_plain_string(&value, &model) == NGX_OK)
+    {
+        prov = ngx_ailink_route_model(ngx_ailink_get_conf(r), &model);
+
+        if (prov && prov->type != NGX_AILINK_PROVIDER_OPENAI) {
+            rc = ngx_ailink_translate_tree(r, ctx, &body);
+
+            if (rc != NGX_DECLINED) {
+                return rc;
+            }
+
+            prov = NULL;
+        }
+    }
+
+    return ngx_ailink_translate_scanned(r, ctx, &body, prov ? &model : NULL,
+                                        prov);
+}
+
+
+/* parsed, routed and translated; NGX_DECLINED if not to be translated */
+
+static ngx_int_t
+ngx_ailink_translate_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    cJSON      *json, *model;
+    ngx_int_t   rc;
+
+    /* every tree of the translation is built and dropped here */
+    ngx_ailink_json_arena(r->pool);
+
+    json = ngx_ailink_json_parse(body);
+    model = ngx_ailink_json_get(json, "model");
+
+    rc = NGX_DECLINED;
+
+    if (cJSON_IsObject(json) && cJSON_IsString(model)
+        && model->valuestring[0] != '\0')
+    {
+        /* the arena is the request pool: the name lives as long */
+        ctx->model.data = (u_char *) model->valuestring;
+        ctx->model.len = ngx_strlen(model->valuestring);
+        ctx->provider = ngx_ailink_route_model(ngx_ailink_get_conf(r),
+                                               &ctx->model);
+
+        if (ctx->provider
+            && ctx->provider->type != NGX_AILINK_PROVIDER_OPENAI)
+        {
+            ctx->stream = cJSON_IsTrue(ngx_ailink_json_get(json, "stream"));
+            rc = ngx_ailink_translate_request(r, ctx, json);
+        }
+    }
+
+    ngx_ailink_json_delete(json);
+    ngx_ailink_json_arena(NULL);
+
+    if (rc == NGX_DECLINED) {
+        ngx_str_null(&ctx->model);
+        ctx->provider = NULL;
+        ctx->stream = 0;
+    }
+
+    return rc;
+}
+
+
+/*
+ * scanned, routed (the hint's route stands when the scan read the same
+ * model); passed through, or parsed and translated
+ */
+
+static ngx_int_t
+ngx_ailink_translate_scanned(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_str_t *body, ngx_str_t *hint, ngx_ailink_provider_t *hint_provider)
+{
     cJSON                    *json;
     ngx_int_t                 rc;
-    ngx_str_t                 body;
     ngx_ailink_conf_t        *conf;
     ngx_ailink_json_field_t   fields[] = {
         { ngx_string("model"), ngx_null_string },
@@ -590,11 +685,7 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         { ngx_string("stream_options"), ngx_null_string }
     };
 
-    if (ngx_ailink_request_body(r, &body) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_ailink_json_scan(&body, fields, 3) != NGX_OK) {
+    if (ngx_ailink_json_scan(body, fields, 3) != NGX_OK) {
         return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
                                          "invalid_request", NULL,
                                          "the request body is not a JSON "
@@ -632,8 +723,15 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     ctx->stream = (fields[1].value.len == 4
                    && ngx_strncmp(fields[1].value.data, "true", 4) == 0);
 
-    conf = ngx_ailink_get_conf(r);
-    ctx->provider = ngx_ailink_route_model(conf, &ctx->model);
+    if (hint && hint->len == ctx->model.len
+        && ngx_memcmp(hint->data, ctx->model.data, hint->len) == 0)
+    {
+        ctx->provider = hint_provider;
+
+    } else {
+        conf = ngx_ailink_get_conf(r);
+        ctx->provider = ngx_ailink_route_model(conf, &ctx->model);
+    }
 
     if (ctx->provider == NULL) {
         return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -643,15 +741,23 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     }
 
     if (ctx->provider->type == NGX_AILINK_PROVIDER_OPENAI) {
-        return ngx_ailink_openai_stream_usage(r, ctx, &body, &fields[2].value);
+        return ngx_ailink_openai_stream_usage(r, ctx, body, &fields[2].value);
     }
 
-    /* every tree of the translation is built and dropped here */
     ngx_ailink_json_arena(r->pool);
 
-    json = ngx_ailink_json_parse(&body);
+    json = ngx_ailink_json_parse(body);
 
-    rc = json ? ngx_ailink_translate_request(r, ctx, json) : NGX_ERROR;
+    if (json) {
+        rc = ngx_ailink_translate_request(r, ctx, json);
+
+    } else {
+        /* scanned, yet not readable: a lone surrogate, a number too long */
+        rc = ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_request", NULL,
+                                       "the request body is not JSON the "
+                                       "gateway can translate");
+    }
 
     ngx_ailink_json_delete(json);
     ngx_ailink_json_arena(NULL);

@@ -923,3 +923,23 @@ X-Mock-Chunk-Delay-Ms: 0
  qr/"stream":true,[^\n]*"prompt_tokens":2,"completion_tokens":2000,/]
 --- no_error_log
 [error]
+
+
+
+=== TEST 39: JSON the scan accepts but no translator can read is a 400, not a 500
+--- request eval
+my $p = "POST /v1/chat/completions\n";
+[$p . q{{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"half a pair \udc00"}]}},
+ $p . q{{"model":"claude-sonnet-4-5","temperature":0.10000000000000000000000000000000000000000000000000000000000000001,"messages":[{"role":"user","content":"hi"}]}},
+ $p . q{{"model":"claude-sonnet-4-\u0035","messages":[{"role":"user","content":"escaped model name"}]}}]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code eval
+[400, 400, 200]
+--- response_body_like eval
+[qr/"code":"invalid_request","message":"the request body is not JSON the gateway can translate"/,
+ qr/"code":"invalid_request","message":"the request body is not JSON the gateway can translate"/,
+ qr/"object":"chat.completion"[^\n]*Mock reply from anthropic to: escaped model name/]
+--- no_error_log
+[alert]
+[crit]
