@@ -36,7 +36,7 @@ def options(argv):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: short runs, one repetition (about 2 minutes)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (10; quick 2)")
-    ap.add_argument("--reps", type=int, help="wrk runs per scenario and server (3; quick 1)")
+    ap.add_argument("--reps", type=int, help="wrk runs per scenario and server (5; quick 1)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     ap.add_argument("--c1-duration", type=int,
@@ -59,7 +59,7 @@ def options(argv):
     o = ap.parse_args(argv)
     q = o.quick
     o.duration = o.duration or (2 if q else 10)
-    o.reps = o.reps or (1 if q else 3)
+    o.reps = o.reps or (1 if q else 5)
     if o.c1_duration is None:
         o.c1_duration = 1 if q else 3
     o.stream_levels = [int(x) for x in (o.streams or ("10,100" if q else "10,100,1000")).split(",")]

@@ -170,6 +170,16 @@ def _sub(a, b):
 
 # ---------------------------------------------------------------- markdown
 
+def _ratio(load):
+    """the median ratio, and the lowest and highest of the runs: on a shared
+    2-CPU machine one pair of runs can differ from the next by several points"""
+    runs = load.get("ratio_runs") or []
+    text = "%.0f %%" % (load["ratio"] * 100)
+    if len(runs) > 1:
+        text += " (%.0f–%.0f)" % (min(runs) * 100, max(runs) * 100)
+    return text
+
+
 def _mark(t):
     if not t:
         return "—"
@@ -209,7 +219,8 @@ def markdown(summary):
            m["nginx"],
            s["workers"], m["nproc"]))
     add("")
-    add("| # | scenario | gateway req/s | nginx req/s | ratio | throughput target | "
+    add("| # | scenario | gateway req/s | nginx req/s | ratio (runs' range) | "
+        "throughput target | "
         "p50 gw / nginx (ms) | p99 gw / nginx (ms) | added p99 (ms) | "
         "added p50 / p99 at 1 conn. (ms) | p99 target: load / 1 conn. | "
         "instructions/req gw / nginx |")
@@ -232,7 +243,7 @@ def markdown(summary):
         add("| %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s |" % (
             r["number"], r["title"] + (" (%s)" % r["reason"] if r["status"] == "errors" else ""),
             _i(l["gateway"]["rps"]), _i(l["baseline"]["rps"]),
-            "%.0f %%" % (l["ratio"] * 100),
+            _ratio(l),
             ("%s %s" % (tp["target"], _mark(tp))) if tp else "none (report only)",
             _ms(l["gateway"]["p50_us"]), _ms(l["baseline"]["p50_us"]),
             _ms(l["gateway"]["p99_us"]), _ms(l["baseline"]["p99_us"]),
@@ -345,7 +356,7 @@ def update_readme(readme, md):
     with open(readme) as f:
         text = f.read()
     section = ("## Performance\n\n"
-               "```sh\nbench/run            # ~10 min: builds, measures, writes "
+               "```sh\nbench/run            # ~17 min: builds, measures, writes "
                "bench/results/latest.{md,json} and this section\n"
                "bench/run --quick    # ~2 min smoke run (bench/results/quick.*; "
                "leaves this section alone)\n```\n\n"
