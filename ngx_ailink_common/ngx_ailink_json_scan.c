@@ -2,18 +2,22 @@
 /*
  * Copyright (C) AILink
  *
- * Reading JSON text, two ways over one grammar (RFC 8259, nesting
- * bounded).
+ * Reading JSON text, three ways.
  *
- * The scan builds no tree.  Requests and responses that pass through
- * unchanged only need a few top-level fields ("model", "stream", "usage");
- * building and freeing a tree of the whole body for them cost several
- * times what nginx spends on the request.  The scan checks the whole text
- * is JSON and returns the raw text of the fields asked for.
+ * The scan builds no tree.  Requests that pass through unchanged only need
+ * a few top-level fields ("model", "stream"); building and freeing a tree
+ * of the whole body for them cost several times what nginx spends on the
+ * request.  The scan checks the whole text is JSON (RFC 8259, nesting
+ * bounded) and returns the raw text of the fields asked for.
  *
- * The parse builds a cJSON tree, for the translators, without cJSON's
- * parser: that one reads every number with localeconv() and strtod() and
- * every string byte by byte, and was most of a translation's cost.
+ * The find checks nothing: it looks for one top-level member, in a
+ * provider's response that passes through as it is ("usage"), or for a
+ * hint before the body is read for real ("model").
+ *
+ * The parse builds a cJSON tree, for the translators, over the scan's
+ * grammar, without cJSON's parser: that one reads every number with
+ * localeconv() and strtod() and every string byte by byte, and was most
+ * of a translation's cost.
  */
 
 
@@ -161,16 +165,25 @@ ngx_ailink_scan_number(ngx_ailink_scan_t *s)
 }
 
 
+/* true, false or null, told by the first byte */
+
 static ngx_inline ngx_int_t
-ngx_ailink_scan_literal(ngx_ailink_scan_t *s, const char *word, size_t len)
+ngx_ailink_scan_literal(ngx_ailink_scan_t *s)
 {
-    if ((size_t) (s->last - s->p) < len
-        || ngx_strncmp(s->p, word, len) != 0)
+    ngx_str_t         *word;
+    static ngx_str_t   words[] = {
+        ngx_string("true"), ngx_string("false"), ngx_string("null")
+    };
+
+    word = (*s->p == 't') ? &words[0] : (*s->p == 'f') ? &words[1] : &words[2];
+
+    if ((size_t) (s->last - s->p) < word->len
+        || ngx_strncmp(s->p, word->data, word->len) != 0)
     {
         return NGX_ERROR;
     }
 
-    s->p += len;
+    s->p += word->len;
 
     return NGX_OK;
 }
@@ -259,21 +272,9 @@ ngx_ailink_json_scan(ngx_str_t *text, ngx_ailink_json_field_t *fields,
                 break;
 
             case 't':
-                if (ngx_ailink_scan_literal(&s, "true", 4) != NGX_OK) {
-                    return NGX_ERROR;
-                }
-
-                break;
-
             case 'f':
-                if (ngx_ailink_scan_literal(&s, "false", 5) != NGX_OK) {
-                    return NGX_ERROR;
-                }
-
-                break;
-
             case 'n':
-                if (ngx_ailink_scan_literal(&s, "null", 4) != NGX_OK) {
+                if (ngx_ailink_scan_literal(&s) != NGX_OK) {
                     return NGX_ERROR;
                 }
 
@@ -978,12 +979,15 @@ failed:
 
 
 static cJSON *
-ngx_ailink_parse_literal(ngx_ailink_scan_t *s, const char *word, size_t len,
-    int type)
+ngx_ailink_parse_literal(ngx_ailink_scan_t *s)
 {
+    int     type;
     cJSON  *item;
 
-    if (ngx_ailink_scan_literal(s, word, len) != NGX_OK) {
+    type = (*s->p == 't') ? cJSON_True
+           : (*s->p == 'f') ? cJSON_False : cJSON_NULL;
+
+    if (ngx_ailink_scan_literal(s) != NGX_OK) {
         return NULL;
     }
 
@@ -1025,13 +1029,9 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
         return item;
 
     case 't':
-        return ngx_ailink_parse_literal(s, "true", 4, cJSON_True);
-
     case 'f':
-        return ngx_ailink_parse_literal(s, "false", 5, cJSON_False);
-
     case 'n':
-        return ngx_ailink_parse_literal(s, "null", 4, cJSON_NULL);
+        return ngx_ailink_parse_literal(s);
 
     default:
         return ngx_ailink_parse_number(s);
