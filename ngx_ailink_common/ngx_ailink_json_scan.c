@@ -557,7 +557,9 @@ ngx_ailink_find_at_end(ngx_str_t *text, ngx_str_t *key, ngx_str_t *value)
         return NGX_DECLINED;
     }
 
-    for (p++; p < last && ngx_ailink_json_space(*p); p++) { /* void */ }
+    for (p++; p < last && ngx_ailink_json_space(*p); p++) {
+        /* void */
+    }
 
     start = p;
     end = NULL;
