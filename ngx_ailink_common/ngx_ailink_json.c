@@ -443,8 +443,7 @@ ngx_ailink_json_count_item(cJSON *item, ngx_uint_t *value)
 ngx_int_t
 ngx_ailink_json_count(cJSON *obj, const char *key, ngx_uint_t *value)
 {
-    return ngx_ailink_json_count_item(
-               ngx_ailink_json_get(obj, key), value);
+    return ngx_ailink_json_count_item(ngx_ailink_json_get(obj, key), value);
 }
 
 
@@ -475,8 +474,7 @@ ngx_ailink_openai_usage(ngx_ailink_usage_t *usage, cJSON *u)
     }
 
     usage->cached = ngx_ailink_json_uint(
-        ngx_ailink_json_get(u, "prompt_tokens_details"),
-        "cached_tokens");
+        ngx_ailink_json_get(u, "prompt_tokens_details"), "cached_tokens");
 
     usage->known = 1;
 }

@@ -653,7 +653,7 @@ ngx_ailink_json_plain_string(ngx_str_t *value, ngx_str_t *out)
 
 /*
  * The parse.  Nodes and strings come from cJSON's allocator hooks, so a
- * tree is cJSON's own: ngx_ailink_json_delete() frees it, and inside a JSON arena
+ * tree is cJSON's own: cJSON_Delete() frees it, and inside a JSON arena
  * the request pool does.  Unlike cJSON_Parse(), trailing text after the
  * value is an error.
  */

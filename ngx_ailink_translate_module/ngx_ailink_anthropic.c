@@ -153,9 +153,7 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
         goto failed;
     }
 
-    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(first,
-                                                                  "role"),
-                                 "user"))
+    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(first, "role"), "user"))
     {
         (void) ngx_ailink_xreq_refuse(x, "messages",
                                       "the first non-system message "
@@ -357,9 +355,7 @@ ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last, const char *role,
     }
 
     if (*last
-        && ngx_ailink_anthropic_is(ngx_ailink_json_get(*last,
-                                                                    "role"),
-                                   role))
+        && ngx_ailink_anthropic_is(ngx_ailink_json_get(*last, "role"), role))
     {
         content = ngx_ailink_json_get(*last, "content");
 
@@ -453,8 +449,7 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
             }
 
             block = ngx_ailink_anthropic_text(text->valuestring,
-                        ngx_ailink_json_get(part,
-                                                         "cache_control"));
+                        ngx_ailink_json_get(part, "cache_control"));
 
             if (ngx_ailink_anthropic_push(blocks, block) != NGX_OK) {
                 return NGX_ERROR;
@@ -591,8 +586,7 @@ ngx_ailink_anthropic_file(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
     const char  *url;
 
     file = ngx_ailink_json_get(part, "file");
-    url = cJSON_GetStringValue(ngx_ailink_json_get(file,
-                                                                "file_data"));
+    url = cJSON_GetStringValue(ngx_ailink_json_get(file, "file_data"));
 
     if (url == NULL
         || ngx_ailink_data_url(x->pool, url, &media_type, &data) != NGX_OK
@@ -971,14 +965,12 @@ ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x, cJSON *req,
         type = "any";
 
     } else if (cJSON_IsObject(choice)
-               && ngx_ailink_anthropic_is(
-                      ngx_ailink_json_get(choice, "type"),
-                      "function"))
+               && ngx_ailink_anthropic_is(ngx_ailink_json_get(choice, "type"),
+                                          "function"))
     {
         type = "tool";
-        name = ngx_ailink_json_get(
-                   ngx_ailink_json_get(choice, "function"),
-                   "name");
+        name = ngx_ailink_json_get(ngx_ailink_json_get(choice, "function"),
+                                   "name");
 
         if (!cJSON_IsString(name)) {
             return ngx_ailink_xreq_refuse(x, "tool_choice",
@@ -1228,8 +1220,7 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
     content = ngx_ailink_json_get(resp, "content");
 
     if (!cJSON_IsObject(resp)
-        || !ngx_ailink_anthropic_is(ngx_ailink_json_get(resp,
-                                                                     "type"),
+        || !ngx_ailink_anthropic_is(ngx_ailink_json_get(resp, "type"),
                                     "message")
         || !cJSON_IsArray(content))
     {
@@ -1359,9 +1350,7 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
         finish = calls ? "tool_calls" : "stop";
     }
 
-    choice = cJSON_GetArrayItem(ngx_ailink_json_get(root,
-                                                                  "choices"),
-                                0);
+    choice = cJSON_GetArrayItem(ngx_ailink_json_get(root, "choices"), 0);
 
     item = cJSON_CreateString(finish);
 
@@ -1445,8 +1434,7 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     name = *event;
 
     if (name.len == 0) {
-        type = cJSON_GetStringValue(ngx_ailink_json_get(json,
-                                                                     "type"));
+        type = cJSON_GetStringValue(ngx_ailink_json_get(json, "type"));
         if (type) {
             name.data = (u_char *) type;
             name.len = ngx_strlen(type);
@@ -1469,8 +1457,8 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
     } else if (ngx_ailink_anthropic_event(&name, "message_start")) {
         ngx_ailink_anthropic_usage(st->resp.usage,
-            ngx_ailink_json_get(
-                ngx_ailink_json_get(json, "message"), "usage"));
+                   ngx_ailink_json_get(ngx_ailink_json_get(json, "message"),
+                                       "usage"));
 
         as->block = -1;
         as->tools = 0;
@@ -1478,10 +1466,9 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
         rc = ngx_ailink_stream_role(st);
 
     } else if (ngx_ailink_anthropic_event(&name, "message_delta")) {
+        item = ngx_ailink_json_get(json, "delta");
         finish = ngx_ailink_anthropic_finish(
-                     ngx_ailink_json_get(
-                         ngx_ailink_json_get(json, "delta"),
-                         "stop_reason"));
+                     ngx_ailink_json_get(item, "stop_reason"));
         if (finish) {
             st->finish_reason = finish;
         }
@@ -1498,10 +1485,8 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     } else if (ngx_ailink_anthropic_event(&name, "error")) {
         err = ngx_ailink_json_get(json, "error");
 
-        type = cJSON_GetStringValue(ngx_ailink_json_get(err,
-                                                                     "type"));
-        msg = cJSON_GetStringValue(ngx_ailink_json_get(err,
-                                                                "message"));
+        type = cJSON_GetStringValue(ngx_ailink_json_get(err, "type"));
+        msg = cJSON_GetStringValue(ngx_ailink_json_get(err, "message"));
 
         ngx_log_error(NGX_LOG_WARN, st->resp.log, 0,
                       "ailink anthropic: error event in the stream: %s",
@@ -1529,8 +1514,7 @@ ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
     block = ngx_ailink_json_get(json, "content_block");
     index = ngx_ailink_json_get(json, "index");
 
-    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(block,
-                                                                  "type"),
+    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "type"),
                                  "tool_use"))
     {
         /* text, thinking, server tools: their deltas say what matters */

@@ -296,16 +296,13 @@ ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x, cJSON *content,
     }
 
     cJSON_ArrayForEach(part, content) {
-        type = cJSON_GetStringValue(
-                   ngx_ailink_json_get(part, "type"));
+        type = cJSON_GetStringValue(ngx_ailink_json_get(part, "type"));
 
         if (type != NULL && ngx_strcmp(type, "refusal") == 0) {
-            text = cJSON_GetStringValue(
-                       ngx_ailink_json_get(part, "refusal"));
+            text = cJSON_GetStringValue(ngx_ailink_json_get(part, "refusal"));
 
         } else if (type != NULL && ngx_strcmp(type, "text") == 0) {
-            text = cJSON_GetStringValue(
-                       ngx_ailink_json_get(part, "text"));
+            text = cJSON_GetStringValue(ngx_ailink_json_get(part, "text"));
 
         } else {
             return ngx_ailink_xreq_refuse(x, "messages",
@@ -350,8 +347,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
     }
 
     cJSON_ArrayForEach(part, content) {
-        type = cJSON_GetStringValue(
-                   ngx_ailink_json_get(part, "type"));
+        type = cJSON_GetStringValue(ngx_ailink_json_get(part, "type"));
 
         if (type == NULL) {
             return ngx_ailink_xreq_refuse(x, "messages",
@@ -360,8 +356,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
         }
 
         if (ngx_strcmp(type, "text") == 0) {
-            s = cJSON_GetStringValue(
-                    ngx_ailink_json_get(part, "text"));
+            s = cJSON_GetStringValue(ngx_ailink_json_get(part, "text"));
 
             if (s == NULL) {
                 return ngx_ailink_xreq_refuse(x, "messages",
@@ -376,8 +371,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
             s = cJSON_GetStringValue(item);
 
             if (s == NULL) {
-                s = cJSON_GetStringValue(
-                        ngx_ailink_json_get(item, "url"));
+                s = cJSON_GetStringValue(ngx_ailink_json_get(item, "url"));
             }
 
             if (s == NULL) {
@@ -391,8 +385,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
 
         } else if (ngx_strcmp(type, "file") == 0) {
             item = ngx_ailink_json_get(part, "file");
-            s = cJSON_GetStringValue(
-                    ngx_ailink_json_get(item, "file_data"));
+            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "file_data"));
 
             if (s == NULL) {
                 return ngx_ailink_xreq_refuse(x, "messages",
@@ -406,10 +399,8 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
 
         } else if (ngx_strcmp(type, "input_audio") == 0) {
             item = ngx_ailink_json_get(part, "input_audio");
-            s = cJSON_GetStringValue(
-                    ngx_ailink_json_get(item, "data"));
-            format = cJSON_GetStringValue(
-                         ngx_ailink_json_get(item, "format"));
+            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "data"));
+            format = cJSON_GetStringValue(ngx_ailink_json_get(item, "format"));
 
             if (s == NULL || format == NULL
                 || (ngx_strcmp(format, "wav") != 0
@@ -593,8 +584,7 @@ ngx_ailink_gemini_assistant(ngx_ailink_xreq_t *x, cJSON *msg, ngx_uint_t i,
     const char  *id;
 
     rc = ngx_ailink_gemini_text_content(x,
-                              ngx_ailink_json_get(msg, "content"),
-                              i, parts);
+                              ngx_ailink_json_get(msg, "content"), i, parts);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -636,8 +626,7 @@ ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
     cJSON       *part, *fc, *args;
     const char  *name, *arguments;
 
-    name = cJSON_GetStringValue(
-               ngx_ailink_json_get(function, "name"));
+    name = cJSON_GetStringValue(ngx_ailink_json_get(function, "name"));
     arguments = cJSON_GetStringValue(
                     ngx_ailink_json_get(function, "arguments"));
 
@@ -743,8 +732,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     size_t       len;
     const char  *id, *name, *text, *s;
 
-    id = cJSON_GetStringValue(
-             ngx_ailink_json_get(msg, "tool_call_id"));
+    id = cJSON_GetStringValue(ngx_ailink_json_get(msg, "tool_call_id"));
 
     if (id != NULL) {
         name = ngx_ailink_gemini_tool_name(messages, msg, id);
@@ -757,8 +745,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
         }
 
     } else {
-        name = cJSON_GetStringValue(
-                   ngx_ailink_json_get(msg, "name"));
+        name = cJSON_GetStringValue(ngx_ailink_json_get(msg, "name"));
 
         if (name == NULL) {
             return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: a "
@@ -776,8 +763,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
         len = 0;
 
         cJSON_ArrayForEach(item, content) {
-            s = cJSON_GetStringValue(
-                    ngx_ailink_json_get(item, "text"));
+            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "text"));
             len += s ? ngx_strlen(s) : 0;
         }
 
@@ -789,8 +775,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
         text = (const char *) p;
 
         cJSON_ArrayForEach(item, content) {
-            s = cJSON_GetStringValue(
-                    ngx_ailink_json_get(item, "text"));
+            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "text"));
 
             if (s != NULL) {
                 p = ngx_cpymem(p, s, ngx_strlen(s));
@@ -852,13 +837,13 @@ ngx_ailink_gemini_tool_name(cJSON *messages, cJSON *msg, const char *id)
         cJSON_ArrayForEach(call,
                            ngx_ailink_json_get(m, "tool_calls"))
         {
-            s = cJSON_GetStringValue(
-                    ngx_ailink_json_get(call, "id"));
+            s = cJSON_GetStringValue(ngx_ailink_json_get(call, "id"));
 
             if (s != NULL && ngx_strcmp(s, id) == 0) {
-                s = cJSON_GetStringValue(ngx_ailink_json_get(
-                        ngx_ailink_json_get(call, "function"),
-                        "name"));
+                s = cJSON_GetStringValue(
+                        ngx_ailink_json_get(ngx_ailink_json_get(call,
+                                                                "function"),
+                                            "name"));
                 if (s != NULL) {
                     name = s;
                 }
@@ -883,8 +868,7 @@ ngx_ailink_gemini_merge(cJSON *contents, cJSON *parts, const char *role)
     }
 
     turn = cJSON_GetArrayItem(contents, cJSON_GetArraySize(contents) - 1);
-    last = cJSON_GetStringValue(ngx_ailink_json_get(turn,
-                                                                 "role"));
+    last = cJSON_GetStringValue(ngx_ailink_json_get(turn, "role"));
 
     if (last != NULL && ngx_strcmp(last, role) == 0) {
         turn_parts = ngx_ailink_json_get(turn, "parts");
@@ -930,8 +914,7 @@ ngx_ailink_gemini_skip_signatures(cJSON *contents)
     const char  *role;
 
     cJSON_ArrayForEach(turn, contents) {
-        role = cJSON_GetStringValue(
-                   ngx_ailink_json_get(turn, "role"));
+        role = cJSON_GetStringValue(ngx_ailink_json_get(turn, "role"));
 
         if (role == NULL || ngx_strcmp(role, "model") != 0) {
             continue;
@@ -980,8 +963,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     i = 0;
 
     cJSON_ArrayForEach(tool, tools) {
-        type = cJSON_GetStringValue(
-                   ngx_ailink_json_get(tool, "type"));
+        type = cJSON_GetStringValue(ngx_ailink_json_get(tool, "type"));
         fn = ngx_ailink_json_get(tool, "function");
 
         if (type != NULL && ngx_strcmp(type, "function") != 0) {
@@ -990,8 +972,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
                                           "for Gemini", i, type);
         }
 
-        name = cJSON_GetStringValue(
-                   ngx_ailink_json_get(fn, "name"));
+        name = cJSON_GetStringValue(ngx_ailink_json_get(fn, "name"));
 
         if (name == NULL) {
             return ngx_ailink_xreq_refuse(x, "tools", "tools[%ui].function."
@@ -1089,9 +1070,9 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         }
 
     } else {
-        name = cJSON_GetStringValue(ngx_ailink_json_get(
-                   ngx_ailink_json_get(choice, "function"),
-                   "name"));
+        name = cJSON_GetStringValue(
+                   ngx_ailink_json_get(ngx_ailink_json_get(choice, "function"),
+                                       "name"));
 
         if (name == NULL) {
             return ngx_ailink_xreq_refuse(x, "tool_choice", "tool_choice "
@@ -1224,8 +1205,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     }
 
     item = ngx_ailink_json_get(req, "response_format");
-    type = cJSON_GetStringValue(ngx_ailink_json_get(item,
-                                                                 "type"));
+    type = cJSON_GetStringValue(ngx_ailink_json_get(item, "type"));
 
     if (type != NULL
         && (ngx_strcmp(type, "json_object") == 0
@@ -1237,9 +1217,8 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
             goto failed;
         }
 
-        schema = ngx_ailink_json_get(
-                     ngx_ailink_json_get(item, "json_schema"),
-                     "schema");
+        schema = ngx_ailink_json_get(ngx_ailink_json_get(item, "json_schema"),
+                                     "schema");
 
         if (ngx_strcmp(type, "json_schema") == 0 && cJSON_IsObject(schema)
             && ngx_ailink_gemini_add(gc, "responseSchema",
@@ -1608,8 +1587,7 @@ ngx_ailink_gemini_schema_any(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *out,
     nullable = 0;
 
     cJSON_ArrayForEach(member, list) {
-        type = cJSON_GetStringValue(
-                   ngx_ailink_json_get(member, "type"));
+        type = cJSON_GetStringValue(ngx_ailink_json_get(member, "type"));
 
         if (type != NULL && ngx_strcmp(type, "null") == 0) {
             nullable = 1;
@@ -1893,8 +1871,7 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
     ngx_uint_t   found, n;
     const char  *finish;
 
-    parts = ngx_ailink_json_get(
-                ngx_ailink_json_get(cand, "content"), "parts");
+    parts = ngx_ailink_json_get(ngx_ailink_json_get(cand, "content"), "parts");
 
     text = ngx_ailink_gemini_parts_text(parts, &found);
     if (text == NULL) {
@@ -1913,8 +1890,7 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
     n = 0;
 
     cJSON_ArrayForEach(part, parts) {
-        if (!cJSON_IsObject(ngx_ailink_json_get(part,
-                                                             "functionCall")))
+        if (!cJSON_IsObject(ngx_ailink_json_get(part, "functionCall")))
         {
             continue;
         }
@@ -1967,8 +1943,7 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
         t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(ngx_ailink_json_get(part,
-                                                              "thought")))
+            && !cJSON_IsTrue(ngx_ailink_json_get(part, "thought")))
         {
             len += ngx_strlen(t->valuestring);
             *found = 1;
@@ -1986,8 +1961,7 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
         t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(ngx_ailink_json_get(part,
-                                                              "thought")))
+            && !cJSON_IsTrue(ngx_ailink_json_get(part, "thought")))
         {
             n = ngx_strlen(t->valuestring);
             p = (char *) ngx_cpymem(p, t->valuestring, n);
@@ -2273,15 +2247,12 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
     finish = 0;
 
-    cand = cJSON_GetArrayItem(ngx_ailink_json_get(json,
-                                                               "candidates"),
-                              0);
+    cand = cJSON_GetArrayItem(ngx_ailink_json_get(json, "candidates"), 0);
 
     if (cand != NULL) {
         if (ngx_ailink_gemini_stream_parts(st, gs,
-                ngx_ailink_json_get(
-                    ngx_ailink_json_get(cand, "content"),
-                    "parts"))
+                ngx_ailink_json_get(ngx_ailink_json_get(cand, "content"),
+                                    "parts"))
             != NGX_OK)
         {
             goto failed;
@@ -2297,8 +2268,7 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
 
     feedback = ngx_ailink_json_get(json, "promptFeedback");
 
-    if (cJSON_IsString(ngx_ailink_json_get(feedback,
-                                                        "blockReason")))
+    if (cJSON_IsString(ngx_ailink_json_get(feedback, "blockReason")))
     {
         st->finish_reason = "content_filter";
         finish = 1;
@@ -2328,8 +2298,7 @@ ngx_ailink_gemini_stream_error(ngx_ailink_xstream_t *st, cJSON *err)
     ngx_uint_t   code;
     const char  *message, *type;
 
-    message = cJSON_GetStringValue(
-                  ngx_ailink_json_get(err, "message"));
+    message = cJSON_GetStringValue(ngx_ailink_json_get(err, "message"));
 
     if (message == NULL) {
         message = cJSON_GetStringValue(err);
@@ -2397,8 +2366,7 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
     calls = NULL;
 
     cJSON_ArrayForEach(part, parts) {
-        if (!cJSON_IsObject(ngx_ailink_json_get(part,
-                                                             "functionCall")))
+        if (!cJSON_IsObject(ngx_ailink_json_get(part, "functionCall")))
         {
             continue;
         }

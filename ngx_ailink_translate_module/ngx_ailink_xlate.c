@@ -142,8 +142,7 @@ ngx_ailink_chunk_delta(cJSON *chunk)
 
     choices = ngx_ailink_json_get(chunk, "choices");
 
-    return ngx_ailink_json_get(cJSON_GetArrayItem(choices, 0),
-                                            "delta");
+    return ngx_ailink_json_get(cJSON_GetArrayItem(choices, 0), "delta");
 }
 
 
