@@ -35,6 +35,10 @@ typedef struct {
 } ngx_ailink_scan_t;
 
 
+#define ngx_ailink_json_space(c)                                              \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+
 /* compact JSON has no whitespace: one test is the usual cost */
 
 static ngx_inline void
@@ -43,8 +47,7 @@ ngx_ailink_scan_space(ngx_ailink_scan_t *s)
     u_char  *p;
 
     for (p = s->p;
-         p < s->last && *p <= ' '
-         && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
+         p < s->last && *p <= ' ' && ngx_ailink_json_space(*p);
          p++)
     {
         /* void */
@@ -381,10 +384,6 @@ ngx_ailink_json_scan(ngx_str_t *text, ngx_ailink_json_field_t *fields,
  * member that cannot be found only means less to report.  Strings are
  * skipped a run at a time; only brackets outside strings count.
  */
-
-#define ngx_ailink_json_space(c)                                              \
-    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
-
 
 /* after a string's opening quote: its closing quote, or NULL */
 
