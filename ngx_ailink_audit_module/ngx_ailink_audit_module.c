@@ -228,7 +228,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
 {
     u_char                       *line, *p;
     size_t                        len;
-    ngx_str_t                     props_json, props_text, method, status_code;
+    ngx_str_t                     props_json, props_text, status_code;
     ngx_str_t                    *token_id, *token_name, *project, *provider;
     ngx_time_t                   *tp;
     ngx_uint_t                    status;
@@ -247,6 +247,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
 
     if (ctx == NULL) {
         ngx_memzero(&empty, sizeof(ngx_ailink_ctx_t));
+        empty.method = r->method_name;
         empty.path = r->uri;
         empty.ttft = -1;
         ctx = &empty;
@@ -257,7 +258,6 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     project = ctx->token ? &ctx->token->project : &ngx_ailink_audit_null;
     provider = ctx->provider ? &ctx->provider->name : &ngx_ailink_audit_null;
 
-    method = r->method_name;
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     if (status == 0 && r->connection->error) {
@@ -288,7 +288,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + ngx_ailink_audit_str_len(&ctx->parent_span_id)
           + sizeof(",\"properties\":") + props_json.len
           + ngx_ailink_audit_str_len(&props_text)
-          + sizeof(",\"method\":") + ngx_ailink_audit_str_len(&method)
+          + sizeof(",\"method\":") + ngx_ailink_audit_str_len(&ctx->method)
           + sizeof(",\"path\":") + ngx_ailink_audit_str_len(&ctx->path)
           + sizeof(",\"upstream\":") + ngx_ailink_audit_str_len(&ctx->upstream)
           + sizeof(",\"provider\":") + ngx_ailink_audit_str_len(provider)
@@ -330,7 +330,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
         p = ngx_ailink_audit_str(p, "properties", &props_text);
     }
 
-    p = ngx_ailink_audit_str(p, "method", &method);
+    p = ngx_ailink_audit_str(p, "method", &ctx->method);
     p = ngx_ailink_audit_str(p, "path", &ctx->path);
     p = ngx_ailink_audit_str(p, "upstream", &ctx->upstream);
     p = ngx_ailink_audit_str(p, "provider", provider);

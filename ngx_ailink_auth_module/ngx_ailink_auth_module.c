@@ -38,6 +38,7 @@ static void *ngx_ailink_auth_create_main_conf(ngx_conf_t *cf);
 static void *ngx_ailink_auth_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_ailink_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static void ngx_ailink_auth_ignore_accel(ngx_conf_t *cf);
 static char *ngx_ailink_auth_config(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_ailink_auth_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -129,6 +130,19 @@ ngx_ailink_get_conf(ngx_http_request_t *r)
     amcf = ngx_http_get_module_main_conf(r, ngx_ailink_auth_module);
 
     return amcf->conf;
+}
+
+
+/* whether the location is a gateway location: routing happens only there */
+
+ngx_uint_t
+ngx_ailink_auth_enabled(ngx_http_request_t *r)
+{
+    ngx_ailink_auth_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_ailink_auth_module);
+
+    return alcf->enable;
 }
 
 
@@ -390,7 +404,50 @@ ngx_ailink_auth_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
 
+    if (conf->enable) {
+        ngx_ailink_auth_ignore_accel(cf);
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * An upstream is not trusted with nginx's X-Accel-* control headers on a
+ * gateway location: X-Accel-Redirect would send the request, real
+ * credential and all, wherever the upstream names, unaudited.  The proxy
+ * module's location configuration starts with its ngx_http_upstream_conf_t,
+ * and is merged before this module's (static modules come first), so the
+ * headers are ignored as if "proxy_ignore_headers" named them.
+ */
+
+static void
+ngx_ailink_auth_ignore_accel(ngx_conf_t *cf)
+{
+    ngx_uint_t                 i;
+    ngx_module_t             **modules;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_upstream_conf_t  *ucf;
+
+    modules = cf->cycle->modules;
+    ctx = cf->ctx;
+
+    for (i = 0; modules[i]; i++) {
+        if (modules[i]->type != NGX_HTTP_MODULE
+            || ngx_strcmp(modules[i]->name, "ngx_http_proxy_module") != 0)
+        {
+            continue;
+        }
+
+        ucf = ctx->loc_conf[modules[i]->ctx_index];
+
+        ucf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
+                               |NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
+                               |NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
+                               |NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
+                               |NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
+        return;
+    }
 }
 
 

@@ -3,11 +3,11 @@
  * Copyright (C) AILink
  *
  * Credential injection.  The request headers the proxy module forwards are
- * rebuilt without the client's Authorization (the virtual token), without
- * every X-AILink-* header, and without any header the credential itself is
- * about to set; then the real credential is added in its scheme.  A query
- * parameter credential goes into the upstream URL instead (see the
- * translate module), and is masked in error log lines.
+ * rebuilt without the client's Authorization and Proxy-Authorization (the
+ * virtual token), without every X-AILink-* header, and without any header
+ * the credential itself is about to set; then the real credential is added
+ * in its scheme.  A query parameter credential goes into the upstream URL
+ * instead (see the translate module), and is masked in error log lines.
  */
 
 
@@ -25,10 +25,14 @@ ngx_ailink_drop_header(ngx_table_elt_t *h, ngx_ailink_inject_t *inject,
         return 1;
     }
 
-    if (h->key.len == sizeof("Authorization") - 1
-        && ngx_strncasecmp(h->key.data, (u_char *) "Authorization",
-                           sizeof("Authorization") - 1) == 0)
+    if ((h->key.len == sizeof("Authorization") - 1
+         && ngx_strncasecmp(h->key.data, (u_char *) "Authorization",
+                            sizeof("Authorization") - 1) == 0)
+        || (h->key.len == sizeof("Proxy-Authorization") - 1
+            && ngx_strncasecmp(h->key.data, (u_char *) "Proxy-Authorization",
+                               sizeof("Proxy-Authorization") - 1) == 0))
     {
+        /* the virtual token, wherever a client put it */
         return 1;
     }
 

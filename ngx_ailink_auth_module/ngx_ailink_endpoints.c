@@ -11,6 +11,10 @@
 #include "ngx_ailink_auth.h"
 
 
+/* not among nginx's own status codes; 494 is nginx's name for it */
+#define NGX_AILINK_HTTP_HEADER_FIELDS_TOO_LARGE  431
+
+
 typedef struct {
     ngx_uint_t   status;
     const char  *code;
@@ -32,8 +36,13 @@ static ngx_ailink_status_t  ngx_ailink_statuses[] = {
     { NGX_HTTP_REQUEST_URI_TOO_LARGE, "invalid_request",
       "request URI is too long" },
     { NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited", "too many requests" },
-    { NGX_HTTP_REQUEST_HEADER_TOO_LARGE, "invalid_request",
+    { NGX_AILINK_HTTP_HEADER_FIELDS_TOO_LARGE, "invalid_request",
       "request headers are too large" },
+    { NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+      "internal gateway error" },
+    { NGX_HTTP_NOT_IMPLEMENTED, "invalid_request",
+      "the request asks for what the gateway does not implement "
+      "(a Transfer-Encoding or a method)" },
     { NGX_HTTP_BAD_GATEWAY, "upstream_error",
       "the upstream could not be reached or sent an invalid response" },
     { NGX_HTTP_SERVICE_UNAVAILABLE, "service_unavailable",
@@ -41,6 +50,16 @@ static ngx_ailink_status_t  ngx_ailink_statuses[] = {
     { NGX_HTTP_GATEWAY_TIME_OUT, "upstream_timeout",
       "the upstream did not answer in time" },
     { 0, NULL, NULL }
+};
+
+
+/* what an error status without an entry of its own is answered with */
+static ngx_ailink_status_t  ngx_ailink_status_client = {
+    0, "invalid_request", "the request was refused"
+};
+
+static ngx_ailink_status_t  ngx_ailink_status_server = {
+    0, "internal_error", "internal gateway error"
 };
 
 
@@ -95,20 +114,57 @@ ngx_ailink_ready_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * Nothing of the gateway saw the request before it failed, often before
+ * its request line was parsed, and error_page has since made it a GET of
+ * this location.  The audit records the method and path of the request
+ * line as the client sent them, as far as nginx read them.
+ */
+
+static void
+ngx_ailink_error_request_line(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    u_char  *p;
+
+    ngx_str_null(&ctx->method);
+    ngx_str_null(&ctx->path);
+
+    if (r->request_start && r->method_end && r->method_end >= r->request_start)
+    {
+        ctx->method.data = r->request_start;
+        ctx->method.len = r->method_end + 1 - r->request_start;
+    }
+
+    if (r->uri_start && r->uri_end && r->uri_end > r->uri_start) {
+        p = ngx_strlchr(r->uri_start, r->uri_end, '?');
+
+        ctx->path.data = r->uri_start;
+        ctx->path.len = (p ? p : r->uri_end) - r->uri_start;
+    }
+}
+
+
 ngx_int_t
 ngx_ailink_error_page_handler(ngx_http_request_t *r)
 {
     ngx_uint_t            status;
+    ngx_ailink_ctx_t     *ctx;
     ngx_ailink_status_t  *s;
 
     /* reached through error_page: the status nginx was about to send */
     status = r->err_status ? r->err_status : NGX_HTTP_NOT_FOUND;
 
     if (status == NGX_HTTP_REQUEST_HEADER_TOO_LARGE
-        || status == NGX_HTTP_TO_HTTPS
-        || status == NGX_HTTPS_CERT_ERROR
-        || status == NGX_HTTPS_NO_CERT
-        || status == NGX_HTTP_CLIENT_CLOSED_REQUEST)
+        || status == NGX_AILINK_HTTP_HEADER_FIELDS_TOO_LARGE)
+    {
+        status = NGX_AILINK_HTTP_HEADER_FIELDS_TOO_LARGE;
+        ngx_str_set(&r->headers_out.status_line,
+                    "431 Request Header Fields Too Large");
+
+    } else if (status == NGX_HTTP_TO_HTTPS
+               || status == NGX_HTTPS_CERT_ERROR
+               || status == NGX_HTTPS_NO_CERT
+               || status == NGX_HTTP_CLIENT_CLOSED_REQUEST)
     {
         status = NGX_HTTP_BAD_REQUEST;
     }
@@ -120,11 +176,17 @@ ngx_ailink_error_page_handler(ngx_http_request_t *r)
     }
 
     if (s->status == 0) {
-        s = status >= NGX_HTTP_INTERNAL_SERVER_ERROR
-            ? &(ngx_ailink_status_t) { 0, "internal_error",
-                                       "internal gateway error" }
-            : &(ngx_ailink_status_t) { 0, "invalid_request",
-                                       "the request was refused" };
+        s = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+            ? &ngx_ailink_status_server : &ngx_ailink_status_client;
+    }
+
+    if (ngx_ailink_get_ctx(r) == NULL) {
+        ctx = ngx_ailink_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_ailink_error_request_line(r, ctx);
     }
 
     r->err_status = 0;

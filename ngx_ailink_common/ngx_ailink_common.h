@@ -161,6 +161,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   request_id;
+    ngx_str_t                   method;         /* as the client sent it */
     ngx_str_t                   path;           /* as the client sent it */
 
     ngx_ailink_token_t         *token;
@@ -202,6 +203,9 @@ extern ngx_module_t  ngx_ailink_auth_module;
 extern ngx_module_t  ngx_ailink_translate_module;
 extern ngx_module_t  ngx_ailink_audit_module;
 
+
+/* ngx_ailink_auth_module.c */
+ngx_uint_t ngx_ailink_auth_enabled(ngx_http_request_t *r);
 
 /* ngx_ailink_ctx.c */
 ngx_ailink_ctx_t *ngx_ailink_get_ctx(ngx_http_request_t *r);

@@ -190,8 +190,8 @@ ngx_ailink_create_ctx(ngx_http_request_t *r)
         return NULL;
     }
 
-    ctx->path.len = r->uri.len;
-    ctx->path.data = r->uri.data;
+    ctx->method = r->method_name;
+    ctx->path = r->uri;
 
     ngx_http_set_ctx(r, ctx, ngx_ailink_auth_module);
 

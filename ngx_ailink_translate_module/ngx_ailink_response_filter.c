@@ -310,6 +310,40 @@ ngx_ailink_content_type_is(ngx_http_request_t *r, const char *type, size_t len)
 }
 
 
+/* the X-AILink-* headers a client sees are the gateway's, not an upstream's */
+
+static void
+ngx_ailink_resp_strip_headers(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len >= sizeof("X-AILink-") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-AILink-",
+                               sizeof("X-AILink-") - 1) == 0)
+        {
+            h[i].hash = 0;
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_ailink_resp_header_filter(ngx_http_request_t *r)
 {
@@ -325,9 +359,33 @@ ngx_ailink_resp_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_ailink_get_ctx(r);
 
-    if (ctx == NULL || ctx->provider == NULL || !ctx->routed
-        || ctx->own_response || r->upstream == NULL)
+    if (ctx == NULL || !ctx->routed || ctx->own_response
+        || r->upstream == NULL)
     {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->http_version == NGX_HTTP_VERSION_9 && r->http_major) {
+        /*
+         * The proxy module read no valid status line and took the
+         * upstream for HTTP/0.9 (marking the client's request so): its
+         * bytes would reach the client raw, and the client would wait
+         * for them to end.  Refused as the invalid response it is.
+         */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ailink: \"%V\" sent no valid HTTP status line",
+                      &ctx->upstream);
+
+        r->http_version = r->http_major * 1000 + r->http_minor;
+        r->keepalive = 0;
+
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    ngx_ailink_resp_strip_headers(r);
+
+    if (ctx->provider == NULL) {
         return ngx_http_next_header_filter(r);
     }
 

@@ -147,7 +147,8 @@ ngx_ailink_translate_handler(ngx_http_request_t *r)
     ngx_int_t          rc;
     ngx_ailink_ctx_t  *ctx;
 
-    if (r != r->main) {
+    if (r != r->main || !ngx_ailink_auth_enabled(r)) {
+        /* not a gateway location, such as the error page's */
         return NGX_DECLINED;
     }
 
@@ -294,6 +295,11 @@ ngx_ailink_request_body(ngx_http_request_t *r, ngx_str_t *body)
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
+
+        if (ngx_buf_size(b) == 0) {
+            /* a chunked body ends in a buffer with no memory at all */
+            continue;
+        }
 
         if (b->in_file) {
             n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
@@ -766,6 +772,134 @@ ngx_ailink_translate_scanned(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
+/*
+ * What an OpenAI passthrough path forwards after the provider's "/v1": the
+ * URI nginx parsed and the route was chosen on (merged slashes, dot
+ * segments resolved), escaped again, and the query.  The raw request line
+ * could say "//v1/models" and still match "/v1/models".
+ */
+
+static ngx_int_t
+ngx_ailink_passthrough_path(ngx_http_request_t *r, ngx_str_t *rest)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   uri;
+
+    uri.data = r->uri.data + sizeof("/v1") - 1;
+    uri.len = r->uri.len - (sizeof("/v1") - 1);
+
+    len = uri.len + 2 * ngx_escape_uri(NULL, uri.data, uri.len,
+                                       NGX_ESCAPE_URI)
+          + 1 + r->args.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    rest->data = p;
+
+    p = (u_char *) ngx_escape_uri(p, uri.data, uri.len, NGX_ESCAPE_URI);
+
+    if (r->args.len) {
+        *p++ = '?';
+        p = ngx_cpymem(p, r->args.data, r->args.len);
+    }
+
+    rest->len = p - rest->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The action gateway forwards the path (here without its query) as the
+ * client wrote it, so that the encodings an API signs or expects survive.
+ * An upstream that decodes or normalises more than nginx does must still
+ * not be led outside the token's base URL: a path with a backslash or a
+ * '#', or a segment that decodes, once or several times over, to ".",
+ * "..", or something holding a slash or backslash, is refused.  A
+ * segment's ";parameters" are ignored for the dot test, as servlet
+ * containers do.
+ */
+
+#define NGX_AILINK_PATH_DECODE_ROUNDS  4
+
+static ngx_uint_t
+ngx_ailink_action_path_safe(ngx_http_request_t *r, ngx_str_t *path)
+{
+    u_char      *p, *last, *seg, *buf, *dst, *src, *semi;
+    size_t       len;
+    ngx_uint_t   round;
+
+    last = path->data + path->len;
+    buf = NULL;
+
+    for (seg = path->data; seg < last; seg = p + 1) {
+        p = ngx_strlchr(seg, last, '/');
+        if (p == NULL) {
+            p = last;
+        }
+
+        if (p == seg) {
+            continue;
+        }
+
+        if (buf == NULL) {
+            buf = ngx_pnalloc(r->pool, path->len);
+            if (buf == NULL) {
+                return 0;
+            }
+        }
+
+        len = p - seg;
+        ngx_memcpy(buf, seg, len);
+
+        for (round = 0; /* void */; round++) {
+
+            if (ngx_strlchr(buf, buf + len, '\\')
+                || ngx_strlchr(buf, buf + len, '#')
+                || (round && ngx_strlchr(buf, buf + len, '/')))
+            {
+                return 0;
+            }
+
+            semi = ngx_strlchr(buf, buf + len, ';');
+            semi = semi ? semi : buf + len;
+
+            if ((semi - buf == 1 && buf[0] == '.')
+                || (semi - buf == 2 && buf[0] == '.' && buf[1] == '.'))
+            {
+                return 0;
+            }
+
+            if (ngx_strlchr(buf, buf + len, '%') == NULL) {
+                break;
+            }
+
+            if (round == NGX_AILINK_PATH_DECODE_ROUNDS) {
+                /* still encoded after this many decodings: not a path */
+                return 0;
+            }
+
+            dst = buf;
+            src = buf;
+            ngx_unescape_uri(&dst, &src, len, 0);
+
+            if ((size_t) (dst - buf) == len) {
+                /* nothing decoded: a '%' of no escape */
+                break;
+            }
+
+            len = dst - buf;
+        }
+    }
+
+    return 1;
+}
+
+
 static ngx_int_t
 ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
@@ -800,9 +934,8 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         if (ctx->upstream_path.len) {
             rest = ctx->upstream_path;
 
-        } else {
-            rest.data = r->unparsed_uri.data + sizeof("/v1") - 1;
-            rest.len = r->unparsed_uri.len - (sizeof("/v1") - 1);
+        } else if (ngx_ailink_passthrough_path(r, &rest) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         query = ctx->provider->query;
@@ -813,6 +946,19 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     } else {
         base = &ctx->token->upstream;
         rest = r->unparsed_uri;
+
+        /* the audit records the path as it is forwarded */
+        p = ngx_strlchr(rest.data, rest.data + rest.len, '?');
+        ctx->path.data = rest.data;
+        ctx->path.len = (p ? p : rest.data + rest.len) - rest.data;
+
+        if (!ngx_ailink_action_path_safe(r, &ctx->path)) {
+            return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_request", NULL,
+                                             "the path may not hold "
+                                             "backslashes, encoded slashes "
+                                             "or dot segments");
+        }
 
         cred = ctx->token->credential;
         inject = cred ? &cred->inject : &ctx->token->byok;

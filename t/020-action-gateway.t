@@ -15,10 +15,10 @@ __DATA__
 
 === TEST 1: path and query are forwarded verbatim below the base URL
 --- request
-GET /v1/customers/cus_1%2F2?limit=3&expand[]=x
+GET /v1/customers/cus_1%3A2?limit=3&expand[]=x
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
---- response_body_like: "path":\s*"/api/v1/customers/cus_1%2F2",\s*"query":\s*"limit=3&expand\[\]=x"
+--- response_body_like: "path":\s*"/api/v1/customers/cus_1%3A2",\s*"query":\s*"limit=3&expand\[\]=x"
 --- no_error_log
 [error]
 [alert]

@@ -118,11 +118,7 @@ http {{
 
         ailink_audit_log logs/audit.jsonl;
 
-        error_page 400 404 405 408 413 414 500 502 503 504 @ailink_error;
-
-        location @ailink_error {{
-            ailink_error_page;
-        }}
+        include {repo}/conf-examples/ailink-errors.conf;
 
         location = /healthz {{
             ailink_health;

@@ -672,6 +672,12 @@ async def dispatch(req, resp):
         return await resp.send_json(ctl.status, error_body(provider, ctl.status, "mock error %d" % ctl.status))
     if ctl.scenario == "malformed":
         return await resp.send(200, b'{"id": "x", "choices": [', "application/json")
+    if ctl.scenario == "no_status_line":
+        # what a broken upstream or a non-HTTP service sends: no status line
+        resp.w.write(b"garbage that is not HTTP\r\n\r\n{}")
+        await resp.w.drain()
+        resp.started = True
+        return await resp.abort()
     if ctl.scenario == "drop":
         full = jdump({"id": "dropped", "pad": "x" * 400})
         resp.w.write(resp._head(200, [("Content-Type", "application/json"),

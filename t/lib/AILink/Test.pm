@@ -129,11 +129,7 @@ CONF
 our $CONFIG = <<'CONF';
     ailink_audit_log logs/audit.jsonl;
 
-    error_page 400 404 405 408 413 414 500 502 503 504 @ailink_error;
-
-    location @ailink_error {
-        ailink_error_page;
-    }
+    include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-errors.conf;
 
     location = /healthz {
         ailink_health;
