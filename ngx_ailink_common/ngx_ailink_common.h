@@ -280,13 +280,25 @@ cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 
 /*
  * The end of a run of bytes a JSON string holds as they are: the first
- * '"', '\\' or control byte at or after p, else last.  Sixteen bytes at a
- * time with SSE2 (every x86-64 has it), else eight with word arithmetic
- * ("Bit Twiddling Hacks": determine if a word has a byte less than n).
+ * '"', '\\' or control byte at or after p, else last; with "high", the
+ * first byte >= 0x80 too (UTF-8, checked one sequence at a time by the
+ * callers).  Sixteen bytes at a time with SSE2 (every x86-64 has it),
+ * else eight with word arithmetic ("Bit Twiddling Hacks": determine if a
+ * word has a byte less than n).  "high" is a constant at every call, so
+ * each variant compiles to its own loop.
  */
 
 #define ngx_ailink_json_special(c)                                            \
     ((c) < 0x20 || (c) == '"' || (c) == '\\')
+
+#define ngx_ailink_json_stop(c, high)                                         \
+    (ngx_ailink_json_special(c) || ((high) && (c) >= 0x80))
+
+#define ngx_ailink_json_plain_end(p, last)                                    \
+    ngx_ailink_json_run_end(p, last, 0)
+
+#define ngx_ailink_json_ascii_end(p, last)                                    \
+    ngx_ailink_json_run_end(p, last, 1)
 
 #if (defined __SSE2__)
 
@@ -313,30 +325,32 @@ cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 
 NGX_AILINK_NO_ASAN
 static ngx_inline int
-ngx_ailink_json_special16(const u_char *p)
+ngx_ailink_json_special16(const u_char *p, ngx_uint_t high)
 {
-    __m128i  v;
+    __m128i  v, m;
 
     v = _mm_loadu_si128((const __m128i *) p);
 
     /* a byte <= 0x1f is one that saturating 0x1f away leaves 0 */
-    return _mm_movemask_epi8(
-               _mm_or_si128(
-                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                   _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x1f)),
-                                  _mm_setzero_si128())));
+    m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+            _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x1f)),
+                           _mm_setzero_si128()));
+
+    /* a byte >= 0x80 has its top bit set already: the mask takes it */
+    return _mm_movemask_epi8(high ? _mm_or_si128(m, v) : m);
 }
 
 
 NGX_AILINK_NO_ASAN
 static ngx_inline u_char *
-ngx_ailink_json_plain_end(u_char *p, u_char *last)
+ngx_ailink_json_run_end(u_char *p, u_char *last, ngx_uint_t high)
 {
     int  mask;
 
     while (last - p >= 16) {
-        mask = ngx_ailink_json_special16(p);
+        mask = ngx_ailink_json_special16(p, high);
 
         if (mask) {
             return p + __builtin_ctz(mask);
@@ -346,45 +360,15 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
     }
 
     if (p < last && ((uintptr_t) p & 4095) <= 4096 - 16) {
-        mask = ngx_ailink_json_special16(p) & ((1 << (last - p)) - 1);
+        mask = ngx_ailink_json_special16(p, high) & ((1 << (last - p)) - 1);
         return mask ? p + __builtin_ctz(mask) : last;
     }
 
-    while (p < last && !ngx_ailink_json_special(*p)) {
+    while (p < last && !ngx_ailink_json_stop(*p, high)) {
         p++;
     }
 
     return p;
-}
-
-
-/* the same in a NUL-terminated string, whose NUL is a control byte */
-
-NGX_AILINK_NO_ASAN
-static ngx_inline u_char *
-ngx_ailink_json_cstr_plain_end(u_char *p)
-{
-    int  mask;
-
-    for ( ;; ) {
-        if (((uintptr_t) p & 4095) > 4096 - 16) {
-            /* the last bytes of a page, one at a time */
-            if (ngx_ailink_json_special(*p)) {
-                return p;
-            }
-
-            p++;
-            continue;
-        }
-
-        mask = ngx_ailink_json_special16(p);
-
-        if (mask) {
-            return p + __builtin_ctz(mask);
-        }
-
-        p += 16;
-    }
 }
 
 #else
@@ -395,7 +379,7 @@ ngx_ailink_json_cstr_plain_end(u_char *p)
     (((x) - NGX_AILINK_ONES * (n)) & ~(x) & NGX_AILINK_HIGHS)
 
 static ngx_inline u_char *
-ngx_ailink_json_plain_end(u_char *p, u_char *last)
+ngx_ailink_json_run_end(u_char *p, u_char *last, ngx_uint_t high)
 {
     uint64_t  v, q, b;
 
@@ -406,7 +390,8 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
         b = v ^ (NGX_AILINK_ONES * '\\');
 
         if (ngx_ailink_has_less(q, 1) | ngx_ailink_has_less(b, 1)
-            | ngx_ailink_has_less(v, 0x20))
+            | ngx_ailink_has_less(v, 0x20)
+            | (high ? (v & NGX_AILINK_HIGHS) : 0))
         {
             break;
         }
@@ -414,18 +399,7 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
         p += 8;
     }
 
-    while (p < last && !ngx_ailink_json_special(*p)) {
-        p++;
-    }
-
-    return p;
-}
-
-
-static ngx_inline u_char *
-ngx_ailink_json_cstr_plain_end(u_char *p)
-{
-    while (!ngx_ailink_json_special(*p)) {
+    while (p < last && !ngx_ailink_json_stop(*p, high)) {
         p++;
     }
 
@@ -433,6 +407,44 @@ ngx_ailink_json_cstr_plain_end(u_char *p)
 }
 
 #endif
+
+
+/*
+ * One UTF-8 sequence at p (p < last, *p >= 0x80), as RFC 3629 allows it:
+ * no overlong forms, no surrogates (U+D800-DFFF), nothing above U+10FFFF.
+ * Returns its length, or minus the length of the ill-formed part to
+ * replace with one U+FFFD (Unicode's "maximal subpart": the bytes that
+ * could still have begun a sequence, at least one).
+ */
+
+static ngx_inline ngx_int_t
+ngx_ailink_utf8_sequence(u_char *p, u_char *last)
+{
+    u_char      c, lo, hi;
+    ngx_int_t   i, n;
+
+    c = *p;
+
+    if (c < 0xc2 || c > 0xf4) {
+        return -1;
+    }
+
+    n = (c < 0xe0) ? 2 : (c < 0xf0) ? 3 : 4;
+
+    lo = (c == 0xe0) ? 0xa0 : (c == 0xf0) ? 0x90 : 0x80;
+    hi = (c == 0xed) ? 0x9f : (c == 0xf4) ? 0x8f : 0xbf;
+
+    for (i = 1; i < n; i++) {
+        if (p + i == last || p[i] < lo || p[i] > hi) {
+            return -i;
+        }
+
+        lo = 0x80;
+        hi = 0xbf;
+    }
+
+    return n;
+}
 
 
 /* ngx_ailink_yaml.c */

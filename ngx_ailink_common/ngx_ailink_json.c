@@ -103,9 +103,12 @@ ngx_ailink_json_arena(ngx_pool_t *pool)
 
 
 /*
- * Escaping: '"', '\\' and the control bytes; every other byte, UTF-8
- * included, goes as it is.  Runs without any of them are found many
- * bytes at a time and copied whole: most strings have none.
+ * Escaping: '"', '\\' and the control bytes; valid UTF-8 goes as it is,
+ * and what is not UTF-8 (a stray byte, an overlong form, a surrogate, a
+ * code point above U+10FFFF, a cut sequence) becomes U+FFFD, "\ufffd":
+ * what is written is JSON whatever the bytes were (a decoded path, a
+ * client's header).  Runs of plain ASCII are found many bytes at a time
+ * and copied whole; only bytes >= 0x80 take the slow path.
  */
 
 static u_char  ngx_ailink_json_short_escape[0x20] = {
@@ -114,33 +117,44 @@ static u_char  ngx_ailink_json_short_escape[0x20] = {
 };
 
 
-/* a run's end in p..last, or, for last == NULL, in the C string p */
-
-#define ngx_ailink_json_run_end(p, last)                                      \
-    ((last) ? ngx_ailink_json_plain_end(p, last)                              \
-            : ngx_ailink_json_cstr_plain_end(p))
-
-#define ngx_ailink_json_at_end(p, last)                                       \
-    ((last) ? (p) == (last) : *(p) == '\0')
+#define NGX_AILINK_JSON_REPLACEMENT      "\\ufffd"
+#define NGX_AILINK_JSON_REPLACEMENT_LEN  (sizeof("\\ufffd") - 1)
 
 
 static size_t
 ngx_ailink_json_escaped_len(u_char *p, u_char *last)
 {
-    u_char  *run;
-    size_t   len;
+    u_char     *run;
+    size_t      len;
+    ngx_int_t   n;
 
-    for (len = 0; /* void */ ; p++) {
+    for (len = 0; /* void */ ; /* void */ ) {
         run = p;
-        p = ngx_ailink_json_run_end(p, last);
+        p = ngx_ailink_json_ascii_end(p, last);
         len += p - run;
 
-        if (ngx_ailink_json_at_end(p, last)) {
+        if (p == last) {
             return len;
+        }
+
+        if (*p >= 0x80) {
+            n = ngx_ailink_utf8_sequence(p, last);
+
+            if (n > 0) {
+                len += n;
+                p += n;
+
+            } else {
+                len += NGX_AILINK_JSON_REPLACEMENT_LEN;
+                p -= n;
+            }
+
+            continue;
         }
 
         /* \" \\ \n ..., or \u00XX */
         len += (*p >= 0x20 || ngx_ailink_json_short_escape[*p]) ? 2 : 6;
+        p++;
     }
 }
 
@@ -149,15 +163,32 @@ static u_char *
 ngx_ailink_json_escaped(u_char *dst, u_char *p, u_char *last)
 {
     u_char         c, *run;
+    ngx_int_t      n;
     static u_char  hex[] = "0123456789abcdef";
 
     for ( ;; ) {
         run = p;
-        p = ngx_ailink_json_run_end(p, last);
+        p = ngx_ailink_json_ascii_end(p, last);
         dst = ngx_cpymem(dst, run, p - run);
 
-        if (ngx_ailink_json_at_end(p, last)) {
+        if (p == last) {
             return dst;
+        }
+
+        if (*p >= 0x80) {
+            n = ngx_ailink_utf8_sequence(p, last);
+
+            if (n > 0) {
+                dst = ngx_cpymem(dst, p, n);
+                p += n;
+
+            } else {
+                dst = ngx_cpymem(dst, NGX_AILINK_JSON_REPLACEMENT,
+                                 NGX_AILINK_JSON_REPLACEMENT_LEN);
+                p -= n;
+            }
+
+            continue;
         }
 
         c = *p++;
@@ -183,7 +214,7 @@ ngx_ailink_json_escaped(u_char *dst, u_char *p, u_char *last)
 size_t
 ngx_ailink_json_escape_len(ngx_str_t *s)
 {
-    /* an empty string's data may be NULL, which means "to the NUL" here */
+    /* an empty string's data may be NULL */
     return s->len ? ngx_ailink_json_escaped_len(s->data, s->data + s->len) : 0;
 }
 
@@ -271,17 +302,28 @@ ngx_ailink_json_number(u_char *p, double d)
 static size_t
 ngx_ailink_json_cstr_len(const char *s)
 {
-    return s ? ngx_ailink_json_escaped_len((u_char *) s, NULL) + 2 : 2;
+    u_char  *p;
+
+    if (s == NULL) {
+        return 2;
+    }
+
+    p = (u_char *) s;
+
+    return ngx_ailink_json_escaped_len(p, p + ngx_strlen(s)) + 2;
 }
 
 
 static u_char *
 ngx_ailink_json_cstr(u_char *p, const char *s)
 {
+    u_char  *q;
+
     *p++ = '"';
 
     if (s) {
-        p = ngx_ailink_json_escaped(p, (u_char *) s, NULL);
+        q = (u_char *) s;
+        p = ngx_ailink_json_escaped(p, q, q + ngx_strlen(s));
     }
 
     *p++ = '"';
