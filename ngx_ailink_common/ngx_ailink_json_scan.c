@@ -57,10 +57,18 @@ ngx_ailink_scan_space(ngx_ailink_scan_t *s)
 }
 
 
+/*
+ * Strings must be UTF-8 (RFC 8259, section 8.1): a body that is not is
+ * refused on every route alike, the OpenAI pass-through included, rather
+ * than forwarded to a provider that would refuse it or translated into
+ * text that changed.
+ */
+
 static ngx_inline ngx_int_t
 ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 {
     u_char      *p, *last;
+    ngx_int_t    n;
     ngx_uint_t   i;
 
     /* at the opening quote; a local cursor keeps the hot loop tight */
@@ -70,9 +78,29 @@ ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 
     for ( ;; ) {
 
-        p = ngx_ailink_json_plain_end(p, last);
+        p = ngx_ailink_json_ascii_end(p, last);
 
-        if (p == last || *p < 0x20) {
+        if (p == last) {
+            return NGX_ERROR;
+        }
+
+        if (*p >= 0x80) {
+            /* a run of non-ASCII text: one sequence after another */
+            do {
+                n = ngx_ailink_utf8_sequence(p, last);
+
+                if (n < 0) {
+                    return NGX_ERROR;
+                }
+
+                p += n;
+
+            } while (p < last && *p >= 0x80);
+
+            continue;
+        }
+
+        if (*p < 0x20) {
             return NGX_ERROR;
         }
 
@@ -1040,7 +1068,11 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
 }
 
 
-/* one JSON value (after an optional UTF-8 BOM, as cJSON allows), or NULL */
+/*
+ * One JSON value, or NULL.  A UTF-8 BOM is refused, as the scan refuses
+ * it (RFC 8259: a sender must not add one): a request is refused with a
+ * BOM on every route, not only on the routes that pass through.
+ */
 
 cJSON *
 ngx_ailink_json_parse(ngx_str_t *text)
@@ -1052,10 +1084,6 @@ ngx_ailink_json_parse(ngx_str_t *text)
     s.last = text->data + text->len;
     s.depth = 0;
     s.escaped = 0;
-
-    if (s.last - s.p >= 3 && ngx_strncmp(s.p, "\xef\xbb\xbf", 3) == 0) {
-        s.p += 3;
-    }
 
     ngx_ailink_scan_space(&s);
 
