@@ -222,6 +222,18 @@ ngx_int_t ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status,
 void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
 
+/*
+ * What cJSON's nodes cannot say, said in fields it leaves unused.  A
+ * string whose text holds NUL ("\u0000") has this flag, above cJSON's
+ * type bits, and its length in valuedouble: cJSON's strings end at the
+ * first NUL.  A number the parser read keeps its text in valuestring
+ * (when a double would not print it back the same), and the printer
+ * writes that text.  ngx_ailink_json_copy() and _add_copy() keep both;
+ * cJSON_Duplicate() and cJSON_CreateString() do not.
+ */
+
+#define NGX_AILINK_JSON_SIZED  0x1000
+
 /* ngx_ailink_json.c */
 void ngx_ailink_json_init(void);
 void ngx_ailink_json_arena(ngx_pool_t *pool);
@@ -229,6 +241,9 @@ void *ngx_ailink_json_alloc(size_t size);
 size_t ngx_ailink_json_escape_len(ngx_str_t *s);
 u_char *ngx_ailink_json_escape(u_char *dst, ngx_str_t *s);
 void ngx_ailink_json_delete(cJSON *json);
+cJSON *ngx_ailink_json_string(ngx_str_t *s);
+cJSON *ngx_ailink_json_copy(cJSON *item);
+cJSON *ngx_ailink_json_add_copy(cJSON *obj, const char *key, cJSON *item);
 size_t ngx_ailink_json_print_len(cJSON *item);
 u_char *ngx_ailink_json_print(u_char *p, cJSON *item);
 ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,
@@ -261,6 +276,34 @@ ngx_ailink_json_get(const cJSON *object, const char *key)
 
     return NULL;
 }
+
+/* a string node's length and text, "\u0000" included */
+
+static ngx_inline size_t
+ngx_ailink_json_strlen(const cJSON *item)
+{
+    return (item->type & NGX_AILINK_JSON_SIZED) ? (size_t) item->valuedouble
+                                                : ngx_strlen(item->valuestring);
+}
+
+
+static ngx_inline void
+ngx_ailink_json_str(const cJSON *item, ngx_str_t *s)
+{
+    s->data = (u_char *) item->valuestring;
+    s->len = ngx_ailink_json_strlen(item);
+}
+
+
+/* an empty string node: "" and not "\u0000" */
+#define ngx_ailink_json_empty(item)                                           \
+    ((item)->valuestring[0] == '\0'                                          \
+     && !((item)->type & NGX_AILINK_JSON_SIZED))
+
+/* a string node that is exactly the C string s (which holds no NUL) */
+#define ngx_ailink_json_is(item, s)                                           \
+    (cJSON_IsString(item) && !((item)->type & NGX_AILINK_JSON_SIZED)         \
+     && ngx_strcmp((item)->valuestring, s) == 0)
 
 /* ngx_ailink_json_scan.c */
 typedef struct {

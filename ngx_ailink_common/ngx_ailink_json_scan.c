@@ -786,13 +786,15 @@ ngx_ailink_parse_escape(u_char **pp, u_char *last, u_char *dst)
 }
 
 
-/* a string's text, unescaped and NUL-terminated; at the opening quote */
+/*
+ * A string's text, unescaped and NUL-terminated, its length in *len (a
+ * "\u0000" makes it longer than strlen()); at the opening quote.
+ */
 
 static char *
-ngx_ailink_parse_string(ngx_ailink_scan_t *s)
+ngx_ailink_parse_string(ngx_ailink_scan_t *s, size_t *len)
 {
     u_char  *p, *q, *last, *dst, *out;
-    size_t   len;
 
     p = s->p + 1;
 
@@ -801,17 +803,17 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s)
     }
 
     last = s->p - 1;
-    len = last - p;
+    *len = last - p;
 
     /* unescaping only shortens */
-    out = ngx_ailink_json_alloc(len + 1);
+    out = ngx_ailink_json_alloc(*len + 1);
     if (out == NULL) {
         return NULL;
     }
 
     if (!s->escaped) {
-        ngx_memcpy(out, p, len);
-        out[len] = '\0';
+        ngx_memcpy(out, p, *len);
+        out[*len] = '\0';
         return (char *) out;
     }
 
@@ -836,6 +838,7 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s)
     }
 
     *dst = '\0';
+    *len = dst - out;
 
     return (char *) out;
 }
@@ -844,17 +847,19 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s)
 /*
  * Integers of up to 15 digits, nearly every number in these bodies, are
  * exact in a double and converted here; the rest go to strtod() (nginx
- * keeps the "C" locale, so '.' is the decimal point).
+ * keeps the "C" locale, so '.' is the decimal point) and keep their text
+ * in the node's valuestring, which cJSON leaves unused for numbers: the
+ * printer writes it back as it came, so that 1e400, 2^64 or a decimal of
+ * 40 digits pass through a translation unchanged.
  */
-
-#define NGX_AILINK_JSON_NUMBER_MAX  64
 
 static cJSON *
 ngx_ailink_parse_number(ngx_ailink_scan_t *s)
 {
-    u_char   *start, *p, buf[NGX_AILINK_JSON_NUMBER_MAX];
+    u_char   *start, *p, *text;
     cJSON    *item;
     double    d;
+    size_t    len;
     int64_t   n;
 
     start = s->p;
@@ -872,21 +877,28 @@ ngx_ailink_parse_number(ngx_ailink_scan_t *s)
         }
     }
 
-    if (p == s->p) {
-        d = (*start == '-') ? -(double) n : (double) n;
-
-    } else {
-        if (s->p - start >= NGX_AILINK_JSON_NUMBER_MAX) {
-            return NULL;
-        }
-
-        *ngx_cpymem(buf, start, s->p - start) = '\0';
-        d = strtod((char *) buf, NULL);
-    }
-
     item = ngx_ailink_parse_node(cJSON_Number);
     if (item == NULL) {
         return NULL;
+    }
+
+    if (p == s->p && !(n == 0 && *start == '-')) {
+        /* printed back the same: no text kept */
+        d = (*start == '-') ? -(double) n : (double) n;
+
+    } else {
+        len = s->p - start;
+
+        text = ngx_ailink_json_alloc(len + 1);
+        if (text == NULL) {
+            ngx_ailink_json_delete(item);
+            return NULL;
+        }
+
+        *ngx_cpymem(text, start, len) = '\0';
+
+        d = strtod((char *) text, NULL);
+        item->valuestring = (char *) text;
     }
 
     /* cJSON's valueint: the double, saturated */
@@ -906,6 +918,7 @@ ngx_ailink_parse_container(ngx_ailink_scan_t *s)
     char        *key;
     u_char       close;
     cJSON       *item, *child, *tail;
+    size_t       len;
     ngx_uint_t   object;
 
     object = (*s->p == '{');
@@ -939,8 +952,15 @@ ngx_ailink_parse_container(ngx_ailink_scan_t *s)
                 goto failed;
             }
 
-            key = ngx_ailink_parse_string(s);
+            key = ngx_ailink_parse_string(s, &len);
             if (key == NULL) {
+                goto failed;
+            }
+
+            if (ngx_strlen(key) != len) {
+                /* a key is a C string in cJSON: one with NUL would be
+                 * cut, so it is refused */
+                cJSON_free(key);
                 goto failed;
             }
 
@@ -1033,8 +1053,9 @@ ngx_ailink_parse_literal(ngx_ailink_scan_t *s)
 static cJSON *
 ngx_ailink_parse_value(ngx_ailink_scan_t *s)
 {
-    char   *text;
-    cJSON  *item;
+    char    *text;
+    cJSON   *item;
+    size_t   len;
 
     switch (*s->p) {
 
@@ -1043,7 +1064,7 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
         return ngx_ailink_parse_container(s);
 
     case '"':
-        text = ngx_ailink_parse_string(s);
+        text = ngx_ailink_parse_string(s, &len);
         if (text == NULL) {
             return NULL;
         }
@@ -1055,6 +1076,13 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
         }
 
         item->valuestring = text;
+
+        if (s->escaped && ngx_strlen(text) != len) {
+            /* "\u0000" inside: the length says where the text ends */
+            item->type |= NGX_AILINK_JSON_SIZED;
+            item->valuedouble = (double) len;
+        }
+
         return item;
 
     case 't':
