@@ -8,7 +8,8 @@
  * so that every body reaches the translators); each translator gets its
  * own parse, as it may take the tree apart.
  *
- * Checked: a body a translator returns serializes and parses back and has
+ * Checked: a body a translator returns serializes (with cJSON's printer
+ * and with ours, whose text our strict parser must read back) and has
  * the shape the provider requires (Anthropic: model, max_tokens, messages
  * of user/assistant turns made of typed blocks, tool_use input an object;
  * Gemini: contents of user/model turns made of parts); a NULL return
@@ -107,7 +108,7 @@ fuzz_request_one(fuzz_request_pt translate, void (*check)(cJSON *),
     const uint8_t *data, size_t size, ngx_ailink_provider_t *prov)
 {
     cJSON              *json, *out, *back, *model;
-    ngx_str_t           text;
+    ngx_str_t           text, printed;
     ngx_pool_t         *pool;
     ngx_ailink_xreq_t   x;
     u_char              msg[NGX_MAX_ERROR_STR];
@@ -130,9 +131,8 @@ fuzz_request_one(fuzz_request_pt translate, void (*check)(cJSON *),
     x.provider = prov;
 
     model = fuzz_json_get(json, "model");
-    if (cJSON_IsString(model) && model->valuestring[0]) {
-        x.model.data = (u_char *) model->valuestring;
-        x.model.len = ngx_strlen(model->valuestring);
+    if (cJSON_IsString(model) && !ngx_ailink_json_empty(model)) {
+        ngx_ailink_json_str(model, &x.model);
 
     } else {
         ngx_str_set(&x.model, "fuzz-model");
@@ -154,6 +154,14 @@ fuzz_request_one(fuzz_request_pt translate, void (*check)(cJSON *),
         ngx_fuzz_assert(cJSON_IsObject(back));
         check(back);
         cJSON_Delete(back);
+
+        /* what the gateway sends: our printer, read back strictly */
+        if (ngx_ailink_json_to_str(pool, out, &printed) == NGX_OK) {
+            back = ngx_ailink_json_parse(&printed);
+            ngx_fuzz_assert(cJSON_IsObject(back));
+            cJSON_Delete(back);
+        }
+
         cJSON_Delete(out);
     }
 

@@ -226,6 +226,18 @@ ngx_int_t ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status,
 void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
 
+/*
+ * What cJSON's nodes cannot say, said in fields it leaves unused.  A
+ * string whose text holds NUL ("\u0000") has this flag, above cJSON's
+ * type bits, and its length in valuedouble: cJSON's strings end at the
+ * first NUL.  A number the parser read keeps its text in valuestring
+ * (when a double would not print it back the same), and the printer
+ * writes that text.  ngx_ailink_json_copy() and _add_copy() keep both;
+ * cJSON_Duplicate() and cJSON_CreateString() do not.
+ */
+
+#define NGX_AILINK_JSON_SIZED  0x1000
+
 /* ngx_ailink_json.c */
 void ngx_ailink_json_init(void);
 void ngx_ailink_json_arena(ngx_pool_t *pool);
@@ -233,6 +245,9 @@ void *ngx_ailink_json_alloc(size_t size);
 size_t ngx_ailink_json_escape_len(ngx_str_t *s);
 u_char *ngx_ailink_json_escape(u_char *dst, ngx_str_t *s);
 void ngx_ailink_json_delete(cJSON *json);
+cJSON *ngx_ailink_json_string(ngx_str_t *s);
+cJSON *ngx_ailink_json_copy(cJSON *item);
+cJSON *ngx_ailink_json_add_copy(cJSON *obj, const char *key, cJSON *item);
 size_t ngx_ailink_json_print_len(cJSON *item);
 u_char *ngx_ailink_json_print(u_char *p, cJSON *item);
 ngx_int_t ngx_ailink_json_to_str(ngx_pool_t *pool, cJSON *json,
@@ -266,6 +281,34 @@ ngx_ailink_json_get(const cJSON *object, const char *key)
     return NULL;
 }
 
+/* a string node's length and text, "\u0000" included */
+
+static ngx_inline size_t
+ngx_ailink_json_strlen(const cJSON *item)
+{
+    return (item->type & NGX_AILINK_JSON_SIZED) ? (size_t) item->valuedouble
+                                                : ngx_strlen(item->valuestring);
+}
+
+
+static ngx_inline void
+ngx_ailink_json_str(const cJSON *item, ngx_str_t *s)
+{
+    s->data = (u_char *) item->valuestring;
+    s->len = ngx_ailink_json_strlen(item);
+}
+
+
+/* an empty string node: "" and not "\u0000" */
+#define ngx_ailink_json_empty(item)                                           \
+    ((item)->valuestring[0] == '\0'                                          \
+     && !((item)->type & NGX_AILINK_JSON_SIZED))
+
+/* a string node that is exactly the C string s (which holds no NUL) */
+#define ngx_ailink_json_is(item, s)                                           \
+    (cJSON_IsString(item) && !((item)->type & NGX_AILINK_JSON_SIZED)         \
+     && ngx_strcmp((item)->valuestring, s) == 0)
+
 /* ngx_ailink_json_scan.c */
 typedef struct {
     ngx_str_t                   key;
@@ -284,13 +327,25 @@ cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 
 /*
  * The end of a run of bytes a JSON string holds as they are: the first
- * '"', '\\' or control byte at or after p, else last.  Sixteen bytes at a
- * time with SSE2 (every x86-64 has it), else eight with word arithmetic
- * ("Bit Twiddling Hacks": determine if a word has a byte less than n).
+ * '"', '\\' or control byte at or after p, else last; with "high", the
+ * first byte >= 0x80 too (UTF-8, checked one sequence at a time by the
+ * callers).  Sixteen bytes at a time with SSE2 (every x86-64 has it),
+ * else eight with word arithmetic ("Bit Twiddling Hacks": determine if a
+ * word has a byte less than n).  "high" is a constant at every call, so
+ * each variant compiles to its own loop.
  */
 
 #define ngx_ailink_json_special(c)                                            \
     ((c) < 0x20 || (c) == '"' || (c) == '\\')
+
+#define ngx_ailink_json_stop(c, high)                                         \
+    (ngx_ailink_json_special(c) || ((high) && (c) >= 0x80))
+
+#define ngx_ailink_json_plain_end(p, last)                                    \
+    ngx_ailink_json_run_end(p, last, 0)
+
+#define ngx_ailink_json_ascii_end(p, last)                                    \
+    ngx_ailink_json_run_end(p, last, 1)
 
 #if (defined __SSE2__)
 
@@ -317,30 +372,32 @@ cJSON *ngx_ailink_json_parse(ngx_str_t *text);
 
 NGX_AILINK_NO_ASAN
 static ngx_inline int
-ngx_ailink_json_special16(const u_char *p)
+ngx_ailink_json_special16(const u_char *p, ngx_uint_t high)
 {
-    __m128i  v;
+    __m128i  v, m;
 
     v = _mm_loadu_si128((const __m128i *) p);
 
     /* a byte <= 0x1f is one that saturating 0x1f away leaves 0 */
-    return _mm_movemask_epi8(
-               _mm_or_si128(
-                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                   _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x1f)),
-                                  _mm_setzero_si128())));
+    m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+            _mm_cmpeq_epi8(_mm_subs_epu8(v, _mm_set1_epi8(0x1f)),
+                           _mm_setzero_si128()));
+
+    /* a byte >= 0x80 has its top bit set already: the mask takes it */
+    return _mm_movemask_epi8(high ? _mm_or_si128(m, v) : m);
 }
 
 
 NGX_AILINK_NO_ASAN
 static ngx_inline u_char *
-ngx_ailink_json_plain_end(u_char *p, u_char *last)
+ngx_ailink_json_run_end(u_char *p, u_char *last, ngx_uint_t high)
 {
     int  mask;
 
     while (last - p >= 16) {
-        mask = ngx_ailink_json_special16(p);
+        mask = ngx_ailink_json_special16(p, high);
 
         if (mask) {
             return p + __builtin_ctz(mask);
@@ -350,45 +407,15 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
     }
 
     if (p < last && ((uintptr_t) p & 4095) <= 4096 - 16) {
-        mask = ngx_ailink_json_special16(p) & ((1 << (last - p)) - 1);
+        mask = ngx_ailink_json_special16(p, high) & ((1 << (last - p)) - 1);
         return mask ? p + __builtin_ctz(mask) : last;
     }
 
-    while (p < last && !ngx_ailink_json_special(*p)) {
+    while (p < last && !ngx_ailink_json_stop(*p, high)) {
         p++;
     }
 
     return p;
-}
-
-
-/* the same in a NUL-terminated string, whose NUL is a control byte */
-
-NGX_AILINK_NO_ASAN
-static ngx_inline u_char *
-ngx_ailink_json_cstr_plain_end(u_char *p)
-{
-    int  mask;
-
-    for ( ;; ) {
-        if (((uintptr_t) p & 4095) > 4096 - 16) {
-            /* the last bytes of a page, one at a time */
-            if (ngx_ailink_json_special(*p)) {
-                return p;
-            }
-
-            p++;
-            continue;
-        }
-
-        mask = ngx_ailink_json_special16(p);
-
-        if (mask) {
-            return p + __builtin_ctz(mask);
-        }
-
-        p += 16;
-    }
 }
 
 #else
@@ -399,7 +426,7 @@ ngx_ailink_json_cstr_plain_end(u_char *p)
     (((x) - NGX_AILINK_ONES * (n)) & ~(x) & NGX_AILINK_HIGHS)
 
 static ngx_inline u_char *
-ngx_ailink_json_plain_end(u_char *p, u_char *last)
+ngx_ailink_json_run_end(u_char *p, u_char *last, ngx_uint_t high)
 {
     uint64_t  v, q, b;
 
@@ -410,7 +437,8 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
         b = v ^ (NGX_AILINK_ONES * '\\');
 
         if (ngx_ailink_has_less(q, 1) | ngx_ailink_has_less(b, 1)
-            | ngx_ailink_has_less(v, 0x20))
+            | ngx_ailink_has_less(v, 0x20)
+            | (high ? (v & NGX_AILINK_HIGHS) : 0))
         {
             break;
         }
@@ -418,18 +446,7 @@ ngx_ailink_json_plain_end(u_char *p, u_char *last)
         p += 8;
     }
 
-    while (p < last && !ngx_ailink_json_special(*p)) {
-        p++;
-    }
-
-    return p;
-}
-
-
-static ngx_inline u_char *
-ngx_ailink_json_cstr_plain_end(u_char *p)
-{
-    while (!ngx_ailink_json_special(*p)) {
+    while (p < last && !ngx_ailink_json_stop(*p, high)) {
         p++;
     }
 
@@ -437,6 +454,44 @@ ngx_ailink_json_cstr_plain_end(u_char *p)
 }
 
 #endif
+
+
+/*
+ * One UTF-8 sequence at p (p < last, *p >= 0x80), as RFC 3629 allows it:
+ * no overlong forms, no surrogates (U+D800-DFFF), nothing above U+10FFFF.
+ * Returns its length, or minus the length of the ill-formed part to
+ * replace with one U+FFFD (Unicode's "maximal subpart": the bytes that
+ * could still have begun a sequence, at least one).
+ */
+
+static ngx_inline ngx_int_t
+ngx_ailink_utf8_sequence(u_char *p, u_char *last)
+{
+    u_char      c, lo, hi;
+    ngx_int_t   i, n;
+
+    c = *p;
+
+    if (c < 0xc2 || c > 0xf4) {
+        return -1;
+    }
+
+    n = (c < 0xe0) ? 2 : (c < 0xf0) ? 3 : 4;
+
+    lo = (c == 0xe0) ? 0xa0 : (c == 0xf0) ? 0x90 : 0x80;
+    hi = (c == 0xed) ? 0x9f : (c == 0xf4) ? 0x8f : 0xbf;
+
+    for (i = 1; i < n; i++) {
+        if (p + i == last || p[i] < lo || p[i] > hi) {
+            return -i;
+        }
+
+        lo = 0x80;
+        hi = 0xbf;
+    }
+
+    return n;
+}
 
 
 /* ngx_ailink_yaml.c */

@@ -26,6 +26,9 @@
 
 #define NGX_AILINK_JSON_CHUNK  4096
 
+static void ngx_ailink_json_free(void *p);
+
+
 static ngx_pool_t  *ngx_ailink_json_pool;
 static u_char      *ngx_ailink_json_pos;
 static u_char      *ngx_ailink_json_end;
@@ -75,6 +78,165 @@ ngx_ailink_json_delete(cJSON *json)
 }
 
 
+/* a copy of a C string in cJSON's memory */
+
+static char *
+ngx_ailink_json_strdup(const char *s)
+{
+    char    *p;
+    size_t   len;
+
+    len = ngx_strlen(s) + 1;
+
+    p = ngx_ailink_json_alloc(len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, s, len);
+
+    return p;
+}
+
+
+/* a string node of s, NUL bytes and all */
+
+cJSON *
+ngx_ailink_json_string(ngx_str_t *s)
+{
+    char   *text;
+    cJSON  *item;
+
+    item = ngx_ailink_json_alloc(sizeof(cJSON));
+    text = ngx_ailink_json_alloc(s->len + 1);
+
+    if (item == NULL || text == NULL) {
+        ngx_ailink_json_free(item);
+        ngx_ailink_json_free(text);
+        return NULL;
+    }
+
+    ngx_memzero(item, sizeof(cJSON));
+    item->type = cJSON_String;
+
+    if (s->len) {
+        ngx_memcpy(text, s->data, s->len);
+    }
+
+    text[s->len] = '\0';
+    item->valuestring = text;
+
+    if (memchr(text, '\0', s->len) != NULL) {
+        item->type |= NGX_AILINK_JSON_SIZED;
+        item->valuedouble = (double) s->len;
+    }
+
+    return item;
+}
+
+
+/*
+ * A deep copy that keeps what cJSON_Duplicate() loses: strings holding
+ * NUL and the text of numbers.  The copy has no key of its own.
+ */
+
+cJSON *
+ngx_ailink_json_copy(cJSON *item)
+{
+    cJSON      *copy, *child, *c, *tail;
+    ngx_str_t   s;
+
+    if (cJSON_IsString(item)) {
+        ngx_ailink_json_str(item, &s);
+        return ngx_ailink_json_string(&s);
+    }
+
+    copy = ngx_ailink_json_alloc(sizeof(cJSON));
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(copy, sizeof(cJSON));
+    copy->type = item->type & ~(cJSON_IsReference|cJSON_StringIsConst);
+    copy->valueint = item->valueint;
+    copy->valuedouble = item->valuedouble;
+
+    if (item->valuestring) {
+        /* a number's text, a raw value */
+        copy->valuestring = ngx_ailink_json_strdup(item->valuestring);
+        if (copy->valuestring == NULL) {
+            goto failed;
+        }
+    }
+
+    tail = NULL;
+
+    for (child = item->child; child; child = child->next) {
+        c = ngx_ailink_json_copy(child);
+        if (c == NULL) {
+            goto failed;
+        }
+
+        /* linked first, so that a failure below frees it with the copy */
+        if (tail == NULL) {
+            copy->child = c;
+
+        } else {
+            tail->next = c;
+            c->prev = tail;
+        }
+
+        tail = c;
+        copy->child->prev = tail;
+
+        if (child->string) {
+            c->string = ngx_ailink_json_strdup(child->string);
+            if (c->string == NULL) {
+                goto failed;
+            }
+        }
+    }
+
+    return copy;
+
+failed:
+
+    ngx_ailink_json_delete(copy);
+
+    return NULL;
+}
+
+
+/*
+ * Adds a copy of item to an object under key, or to an array (key NULL);
+ * returns the copy, or NULL (nothing added, nothing leaked).
+ */
+
+cJSON *
+ngx_ailink_json_add_copy(cJSON *obj, const char *key, cJSON *item)
+{
+    cJSON  *copy;
+
+    if (obj == NULL || item == NULL) {
+        return NULL;
+    }
+
+    copy = ngx_ailink_json_copy(item);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    if (!(key ? cJSON_AddItemToObject(obj, key, copy)
+              : cJSON_AddItemToArray(obj, copy)))
+    {
+        ngx_ailink_json_delete(copy);
+        return NULL;
+    }
+
+    return copy;
+}
+
+
 static void
 ngx_ailink_json_free(void *p)
 {
@@ -103,9 +265,12 @@ ngx_ailink_json_arena(ngx_pool_t *pool)
 
 
 /*
- * Escaping: '"', '\\' and the control bytes; every other byte, UTF-8
- * included, goes as it is.  Runs without any of them are found many
- * bytes at a time and copied whole: most strings have none.
+ * Escaping: '"', '\\' and the control bytes; valid UTF-8 goes as it is,
+ * and what is not UTF-8 (a stray byte, an overlong form, a surrogate, a
+ * code point above U+10FFFF, a cut sequence) becomes U+FFFD, "\ufffd":
+ * what is written is JSON whatever the bytes were (a decoded path, a
+ * client's header).  Runs of plain ASCII are found many bytes at a time
+ * and copied whole; only bytes >= 0x80 take the slow path.
  */
 
 static u_char  ngx_ailink_json_short_escape[0x20] = {
@@ -114,33 +279,44 @@ static u_char  ngx_ailink_json_short_escape[0x20] = {
 };
 
 
-/* a run's end in p..last, or, for last == NULL, in the C string p */
-
-#define ngx_ailink_json_run_end(p, last)                                      \
-    ((last) ? ngx_ailink_json_plain_end(p, last)                              \
-            : ngx_ailink_json_cstr_plain_end(p))
-
-#define ngx_ailink_json_at_end(p, last)                                       \
-    ((last) ? (p) == (last) : *(p) == '\0')
+#define NGX_AILINK_JSON_REPLACEMENT      "\\ufffd"
+#define NGX_AILINK_JSON_REPLACEMENT_LEN  (sizeof("\\ufffd") - 1)
 
 
 static size_t
 ngx_ailink_json_escaped_len(u_char *p, u_char *last)
 {
-    u_char  *run;
-    size_t   len;
+    u_char     *run;
+    size_t      len;
+    ngx_int_t   n;
 
-    for (len = 0; /* void */ ; p++) {
+    for (len = 0; /* void */ ; /* void */ ) {
         run = p;
-        p = ngx_ailink_json_run_end(p, last);
+        p = ngx_ailink_json_ascii_end(p, last);
         len += p - run;
 
-        if (ngx_ailink_json_at_end(p, last)) {
+        if (p == last) {
             return len;
+        }
+
+        if (*p >= 0x80) {
+            n = ngx_ailink_utf8_sequence(p, last);
+
+            if (n > 0) {
+                len += n;
+                p += n;
+
+            } else {
+                len += NGX_AILINK_JSON_REPLACEMENT_LEN;
+                p -= n;
+            }
+
+            continue;
         }
 
         /* \" \\ \n ..., or \u00XX */
         len += (*p >= 0x20 || ngx_ailink_json_short_escape[*p]) ? 2 : 6;
+        p++;
     }
 }
 
@@ -149,15 +325,32 @@ static u_char *
 ngx_ailink_json_escaped(u_char *dst, u_char *p, u_char *last)
 {
     u_char         c, *run;
+    ngx_int_t      n;
     static u_char  hex[] = "0123456789abcdef";
 
     for ( ;; ) {
         run = p;
-        p = ngx_ailink_json_run_end(p, last);
+        p = ngx_ailink_json_ascii_end(p, last);
         dst = ngx_cpymem(dst, run, p - run);
 
-        if (ngx_ailink_json_at_end(p, last)) {
+        if (p == last) {
             return dst;
+        }
+
+        if (*p >= 0x80) {
+            n = ngx_ailink_utf8_sequence(p, last);
+
+            if (n > 0) {
+                dst = ngx_cpymem(dst, p, n);
+                p += n;
+
+            } else {
+                dst = ngx_cpymem(dst, NGX_AILINK_JSON_REPLACEMENT,
+                                 NGX_AILINK_JSON_REPLACEMENT_LEN);
+                p -= n;
+            }
+
+            continue;
         }
 
         c = *p++;
@@ -183,7 +376,7 @@ ngx_ailink_json_escaped(u_char *dst, u_char *p, u_char *last)
 size_t
 ngx_ailink_json_escape_len(ngx_str_t *s)
 {
-    /* an empty string's data may be NULL, which means "to the NUL" here */
+    /* an empty string's data may be NULL */
     return s->len ? ngx_ailink_json_escaped_len(s->data, s->data + s->len) : 0;
 }
 
@@ -200,8 +393,8 @@ ngx_ailink_json_escape(u_char *dst, ngx_str_t *s)
  * Printing a cJSON tree: the length first, then the text into a buffer of
  * that size, so a body is written once into memory the caller chose (a
  * pool, a stream's recycled buffer) instead of cJSON's doubling buffers.
- * Numbers as cJSON prints them, integers without cJSON's sprintf() and
- * sscanf() round trip.
+ * A number the parser read as its text; others as cJSON prints them,
+ * integers without cJSON's sprintf() and sscanf() round trip.
  */
 
 #define NGX_AILINK_JSON_NUMBER_LEN  32
@@ -268,20 +461,67 @@ ngx_ailink_json_number(u_char *p, double d)
 }
 
 
+/* a string node: its text to its length, "\u0000" included */
+
+static size_t
+ngx_ailink_json_string_len(cJSON *item)
+{
+    u_char  *p;
+
+    if (item->valuestring == NULL) {
+        return 2;
+    }
+
+    p = (u_char *) item->valuestring;
+
+    return ngx_ailink_json_escaped_len(p, p + ngx_ailink_json_strlen(item))
+           + 2;
+}
+
+
+static u_char *
+ngx_ailink_json_string_print(u_char *p, cJSON *item)
+{
+    u_char  *q;
+
+    *p++ = '"';
+
+    if (item->valuestring) {
+        q = (u_char *) item->valuestring;
+        p = ngx_ailink_json_escaped(p, q, q + ngx_ailink_json_strlen(item));
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
 static size_t
 ngx_ailink_json_cstr_len(const char *s)
 {
-    return s ? ngx_ailink_json_escaped_len((u_char *) s, NULL) + 2 : 2;
+    u_char  *p;
+
+    if (s == NULL) {
+        return 2;
+    }
+
+    p = (u_char *) s;
+
+    return ngx_ailink_json_escaped_len(p, p + ngx_strlen(s)) + 2;
 }
 
 
 static u_char *
 ngx_ailink_json_cstr(u_char *p, const char *s)
 {
+    u_char  *q;
+
     *p++ = '"';
 
     if (s) {
-        p = ngx_ailink_json_escaped(p, (u_char *) s, NULL);
+        q = (u_char *) s;
+        p = ngx_ailink_json_escaped(p, q, q + ngx_strlen(s));
     }
 
     *p++ = '"';
@@ -306,10 +546,14 @@ ngx_ailink_json_print_len(cJSON *item)
         return sizeof("true") - 1;
 
     case cJSON_Number:
+        if (item->valuestring) {
+            return ngx_strlen(item->valuestring);
+        }
+
         return ngx_ailink_json_number(num, item->valuedouble) - num;
 
     case cJSON_String:
-        return ngx_ailink_json_cstr_len(item->valuestring);
+        return ngx_ailink_json_string_len(item);
 
     case cJSON_Raw:
         return item->valuestring ? ngx_strlen(item->valuestring) : 4;
@@ -352,10 +596,16 @@ ngx_ailink_json_print(u_char *p, cJSON *item)
         return ngx_cpymem(p, "true", 4);
 
     case cJSON_Number:
+        if (item->valuestring) {
+            /* the text it was read from */
+            return ngx_cpymem(p, item->valuestring,
+                              ngx_strlen(item->valuestring));
+        }
+
         return ngx_ailink_json_number(p, item->valuedouble);
 
     case cJSON_String:
-        return ngx_ailink_json_cstr(p, item->valuestring);
+        return ngx_ailink_json_string_print(p, item);
 
     case cJSON_Raw:
         return item->valuestring

@@ -57,10 +57,18 @@ ngx_ailink_scan_space(ngx_ailink_scan_t *s)
 }
 
 
+/*
+ * Strings must be UTF-8 (RFC 8259, section 8.1): a body that is not is
+ * refused on every route alike, the OpenAI pass-through included, rather
+ * than forwarded to a provider that would refuse it or translated into
+ * text that changed.
+ */
+
 static ngx_inline ngx_int_t
 ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 {
     u_char      *p, *last;
+    ngx_int_t    n;
     ngx_uint_t   i;
 
     /* at the opening quote; a local cursor keeps the hot loop tight */
@@ -70,9 +78,29 @@ ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 
     for ( ;; ) {
 
-        p = ngx_ailink_json_plain_end(p, last);
+        p = ngx_ailink_json_ascii_end(p, last);
 
-        if (p == last || *p < 0x20) {
+        if (p == last) {
+            return NGX_ERROR;
+        }
+
+        if (*p >= 0x80) {
+            /* a run of non-ASCII text: one sequence after another */
+            do {
+                n = ngx_ailink_utf8_sequence(p, last);
+
+                if (n < 0) {
+                    return NGX_ERROR;
+                }
+
+                p += n;
+
+            } while (p < last && *p >= 0x80);
+
+            continue;
+        }
+
+        if (*p < 0x20) {
             return NGX_ERROR;
         }
 
@@ -758,13 +786,15 @@ ngx_ailink_parse_escape(u_char **pp, u_char *last, u_char *dst)
 }
 
 
-/* a string's text, unescaped and NUL-terminated; at the opening quote */
+/*
+ * A string's text, unescaped and NUL-terminated, its length in *len (a
+ * "\u0000" makes it longer than strlen()); at the opening quote.
+ */
 
 static char *
-ngx_ailink_parse_string(ngx_ailink_scan_t *s)
+ngx_ailink_parse_string(ngx_ailink_scan_t *s, size_t *len)
 {
     u_char  *p, *q, *last, *dst, *out;
-    size_t   len;
 
     p = s->p + 1;
 
@@ -773,17 +803,17 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s)
     }
 
     last = s->p - 1;
-    len = last - p;
+    *len = last - p;
 
     /* unescaping only shortens */
-    out = ngx_ailink_json_alloc(len + 1);
+    out = ngx_ailink_json_alloc(*len + 1);
     if (out == NULL) {
         return NULL;
     }
 
     if (!s->escaped) {
-        ngx_memcpy(out, p, len);
-        out[len] = '\0';
+        ngx_memcpy(out, p, *len);
+        out[*len] = '\0';
         return (char *) out;
     }
 
@@ -808,6 +838,7 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s)
     }
 
     *dst = '\0';
+    *len = dst - out;
 
     return (char *) out;
 }
@@ -816,17 +847,19 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s)
 /*
  * Integers of up to 15 digits, nearly every number in these bodies, are
  * exact in a double and converted here; the rest go to strtod() (nginx
- * keeps the "C" locale, so '.' is the decimal point).
+ * keeps the "C" locale, so '.' is the decimal point) and keep their text
+ * in the node's valuestring, which cJSON leaves unused for numbers: the
+ * printer writes it back as it came, so that 1e400, 2^64 or a decimal of
+ * 40 digits pass through a translation unchanged.
  */
-
-#define NGX_AILINK_JSON_NUMBER_MAX  64
 
 static cJSON *
 ngx_ailink_parse_number(ngx_ailink_scan_t *s)
 {
-    u_char   *start, *p, buf[NGX_AILINK_JSON_NUMBER_MAX];
+    u_char   *start, *p, *text;
     cJSON    *item;
     double    d;
+    size_t    len;
     int64_t   n;
 
     start = s->p;
@@ -844,21 +877,28 @@ ngx_ailink_parse_number(ngx_ailink_scan_t *s)
         }
     }
 
-    if (p == s->p) {
-        d = (*start == '-') ? -(double) n : (double) n;
-
-    } else {
-        if (s->p - start >= NGX_AILINK_JSON_NUMBER_MAX) {
-            return NULL;
-        }
-
-        *ngx_cpymem(buf, start, s->p - start) = '\0';
-        d = strtod((char *) buf, NULL);
-    }
-
     item = ngx_ailink_parse_node(cJSON_Number);
     if (item == NULL) {
         return NULL;
+    }
+
+    if (p == s->p && !(n == 0 && *start == '-')) {
+        /* printed back the same: no text kept */
+        d = (*start == '-') ? -(double) n : (double) n;
+
+    } else {
+        len = s->p - start;
+
+        text = ngx_ailink_json_alloc(len + 1);
+        if (text == NULL) {
+            ngx_ailink_json_delete(item);
+            return NULL;
+        }
+
+        *ngx_cpymem(text, start, len) = '\0';
+
+        d = strtod((char *) text, NULL);
+        item->valuestring = (char *) text;
     }
 
     /* cJSON's valueint: the double, saturated */
@@ -878,6 +918,7 @@ ngx_ailink_parse_container(ngx_ailink_scan_t *s)
     char        *key;
     u_char       close;
     cJSON       *item, *child, *tail;
+    size_t       len;
     ngx_uint_t   object;
 
     object = (*s->p == '{');
@@ -911,8 +952,15 @@ ngx_ailink_parse_container(ngx_ailink_scan_t *s)
                 goto failed;
             }
 
-            key = ngx_ailink_parse_string(s);
+            key = ngx_ailink_parse_string(s, &len);
             if (key == NULL) {
+                goto failed;
+            }
+
+            if (ngx_strlen(key) != len) {
+                /* a key is a C string in cJSON: one with NUL would be
+                 * cut, so it is refused */
+                cJSON_free(key);
                 goto failed;
             }
 
@@ -1005,8 +1053,9 @@ ngx_ailink_parse_literal(ngx_ailink_scan_t *s)
 static cJSON *
 ngx_ailink_parse_value(ngx_ailink_scan_t *s)
 {
-    char   *text;
-    cJSON  *item;
+    char    *text;
+    cJSON   *item;
+    size_t   len;
 
     switch (*s->p) {
 
@@ -1015,7 +1064,7 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
         return ngx_ailink_parse_container(s);
 
     case '"':
-        text = ngx_ailink_parse_string(s);
+        text = ngx_ailink_parse_string(s, &len);
         if (text == NULL) {
             return NULL;
         }
@@ -1027,6 +1076,13 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
         }
 
         item->valuestring = text;
+
+        if (s->escaped && ngx_strlen(text) != len) {
+            /* "\u0000" inside: the length says where the text ends */
+            item->type |= NGX_AILINK_JSON_SIZED;
+            item->valuedouble = (double) len;
+        }
+
         return item;
 
     case 't':
@@ -1040,7 +1096,11 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
 }
 
 
-/* one JSON value (after an optional UTF-8 BOM, as cJSON allows), or NULL */
+/*
+ * One JSON value, or NULL.  A UTF-8 BOM is refused, as the scan refuses
+ * it (RFC 8259: a sender must not add one): a request is refused with a
+ * BOM on every route, not only on the routes that pass through.
+ */
 
 cJSON *
 ngx_ailink_json_parse(ngx_str_t *text)
@@ -1052,10 +1112,6 @@ ngx_ailink_json_parse(ngx_str_t *text)
     s.last = text->data + text->len;
     s.depth = 0;
     s.escaped = 0;
-
-    if (s.last - s.p >= 3 && ngx_strncmp(s.p, "\xef\xbb\xbf", 3) == 0) {
-        s.p += 3;
-    }
 
     ngx_ailink_scan_space(&s);
 

@@ -28,7 +28,7 @@ typedef struct {
 static ngx_int_t ngx_ailink_anthropic_add(cJSON *obj, const char *key,
     cJSON *item);
 static ngx_int_t ngx_ailink_anthropic_push(cJSON *array, cJSON *item);
-static cJSON *ngx_ailink_anthropic_text(const char *text, cJSON *cc);
+static cJSON *ngx_ailink_anthropic_text(cJSON *text, cJSON *cc);
 static ngx_int_t ngx_ailink_anthropic_cache(cJSON *block, cJSON *cc);
 static ngx_int_t ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x,
     ngx_uint_t i, cJSON *msg, cJSON *system, cJSON *messages, cJSON **last);
@@ -42,8 +42,7 @@ static ngx_int_t ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x,
     ngx_uint_t i, cJSON *calls, cJSON *blocks);
 static ngx_int_t ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x,
     ngx_uint_t i, cJSON *msg, cJSON *blocks);
-static const char *ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x,
-    const char *id);
+static cJSON *ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x, cJSON *id);
 static ngx_int_t ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last,
     const char *role, cJSON *blocks);
 static ngx_int_t ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x,
@@ -65,8 +64,7 @@ static ngx_int_t ngx_ailink_anthropic_tool_delta(ngx_ailink_xstream_t *st,
     ngx_uint_t index, cJSON *id, cJSON *name, const char *arguments);
 
 
-#define ngx_ailink_anthropic_is(item, s)                                      \
-    (cJSON_IsString(item) && ngx_strcmp((item)->valuestring, s) == 0)
+#define ngx_ailink_anthropic_is(item, s)  ngx_ailink_json_is(item, s)
 
 #define ngx_ailink_anthropic_event(name, s)                                   \
     ((name)->len == sizeof(s) - 1                                             \
@@ -82,7 +80,6 @@ cJSON *
 ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
 {
     cJSON       *out, *system, *messages, *msgs, *msg, *last, *first, *n;
-    u_char      *model;
     ngx_int_t    rc;
     ngx_uint_t   i;
 
@@ -106,19 +103,15 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
         return NULL;
     }
 
-    model = ngx_pnalloc(x->pool, x->model.len + 1);
-    if (model == NULL) {
-        return NULL;
-    }
-
-    *ngx_cpymem(model, x->model.data, x->model.len) = '\0';
-
     out = cJSON_CreateObject();
     if (out == NULL) {
         return NULL;
     }
 
-    if (cJSON_AddStringToObject(out, "model", (char *) model) == NULL) {
+    if (ngx_ailink_anthropic_add(out, "model",
+                                 ngx_ailink_json_string(&x->model))
+        != NGX_OK)
+    {
         goto failed;
     }
 
@@ -227,12 +220,12 @@ ngx_ailink_anthropic_cache(cJSON *block, cJSON *cc)
     }
 
     return ngx_ailink_anthropic_add(block, "cache_control",
-                                    cJSON_Duplicate(cc, 1));
+                                    ngx_ailink_json_copy(cc));
 }
 
 
 static cJSON *
-ngx_ailink_anthropic_text(const char *text, cJSON *cc)
+ngx_ailink_anthropic_text(cJSON *text, cJSON *cc)
 {
     cJSON  *block;
 
@@ -240,7 +233,7 @@ ngx_ailink_anthropic_text(const char *text, cJSON *cc)
 
     if (block == NULL
         || cJSON_AddStringToObject(block, "type", "text") == NULL
-        || cJSON_AddStringToObject(block, "text", text) == NULL
+        || ngx_ailink_json_add_copy(block, "text", text) == NULL
         || ngx_ailink_anthropic_cache(block, cc) != NGX_OK)
     {
         ngx_ailink_json_delete(block);
@@ -412,12 +405,12 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
     }
 
     if (cJSON_IsString(content)) {
-        if (content->valuestring[0] == '\0') {
+        if (ngx_ailink_json_empty(content)) {
             return NGX_OK;
         }
 
         return ngx_ailink_anthropic_push(blocks,
-                   ngx_ailink_anthropic_text(content->valuestring, NULL));
+                   ngx_ailink_anthropic_text(content, NULL));
     }
 
     if (!cJSON_IsArray(content)) {
@@ -435,7 +428,7 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
                                           "part has no \"type\"", i);
         }
 
-        if (ngx_strcmp(type->valuestring, "text") == 0) {
+        if (ngx_ailink_anthropic_is(type, "text")) {
             text = ngx_ailink_json_get(part, "text");
 
             if (!cJSON_IsString(text)) {
@@ -444,11 +437,11 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
                                               "part has no \"text\"", i);
             }
 
-            if (text->valuestring[0] == '\0') {
+            if (ngx_ailink_json_empty(text)) {
                 continue;
             }
 
-            block = ngx_ailink_anthropic_text(text->valuestring,
+            block = ngx_ailink_anthropic_text(text,
                         ngx_ailink_json_get(part, "cache_control"));
 
             if (ngx_ailink_anthropic_push(blocks, block) != NGX_OK) {
@@ -458,14 +451,14 @@ ngx_ailink_anthropic_content(ngx_ailink_xreq_t *x, ngx_uint_t i,
             continue;
         }
 
-        if (ngx_strcmp(type->valuestring, "refusal") == 0 && !media) {
+        if (ngx_ailink_anthropic_is(type, "refusal") && !media) {
             /* an assistant's earlier refusal: nothing to replay */
             continue;
         }
 
         if (!media
-            || (ngx_strcmp(type->valuestring, "image_url") != 0
-                && ngx_strcmp(type->valuestring, "file") != 0))
+            || (!ngx_ailink_anthropic_is(type, "image_url")
+                && !ngx_ailink_anthropic_is(type, "file")))
         {
             return ngx_ailink_xreq_refuse(x, "messages",
                                           "messages[%ui]: content parts "
@@ -539,7 +532,9 @@ ngx_ailink_anthropic_image(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
         return NGX_ERROR;
     }
 
-    rc = ngx_ailink_data_url(x->pool, url, &media_type, &data);
+    /* a URL with "\u0000" in it is no URL: refused, not cut short */
+    rc = (iu->type & NGX_AILINK_JSON_SIZED)
+         ? NGX_ERROR : ngx_ailink_data_url(x->pool, url, &media_type, &data);
 
     if (rc == NGX_OK) {
         /* both strings are NUL-terminated: data ends the URL */
@@ -585,10 +580,12 @@ ngx_ailink_anthropic_file(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *part,
     ngx_str_t    media_type, data;
     const char  *url;
 
-    file = ngx_ailink_json_get(part, "file");
-    url = cJSON_GetStringValue(ngx_ailink_json_get(file, "file_data"));
+    file = ngx_ailink_json_get(ngx_ailink_json_get(part, "file"),
+                               "file_data");
+    url = cJSON_GetStringValue(file);
 
     if (url == NULL
+        || (file->type & NGX_AILINK_JSON_SIZED)
         || ngx_ailink_data_url(x->pool, url, &media_type, &data) != NGX_OK
         || ngx_strcmp(media_type.data, "application/pdf") != 0)
     {
@@ -623,10 +620,10 @@ static ngx_int_t
 ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
     cJSON *calls, cJSON *blocks)
 {
+    u_char      *p, *last;
     cJSON       *call, *id, *fn, *name, *args, *input, *block;
-    u_char      *p;
+    ngx_str_t    text;
     ngx_uint_t   k;
-    const char  *tid;
 
     if (!cJSON_IsArray(calls)) {
         return ngx_ailink_xreq_refuse(x, "messages",
@@ -652,19 +649,23 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
         input = NULL;
 
         if (cJSON_IsString(args)) {
-            for (p = (u_char *) args->valuestring;
-                 *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n';
+            ngx_ailink_json_str(args, &text);
+            last = text.data + text.len;
+
+            for (p = text.data;
+                 p < last
+                 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n');
                  p++)
             {
                 /* void */
             }
 
             /* a call without arguments is often sent as "" */
-            input = *p ? cJSON_ParseWithOpts(args->valuestring, NULL, 1)
-                       : cJSON_CreateObject();
+            input = (p < last) ? ngx_ailink_json_parse(&text)
+                               : cJSON_CreateObject();
 
         } else if (cJSON_IsObject(args)) {
-            input = cJSON_Duplicate(args, 1);
+            input = ngx_ailink_json_copy(args);
 
         } else if (args == NULL || cJSON_IsNull(args)) {
             input = cJSON_CreateObject();
@@ -682,11 +683,10 @@ ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x, ngx_uint_t i,
 
         if (block == NULL
             || cJSON_AddStringToObject(block, "type", "tool_use") == NULL
-            || (tid = ngx_ailink_anthropic_tool_id(x, id->valuestring))
-               == NULL
-            || cJSON_AddStringToObject(block, "id", tid) == NULL
-            || cJSON_AddStringToObject(block, "name", name->valuestring)
-               == NULL)
+            || ngx_ailink_anthropic_add(block, "id",
+                                        ngx_ailink_anthropic_tool_id(x, id))
+               != NGX_OK
+            || ngx_ailink_json_add_copy(block, "name", name) == NULL)
         {
             ngx_ailink_json_delete(input);
             ngx_ailink_json_delete(block);
@@ -721,7 +721,6 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
 {
     cJSON       *id, *content, *block, *parts;
     ngx_int_t    rc;
-    const char  *tid;
 
     id = ngx_ailink_json_get(msg, "tool_call_id");
 
@@ -731,16 +730,13 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
                                       "needs a \"tool_call_id\"", i);
     }
 
-    tid = ngx_ailink_anthropic_tool_id(x, id->valuestring);
-    if (tid == NULL) {
-        return NGX_ERROR;
-    }
-
     block = cJSON_CreateObject();
 
     if (block == NULL
         || cJSON_AddStringToObject(block, "type", "tool_result") == NULL
-        || cJSON_AddStringToObject(block, "tool_use_id", tid) == NULL)
+        || ngx_ailink_anthropic_add(block, "tool_use_id",
+                                    ngx_ailink_anthropic_tool_id(x, id))
+           != NGX_OK)
     {
         ngx_ailink_json_delete(block);
         return NGX_ERROR;
@@ -753,11 +749,11 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
     content = ngx_ailink_json_get(msg, "content");
 
     if (cJSON_IsString(content)) {
-        if (content->valuestring[0] == '\0') {
+        if (ngx_ailink_json_empty(content)) {
             return NGX_OK;
         }
 
-        return cJSON_AddStringToObject(block, "content", content->valuestring)
+        return ngx_ailink_json_add_copy(block, "content", content)
                ? NGX_OK : NGX_ERROR;
     }
 
@@ -783,40 +779,42 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
  * tool_result blocks, so that they still pair.
  */
 
-static const char *
-ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x, const char *id)
+static cJSON *
+ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x, cJSON *id)
 {
-    u_char  *p, *q, *s;
-    size_t   len;
+    u_char     *p, *q, *last;
+    ngx_str_t   s, out;
 
-    for (p = (u_char *) id; *p; p++) {
+    ngx_ailink_json_str(id, &s);
+    last = s.data + s.len;
+
+    for (p = s.data; p < last; p++) {
         if (!ngx_ailink_anthropic_id_char(*p)) {
             break;
         }
     }
 
-    if (*p == '\0' && p != (u_char *) id) {
-        return id;
+    if (p == last && s.len) {
+        return ngx_ailink_json_string(&s);
     }
 
-    len = ngx_strlen(id);
-
-    s = ngx_pnalloc(x->pool, len + 2);
-    if (s == NULL) {
+    /* a NUL, as any byte Anthropic does not allow, becomes '_' */
+    out.data = ngx_pnalloc(x->pool, s.len + 1);
+    if (out.data == NULL) {
         return NULL;
     }
 
-    for (p = (u_char *) id, q = s; *p; p++) {
+    for (p = s.data, q = out.data; p < last; p++) {
         *q++ = ngx_ailink_anthropic_id_char(*p) ? *p : '_';
     }
 
-    if (q == s) {
+    if (q == out.data) {
         *q++ = '_';
     }
 
-    *q = '\0';
+    out.len = q - out.data;
 
-    return (const char *) s;
+    return ngx_ailink_json_string(&out);
 }
 
 
@@ -878,19 +876,18 @@ ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         t = cJSON_CreateObject();
 
         if (ngx_ailink_anthropic_push(list, t) != NGX_OK
-            || cJSON_AddStringToObject(t, "name", name->valuestring) == NULL)
+            || ngx_ailink_json_add_copy(t, "name", name) == NULL)
         {
             return NGX_ERROR;
         }
 
         if (cJSON_IsString(desc)
-            && cJSON_AddStringToObject(t, "description", desc->valuestring)
-               == NULL)
+            && ngx_ailink_json_add_copy(t, "description", desc) == NULL)
         {
             return NGX_ERROR;
         }
 
-        schema = cJSON_IsObject(params) ? cJSON_Duplicate(params, 1)
+        schema = cJSON_IsObject(params) ? ngx_ailink_json_copy(params)
                                         : cJSON_CreateObject();
 
         if (ngx_ailink_anthropic_add(t, "input_schema", schema) != NGX_OK) {
@@ -991,8 +988,7 @@ ngx_ailink_anthropic_tool_choice(ngx_ailink_xreq_t *x, cJSON *req,
         return NGX_ERROR;
     }
 
-    if (name && cJSON_AddStringToObject(tc, "name", name->valuestring)
-                == NULL)
+    if (name && ngx_ailink_json_add_copy(tc, "name", name) == NULL)
     {
         return NGX_ERROR;
     }
@@ -1013,7 +1009,7 @@ static ngx_int_t
 ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
 {
     cJSON       *v, *stop, *s, *md;
-    double       max, t;
+    double       max;
     const char  *name;
 
     name = "max_completion_tokens";
@@ -1047,10 +1043,12 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
     v = ngx_ailink_json_get(req, "temperature");
 
     if (cJSON_IsNumber(v)) {
-        /* OpenAI allows up to 2, Anthropic up to 1 */
-        t = v->valuedouble > 1 ? 1 : v->valuedouble;
-
-        if (cJSON_AddNumberToObject(out, "temperature", t) == NULL) {
+        /* OpenAI allows up to 2, Anthropic up to 1; else as it came */
+        if ((v->valuedouble > 1
+             ? cJSON_AddNumberToObject(out, "temperature", 1)
+             : ngx_ailink_json_add_copy(out, "temperature", v))
+            == NULL)
+        {
             return NGX_ERROR;
         }
 
@@ -1063,7 +1061,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
     v = ngx_ailink_json_get(req, "top_p");
 
     if (cJSON_IsNumber(v)) {
-        if (cJSON_AddNumberToObject(out, "top_p", v->valuedouble) == NULL) {
+        if (ngx_ailink_json_add_copy(out, "top_p", v) == NULL) {
             return NGX_ERROR;
         }
 
@@ -1081,9 +1079,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
         }
 
         if (cJSON_IsString(v)) {
-            if (ngx_ailink_anthropic_push(stop,
-                                          cJSON_CreateString(v->valuestring))
-                != NGX_OK)
+            if (ngx_ailink_json_add_copy(stop, NULL, v) == NULL)
             {
                 return NGX_ERROR;
             }
@@ -1097,8 +1093,7 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
                                                   "of strings");
                 }
 
-                if (ngx_ailink_anthropic_push(stop,
-                        cJSON_CreateString(s->valuestring)) != NGX_OK)
+                if (ngx_ailink_json_add_copy(stop, NULL, s) == NULL)
                 {
                     return NGX_ERROR;
                 }
@@ -1113,11 +1108,10 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
 
     v = ngx_ailink_json_get(req, "user");
 
-    if (cJSON_IsString(v) && v->valuestring[0]) {
+    if (cJSON_IsString(v) && !ngx_ailink_json_empty(v)) {
         md = cJSON_AddObjectToObject(out, "metadata");
 
-        if (md == NULL
-            || cJSON_AddStringToObject(md, "user_id", v->valuestring) == NULL)
+        if (md == NULL || ngx_ailink_json_add_copy(md, "user_id", v) == NULL)
         {
             return NGX_ERROR;
         }

@@ -50,7 +50,7 @@ static ngx_int_t ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x,
 static ngx_int_t ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x,
     cJSON *content, ngx_uint_t i, cJSON *parts);
 static ngx_int_t ngx_ailink_gemini_media(ngx_ailink_xreq_t *x,
-    const char *url, ngx_uint_t i, cJSON *parts);
+    cJSON *item, ngx_uint_t i, cJSON *parts);
 static const char *ngx_ailink_gemini_mime(const char *url);
 static ngx_int_t ngx_ailink_gemini_assistant(ngx_ailink_xreq_t *x,
     cJSON *msg, ngx_uint_t i, cJSON *parts);
@@ -59,7 +59,7 @@ static ngx_int_t ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x,
 static ngx_int_t ngx_ailink_gemini_signature(const char *id, cJSON *part);
 static ngx_int_t ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x,
     cJSON *messages, cJSON *msg, ngx_uint_t i, cJSON *parts);
-static const char *ngx_ailink_gemini_tool_name(cJSON *messages, cJSON *msg,
+static cJSON *ngx_ailink_gemini_tool_name(cJSON *messages, cJSON *msg,
     const char *id);
 static ngx_int_t ngx_ailink_gemini_merge(cJSON *contents, cJSON *parts,
     const char *role);
@@ -99,7 +99,7 @@ static ngx_int_t ngx_ailink_gemini_stream_error(ngx_ailink_xstream_t *st,
 static ngx_int_t ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
     ngx_ailink_gemini_stream_t *gs, cJSON *parts);
 static cJSON *ngx_ailink_gemini_new_part(cJSON *parts);
-static ngx_int_t ngx_ailink_gemini_add_text(cJSON *parts, const char *text);
+static ngx_int_t ngx_ailink_gemini_add_text(cJSON *parts, cJSON *text);
 static ngx_int_t ngx_ailink_gemini_add(cJSON *obj, const char *key,
     cJSON *item);
 static double ngx_ailink_gemini_int32(double d);
@@ -279,15 +279,15 @@ static ngx_int_t
 ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x, cJSON *content,
     ngx_uint_t i, cJSON *parts)
 {
-    cJSON       *part;
-    const char  *type, *text;
+    cJSON       *part, *text;
+    const char  *type;
 
     if (content == NULL || cJSON_IsNull(content)) {
         return NGX_OK;
     }
 
     if (cJSON_IsString(content)) {
-        return ngx_ailink_gemini_add_text(parts, content->valuestring);
+        return ngx_ailink_gemini_add_text(parts, content);
     }
 
     if (!cJSON_IsArray(content)) {
@@ -299,10 +299,10 @@ ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x, cJSON *content,
         type = cJSON_GetStringValue(ngx_ailink_json_get(part, "type"));
 
         if (type != NULL && ngx_strcmp(type, "refusal") == 0) {
-            text = cJSON_GetStringValue(ngx_ailink_json_get(part, "refusal"));
+            text = ngx_ailink_json_get(part, "refusal");
 
         } else if (type != NULL && ngx_strcmp(type, "text") == 0) {
-            text = cJSON_GetStringValue(ngx_ailink_json_get(part, "text"));
+            text = ngx_ailink_json_get(part, "text");
 
         } else {
             return ngx_ailink_xreq_refuse(x, "messages",
@@ -310,7 +310,7 @@ ngx_ailink_gemini_text_content(ngx_ailink_xreq_t *x, cJSON *content,
                                           "parts are allowed here", i);
         }
 
-        if (text == NULL) {
+        if (!cJSON_IsString(text)) {
             return ngx_ailink_xreq_refuse(x, "messages",
                                           "messages[%ui].content: a text "
                                           "part without text", i);
@@ -329,7 +329,7 @@ static ngx_int_t
 ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
     ngx_uint_t i, cJSON *parts)
 {
-    cJSON       *part, *item, *inline_data;
+    cJSON       *part, *item, *inline_data, *data;
     ngx_int_t    rc;
     const char  *type, *s, *format;
 
@@ -338,7 +338,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
     }
 
     if (cJSON_IsString(content)) {
-        return ngx_ailink_gemini_add_text(parts, content->valuestring);
+        return ngx_ailink_gemini_add_text(parts, content);
     }
 
     if (!cJSON_IsArray(content)) {
@@ -356,23 +356,24 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
         }
 
         if (ngx_strcmp(type, "text") == 0) {
-            s = cJSON_GetStringValue(ngx_ailink_json_get(part, "text"));
+            item = ngx_ailink_json_get(part, "text");
 
-            if (s == NULL) {
+            if (!cJSON_IsString(item)) {
                 return ngx_ailink_xreq_refuse(x, "messages",
                                               "messages[%ui].content: a "
                                               "text part without text", i);
             }
 
-            rc = ngx_ailink_gemini_add_text(parts, s);
+            rc = ngx_ailink_gemini_add_text(parts, item);
 
         } else if (ngx_strcmp(type, "image_url") == 0) {
             item = ngx_ailink_json_get(part, "image_url");
-            s = cJSON_GetStringValue(item);
 
-            if (s == NULL) {
-                s = cJSON_GetStringValue(ngx_ailink_json_get(item, "url"));
+            if (!cJSON_IsString(item)) {
+                item = ngx_ailink_json_get(item, "url");
             }
+
+            s = cJSON_GetStringValue(item);
 
             if (s == NULL) {
                 return ngx_ailink_xreq_refuse(x, "messages",
@@ -381,11 +382,12 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
                                               "url", i);
             }
 
-            rc = ngx_ailink_gemini_media(x, s, i, parts);
+            rc = ngx_ailink_gemini_media(x, item, i, parts);
 
         } else if (ngx_strcmp(type, "file") == 0) {
-            item = ngx_ailink_json_get(part, "file");
-            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "file_data"));
+            item = ngx_ailink_json_get(ngx_ailink_json_get(part, "file"),
+                                       "file_data");
+            s = cJSON_GetStringValue(item);
 
             if (s == NULL) {
                 return ngx_ailink_xreq_refuse(x, "messages",
@@ -395,14 +397,14 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
                                               "not by file_id", i);
             }
 
-            rc = ngx_ailink_gemini_media(x, s, i, parts);
+            rc = ngx_ailink_gemini_media(x, item, i, parts);
 
         } else if (ngx_strcmp(type, "input_audio") == 0) {
             item = ngx_ailink_json_get(part, "input_audio");
-            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "data"));
+            data = ngx_ailink_json_get(item, "data");
             format = cJSON_GetStringValue(ngx_ailink_json_get(item, "format"));
 
-            if (s == NULL || format == NULL
+            if (!cJSON_IsString(data) || format == NULL
                 || (ngx_strcmp(format, "wav") != 0
                     && ngx_strcmp(format, "mp3") != 0))
             {
@@ -420,7 +422,7 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
                                            format[0] == 'w' ? "audio/wav"
                                                             : "audio/mp3")
                    == NULL
-                || cJSON_AddStringToObject(inline_data, "data", s) == NULL)
+                || ngx_ailink_json_add_copy(inline_data, "data", data) == NULL)
             {
                 return NGX_ERROR;
             }
@@ -446,16 +448,20 @@ ngx_ailink_gemini_user_content(ngx_ailink_xreq_t *x, cJSON *content,
 /* an image or file URL: data: inline, http(s) and gs: by reference */
 
 static ngx_int_t
-ngx_ailink_gemini_media(ngx_ailink_xreq_t *x, const char *url, ngx_uint_t i,
+ngx_ailink_gemini_media(ngx_ailink_xreq_t *x, cJSON *item, ngx_uint_t i,
     cJSON *parts)
 {
     cJSON       *part, *data;
     size_t       len;
     ngx_int_t    rc;
     ngx_str_t    media_type, payload;
-    const char  *mime;
+    const char  *mime, *url;
 
-    rc = ngx_ailink_data_url(x->pool, url, &media_type, &payload);
+    url = item->valuestring;
+
+    /* a URL with "\u0000" in it is no URL: refused, not cut short */
+    rc = (item->type & NGX_AILINK_JSON_SIZED)
+         ? NGX_ERROR : ngx_ailink_data_url(x->pool, url, &media_type, &payload);
 
     if (rc == NGX_ERROR) {
         return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content: "
@@ -623,24 +629,41 @@ static ngx_int_t
 ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
     const char *id, ngx_uint_t i, cJSON *parts)
 {
-    cJSON       *part, *fc, *args;
-    const char  *name, *arguments;
+    u_char      *p, *last;
+    cJSON       *part, *fc, *args, *item;
+    ngx_str_t    arguments;
+    const char  *name;
 
-    name = cJSON_GetStringValue(ngx_ailink_json_get(function, "name"));
-    arguments = cJSON_GetStringValue(
-                    ngx_ailink_json_get(function, "arguments"));
+    item = ngx_ailink_json_get(function, "name");
+    name = cJSON_GetStringValue(item);
 
-    if (name == NULL || name[0] == '\0') {
+    if (name == NULL || ngx_ailink_json_empty(item)) {
         return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: a tool "
                                       "call without a function name", i);
     }
 
-    if (arguments == NULL || arguments[strspn(arguments, " \t\r\n")] == '\0')
+    args = ngx_ailink_json_get(function, "arguments");
+    arguments.len = 0;
+    arguments.data = (u_char *) "";
+
+    if (cJSON_IsString(args)) {
+        ngx_ailink_json_str(args, &arguments);
+    }
+
+    last = arguments.data + arguments.len;
+
+    for (p = arguments.data;
+         p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n');
+         p++)
     {
+        /* void */
+    }
+
+    if (p == last) {
         args = cJSON_CreateObject();
 
     } else {
-        args = cJSON_Parse(arguments);
+        args = ngx_ailink_json_parse(&arguments);
 
         if (!cJSON_IsObject(args)) {
             ngx_ailink_json_delete(args);
@@ -654,7 +677,7 @@ ngx_ailink_gemini_function_call(ngx_ailink_xreq_t *x, cJSON *function,
     part = ngx_ailink_gemini_new_part(parts);
     fc = cJSON_AddObjectToObject(part, "functionCall");
 
-    if (fc == NULL || cJSON_AddStringToObject(fc, "name", name) == NULL) {
+    if (fc == NULL || ngx_ailink_json_add_copy(fc, "name", item) == NULL) {
         ngx_ailink_json_delete(args);
         return NGX_ERROR;
     }
@@ -728,9 +751,9 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     cJSON *msg, ngx_uint_t i, cJSON *parts)
 {
     u_char      *p;
-    cJSON       *content, *item, *part, *fr, *response;
-    size_t       len;
-    const char  *id, *name, *text, *s;
+    cJSON       *content, *item, *t, *part, *fr, *response, *name;
+    ngx_str_t    text, s;
+    const char  *id;
 
     id = cJSON_GetStringValue(ngx_ailink_json_get(msg, "tool_call_id"));
 
@@ -745,9 +768,9 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
         }
 
     } else {
-        name = cJSON_GetStringValue(ngx_ailink_json_get(msg, "name"));
+        name = ngx_ailink_json_get(msg, "name");
 
-        if (name == NULL) {
+        if (!cJSON_IsString(name)) {
             return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui]: a "
                                           "tool message needs a "
                                           "tool_call_id", i);
@@ -757,35 +780,34 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     content = ngx_ailink_json_get(msg, "content");
 
     if (cJSON_IsString(content)) {
-        text = content->valuestring;
+        ngx_ailink_json_str(content, &text);
 
     } else if (cJSON_IsArray(content)) {
-        len = 0;
+        text.len = 0;
 
         cJSON_ArrayForEach(item, content) {
-            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "text"));
-            len += s ? ngx_strlen(s) : 0;
+            t = ngx_ailink_json_get(item, "text");
+            text.len += cJSON_IsString(t) ? ngx_ailink_json_strlen(t) : 0;
         }
 
-        p = ngx_pnalloc(x->pool, len + 1);
-        if (p == NULL) {
+        text.data = ngx_pnalloc(x->pool, text.len + 1);
+        if (text.data == NULL) {
             return NGX_ERROR;
         }
 
-        text = (const char *) p;
+        p = text.data;
 
         cJSON_ArrayForEach(item, content) {
-            s = cJSON_GetStringValue(ngx_ailink_json_get(item, "text"));
+            t = ngx_ailink_json_get(item, "text");
 
-            if (s != NULL) {
-                p = ngx_cpymem(p, s, ngx_strlen(s));
+            if (cJSON_IsString(t)) {
+                ngx_ailink_json_str(t, &s);
+                p = ngx_cpymem(p, s.data, s.len);
             }
         }
 
-        *p = '\0';
-
     } else if (content == NULL || cJSON_IsNull(content)) {
-        text = "";
+        ngx_str_set(&text, "");
 
     } else {
         return ngx_ailink_xreq_refuse(x, "messages", "messages[%ui].content "
@@ -793,14 +815,16 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     }
 
     /* a result that is a JSON object is the response object itself */
-    response = cJSON_Parse(text);
+    response = ngx_ailink_json_parse(&text);
 
     if (!cJSON_IsObject(response)) {
         ngx_ailink_json_delete(response);
 
         response = cJSON_CreateObject();
         if (response == NULL
-            || cJSON_AddStringToObject(response, "content", text) == NULL)
+            || ngx_ailink_gemini_add(response, "content",
+                                     ngx_ailink_json_string(&text))
+               != NGX_OK)
         {
             ngx_ailink_json_delete(response);
             return NGX_ERROR;
@@ -810,7 +834,7 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
     part = ngx_ailink_gemini_new_part(parts);
     fr = cJSON_AddObjectToObject(part, "functionResponse");
 
-    if (fr == NULL || cJSON_AddStringToObject(fr, "name", name) == NULL) {
+    if (fr == NULL || ngx_ailink_json_add_copy(fr, "name", name) == NULL) {
         ngx_ailink_json_delete(response);
         return NGX_ERROR;
     }
@@ -821,11 +845,11 @@ ngx_ailink_gemini_tool_result(ngx_ailink_xreq_t *x, cJSON *messages,
 
 /* the name of the latest assistant tool call with this id before msg */
 
-static const char *
+static cJSON *
 ngx_ailink_gemini_tool_name(cJSON *messages, cJSON *msg, const char *id)
 {
-    cJSON       *m, *call;
-    const char  *name, *s;
+    cJSON       *m, *call, *n, *name;
+    const char  *s;
 
     name = NULL;
 
@@ -840,12 +864,10 @@ ngx_ailink_gemini_tool_name(cJSON *messages, cJSON *msg, const char *id)
             s = cJSON_GetStringValue(ngx_ailink_json_get(call, "id"));
 
             if (s != NULL && ngx_strcmp(s, id) == 0) {
-                s = cJSON_GetStringValue(
-                        ngx_ailink_json_get(ngx_ailink_json_get(call,
-                                                                "function"),
-                                            "name"));
-                if (s != NULL) {
-                    name = s;
+                n = ngx_ailink_json_get(ngx_ailink_json_get(call, "function"),
+                                        "name");
+                if (cJSON_IsString(n)) {
+                    name = n;
                 }
             }
         }
@@ -945,8 +967,9 @@ static ngx_int_t
 ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
 {
     cJSON       *tools, *tool, *fn, *decls, *decl, *item, *params, *props;
+    cJSON       *name;
     ngx_uint_t   i;
-    const char  *name, *type;
+    const char  *type;
 
     tools = ngx_ailink_json_get(req, "tools");
 
@@ -972,9 +995,9 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
                                           "for Gemini", i, type);
         }
 
-        name = cJSON_GetStringValue(ngx_ailink_json_get(fn, "name"));
+        name = ngx_ailink_json_get(fn, "name");
 
-        if (name == NULL) {
+        if (!cJSON_IsString(name)) {
             return ngx_ailink_xreq_refuse(x, "tools", "tools[%ui].function."
                                           "name is required", i);
         }
@@ -992,7 +1015,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         decl = ngx_ailink_gemini_new_part(decls);
 
         if (decl == NULL
-            || cJSON_AddStringToObject(decl, "name", name) == NULL)
+            || ngx_ailink_json_add_copy(decl, "name", name) == NULL)
         {
             return NGX_ERROR;
         }
@@ -1000,8 +1023,7 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         item = ngx_ailink_json_get(fn, "description");
 
         if (cJSON_IsString(item)
-            && cJSON_AddStringToObject(decl, "description", item->valuestring)
-               == NULL)
+            && ngx_ailink_json_add_copy(decl, "description", item) == NULL)
         {
             return NGX_ERROR;
         }
@@ -1039,8 +1061,8 @@ ngx_ailink_gemini_tools(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
 static ngx_int_t
 ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
 {
-    cJSON       *choice, *fcc, *names;
-    const char  *mode, *name;
+    cJSON       *choice, *fcc, *names, *name;
+    const char  *mode;
 
     choice = ngx_ailink_json_get(req, "tool_choice");
 
@@ -1053,13 +1075,13 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     name = NULL;
 
     if (cJSON_IsString(choice)) {
-        if (ngx_strcmp(choice->valuestring, "auto") == 0) {
+        if (ngx_ailink_json_is(choice, "auto")) {
             mode = "AUTO";
 
-        } else if (ngx_strcmp(choice->valuestring, "none") == 0) {
+        } else if (ngx_ailink_json_is(choice, "none")) {
             mode = "NONE";
 
-        } else if (ngx_strcmp(choice->valuestring, "required") == 0) {
+        } else if (ngx_ailink_json_is(choice, "required")) {
             mode = "ANY";
 
         } else {
@@ -1070,11 +1092,10 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         }
 
     } else {
-        name = cJSON_GetStringValue(
-                   ngx_ailink_json_get(ngx_ailink_json_get(choice, "function"),
-                                       "name"));
+        name = ngx_ailink_json_get(ngx_ailink_json_get(choice, "function"),
+                                   "name");
 
-        if (name == NULL) {
+        if (!cJSON_IsString(name)) {
             return ngx_ailink_xreq_refuse(x, "tool_choice", "tool_choice "
                                           "must be a string or "
                                           "{\"type\": \"function\", "
@@ -1095,8 +1116,7 @@ ngx_ailink_gemini_tool_choice(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         names = cJSON_AddArrayToObject(fcc, "allowedFunctionNames");
 
         if (names == NULL
-            || ngx_ailink_gemini_add(names, NULL, cJSON_CreateString(name))
-               != NGX_OK)
+            || ngx_ailink_json_add_copy(names, NULL, name) == NULL)
         {
             return NGX_ERROR;
         }
@@ -1120,8 +1140,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     item = ngx_ailink_json_get(req, "temperature");
 
     if (cJSON_IsNumber(item)
-        && cJSON_AddNumberToObject(gc, "temperature", item->valuedouble)
-           == NULL)
+        && ngx_ailink_json_add_copy(gc, "temperature", item) == NULL)
     {
         goto failed;
     }
@@ -1129,7 +1148,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
     item = ngx_ailink_json_get(req, "top_p");
 
     if (cJSON_IsNumber(item)
-        && cJSON_AddNumberToObject(gc, "topP", item->valuedouble) == NULL)
+        && ngx_ailink_json_add_copy(gc, "topP", item) == NULL)
     {
         goto failed;
     }
@@ -1159,9 +1178,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         }
 
         if (cJSON_IsString(item)) {
-            if (ngx_ailink_gemini_add(stop, NULL,
-                                      cJSON_CreateString(item->valuestring))
-                != NGX_OK)
+            if (ngx_ailink_json_add_copy(stop, NULL, item) == NULL)
             {
                 goto failed;
             }
@@ -1169,9 +1186,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         } else {
             cJSON_ArrayForEach(s, item) {
                 if (cJSON_IsString(s)
-                    && ngx_ailink_gemini_add(stop, NULL,
-                                           cJSON_CreateString(s->valuestring))
-                       != NGX_OK)
+                    && ngx_ailink_json_add_copy(stop, NULL, s) == NULL)
                 {
                     goto failed;
                 }
@@ -1325,8 +1340,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
         if (c != NULL && cJSON_IsString(item)
             && !ngx_ailink_gemini_has(c, "description"))
         {
-            (void) cJSON_AddStringToObject(c, "description",
-                                           item->valuestring);
+            (void) ngx_ailink_json_add_copy(c, "description", item);
         }
 
         return c;
@@ -1357,7 +1371,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
                 continue;
             }
 
-            v = cJSON_CreateString(item->valuestring);
+            v = ngx_ailink_json_copy(item);
 
         } else if (ngx_strcmp(key, "properties") == 0) {
             if (!cJSON_IsObject(item) || item->child == NULL) {
@@ -1431,11 +1445,9 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
             key = "enum";
             v = cJSON_CreateArray();
 
-            if (v != NULL
-                && ngx_ailink_gemini_add(v, NULL,
-                                         cJSON_CreateString(item->valuestring))
-                   != NGX_OK)
+            if (v != NULL && ngx_ailink_json_add_copy(v, NULL, item) == NULL)
             {
+                ngx_ailink_json_delete(v);
                 goto failed;
             }
 
@@ -1456,7 +1468,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
                 continue;
             }
 
-            v = cJSON_Duplicate(item, 1);
+            v = ngx_ailink_json_copy(item);
 
         } else {
             for (k = 0; ngx_ailink_gemini_schema_keys[k]; k++) {
@@ -1470,7 +1482,7 @@ ngx_ailink_gemini_schema(ngx_ailink_gemini_schema_ctx_t *sc, cJSON *s,
                 continue;
             }
 
-            v = cJSON_Duplicate(item, 1);
+            v = ngx_ailink_json_copy(item);
         }
 
         if (ngx_ailink_gemini_add(out, key, v) != NGX_OK) {
@@ -2420,18 +2432,19 @@ ngx_ailink_gemini_new_part(cJSON *parts)
 
 
 static ngx_int_t
-ngx_ailink_gemini_add_text(cJSON *parts, const char *text)
+ngx_ailink_gemini_add_text(cJSON *parts, cJSON *text)
 {
     cJSON  *part;
 
     /* Gemini refuses empty text parts */
-    if (text[0] == '\0') {
+    if (ngx_ailink_json_empty(text)) {
         return NGX_OK;
     }
 
     part = ngx_ailink_gemini_new_part(parts);
 
-    if (part == NULL || cJSON_AddStringToObject(part, "text", text) == NULL) {
+    if (part == NULL || ngx_ailink_json_add_copy(part, "text", text) == NULL)
+    {
         return NGX_ERROR;
     }
 

@@ -644,11 +644,10 @@ ngx_ailink_translate_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     rc = NGX_DECLINED;
 
     if (cJSON_IsObject(json) && cJSON_IsString(model)
-        && model->valuestring[0] != '\0')
+        && !ngx_ailink_json_empty(model))
     {
         /* the arena is the request pool: the name lives as long */
-        ctx->model.data = (u_char *) model->valuestring;
-        ctx->model.len = ngx_strlen(model->valuestring);
+        ngx_ailink_json_str(model, &ctx->model);
         ctx->provider = ngx_ailink_route_model(ngx_ailink_get_conf(r),
                                                &ctx->model);
 
@@ -706,10 +705,8 @@ ngx_ailink_translate_scanned(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                                    : NULL;
 
         if (cJSON_IsString(json)) {
-            ctx->model.len = ngx_strlen(json->valuestring);
-            ctx->model.data = ngx_pstrdup(r->pool, &(ngx_str_t) {
-                                              ctx->model.len,
-                                              (u_char *) json->valuestring });
+            ngx_ailink_json_str(json, &ctx->model);
+            ctx->model.data = ngx_pstrdup(r->pool, &ctx->model);
         }
 
         ngx_ailink_json_delete(json);
@@ -758,7 +755,7 @@ ngx_ailink_translate_scanned(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         rc = ngx_ailink_translate_request(r, ctx, json);
 
     } else {
-        /* scanned, yet not readable: a lone surrogate, a number too long */
+        /* scanned, yet not readable: a lone surrogate, a key with NUL */
         rc = ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
                                        "invalid_request", NULL,
                                        "the request body is not JSON the "

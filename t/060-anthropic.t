@@ -930,7 +930,7 @@ X-Mock-Chunk-Delay-Ms: 0
 --- request eval
 my $p = "POST /v1/chat/completions\n";
 [$p . q{{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"half a pair \udc00"}]}},
- $p . q{{"model":"claude-sonnet-4-5","temperature":0.10000000000000000000000000000000000000000000000000000000000000001,"messages":[{"role":"user","content":"hi"}]}},
+ $p . q{{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi","key\u0000with NUL":1}]}},
  $p . q{{"model":"claude-sonnet-4-\u0035","messages":[{"role":"user","content":"escaped model name"}]}}]
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
