@@ -240,10 +240,17 @@ ngx_ailink_conf_inject(ngx_ailink_loader_t *ld, cJSON *obj, const char *where,
 }
 
 
+/*
+ * A credential file is opened without blocking, so that a FIFO cannot hold
+ * up nginx -t, a reload or the master waiting for a writer; its type is
+ * then checked on the open descriptor, after any symbolic link.
+ */
+
 static ngx_int_t
 ngx_ailink_conf_read_secret(ngx_ailink_loader_t *ld, ngx_str_t *path,
     const char *where, ngx_str_t *secret)
 {
+    off_t            size;
     ssize_t          n;
     ngx_fd_t         fd;
     ngx_file_info_t  fi;
@@ -252,7 +259,8 @@ ngx_ailink_conf_read_secret(ngx_ailink_loader_t *ld, ngx_str_t *path,
         return NGX_ERROR;
     }
 
-    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK|O_NOCTTY,
+                       NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, ld->cf, ngx_errno,
                            "ailink_config \"%V\": %s.file: cannot open \"%V\"",
@@ -260,28 +268,106 @@ ngx_ailink_conf_read_secret(ngx_ailink_loader_t *ld, ngx_str_t *path,
         return NGX_ERROR;
     }
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || ngx_file_size(&fi) > 65536) {
-        ngx_ailink_conf_error(ld, "%s.file: \"%V\" is not a small regular "
-                              "file", where, path);
-        ngx_close_file(fd);
-        return NGX_ERROR;
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, ld->cf, ngx_errno,
+                           "ailink_config \"%V\": %s.file: "
+                           ngx_fd_info_n " \"%V\" failed",
+                           &ld->conf->file, where, path);
+        goto failed;
     }
 
-    secret->data = ngx_pnalloc(ld->cf->pool, ngx_file_size(&fi) + 1);
+    if (!ngx_is_file(&fi)) {
+        ngx_ailink_conf_error(ld, "%s.file: \"%V\" is not a regular file",
+                              where, path);
+        goto failed;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > 65536) {
+        ngx_ailink_conf_error(ld, "%s.file: \"%V\" is larger than 64k",
+                              where, path);
+        goto failed;
+    }
+
+    if (ngx_file_access(&fi) & (S_IRGRP|S_IROTH)) {
+        ngx_conf_log_error(NGX_LOG_WARN, ld->cf, 0,
+                           "ailink_config \"%V\": %s.file: \"%V\" is readable "
+                           "by group or others; only its owner needs to "
+                           "read it (chmod 600)",
+                           &ld->conf->file, where, path);
+    }
+
+    secret->data = ngx_pnalloc(ld->cf->pool, size + 1);
     if (secret->data == NULL) {
-        ngx_close_file(fd);
-        return NGX_ERROR;
+        goto failed;
     }
 
-    n = ngx_read_fd(fd, secret->data, ngx_file_size(&fi));
+    secret->len = 0;
+
+    while (secret->len < (size_t) size) {
+        n = ngx_read_fd(fd, secret->data + secret->len, size - secret->len);
+
+        if (n == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, ld->cf, ngx_errno,
+                               "ailink_config \"%V\": %s.file: cannot read "
+                               "\"%V\"", &ld->conf->file, where, path);
+            goto failed;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        secret->len += n;
+    }
+
     ngx_close_file(fd);
 
-    if (n < 0) {
-        ngx_ailink_conf_error(ld, "%s.file: cannot read \"%V\"", where, path);
+    return NGX_OK;
+
+failed:
+
+    ngx_close_file(fd);
+    return NGX_ERROR;
+}
+
+
+/*
+ * A secret is sent as a header value (or inside one): a CR or LF would
+ * end that header and start one of the file's choosing in every upstream
+ * request, and no key holds other control characters either.  The secret
+ * itself is never printed.
+ */
+
+static ngx_int_t
+ngx_ailink_conf_secret(ngx_ailink_loader_t *ld, const char *where,
+    const char *source, ngx_str_t *secret)
+{
+    size_t  i;
+
+    /* a trailing newline from "echo key > file" is not part of a key */
+    while (secret->len
+           && (secret->data[secret->len - 1] == '\n'
+               || secret->data[secret->len - 1] == '\r'
+               || secret->data[secret->len - 1] == ' '))
+    {
+        secret->len--;
+    }
+
+    if (secret->len == 0) {
+        ngx_ailink_conf_error(ld, "%s: the secret is empty", where);
         return NGX_ERROR;
     }
 
-    secret->len = n;
+    for (i = 0; i < secret->len; i++) {
+        if (secret->data[i] < ' ' || secret->data[i] == 0x7f) {
+            ngx_ailink_conf_error(ld, "%s.%s: the secret holds a control "
+                                  "character (a credential is one line of "
+                                  "printable characters)", where, source);
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
@@ -369,17 +455,10 @@ ngx_ailink_conf_credentials(ngx_ailink_loader_t *ld, cJSON *root)
             return NGX_ERROR;
         }
 
-        /* a trailing newline from "echo key > file" is not part of a key */
-        while (cred->secret.len
-               && (cred->secret.data[cred->secret.len - 1] == '\n'
-                   || cred->secret.data[cred->secret.len - 1] == '\r'
-                   || cred->secret.data[cred->secret.len - 1] == ' '))
+        if (ngx_ailink_conf_secret(ld, where, env.len ? "env" : "file",
+                                   &cred->secret)
+            != NGX_OK)
         {
-            cred->secret.len--;
-        }
-
-        if (cred->secret.len == 0) {
-            ngx_ailink_conf_error(ld, "%s: the secret is empty", where);
             return NGX_ERROR;
         }
     }

@@ -49,7 +49,7 @@ sub nginx_t {
            . "events {}\nhttp {\n$http\n}\n";
     close $c;
 
-    my $out = `timeout 20 $nginx -t -p $dir/ -c $dir/nginx.conf 2>&1`;
+    my $out = `timeout 10 $nginx -t -p $dir/ -c $dir/nginx.conf 2>&1`;
     my $rc = $? >> 8;
     $out .= "(nginx -t timed out)\n" if $rc == 124;
 
