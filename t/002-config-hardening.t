@@ -123,4 +123,83 @@ for my $case (["CR LF", "sk-file-secret-1\r\nX-Injected: 1\n"],
          'ailink_config naming a FIFO: the message names it') or diag($out2);
 }
 
+# base URLs: no query, fragment, credentials, spaces, and a port in range
+for my $case (["query", "https://api.example.com/v1?key=sk-url-secret",
+               qr/must be a base URL without credentials, query or fragment/],
+              ["query after the host", "https://api.example.com?key=sk-url-secret",
+               qr/must be a base URL without credentials, query or fragment/],
+              ["fragment", "https://api.example.com/v1#sk-url-secret",
+               qr/must be a base URL without credentials, query or fragment/],
+              ["credentials", "https://user:sk-url-secret\@api.example.com",
+               qr/must be a base URL without credentials, query or fragment/],
+              ["a space in the path", "https://api.example.com/v 1",
+               qr/the URL holds a space or a control character/],
+              ["a CR LF", "https://api.example.com/v1\\r\\nX-Injected: 1",
+               qr/the URL holds a space or a control character/],
+              ["a port out of range", "http://127.0.0.1:65536/v1",
+               qr/"http:\/\/127\.0\.0\.1:65536\/v1" has an invalid port/],
+              ["port 0", "http://127.0.0.1:0",
+               qr/"http:\/\/127\.0\.0\.1:0" has an invalid port/],
+              ["an empty port", "http://127.0.0.1:/v1",
+               qr/has an invalid port/],
+              ["a port that is not a number", "http://127.0.0.1:8o/v1",
+               qr/has an invalid port/],
+              ["an IPv6 port out of range", "http://[::1]:99999/v1",
+               qr/has an invalid port/],
+              ["an unclosed IPv6 address", "http://[::1/v1",
+               qr/has an invalid host/])
+{
+    my ($what, $url, $message) = @$case;
+    my $out = rejects("provider base_url with $what", $with_yaml,
+                      "providers:\n  p: { type: openai, base_url: \"$url\" }\n",
+                      qr/providers\.p(?:\.base_url)?: .*$message/);
+    unlike($out, qr/sk-url-secret|X-Injected/,
+           "provider base_url with $what: the URL's secret is not printed");
+
+    rejects("token upstream with $what", $with_yaml,
+            $token . "    upstream: \"$url\"\n",
+            qr/tokens\[0\](?:\.upstream)?: .*$message/);
+}
+
+for my $url ("http://127.0.0.1:65535/v1", "http://[::1]:8080/v1",
+             "https://api.example.com:443", "http://[::1]/v1/")
+{
+    my ($ok, $out) = nginx_t($with_yaml,
+                             "providers:\n  p: { type: openai, base_url: \"$url\" }\n");
+    ok($ok, "base_url $url is accepted") or diag($out);
+}
+
+rejects('nginx_upstream with a slash', $with_yaml,
+        $token . "    upstream: https://api.example.com\n"
+        . "    nginx_upstream: \"pool/x\"\n",
+        qr/tokens\[0\]\.nginx_upstream: must be the name of an upstream\{\} block/);
+rejects('provider query with a space', $with_yaml,
+        "providers:\n  p: { type: openai, base_url: \"https://x.example\", "
+        . "query: \"v=1 HTTP/1.1\\r\\nX-Injected: 1\" }\n",
+        qr/providers\.p\.query: must be URL query arguments without spaces/);
+
+# the names credentials are sent under
+rejects('header name with CR LF', $with_yaml,
+        "credentials:\n  k: { env: AILINK_TEST_ACTION_KEY, scheme: header, "
+        . "name: \"X-Key\\r\\nX-Injected: 1\" }\n",
+        qr/credentials\.k\.name: must be an HTTP header name/);
+rejects('header name with a colon', $with_yaml,
+        "credentials:\n  k: { env: AILINK_TEST_ACTION_KEY, scheme: header, "
+        . "name: \"X-Key: x\" }\n",
+        qr/credentials\.k\.name: must be an HTTP header name/);
+rejects('query name with an ampersand', $with_yaml,
+        "credentials:\n  k: { env: AILINK_TEST_ACTION_KEY, scheme: query, "
+        . "name: \"a&b\" }\n",
+        qr/credentials\.k\.name: must be a query argument name/);
+rejects('BYOK header name with a space', $with_yaml,
+        $token . "    upstream: https://api.example.com\n"
+        . "    byok: { scheme: header, name: \"X Key\" }\n",
+        qr/tokens\[0\]\.byok\.name: must be an HTTP header name/);
+rejects('provider auth header name with a CR', $with_yaml,
+        "providers:\n  p: { type: openai, base_url: \"https://x.example\", "
+        . "auth: { scheme: header, name: \"api-key\\r\" } }\n",
+        qr/providers\.p\.auth\.name: must be an HTTP header name/);
+
+
+
 done_testing();
