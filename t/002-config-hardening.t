@@ -8,10 +8,11 @@
 use strict;
 use warnings;
 use lib 't/lib';
+use AILink::Test;
 use AILink::Conf;
 use File::Temp qw(tempdir);
 use POSIX qw(mkfifo);
-use Test::More;
+use Test::Nginx::Socket 'no_plan';
 
 my $with_yaml = "ailink_config ailink.yaml;";
 my $token = "tokens:\n  - id: t1\n    project: p\n    hash: "
@@ -201,5 +202,245 @@ rejects('provider auth header name with a CR', $with_yaml,
         qr/providers\.p\.auth\.name: must be an HTTP header name/);
 
 
+# The error log: the gateway's own lines ("ailink..." after the connection
+# number) never hold a virtual token, a credential or a BYOK key, at any
+# level; nginx's own lines at notice and above do not either.
+our $SECRETS = qr/ailink_v1_|sk-test-action-secret-0001|sk-ant-test-0001|sk-byok-secret-0001/;
+our $OUR_LINE = qr/\] \d+#\d+: (?:\*\d+ )?ailink[^\n]*$SECRETS/;
+our $LOUD_LINE = qr/\[(?:notice|warn|error|crit|alert|emerg)\][^\n]*$SECRETS/;
 
-done_testing();
+add_block_preprocessor(\&ailink_defaults);
+no_shuffle();
+no_root_location();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a BYOK key with a control character is refused, not injected
+--- request
+GET /v1/me
+--- more_headers eval
+"Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001
+X-AILink-Upstream-Key: sk-byok-secret-0001\x01X-Injected: 1"
+--- error_code: 400
+--- response_headers
+Content-Type: application/json
+--- response_body_like: ^\{"error":\{"type":"invalid_request_error","code":"invalid_request","message":"X-AILink-Upstream-Key holds a control character","param":null,"request_id":"[0-9a-f]{32}"\}\}$
+--- error_log
+ailink: X-AILink-Upstream-Key refused: it holds a control character
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE]
+
+
+
+=== TEST 2: a BYOK key with a tab inside is refused
+--- request
+GET /v1/me
+--- more_headers eval
+"Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001
+X-AILink-Upstream-Key: sk-byok\tsecret-0001"
+--- error_code: 400
+--- response_body_like: "code":"invalid_request","message":"X-AILink-Upstream-Key holds a control character"
+
+
+
+=== TEST 3: a BYOK key with DEL is refused
+--- request
+GET /v1/me
+--- more_headers eval
+"Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001
+X-AILink-Upstream-Key: sk-byok-secret-0001\x7f"
+--- error_code: 400
+--- response_body_like: "code":"invalid_request"
+
+
+
+=== TEST 4: a BYOK key for an LLM passthrough token is checked the same way
+--- request
+POST /v1/chat/completions
+{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}
+--- more_headers eval
+"Authorization: Bearer ailink_v1_proj_test_tok_llmbyok0000000000000000001
+X-AILink-Upstream-Key: sk-byok-secret-0001\x1b[0m"
+--- error_code: 400
+--- response_body_like: ^\{"error":\{"type":"invalid_request_error","code":"invalid_request","message":"X-AILink-Upstream-Key holds a control character"
+
+
+
+=== TEST 5: a BYOK key with a lone CR is refused by nginx itself, in the envelope
+--- raw_request eval
+"GET /v1/me HTTP/1.1\r
+Host: localhost\r
+Connection: close\r
+Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001\r
+X-AILink-Upstream-Key: sk-byok-secret-0001\rX-Injected: 1\r
+\r
+"
+--- error_code: 400
+--- response_body_like: ^\{"error":\{"type":"invalid_request_error","code":"invalid_request",
+--- error_log
+client sent invalid header line
+
+
+
+=== TEST 6: a good BYOK key still reaches the upstream
+--- request
+GET /v1/me
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001
+X-AILink-Upstream-Key: sk-byok-secret-0001
+--- error_code: 200
+--- response_body_like: "x-api-key":\s*"sk-byok-secret-0001"
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE, qr/\[error\]/]
+
+
+
+=== TEST 7: debug log, header credential: none of our lines holds a secret
+--- log_level: debug
+--- request
+GET /v1/customers
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
+--- error_code: 200
+--- error_log
+ailink auth: token "tok_action" project "test"
+ailink route: token "tok_action" to
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE]
+
+
+
+=== TEST 8: debug log: nginx itself writes the token and the injected credential
+--- log_level: debug
+--- request
+GET /v1/customers
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
+--- error_code: 200
+--- error_log eval
+[qr/http header: "Authorization: Bearer ailink_v1_proj_test_tok_action/,
+ qr/^X-Api-Key: sk-test-action-secret-0001/]
+
+
+
+=== TEST 9: debug log, query credential and an unreachable upstream: masked at error level
+--- log_level: debug
+--- request
+GET /v1/x
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_dead0000000000000000000001
+--- error_code: 502
+--- error_log eval
+[qr/\[error\] .*upstream: "http:\/\/127\.0\.0\.1:1\/v1\/x\?api_key=\*+"/]
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE]
+
+
+
+=== TEST 10: debug log, BYOK key: none of our lines holds it
+--- log_level: debug
+--- request
+GET /v1/me
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001
+X-AILink-Upstream-Key: sk-byok-secret-0001
+--- error_code: 200
+--- error_log
+ailink route: token "tok_byok"
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE]
+
+
+
+=== TEST 11: debug log, an Anthropic translation: none of our lines holds a secret
+--- log_level: debug
+--- request
+POST /v1/chat/completions
+{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- error_code: 200
+--- error_log
+ailink anthropic: stream event
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE]
+
+
+
+=== TEST 12: debug log, refused tokens: none of our lines holds them
+--- log_level: debug
+--- request eval
+["GET /v1/x", "GET /v1/x", "GET /v1/x"]
+--- more_headers eval
+["Authorization: Bearer ailink_v1_proj_test_tok_unknown00000000000000001",
+ "Authorization: Bearer ailink_v1_proj_test_tok_disabled000000000000000001",
+ "Authorization: Bearer ailink_v1_proj_test_tok_expired0000000000000000001"]
+--- error_code eval
+[401, 401, 401]
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE]
+
+
+
+=== TEST 13: info log: nginx writes both tokens of a duplicate Authorization
+--- log_level: info
+--- raw_request eval
+"GET /v1/x HTTP/1.1\r
+Host: localhost\r
+Connection: close\r
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001\r
+Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001\r
+\r
+"
+--- error_code: 400
+--- error_log eval
+[qr/\[info\] .*client sent duplicate header line: "Authorization: Bearer ailink_v1_proj_test_tok_byok0+1", previous value: "Authorization: Bearer ailink_v1_proj_test_tok_action0+1"/]
+
+
+
+=== TEST 14: info log: nginx writes a BYOK key it refuses as an invalid header line
+--- log_level: info
+--- raw_request eval
+"GET /v1/me HTTP/1.1\r
+Host: localhost\r
+Connection: close\r
+Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001\r
+X-AILink-Upstream-Key: sk-byok-secret-0001\rX\r
+\r
+"
+--- error_code: 400
+--- error_log eval
+[qr/\[info\] .*client sent invalid header line: "X-AILink-Upstream-Key: sk-byok-secret-0001\\x0d\.\.\."/]
+
+
+
+=== TEST 15: notice log: a duplicate Authorization leaves no token in the log
+--- log_level: notice
+--- raw_request eval
+"GET /v1/x HTTP/1.1\r
+Host: localhost\r
+Connection: close\r
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001\r
+Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001\r
+\r
+"
+--- error_code: 400
+--- no_error_log eval
+[$::SECRETS]
+
+
+
+=== TEST 16: notice log: an invalid BYOK header line leaves no key in the log
+--- log_level: notice
+--- raw_request eval
+"GET /v1/me HTTP/1.1\r
+Host: localhost\r
+Connection: close\r
+Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001\r
+X-AILink-Upstream-Key: sk-byok-secret-0001\rX\r
+\r
+"
+--- error_code: 400
+--- no_error_log eval
+[$::SECRETS]
