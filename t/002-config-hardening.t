@@ -324,7 +324,21 @@ Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
 
 
 
-=== TEST 9: debug log, query credential and an unreachable upstream: masked at error level
+=== TEST 9: debug log: nginx itself writes the upstream URL with a query credential
+--- log_level: debug
+--- request
+GET /v1/x
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_query00000000000000000001
+--- error_code: 200
+--- error_log eval
+[qr/http script var: "http:\/\/127\.0\.0\.1:\d+\/v1\/x\?api_key=sk-test-action-secret-0001"/]
+--- no_error_log eval
+[$::OUR_LINE, $::LOUD_LINE]
+
+
+
+=== TEST 10: debug log, query credential and an unreachable upstream: masked at error level
 --- log_level: debug
 --- request
 GET /v1/x
@@ -338,7 +352,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_dead0000000000000000000001
 
 
 
-=== TEST 10: debug log, BYOK key: none of our lines holds it
+=== TEST 11: debug log, BYOK key: none of our lines holds it
 --- log_level: debug
 --- request
 GET /v1/me
@@ -353,7 +367,7 @@ ailink route: token "tok_byok"
 
 
 
-=== TEST 11: debug log, an Anthropic translation: none of our lines holds a secret
+=== TEST 12: debug log, an Anthropic translation: none of our lines holds a secret
 --- log_level: debug
 --- request
 POST /v1/chat/completions
@@ -368,7 +382,7 @@ ailink anthropic: stream event
 
 
 
-=== TEST 12: debug log, refused tokens: none of our lines holds them
+=== TEST 13: debug log, refused tokens: none of our lines holds them
 --- log_level: debug
 --- request eval
 ["GET /v1/x", "GET /v1/x", "GET /v1/x"]
@@ -383,7 +397,7 @@ ailink anthropic: stream event
 
 
 
-=== TEST 13: info log: nginx writes both tokens of a duplicate Authorization
+=== TEST 14: info log: nginx writes both tokens of a duplicate Authorization
 --- log_level: info
 --- raw_request eval
 "GET /v1/x HTTP/1.1\r
@@ -399,7 +413,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001\r
 
 
 
-=== TEST 14: info log: nginx writes a BYOK key it refuses as an invalid header line
+=== TEST 15: info log: nginx writes a BYOK key it refuses as an invalid header line
 --- log_level: info
 --- raw_request eval
 "GET /v1/me HTTP/1.1\r
@@ -415,7 +429,7 @@ X-AILink-Upstream-Key: sk-byok-secret-0001\rX\r
 
 
 
-=== TEST 15: notice log: a duplicate Authorization leaves no token in the log
+=== TEST 16: notice log: a duplicate Authorization leaves no token in the log
 --- log_level: notice
 --- raw_request eval
 "GET /v1/x HTTP/1.1\r
@@ -431,7 +445,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001\r
 
 
 
-=== TEST 16: notice log: an invalid BYOK header line leaves no key in the log
+=== TEST 17: notice log: an invalid BYOK header line leaves no key in the log
 --- log_level: notice
 --- raw_request eval
 "GET /v1/me HTTP/1.1\r
