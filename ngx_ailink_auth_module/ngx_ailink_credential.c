@@ -56,9 +56,18 @@ ngx_ailink_drop_header(ngx_table_elt_t *h, ngx_ailink_inject_t *inject,
 }
 
 
+/*
+ * The client's own key, for tokens without a stored credential: NGX_OK,
+ * NGX_DECLINED when there is none, NGX_ABORT when it holds a control
+ * character.  nginx refuses CR and NUL in header values itself, but lets
+ * the others through (a tab, ESC, DEL, ...); a key is one line of
+ * printable characters, and this one is about to become a header value.
+ */
+
 ngx_int_t
 ngx_ailink_byok_key(ngx_http_request_t *r, ngx_str_t *key)
 {
+    size_t            i;
     ngx_table_elt_t  *h;
 
     h = ngx_ailink_find_header(r, "X-AILink-Upstream-Key",
@@ -66,6 +75,12 @@ ngx_ailink_byok_key(ngx_http_request_t *r, ngx_str_t *key)
 
     if (h == NULL || h->value.len == 0) {
         return NGX_DECLINED;
+    }
+
+    for (i = 0; i < h->value.len; i++) {
+        if (h->value.data[i] < ' ' || h->value.data[i] == 0x7f) {
+            return NGX_ABORT;
+        }
     }
 
     *key = h->value;

@@ -134,14 +134,36 @@ ngx_ailink_conf_keys(ngx_ailink_loader_t *ld, cJSON *obj, const char *where,
 }
 
 
+/*
+ * A base URL goes into the request line nginx sends upstream, and into
+ * the messages below: a space or a control character would split that
+ * line, and a query, a fragment or "user:password@" may hold a secret.
+ * URLs with either are refused without being echoed.
+ */
+
 static ngx_int_t
 ngx_ailink_conf_base_url(ngx_ailink_loader_t *ld, ngx_str_t *url,
-    ngx_str_t *nginx_upstream, const char *where, ngx_ailink_base_url_t *base)
+    ngx_str_t *nginx_upstream, const char *where, const char *key,
+    ngx_ailink_base_url_t *base)
 {
-    u_char  *p, *host, *last;
+    u_char     *p, *host, *end, *last, *port;
+    ngx_int_t   n;
 
     base->url = *url;
     last = url->data + url->len;
+
+    for (p = url->data; p < last; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
+            ngx_ailink_conf_error(ld, "%s.%s: the URL holds a space or a "
+                                  "control character", where, key);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_strlchr(url->data, last, '?') || ngx_strlchr(url->data, last, '#'))
+    {
+        goto secret;
+    }
 
     if (url->len > 8 && ngx_strncasecmp(url->data, (u_char *) "https://", 8)
                         == 0)
@@ -161,25 +183,69 @@ ngx_ailink_conf_base_url(ngx_ailink_loader_t *ld, ngx_str_t *url,
 
     host = url->data + base->scheme.len;
 
-    for (p = host; p < last && *p != '/'; p++) {
-        if (*p == '?' || *p == '#' || *p == '@' || *p == ' ') {
-            ngx_ailink_conf_error(ld, "%s: \"%V\" must be a base URL without "
-                                  "credentials, query or fragment",
-                                  where, url);
-            return NGX_ERROR;
+    for (end = host; end < last && *end != '/'; end++) {
+        if (*end == '@') {
+            goto secret;
         }
     }
 
-    if (p == host) {
+    if (end == host) {
         ngx_ailink_conf_error(ld, "%s: \"%V\" has no host", where, url);
         return NGX_ERROR;
     }
 
-    base->host.data = host;
-    base->host.len = p - host;
+    /* the port, if any, follows the host name or a bracketed IPv6 address */
 
-    base->path.data = p;
-    base->path.len = last - p;
+    if (*host == '[') {
+        p = ngx_strlchr(host, end, ']');
+
+        if (p == NULL || p == host + 1 || (p + 1 < end && p[1] != ':')) {
+            ngx_ailink_conf_error(ld, "%s: \"%V\" has an invalid host",
+                                  where, url);
+            return NGX_ERROR;
+        }
+
+        port = (p + 1 < end) ? p + 1 : NULL;
+
+    } else {
+        port = ngx_strlchr(host, end, ':');
+
+        if (port == host) {
+            ngx_ailink_conf_error(ld, "%s: \"%V\" has no host", where, url);
+            return NGX_ERROR;
+        }
+    }
+
+    if (port) {
+        n = ngx_atoi(port + 1, end - port - 1);
+
+        if (n < 1 || n > 65535) {
+            ngx_ailink_conf_error(ld, "%s: \"%V\" has an invalid port "
+                                  "(1 to 65535)", where, url);
+            return NGX_ERROR;
+        }
+    }
+
+    /* the name goes into proxy_pass's URL in place of the host */
+
+    for (p = nginx_upstream->data;
+         p < nginx_upstream->data + nginx_upstream->len;
+         p++)
+    {
+        if (*p <= ' ' || *p == 0x7f || *p == '/' || *p == '?' || *p == '#'
+            || *p == '@')
+        {
+            ngx_ailink_conf_error(ld, "%s.nginx_upstream: must be the name "
+                                  "of an upstream{} block", where);
+            return NGX_ERROR;
+        }
+    }
+
+    base->host.data = host;
+    base->host.len = end - host;
+
+    base->path.data = end;
+    base->path.len = last - end;
 
     while (base->path.len && base->path.data[base->path.len - 1] == '/') {
         base->path.len--;
@@ -188,6 +254,32 @@ ngx_ailink_conf_base_url(ngx_ailink_loader_t *ld, ngx_str_t *url,
     base->target = nginx_upstream->len ? *nginx_upstream : base->host;
 
     return NGX_OK;
+
+secret:
+
+    ngx_ailink_conf_error(ld, "%s.%s: the URL must be a base URL without "
+                          "credentials, query or fragment", where, key);
+    return NGX_ERROR;
+}
+
+
+static ngx_uint_t
+ngx_ailink_conf_alnum(u_char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9');
+}
+
+
+/* a character of an HTTP token (RFC 9110, 5.6.2): what header names hold */
+
+static ngx_uint_t
+ngx_ailink_conf_tchar(u_char c)
+{
+    static u_char  more[] = "!#$%&'*+-.^_`|~";
+
+    return ngx_ailink_conf_alnum(c)
+           || ngx_strlchr(more, more + sizeof(more) - 1, c) != NULL;
 }
 
 
@@ -195,7 +287,9 @@ static ngx_int_t
 ngx_ailink_conf_inject(ngx_ailink_loader_t *ld, cJSON *obj, const char *where,
     ngx_ailink_inject_t *inject)
 {
-    ngx_str_t  scheme;
+    u_char      c;
+    ngx_str_t   scheme;
+    ngx_uint_t  i;
 
     if (ngx_ailink_conf_str(ld, obj, "scheme", where, 0, &scheme) != NGX_OK
         || ngx_ailink_conf_str(ld, obj, "name", where, 0, &inject->name)
@@ -236,14 +330,45 @@ ngx_ailink_conf_inject(ngx_ailink_loader_t *ld, cJSON *obj, const char *where,
         return NGX_ERROR;
     }
 
+    /* the name is written as is into the upstream request */
+
+    for (i = 0; i < inject->name.len; i++) {
+        c = inject->name.data[i];
+
+        if (inject->scheme == NGX_AILINK_SCHEME_HEADER
+            && !ngx_ailink_conf_tchar(c))
+        {
+            ngx_ailink_conf_error(ld, "%s.name: must be an HTTP header name "
+                                  "(letters, digits and "
+                                  "!#$%%&'*+-.^_`|~)", where);
+            return NGX_ERROR;
+        }
+
+        if (inject->scheme == NGX_AILINK_SCHEME_QUERY
+            && !(ngx_ailink_conf_alnum(c)
+                 || c == '-' || c == '.' || c == '_' || c == '~'))
+        {
+            ngx_ailink_conf_error(ld, "%s.name: must be a query argument "
+                                  "name (letters, digits and -._~)", where);
+            return NGX_ERROR;
+        }
+    }
+
     return NGX_OK;
 }
 
+
+/*
+ * A credential file is opened without blocking, so that a FIFO cannot hold
+ * up nginx -t, a reload or the master waiting for a writer; its type is
+ * then checked on the open descriptor, after any symbolic link.
+ */
 
 static ngx_int_t
 ngx_ailink_conf_read_secret(ngx_ailink_loader_t *ld, ngx_str_t *path,
     const char *where, ngx_str_t *secret)
 {
+    off_t            size;
     ssize_t          n;
     ngx_fd_t         fd;
     ngx_file_info_t  fi;
@@ -252,7 +377,8 @@ ngx_ailink_conf_read_secret(ngx_ailink_loader_t *ld, ngx_str_t *path,
         return NGX_ERROR;
     }
 
-    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK|O_NOCTTY,
+                       NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, ld->cf, ngx_errno,
                            "ailink_config \"%V\": %s.file: cannot open \"%V\"",
@@ -260,28 +386,106 @@ ngx_ailink_conf_read_secret(ngx_ailink_loader_t *ld, ngx_str_t *path,
         return NGX_ERROR;
     }
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || ngx_file_size(&fi) > 65536) {
-        ngx_ailink_conf_error(ld, "%s.file: \"%V\" is not a small regular "
-                              "file", where, path);
-        ngx_close_file(fd);
-        return NGX_ERROR;
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, ld->cf, ngx_errno,
+                           "ailink_config \"%V\": %s.file: "
+                           ngx_fd_info_n " \"%V\" failed",
+                           &ld->conf->file, where, path);
+        goto failed;
     }
 
-    secret->data = ngx_pnalloc(ld->cf->pool, ngx_file_size(&fi) + 1);
+    if (!ngx_is_file(&fi)) {
+        ngx_ailink_conf_error(ld, "%s.file: \"%V\" is not a regular file",
+                              where, path);
+        goto failed;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > 65536) {
+        ngx_ailink_conf_error(ld, "%s.file: \"%V\" is larger than 64k",
+                              where, path);
+        goto failed;
+    }
+
+    if (ngx_file_access(&fi) & (S_IRGRP|S_IROTH)) {
+        ngx_conf_log_error(NGX_LOG_WARN, ld->cf, 0,
+                           "ailink_config \"%V\": %s.file: \"%V\" is readable "
+                           "by group or others; only its owner needs to "
+                           "read it (chmod 600)",
+                           &ld->conf->file, where, path);
+    }
+
+    secret->data = ngx_pnalloc(ld->cf->pool, size + 1);
     if (secret->data == NULL) {
-        ngx_close_file(fd);
-        return NGX_ERROR;
+        goto failed;
     }
 
-    n = ngx_read_fd(fd, secret->data, ngx_file_size(&fi));
+    secret->len = 0;
+
+    while (secret->len < (size_t) size) {
+        n = ngx_read_fd(fd, secret->data + secret->len, size - secret->len);
+
+        if (n == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, ld->cf, ngx_errno,
+                               "ailink_config \"%V\": %s.file: cannot read "
+                               "\"%V\"", &ld->conf->file, where, path);
+            goto failed;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        secret->len += n;
+    }
+
     ngx_close_file(fd);
 
-    if (n < 0) {
-        ngx_ailink_conf_error(ld, "%s.file: cannot read \"%V\"", where, path);
+    return NGX_OK;
+
+failed:
+
+    ngx_close_file(fd);
+    return NGX_ERROR;
+}
+
+
+/*
+ * A secret is sent as a header value (or inside one): a CR or LF would
+ * end that header and start one of the file's choosing in every upstream
+ * request, and no key holds other control characters either.  The secret
+ * itself is never printed.
+ */
+
+static ngx_int_t
+ngx_ailink_conf_secret(ngx_ailink_loader_t *ld, const char *where,
+    const char *source, ngx_str_t *secret)
+{
+    size_t  i;
+
+    /* a trailing newline from "echo key > file" is not part of a key */
+    while (secret->len
+           && (secret->data[secret->len - 1] == '\n'
+               || secret->data[secret->len - 1] == '\r'
+               || secret->data[secret->len - 1] == ' '))
+    {
+        secret->len--;
+    }
+
+    if (secret->len == 0) {
+        ngx_ailink_conf_error(ld, "%s: the secret is empty", where);
         return NGX_ERROR;
     }
 
-    secret->len = n;
+    for (i = 0; i < secret->len; i++) {
+        if (secret->data[i] < ' ' || secret->data[i] == 0x7f) {
+            ngx_ailink_conf_error(ld, "%s.%s: the secret holds a control "
+                                  "character (a credential is one line of "
+                                  "printable characters)", where, source);
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
@@ -369,17 +573,10 @@ ngx_ailink_conf_credentials(ngx_ailink_loader_t *ld, cJSON *root)
             return NGX_ERROR;
         }
 
-        /* a trailing newline from "echo key > file" is not part of a key */
-        while (cred->secret.len
-               && (cred->secret.data[cred->secret.len - 1] == '\n'
-                   || cred->secret.data[cred->secret.len - 1] == '\r'
-                   || cred->secret.data[cred->secret.len - 1] == ' '))
+        if (ngx_ailink_conf_secret(ld, where, env.len ? "env" : "file",
+                                   &cred->secret)
+            != NGX_OK)
         {
-            cred->secret.len--;
-        }
-
-        if (cred->secret.len == 0) {
-            ngx_ailink_conf_error(ld, "%s: the secret is empty", where);
             return NGX_ERROR;
         }
     }
@@ -433,6 +630,7 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
     ngx_ailink_provider_t *prov)
 {
     char                            where[128];
+    u_char                         *p;
     cJSON                          *auth, *v;
     ngx_str_t                       type, base_url, upstream, version;
     ngx_ailink_default_provider_t  *d;
@@ -460,6 +658,15 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
            != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    for (p = prov->query.data; p < prov->query.data + prov->query.len; p++) {
+        if (*p <= ' ' || *p == 0x7f || *p == '#') {
+            ngx_ailink_conf_error(ld, "%s.query: must be URL query arguments "
+                                  "without spaces, control characters or "
+                                  "\"#\"", where);
+            return NGX_ERROR;
+        }
     }
 
     if (version.len) {
@@ -517,7 +724,8 @@ ngx_ailink_conf_provider(ngx_ailink_loader_t *ld, cJSON *item,
         base_url = prov->base.url;
     }
 
-    if (ngx_ailink_conf_base_url(ld, &base_url, &upstream, where, &prov->base)
+    if (ngx_ailink_conf_base_url(ld, &base_url, &upstream, where, "base_url",
+                                 &prov->base)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -594,7 +802,8 @@ ngx_ailink_conf_providers(ngx_ailink_loader_t *ld, cJSON *root)
         name.data = (u_char *) d->base_url;
         name.len = ngx_strlen(d->base_url);
 
-        if (ngx_ailink_conf_base_url(ld, &name, &none, d->name, &prov->base)
+        if (ngx_ailink_conf_base_url(ld, &name, &none, d->name, "base_url",
+                                     &prov->base)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -945,6 +1154,7 @@ static ngx_int_t
 ngx_ailink_conf_token(ngx_ailink_loader_t *ld, cJSON *item, const char *where,
     ngx_ailink_token_t *tok)
 {
+    char        sub[80];
     cJSON      *v;
     ngx_str_t   hash, expires, upstream, nginx_upstream;
 
@@ -1004,7 +1214,7 @@ ngx_ailink_conf_token(ngx_ailink_loader_t *ld, cJSON *item, const char *where,
 
     if (!tok->llm
         && ngx_ailink_conf_base_url(ld, &upstream, &nginx_upstream, where,
-                                    &tok->upstream)
+                                    "upstream", &tok->upstream)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -1017,10 +1227,12 @@ ngx_ailink_conf_token(ngx_ailink_loader_t *ld, cJSON *item, const char *where,
     v = ngx_ailink_json_get(item, "byok");
 
     if (v) {
-        if (ngx_ailink_conf_keys(ld, v, where,
+        ngx_snprintf((u_char *) sub, sizeof(sub), "%s.byok%Z", where);
+
+        if (ngx_ailink_conf_keys(ld, v, sub,
                                  (const char *[]) { "scheme", "name", NULL })
             != NGX_OK
-            || ngx_ailink_conf_inject(ld, v, where, &tok->byok) != NGX_OK)
+            || ngx_ailink_conf_inject(ld, v, sub, &tok->byok) != NGX_OK)
         {
             return NGX_ERROR;
         }

@@ -325,13 +325,33 @@ ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file)
 {
     FILE               *fp;
     cJSON              *root;
+    ngx_fd_t            fd;
     yaml_event_t        ev;
+    ngx_file_info_t     fi;
     ngx_ailink_yaml_t   y;
 
-    fp = fopen((const char *) file->data, "r");
+    /* not blocking: a FIFO would hold up nginx -t, a reload, the master */
+
+    fd = ngx_open_file(file->data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK|O_NOCTTY,
+                       NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "ailink_config: cannot open \"%V\"", file);
+        return NULL;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ailink_config \"%V\" is not a regular file", file);
+        ngx_close_file(fd);
+        return NULL;
+    }
+
+    fp = fdopen(fd, "r");
     if (fp == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "ailink_config: cannot open \"%V\"", file);
+        ngx_close_file(fd);
         return NULL;
     }
 

@@ -965,9 +965,25 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     if (cred) {
         secret = cred->secret;
 
-    } else if (ngx_ailink_byok_key(r, &secret) != NGX_OK) {
-        /* keyless upstreams (a local model server) need none */
-        ngx_str_null(&secret);
+    } else {
+        rc = ngx_ailink_byok_key(r, &secret);
+
+        if (rc == NGX_ABORT) {
+            /* never the key itself, at any level */
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "ailink: X-AILink-Upstream-Key refused: it holds "
+                          "a control character");
+
+            return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_request", NULL,
+                                             "X-AILink-Upstream-Key holds a "
+                                             "control character");
+        }
+
+        if (rc != NGX_OK) {
+            /* keyless upstreams (a local model server) need none */
+            ngx_str_null(&secret);
+        }
     }
 
     escape = 0;

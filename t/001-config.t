@@ -6,43 +6,13 @@ use strict;
 use warnings;
 use Test::More;
 use File::Temp qw(tempdir);
-use Cwd qw(abs_path);
+use lib 't/lib';
+use AILink::Conf;
 
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-my $root = abs_path('.');
-my @modules = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES}
-                          || "$root/build/release/ngx_ailink_module.so");
 my $hash = 'a' x 64;
 
 $ENV{AILINK_CONF_TEST_KEY} = 'sk-config-test';
 delete $ENV{AILINK_CONF_UNSET};
-
-# runs nginx -t with the given http{} body and YAML; returns (ok, output)
-sub nginx_t {
-    my ($http, $yaml) = @_;
-    my $dir = tempdir(CLEANUP => 1);
-    mkdir "$dir/logs";
-
-    open my $y, '>', "$dir/ailink.yaml" or die $!;
-    print $y $yaml // '';
-    close $y;
-
-    open my $c, '>', "$dir/nginx.conf" or die $!;
-    print $c "load_module $_;\n" for @modules;
-    print $c "error_log logs/error.log;\npid logs/nginx.pid;\n"
-           . "events {}\nhttp {\n$http\n}\n";
-    close $c;
-
-    my $out = `$nginx -t -p $dir/ -c $dir/nginx.conf 2>&1`;
-    return ($? == 0, $out);
-}
-
-sub rejects {
-    my ($name, $http, $yaml, $message) = @_;
-    my ($ok, $out) = nginx_t($http, $yaml);
-    ok(!$ok, "$name: nginx -t fails");
-    like($out, $message, "$name: the message names it") or diag($out);
-}
 
 my $with_yaml = "ailink_config ailink.yaml;";
 my $token = "tokens:\n  - id: t1\n    project: p\n    hash: $hash\n";
