@@ -690,10 +690,8 @@ text []
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 X-Mock-Events: 3
 --- response_body_like eval
-[qr/"finish_reason":"stop"\}\]\}\n\ndata: \[DONE\]\n\n\z/,
+[qr/\A(?!.*"usage")data: .*"finish_reason":"stop"\}\]\}\n\ndata: \[DONE\]\n\n\z/s,
  qr/"provider":"gemini","model":"gemini-2.5-flash","status":200,"error":null,"stream":true,[^\n]*"prompt_tokens":3,"completion_tokens":17,"total_tokens":20,"cached_tokens":0,"cost_usd":0.00004340\}\n\z/]
---- response_body_unlike eval
-[qr/"usage"/, qr/^$/]
 
 
 
