@@ -719,6 +719,17 @@ sub run_block {
             or bail_out("$name - init failed: $@");
     }
 
+    # The real module checks only the first of these sections that a block
+    # has and silently ignores the others; such a block looks tested and is
+    # not, so we fail it (deliberate difference, see t/runner/README).
+    my @body_checks = grep { defined $block->$_ }
+                      qw(response_body response_body_like response_body_unlike);
+    if (@body_checks > 1 && !$st->{skip}) {
+        Test::More::fail("$name - --- " . join(' and --- ', @body_checks)
+            . " in one block: Test::Nginx checks only --- $body_checks[0]; "
+            . "split the block or fold the checks into one pattern");
+    }
+
     for my $rep (0 .. $RepeatEach - 1) {
         if ($rep > 0 && !$st->{skip}) {
             write_user_files($block, expand_user_files($block, \%rand_ports));
