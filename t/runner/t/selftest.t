@@ -34,14 +34,13 @@ sub run_fixture {
     my $servroot = tempdir('ailink-runner-XXXXXX', TMPDIR => 1, CLEANUP => 1)
                    . '/servroot';
 
-    local $ENV{TEST_NGINX_SERVROOT}     = $servroot;
-    local $ENV{TEST_NGINX_SERVER_PORT}  = $port;
-    local $ENV{TEST_NGINX_LOAD_MODULES} = '';
-    local $ENV{TEST_NGINX_BINARY}       = $ENV{TEST_NGINX_BINARY}
-                                          || '/usr/sbin/nginx';
-    local $ENV{TEST_NGINX_USE_HUP}      = $env{hup} ? 1 : undef;
-    delete local $ENV{TEST_NGINX_USE_HUP} unless $env{hup};
-    delete local $ENV{TEST_NGINX_NO_CLEAN};
+    local %ENV = %ENV;
+    $ENV{TEST_NGINX_SERVROOT}     = $servroot;
+    $ENV{TEST_NGINX_SERVER_PORT}  = $port;
+    $ENV{TEST_NGINX_LOAD_MODULES} = '';
+    $ENV{TEST_NGINX_BINARY}     ||= '/usr/sbin/nginx';
+    delete $ENV{$_} for qw(TEST_NGINX_USE_HUP TEST_NGINX_NO_CLEAN);
+    $ENV{TEST_NGINX_USE_HUP} = 1 if $env{hup};
 
     my $out = `prove -v -I '$lib' '$fix/$name' 2>&1`;
     return ($out, $? >> 8, $servroot);
