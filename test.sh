@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every AILink test suite on a fresh Debian 12 machine: installs what
 # is missing, builds the module twice (release, and AddressSanitizer +
-# UBSan), runs the nginx suites (t/*.t) against both builds, then the
+# UBSan), runs the nginx suites (t/*.t) against both builds (and the
+# self-test of their fallback runner, t/runner/t), then the
 # end-to-end tests with the official openai clients (t/e2e), then the
 # libFuzzer targets for a bounded time (fuzz/, corpora replayed first).
 # Any sanitizer report fails the run.  Ends with one line:
@@ -47,6 +48,10 @@ t/run "$@" 2>&1 | tee "$logs/release.log"
 count_prove "$logs/release.log"
 
 if [ $# -eq 0 ]; then
+    echo "== test runner self-test"
+    t/run t/runner/t/selftest.t 2>&1 | tee "$logs/runner.log"
+    count_prove "$logs/runner.log"
+
     ./build.sh --sanitize >/dev/null || exit 1
 
     echo "== nginx suites, AddressSanitizer + UBSan build"

@@ -35,8 +35,7 @@ X-AILink-Agent-Name: billing-agent
 X-AILink-Session-Id: s-1
 X-Custom-Header: kept
 traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
---- response_body_like: "x-api-key":\s*"sk-test-action-secret-0001"
---- response_body_unlike: ailink_v1_proj|"authorization"|x-ailink|billing-agent
+--- response_body_like: ^(?!.*(?:ailink_v1_proj|"authorization"|x-ailink|billing-agent)).*"x-api-key":\s*"sk-test-action-secret-0001"
 
 
 
@@ -57,8 +56,7 @@ GET /v1/balance
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
 X-Api-Key: forged
---- response_body_like: "x-api-key":\s*"sk-test-action-secret-0001"
---- response_body_unlike: forged
+--- response_body_like: ^(?!.*forged).*"x-api-key":\s*"sk-test-action-secret-0001"
 
 
 
@@ -116,23 +114,25 @@ GET /v1/me
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001
 X-AILink-Upstream-Key: my-own-upstream-key
---- response_body_like: "x-api-key":\s*"my-own-upstream-key"
---- response_body_unlike: x-ailink-upstream-key
+--- response_body_like: ^(?!.*x-ailink-upstream-key).*"x-api-key":\s*"my-own-upstream-key"
 
 
 
 === TEST 11: the upstream key never reaches the audit record or the log
+The log is read at the info level: at debug nginx itself logs every header.
 --- request eval
 ["GET /v1/me", "GET /audit"]
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_byok000000000000000000001
 X-AILink-Upstream-Key: my-own-upstream-key
 --- response_body_like eval
-[qr/my-own-upstream-key/, qr/"token_id":"tok_byok"/]
---- response_body_unlike eval
-[qr/^$/, qr/my-own-upstream-key|ailink_v1_proj/]
+[qr/"x-api-key":\s*"my-own-upstream-key"/,
+ qr/\A(?!.*(?:my-own-upstream-key|ailink_v1_proj))\{[^\n]*"token_id":"tok_byok"[^\n]*\}\n\z/s]
+--- log_level: info
 --- no_error_log
 [error]
+my-own-upstream-key
+ailink_v1_proj
 
 
 
@@ -141,8 +141,7 @@ X-AILink-Upstream-Key: my-own-upstream-key
 GET /v1/me
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_keyless0000000000000000001
---- response_body_like: "headers":\s*\{
---- response_body_unlike: "authorization"|x-api-key|ailink_v1
+--- response_body_like: ^(?!.*(?:"authorization"|x-api-key|ailink_v1))\{"echo":\{.*"headers":\s*\{
 
 
 

@@ -581,10 +581,8 @@ arguments 1 {} valid
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 X-Mock-Events: 3
 --- response_body_like eval
-[qr/"finish_reason":"stop"\}\]\}\n\ndata: \[DONE\]\n\n\z/,
+[qr/\A(?!.*"usage")data: .*"finish_reason":"stop"\}\]\}\n\ndata: \[DONE\]\n\n\z/s,
  qr/"provider":"anthropic","model":"claude-sonnet-4-5","status":200,"error":null,"stream":true,[^\n]*"prompt_tokens":3,"completion_tokens":7,"total_tokens":10,"cached_tokens":0,"cost_usd":0.00011400\}\n\z/]
---- response_body_unlike eval
-[qr/"usage"/, qr/^$/]
 
 
 

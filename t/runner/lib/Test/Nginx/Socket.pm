@@ -20,9 +20,10 @@ use HTTP::Response ();
 use IO::Socket::INET ();
 use IO::Select ();
 use File::Spec ();
+use File::Find ();
 use File::Path qw(make_path remove_tree);
 use List::Util qw(shuffle);
-use POSIX qw(:sys_wait_h SIGQUIT SIGTERM SIGKILL SIGHUP);
+use POSIX qw(:sys_wait_h SIGQUIT SIGTERM SIGKILL SIGHUP SIGUSR1);
 use Time::HiRes qw(sleep time);
 
 our $VERSION = '0.29_ailink';
@@ -300,13 +301,24 @@ sub log_tail {
 # Server root, config file, user files
 #---------------------------------------------------------------------------
 
+# Like the real module: the configuration, caches and temp directories go
+# every time.  When nginx is started afresh the whole server root goes; in
+# TEST_NGINX_USE_HUP mode (nginx keeps running) every file below it goes,
+# the logs included, but the directories, nginx.pid and any *.sock, *.crt
+# and *.key stay.  reload_nginx() then has nginx reopen its logs (USR1)
+# before the HUP, so each block starts with empty logs in both modes.
 sub setup_server_root {
-    my $keep_logs = shift;
+    my $hup = shift;
     if (-d $ServRoot) {
-        my @rm = ($ConfDir, $HtmlDir);
-        push @rm, $LogDir, glob("$ServRoot/*_temp"), glob("$ServRoot/*_cache")
-            unless $keep_logs;
-        remove_tree(@rm);
+        remove_tree($ConfDir, glob("$ServRoot/*_cache"), glob("$ServRoot/*_temp"));
+        if ($hup) {
+            File::Find::find({ bydepth => 1, no_chdir => 1, wanted => sub {
+                return if -d $_ || /(?:\bnginx\.pid|\.sock|\.crt|\.key)$/;
+                unlink $_ or warn "Failed to remove $_: $!\n";
+            } }, $ServRoot);
+        } else {
+            remove_tree($HtmlDir, $LogDir);
+        }
     }
     for my $d ($ServRoot, $LogDir, $HtmlDir, $ConfDir) {
         next if -d $d;
@@ -583,6 +595,11 @@ sub fetch_config_version {
 
 sub reload_nginx {
     my ($name) = @_;
+    # setup_server_root(1) removed the log files: reopen them first, as the
+    # real module does
+    vwarn("sending USR1 to $NginxPid\n");
+    kill SIGUSR1, $NginxPid or return "failed to send USR1 to $NginxPid: $!";
+    sleep $TestNginxSleep;
     vwarn("sending HUP to $NginxPid\n");
     kill SIGHUP, $NginxPid or return "failed to send HUP to $NginxPid: $!";
     # wait until the new config answers consistently (old workers gone)
@@ -702,6 +719,17 @@ sub run_block {
             or bail_out("$name - init failed: $@");
     }
 
+    # The real module checks only the first of these sections that a block
+    # has and silently ignores the others; such a block looks tested and is
+    # not, so we fail it (deliberate difference, see t/runner/README).
+    my @body_checks = grep { defined $block->$_ }
+                      qw(response_body response_body_like response_body_unlike);
+    if (@body_checks > 1 && !$st->{skip}) {
+        Test::More::fail("$name - --- " . join(' and --- ', @body_checks)
+            . " in one block: Test::Nginx checks only --- $body_checks[0]; "
+            . "split the block or fold the checks into one pattern");
+    }
+
     for my $rep (0 .. $RepeatEach - 1) {
         if ($rep > 0 && !$st->{skip}) {
             write_user_files($block, expand_user_files($block, \%rand_ports));
@@ -756,7 +784,7 @@ sub prepare_nginx {
         setup_server_root(1);
         write_user_files($block, $files);
         write_file($ConfFile, $conf);
-        $ErrLogPos = -s $ErrLogFile // 0;
+        $ErrLogPos = 0;             # error.log was removed
         my $err = reload_nginx($name);
         if (!$err) {
             # Unlike the real module we start the block's error.log window
