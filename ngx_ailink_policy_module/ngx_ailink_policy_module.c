@@ -858,6 +858,7 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
 
         p = ngx_cpymem(p, "{\"policy\":\"", sizeof("{\"policy\":\"") - 1);
         p = ngx_ailink_json_escape(p, &d[i].policy->name);
+        *p++ = '"';
         p = ngx_ailink_policy_json_member(p, "rule", &d[i].rule->name);
         p = ngx_sprintf(p, ",\"action\":\"%V\",\"mode\":\"%s\","
                         "\"result\":\"%s\"",
