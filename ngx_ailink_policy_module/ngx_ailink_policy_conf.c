@@ -1371,6 +1371,9 @@ ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
         i++;
     }
 
+    /* later messages name the policy only */
+    ld->where[len] = '\0';
+
     return NGX_OK;
 }
 

@@ -106,13 +106,14 @@ ngx_ailink_policy_body_value(ngx_http_request_t *r,
     text = pctx->body;
     seg = path->elts;
 
+    /* a path that leads nowhere: the field is absent */
     for (i = 0; i < path->nelts; i++) {
         if (text.len == 0 || text.data[0] != '{') {
-            return NGX_DECLINED;
+            return NGX_OK;
         }
 
         if (ngx_ailink_json_find(&text, &seg[i], &value) != NGX_OK) {
-            return NGX_DECLINED;
+            return NGX_OK;
         }
 
         text = value;
@@ -125,7 +126,7 @@ ngx_ailink_policy_body_value(ngx_http_request_t *r,
 
             if (!cJSON_IsString(json)) {
                 ngx_ailink_json_delete(json);
-                return NGX_DECLINED;
+                return NGX_OK;
             }
 
             v->str.len = ngx_strlen(json->valuestring);

@@ -125,3 +125,221 @@ YAML
  403, 403, 200, 403, 200, 403, 200, 403, 200, 403, 200, 403, 200]
 --- no_error_log
 [error]
+
+
+
+=== TEST 4: an allow ends its own policy; the first enforced deny wins across policies
+--- user_files eval
+AILink::Policy::policy_files(<<'YAML')
+policies:
+  - name: admins-first
+    apply_to: all
+    rules:
+      - when: {field: agent.name, op: eq, value: admin}
+        then: allow
+      - then: {deny: {reason: "only admins"}}
+  - name: second
+    apply_to: all
+    rules:
+      - when: {field: request.path, op: eq, value: /v1/secret}
+        then: {deny: {reason: "never"}}
+YAML
+--- request eval
+["GET /v1/me", "GET /v1/me", "GET /v1/secret"]
+--- more_headers eval
+["Authorization: Bearer $AILink::Test::ACTION_TOKEN\nX-AILink-Agent-Name: admin",
+ "Authorization: Bearer $AILink::Test::ACTION_TOKEN\nX-AILink-Agent-Name: intern",
+ "Authorization: Bearer $AILink::Test::ACTION_TOKEN\nX-AILink-Agent-Name: admin"]
+--- error_code eval
+[200, 403, 403]
+--- response_body_like eval
+[qr/"echo"/, qr/"policy_name":"admins-first","reason":"only admins"/,
+ qr/"policy_name":"second","reason":"never"/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: shadow changes nothing and audits what would have happened
+--- user_files eval
+AILink::Policy::policy_files(<<'YAML')
+policies:
+  - name: trial
+    mode: shadow
+    apply_to: all
+    rules:
+      - name: no-deletes
+        when: {field: request.method, op: eq, value: DELETE}
+        then: [{deny: {reason: "no deletes"}}, {tag: would-block}, {set_header: {name: X-Shadow, value: "1"}}]
+YAML
+--- request eval
+["DELETE /v1/thing", "GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/"method":\s*"DELETE"(?!.*x-shadow)/s,
+ qr/"policies":\[\{"policy":"trial","rule":"no-deletes","action":"deny","mode":"shadow","result":"would_deny","reason":"no deletes"\},\{"policy":"trial","rule":"no-deletes","action":"tag","mode":"shadow","result":"tagged"\},\{"policy":"trial","rule":"no-deletes","action":"set_header","mode":"shadow","result":"would_apply"\}\],"tags":\[\]\}\n\z/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: set_header reaches the upstream; tags and decisions reach the audit and the variables
+--- http_config
+    ailink_config $TEST_NGINX_HTML_DIR/policy.yaml;
+    log_format pol '$ailink_policy_decision|$ailink_policy_name|$ailink_policy_tags|$ailink_policy_decisions';
+--- config
+    ailink_audit_log logs/audit.jsonl;
+    location = /audit {
+        ailink_audit_log off;
+        default_type text/plain;
+        alias logs/audit.jsonl;
+    }
+    location = /vars {
+        ailink_audit_log off;
+        default_type text/plain;
+        alias logs/vars.log;
+    }
+    location / {
+        ailink_auth on;
+        access_log logs/vars.log pol;
+        include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
+    }
+--- user_files eval
+AILink::Policy::policy_files(<<'YAML')
+policies:
+  - name: route
+    apply_to: {projects: [test]}
+    rules:
+      - name: mark
+        when: {field: request.path, op: starts_with, value: /v1/}
+        then: [{set_header: {name: X-Tenant, value: acme}}, {tag: [billing, "q\"1"]}, {log: "seen"}]
+YAML
+--- request eval
+["GET /v1/me", "GET /vars", "GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
+--- response_body_like eval
+[qr/"x-tenant":\s*"acme"/,
+ qr/^allowed\|-\|\[\\x22billing\\x22,\\x22q\\x5C\\x221\\x22\]\|\[\{\\x22policy\\x22:\\x22route\\x22/,
+ qr/"policies":\[\{"policy":"route","rule":"mark","action":"set_header","mode":"enforce","result":"applied"\},\{"policy":"route","rule":"mark","action":"tag","mode":"enforce","result":"tagged"\},\{"policy":"route","rule":"mark","action":"log","mode":"enforce","result":"logged"\}\],"tags":\["billing","q\\"1"\]\}\n\z/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: conditions on the request body, on the LLM route and on the action route
+--- user_files eval
+AILink::Policy::policy_files(<<'YAML')
+policies:
+  - name: body
+    apply_to: all
+    rules:
+      - when: {field: request.body.metadata.user, op: eq, value: "mallory \"m\""}
+        then: {deny: {reason: "blocked user"}}
+      - when: {field: request.body.amount, op: gt, value: 1000}
+        then: {deny: {reason: "too much"}}
+YAML
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"mock-1\",\"metadata\":{\"user\":\"mallory \\\"m\\\"\"},\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}",
+"POST /v1/chat/completions
+{\"model\":\"mock-1\",\"metadata\":{\"user\":\"alice\"},\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}",
+"POST /v1/charges
+{\"amount\": 5000, \"currency\": \"usd\"}",
+"POST /v1/charges
+{\"amount\": 50, \"currency\": \"usd\"}"]
+--- more_headers eval
+["Authorization: Bearer $AILink::Test::LLM_TOKEN",
+ "Authorization: Bearer $AILink::Test::LLM_TOKEN",
+ "Authorization: Bearer $AILink::Test::ACTION_TOKEN",
+ "Authorization: Bearer $AILink::Test::ACTION_TOKEN"]
+--- error_code eval
+[403, 200, 403, 200]
+--- response_body_like eval
+[qr/"reason":"blocked user"/, qr/Mock reply/, qr/"reason":"too much"/,
+ qr/"body":\s*"\{\\"amount\\": 50, \\"currency\\": \\"usd\\"\}"/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: post-phase policies see the status and the usage; a token names its own policies
+--- user_files eval
+AILink::Policy::policy_files(<<'YAML', "    policies: [own]\n")
+policies:
+  - name: own
+    rules:
+      - when: {field: model, op: eq, value: mock-x}
+        then: {tag: mine}
+  - name: after
+    phase: post
+    apply_to: all
+    rules:
+      - when: {all: [{field: response.status, op: eq, value: 200},
+                     {field: usage.total_tokens, op: gte, value: 8}]}
+        then: [{tag: big}, {log: "big answer"}]
+YAML
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"mock-x\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_body_like eval
+[qr/Mock reply/,
+ qr/"total_tokens":8,.*"policies":\[\{"policy":"own","rule":"rules\[0\]","action":"tag","mode":"enforce","result":"tagged"\},\{"policy":"after","rule":"rules\[0\]","action":"tag","mode":"enforce","result":"tagged"\},\{"policy":"after","rule":"rules\[0\]","action":"log","mode":"enforce","result":"logged"\}\],"tags":\["mine","big"\]\}\n\z/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: context.time in a configured time zone; other tokens are not touched
+--- user_files eval
+my $h = (gmtime(time + 5 * 3600 + 1800))[2];
+AILink::Policy::policy_files(<<"YAML")
+policies:
+  - name: clock
+    timezone: "+05:30"
+    apply_to: {tokens: [tok_action]}
+    rules:
+      - when: {all: [{field: context.time.hour, op: eq, value: $h},
+                     {field: context.time.weekday, op: in, value: [sun, mon, tue, wed, thu, fri, sat]}]}
+        then: {deny: {reason: "hour $h"}}
+YAML
+--- request eval
+["GET /v1/me", "GET /v1/models"]
+--- more_headers eval
+["Authorization: Bearer $AILink::Test::ACTION_TOKEN",
+ "Authorization: Bearer $AILink::Test::LLM_TOKEN"]
+--- error_code eval
+[403, 200]
+--- response_body_like eval
+[qr/"reason":"hour \d+"/, qr/"object"/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: an action hook that no module provides fails closed
+--- user_files eval
+AILink::Policy::policy_files(<<'YAML')
+policies:
+  - name: approvals
+    apply_to: all
+    rules:
+      - when: {field: request.method, op: eq, value: POST}
+        then: {require_approval: {}}
+YAML
+--- request eval
+["POST /v1/charges\n{}", "GET /v1/me"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
+--- error_code eval
+[403, 200]
+--- response_body_like eval
+[qr/"policy_name":"approvals","reason":"this action is not available on the gateway"/, qr/"echo"/]
+--- no_error_log
+[error]
