@@ -253,6 +253,11 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
         ctx = &empty;
     }
 
+    if (ngx_ailink_log_hook && ctx != &empty) {
+        /* post-phase policies and spend, so the record has them */
+        ngx_ailink_log_hook(r, ctx);
+    }
+
     token_id = ctx->token ? &ctx->token->id : &ngx_ailink_audit_null;
     token_name = ctx->token ? &ctx->token->name : &ngx_ailink_audit_null;
     project = ctx->token ? &ctx->token->project : &ngx_ailink_audit_null;
@@ -303,7 +308,8 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"completion_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"total_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cached_tokens\":") + NGX_INT_T_LEN
-          + sizeof(",\"cost_usd\":") + 32;
+          + sizeof(",\"cost_usd\":") + 32
+          + ctx->policy_audit.len;
 
     line = ngx_pnalloc(r->pool, len);
     if (line == NULL) {
@@ -380,6 +386,9 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
                               "null,\"total_tokens\":null,\"cached_tokens\":"
                               "null,\"cost_usd\":null") - 1);
     }
+
+    /* "policies" and "tags", for tokens that have policies */
+    p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
 
     *p++ = '}';
     *p++ = '\n';

@@ -105,6 +105,10 @@ typedef struct {
     ngx_ailink_credential_t    *credential;
     ngx_array_t                 provider_creds; /* ngx_ailink_provider_cred_t */
     ngx_ailink_inject_t         byok;           /* scheme for a BYOK key */
+
+    /* the policies that apply: set by ngx_ailink_policy_conf_load(),
+       read by the policy module; NULL when none does */
+    void                       *policies;
 } ngx_ailink_token_t;
 
 
@@ -190,6 +194,14 @@ typedef struct {
                                                    event; -1: not a stream */
     void                       *response;       /* the response filter's */
 
+    ngx_str_t                   body;           /* the client's body as
+                                                   read: translate writes
+                                                   it, policy reads it */
+    void                       *policy;         /* the policy module's */
+    ngx_str_t                   policy_audit;   /* ,"policies":[...],
+                                                   "tags":[...]: policy
+                                                   writes, audit reads */
+
     unsigned                    stream:1;
     unsigned                    include_usage:1;    /* the client asked */
     unsigned                    strip_usage:1;      /* the gateway asked */
@@ -206,6 +218,17 @@ extern ngx_module_t  ngx_ailink_audit_module;
 
 /* ngx_ailink_auth_module.c */
 ngx_uint_t ngx_ailink_auth_enabled(ngx_http_request_t *r);
+
+/*
+ * Run by the audit handler before it writes a record (and by the policy
+ * module's own log handler when no audit is written): post-phase policies
+ * and usage counting, so that the record carries their decisions.
+ */
+typedef void (*ngx_ailink_log_hook_pt)(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
+
+extern ngx_ailink_log_hook_pt  ngx_ailink_log_hook;
+
 
 /* ngx_ailink_ctx.c */
 ngx_ailink_ctx_t *ngx_ailink_get_ctx(ngx_http_request_t *r);
@@ -225,6 +248,13 @@ ngx_int_t ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json);
 void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
+/* the same with extra members: a JSON fragment ",\"k\":v..." or NULL */
+ngx_int_t ngx_ailink_error_body_extra(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message,
+    const char *param, ngx_str_t *extra, ngx_str_t *json);
+void ngx_ailink_finalize_error_extra(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message,
+    const char *param, ngx_str_t *extra);
 
 /*
  * What cJSON's nodes cannot say, said in fields it leaves unused.  A
@@ -507,6 +537,10 @@ ngx_ailink_provider_t *ngx_ailink_provider_find(ngx_ailink_conf_t *conf,
     ngx_str_t *name);
 ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
     ngx_ailink_provider_t *provider);
+
+/* ngx_ailink_policy_conf.c: the "policies" of the file */
+ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
 
 /* ngx_ailink_prices.c */
 ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,

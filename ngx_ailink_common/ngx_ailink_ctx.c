@@ -85,6 +85,9 @@ static ngx_http_variable_t  ngx_ailink_vars[] = {
 };
 
 
+ngx_ailink_log_hook_pt  ngx_ailink_log_hook;
+
+
 /* request ids: a random prefix per process and a scrambled counter */
 static ngx_pid_t  ngx_ailink_rid_pid;
 static uint64_t   ngx_ailink_rid_prefix;

@@ -94,6 +94,18 @@ ngx_int_t
 ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param, ngx_str_t *json)
 {
+    return ngx_ailink_error_body_extra(r, status, code, message, param, NULL,
+                                       json);
+}
+
+
+/* extra: members such as ,"policy_name":"..." already in JSON, or NULL */
+
+ngx_int_t
+ngx_ailink_error_body_extra(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param,
+    ngx_str_t *extra, ngx_str_t *json)
+{
     size_t             len;
     u_char            *p;
     ngx_str_t          s;
@@ -126,6 +138,10 @@ ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
         len += ngx_ailink_json_escape_len(&s) + 2;
     }
 
+    if (extra) {
+        len += extra->len;
+    }
+
     json->data = ngx_pnalloc(r->pool, len);
     if (json->data == NULL) {
         return NGX_ERROR;
@@ -155,6 +171,10 @@ ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
 
     } else {
         p = ngx_cpymem(p, "null", 4);
+    }
+
+    if (extra) {
+        p = ngx_cpymem(p, extra->data, extra->len);
     }
 
     p = ngx_sprintf(p, ",\"request_id\":\"%V\"}}\n", &ctx->request_id);
@@ -190,6 +210,27 @@ ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t  rc;
 
     rc = ngx_ailink_send_error(r, status, code, message, param);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+void
+ngx_ailink_finalize_error_extra(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param,
+    ngx_str_t *extra)
+{
+    ngx_int_t  rc;
+    ngx_str_t  json;
+
+    rc = NGX_ERROR;
+
+    if (ngx_ailink_error_body_extra(r, status, code, message, param, extra,
+                                    &json)
+        == NGX_OK)
+    {
+        rc = ngx_ailink_send_json(r, status, &json);
+    }
 
     ngx_http_finalize_request(r, rc);
 }

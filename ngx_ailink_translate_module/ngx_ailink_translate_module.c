@@ -603,6 +603,9 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    /* as the client sent it, for policies that look into it */
+    ctx->body = body;
+
     prov = NULL;
 
     if (ngx_ailink_json_find(&body, &key, &value) == NGX_OK

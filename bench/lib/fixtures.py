@@ -26,7 +26,40 @@ KEYS = {
 TOKENS = {
     "llm": "ailink_v1_proj_bench_tok_llm000000000000000000000001",
     "action": "ailink_v1_proj_bench_tok_action0000000000000000000001",
+    "policy": "ailink_v1_proj_benchpol_tok_policy00000000000000000001",
 }
+
+
+def policies_yaml(n=20, rules=5):
+    """Scenario 5: n policies of `rules` rules on the policy token, the way
+    an operator writes them (model, agent, method/path, glob, project and
+    header conditions, none of which this traffic matches), the last rule
+    of the last policy one rate limit and one spend cap that never bind."""
+    out = ["policies:"]
+    for i in range(n):
+        out.append("  - name: bench-%02d" % i)
+        out.append("    apply_to: {tokens: [tok_bench_policy]}")
+        out.append("    rules:")
+        kinds = [
+            "{field: model, op: eq, value: gpt-blocked-%d}" % i,
+            "{field: agent.name, op: in, value: [bad-agent-%d, evil-%d]}" % (i, i),
+            "{all: [{field: request.method, op: eq, value: DELETE}, "
+            "{field: request.path, op: starts_with, value: /v1/admin}]}",
+            "{field: model, op: glob, value: \"o1-*-%d\"}" % i
+            if i % 4 else "{field: request.headers.x-bench-debug, op: exists}",
+            "{not: {field: project, op: eq, value: benchpol}}",
+        ]
+        for r in range(rules):
+            if i == n - 1 and r == rules - 1:
+                # every request: the limits are looked up and counted
+                out.append("      - name: limits")
+                out.append("        then: [{rate_limit: {requests_per_minute: 1000000000,"
+                           " tokens_per_minute: 1000000000000}},"
+                           " {spend_cap: {limit_usd: 1000000000}}]")
+            else:
+                out.append("      - when: %s" % kinds[r % len(kinds)])
+                out.append("        then: {deny: {reason: \"bench rule %d.%d\"}}" % (i, r))
+    return "\n".join(out) + "\n"
 
 REPLY = ("Here is a short answer with enough text to look like a real "
          "completion: the gateway reads usage from it, the audit record "

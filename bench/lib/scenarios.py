@@ -10,6 +10,7 @@ import fixtures
 
 LLM = "Authorization: Bearer " + fixtures.TOKENS["llm"]
 ACTION = "Authorization: Bearer " + fixtures.TOKENS["action"]
+POLICY = "Authorization: Bearer " + fixtures.TOKENS["policy"]
 CHAT = "/v1/chat/completions"
 COMPLETION = '"object":"chat.completion"'
 TO_ANTHROPIC = (COMPLETION, '"type":"message"')
@@ -48,6 +49,11 @@ SCENARIOS = [
              TO_ANTHROPIC, None),
     Scenario("gemini-100k", "3", "Chat → Gemini translation, 100 KB body",
              "POST", CHAT, GEMINI, "gemini-100k", LLM, TO_GEMINI, None),
+    # issue 9: within 5 points of scenario 1's ratio and 5,000 instructions
+    # of its count (the 0.75 floor is scenario 1's target less 5 points)
+    Scenario("openai-policies", "5",
+             "OpenAI passthrough, 20 policies of 5 rules, one rate limit and one spend cap",
+             "POST", CHAT, CHAT, "openai-1k", POLICY, COMPLETION, 0.75),
 ]
 
 

@@ -177,7 +177,8 @@ sub mock_reset {
 # dir (the prefix, logs in dir/logs) and url; stopped with SIGQUIT at exit.
 #
 #   my $nginx = start_nginx(server => "location / { ... }",
-#                           http => "...", master => 1);
+#                           http => "...", master => 1, workers => 2,
+#                           dir => $prefix);   # reuse a prefix (restarts)
 my @nginx_pids;
 
 sub start_nginx {
@@ -187,21 +188,22 @@ sub start_nginx {
     my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
     my @modules = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES}
                               || "$root/build/release/ngx_ailink_module.so");
-    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    my $dir = $o{dir} // File::Temp::tempdir(CLEANUP => 1);
+    my $workers = $o{workers} // 1;
     my $port = free_port();
     my $master = $o{master} ? 'on' : 'off';
     my $user = $> == 0 ? 'user root;' : '';
     my $http = $o{http}
                // "ailink_config $root/t/conf/ailink.yaml;";
 
-    mkdir "$dir/logs";
+    mkdir "$dir/logs" unless -d "$dir/logs";
     open my $c, '>', "$dir/nginx.conf" or die $!;
     print $c "load_module $_;\n" for @modules;
     print $c <<"CONF";
 $user
 daemon off;
 master_process $master;
-worker_processes 1;
+worker_processes $workers;
 error_log logs/error.log info;
 pid logs/nginx.pid;
 events {}

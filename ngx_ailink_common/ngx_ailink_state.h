@@ -1,0 +1,90 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * Shared state behind one small interface: counters (with a time window
+ * and a TTL) and records (bytes with a TTL), keyed by strings.  Call sites
+ * use only the functions below; the shared-memory backend is
+ * ngx_ailink_state_shm.c, and a Redis backend would be another file that
+ * fills the same table of operations.
+ */
+
+
+#ifndef _NGX_AILINK_STATE_H_INCLUDED_
+#define _NGX_AILINK_STATE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/* the longest key a store takes */
+#define NGX_AILINK_STATE_KEY_MAX    1024
+
+/* counter flags */
+#define NGX_AILINK_STATE_PERSIST    0x01    /* written to the data dir */
+
+
+typedef struct ngx_ailink_state_s  ngx_ailink_state_t;
+
+typedef struct {
+    /*
+     * adds delta unless the sum would pass limit (limit < 0: no limit);
+     * NGX_OK with the new value, NGX_BUSY with the value left as it was,
+     * NGX_ERROR when the store has no room
+     */
+    ngx_int_t  (*add)(ngx_ailink_state_t *st, ngx_str_t *key, int64_t delta,
+                      int64_t limit, time_t ttl, ngx_uint_t flags,
+                      int64_t *value);
+    /* NGX_OK with the value, NGX_DECLINED when absent or expired */
+    ngx_int_t  (*get)(ngx_ailink_state_t *st, ngx_str_t *key,
+                      int64_t *value);
+    ngx_int_t  (*set_record)(ngx_ailink_state_t *st, ngx_str_t *key,
+                             ngx_str_t *value, time_t ttl);
+    ngx_int_t  (*get_record)(ngx_ailink_state_t *st, ngx_str_t *key,
+                             ngx_pool_t *pool, ngx_str_t *value);
+} ngx_ailink_state_ops_t;
+
+
+struct ngx_ailink_state_s {
+    ngx_ailink_state_ops_t     *ops;
+    void                       *data;       /* the backend's */
+    ngx_str_t                   name;
+};
+
+
+/* a fixed window: its start and the seconds left in it */
+typedef struct {
+    time_t                      start;
+    time_t                      left;
+} ngx_ailink_state_window_t;
+
+
+static ngx_inline void
+ngx_ailink_state_window(time_t now, time_t length, time_t offset,
+    ngx_ailink_state_window_t *w)
+{
+    /* windows are aligned on the epoch, shifted by a time zone offset */
+    w->start = (now + offset) / length * length - offset;
+    w->left = w->start + length - now;
+}
+
+
+#define ngx_ailink_state_add(st, key, delta, limit, ttl, flags, value)        \
+    (st)->ops->add(st, key, delta, limit, ttl, flags, value)
+#define ngx_ailink_state_get(st, key, value)                                  \
+    (st)->ops->get(st, key, value)
+#define ngx_ailink_state_set_record(st, key, value, ttl)                      \
+    (st)->ops->set_record(st, key, value, ttl)
+#define ngx_ailink_state_get_record(st, key, pool, value)                     \
+    (st)->ops->get_record(st, key, pool, value)
+
+
+/* ngx_ailink_state_shm.c */
+ngx_ailink_state_t *ngx_ailink_state_shm_add(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, void *tag);
+void ngx_ailink_state_shm_persist(ngx_ailink_state_t *st, ngx_str_t *path);
+ngx_int_t ngx_ailink_state_shm_save(ngx_ailink_state_t *st, ngx_log_t *log);
+
+
+#endif /* _NGX_AILINK_STATE_H_INCLUDED_ */

@@ -1,0 +1,379 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * Rate limits and spend caps, over the state interface.
+ *
+ * Request limits count in fixed windows aligned on the clock (a second, a
+ * minute, an hour): the check and the increment are one operation of the
+ * store, so workers never let more requests through than the limit, and
+ * a request refused by one window is taken back from the windows it
+ * passed.  Token limits count the prompt and completion tokens of each
+ * response when it ends (streams included) into the minute window of that
+ * moment; a request is refused while its window is spent.
+ *
+ * Spend is counted in nano-dollars (integer sums are exact) per token and
+ * per project, per day and per month in the cap's time zone, from the
+ * cost the audit computes; those counters persist across restarts.
+ */
+
+
+#include "ngx_ailink_policy.h"
+
+
+static time_t  ngx_ailink_policy_windows[] = { 1, 60, 3600, 60 };
+
+
+/* "<id><field>|<field>|..." from the request */
+
+static ngx_int_t
+ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_policy_ctx_t *pctx, ngx_ailink_policy_action_t *a,
+    ngx_str_t *key)
+{
+    u_char                     *p;
+    size_t                      len;
+    ngx_uint_t                  i;
+    ngx_ailink_policy_value_t   v[8];
+
+    len = a->id.len + 2 + NGX_INT64_LEN + 2;
+
+    for (i = 0; i < a->nkeys; i++) {
+        if (ngx_ailink_policy_field(r, ctx, pctx, a->key_fields[i],
+                                    &a->key_args[i], NULL, &v[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        len += v[i].found ? v[i].str.len + 1 : 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->data = p;
+    p = ngx_cpymem(p, a->id.data, a->id.len);
+
+    for (i = 0; i < a->nkeys; i++) {
+        if (v[i].found) {
+            p = ngx_cpymem(p, v[i].str.data, v[i].str.len);
+        }
+
+        *p++ = '|';
+    }
+
+    key->len = p - key->data;
+
+    return NGX_OK;
+}
+
+
+/* the key with its window: "<key><kind>@<start>" */
+
+static void
+ngx_ailink_policy_window_key(ngx_str_t *key, ngx_uint_t kind, time_t start,
+    ngx_str_t *out)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(out->data, key->data, key->len);
+    *p++ = (u_char) ('0' + kind);
+    p = ngx_sprintf(p, "@%T", start);
+
+    out->len = p - out->data;
+}
+
+
+ngx_int_t
+ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_policy_ctx_t *pctx, ngx_ailink_state_t *st,
+    ngx_ailink_policy_t *policy, ngx_ailink_policy_action_t *a,
+    const char **result)
+{
+    u_char                      buf[NGX_AILINK_STATE_KEY_MAX];
+    time_t                      now;
+    int64_t                     value, remaining;
+    ngx_int_t                   rc, over;
+    ngx_str_t                   key, wkey;
+    ngx_uint_t                  i, j, kind;
+    ngx_ailink_policy_tpm_t    *tpm;
+    ngx_ailink_state_window_t   w[NGX_AILINK_RL_N];
+
+    *result = "error";
+
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ailink_policy_limit_key(r, ctx, pctx, a, &key) != NGX_OK
+        || key.len + 2 + NGX_INT64_LEN > NGX_AILINK_STATE_KEY_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    now = ngx_time();
+    wkey.data = buf;
+    over = 0;
+
+    for (i = 0; i < NGX_AILINK_RL_N; i++) {
+        if (a->limits[i] == 0) {
+            continue;
+        }
+
+        ngx_ailink_state_window(now, ngx_ailink_policy_windows[i], 0, &w[i]);
+        ngx_ailink_policy_window_key(&key, i, w[i].start, &wkey);
+
+        if (i == NGX_AILINK_RL_TOKENS_MINUTE) {
+            kind = 1;
+            rc = ngx_ailink_state_get(st, &wkey, &value);
+
+            if (rc == NGX_ERROR) {
+                goto failed;
+            }
+
+            rc = (value >= a->limits[i]) ? NGX_BUSY : NGX_OK;
+
+        } else {
+            kind = 0;
+            rc = ngx_ailink_state_add(st, &wkey, 1,
+                                      policy->shadow ? -1 : a->limits[i],
+                                      w[i].left + 1, 0, &value);
+
+            if (rc == NGX_ERROR) {
+                goto failed;
+            }
+
+            if (policy->shadow && value > a->limits[i]) {
+                rc = NGX_BUSY;
+            }
+        }
+
+        remaining = a->limits[i] - value;
+        remaining = ngx_max(remaining, 0);
+
+        if (rc == NGX_BUSY) {
+            over = 1;
+            remaining = 0;
+
+            if (!policy->shadow) {
+                pctx->retry_after = ngx_max(pctx->retry_after, w[i].left);
+            }
+        }
+
+        /* the headers show the enforced limit closest to its end */
+        if (!policy->shadow
+            && (!(pctx->rl_set & (1 << kind))
+                || remaining < pctx->rl_remaining[kind]))
+        {
+            pctx->rl_limit[kind] = a->limits[i];
+            pctx->rl_remaining[kind] = remaining;
+            pctx->rl_reset[kind] = w[i].left;
+            pctx->rl_set |= (1 << kind);
+        }
+
+        if (over && !policy->shadow) {
+            /* give back what the earlier windows of this limit took */
+            for (j = 0; j < i; j++) {
+                if (a->limits[j] == 0 || j == NGX_AILINK_RL_TOKENS_MINUTE) {
+                    continue;
+                }
+
+                ngx_ailink_policy_window_key(&key, j, w[j].start, &wkey);
+                (void) ngx_ailink_state_add(st, &wkey, -1, -1,
+                                            w[j].left + 1, 0, &value);
+            }
+
+            break;
+        }
+    }
+
+    if (a->limits[NGX_AILINK_RL_TOKENS_MINUTE] && !over) {
+        if (pctx->tpm == NULL) {
+            pctx->tpm = ngx_array_create(r->pool, 2,
+                                         sizeof(ngx_ailink_policy_tpm_t));
+            if (pctx->tpm == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        tpm = ngx_array_push(pctx->tpm);
+        if (tpm == NULL) {
+            return NGX_ERROR;
+        }
+
+        tpm->key = key;
+        tpm->action = a;
+    }
+
+    *result = over ? "limited" : "allowed";
+
+    return over ? NGX_BUSY : NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "ailink policy \"%V\": the state store cannot count "
+                  "rate limit \"%V\"", &policy->name, &key);
+
+    return NGX_ERROR;
+}
+
+
+/* "sp|<t|p>|<id>|<d|m><period>|<offset>" */
+
+static ngx_int_t
+ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
+    ngx_ailink_policy_spend_t *sp, u_char *buf, ngx_str_t *key, time_t *ttl)
+{
+    time_t      now;
+    ngx_tm_t    tm;
+    ngx_str_t  *id;
+    ngx_int_t   period;
+
+    now = ngx_time();
+    id = (sp->scope == NGX_AILINK_SPEND_TOKEN) ? &ctx->token->id
+                                               : &ctx->token->project;
+
+    if (id->len > NGX_AILINK_STATE_KEY_MAX - 64) {
+        return NGX_ERROR;
+    }
+
+    if (sp->period == NGX_AILINK_SPEND_DAY) {
+        period = (now + sp->offset) / 86400;
+        *ttl = 3 * 86400;
+
+    } else {
+        ngx_gmtime(now + sp->offset, &tm);
+        period = tm.ngx_tm_year * 12 + tm.ngx_tm_mon;
+        *ttl = 63 * 86400;
+    }
+
+    key->data = buf;
+    key->len = ngx_sprintf(buf, "sp|%c|%V|%c%i|%T",
+                           sp->scope == NGX_AILINK_SPEND_TOKEN ? 't' : 'p',
+                           id, sp->period == NGX_AILINK_SPEND_DAY ? 'd' : 'm',
+                           period, sp->offset)
+               - buf;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_ailink_policy_spend_get(ngx_ailink_ctx_t *ctx, ngx_ailink_state_t *st,
+    ngx_ailink_policy_spend_t *sp, double *usd)
+{
+    u_char     buf[NGX_AILINK_STATE_KEY_MAX];
+    time_t     ttl;
+    int64_t    value;
+    ngx_str_t  key;
+
+    if (st == NULL
+        || ngx_ailink_policy_spend_key(ctx, sp, buf, &key, &ttl) != NGX_OK
+        || ngx_ailink_state_get(st, &key, &value) == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    *usd = (double) value / NGX_AILINK_NANO_USD;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_ailink_policy_spend_cap(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_state_t *st, ngx_ailink_policy_action_t *a, double *spent)
+{
+    if (ngx_ailink_policy_spend_get(ctx, st, &a->spend, spent) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ailink policy: the state store cannot read spend "
+                      "for budget \"%V\"", &a->budget);
+        return NGX_ERROR;
+    }
+
+    return (*spent >= a->limit_usd) ? NGX_BUSY : NGX_OK;
+}
+
+
+/* the log phase: tokens into their minute windows, cost into spend */
+
+void
+ngx_ailink_policy_count_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_policy_ctx_t *pctx, ngx_ailink_state_t *st)
+{
+    u_char                      buf[NGX_AILINK_STATE_KEY_MAX];
+    time_t                      ttl;
+    double                      cost;
+    int64_t                     nano, value;
+    ngx_str_t                   key;
+    ngx_uint_t                  i;
+    ngx_ailink_conf_t          *conf;
+    ngx_ailink_policy_tpm_t    *tpm;
+    ngx_ailink_policy_set_t    *set;
+    ngx_ailink_state_window_t   w;
+
+    if (st == NULL || !ctx->usage.known) {
+        return;
+    }
+
+    if (pctx && pctx->tpm && ctx->usage.total) {
+        tpm = pctx->tpm->elts;
+        ngx_ailink_state_window(ngx_time(), 60, 0, &w);
+
+        for (i = 0; i < pctx->tpm->nelts; i++) {
+            if (tpm[i].key.len + 2 + NGX_INT64_LEN > sizeof(buf)) {
+                continue;
+            }
+
+            key.data = buf;
+            ngx_ailink_policy_window_key(&tpm[i].key,
+                                         NGX_AILINK_RL_TOKENS_MINUTE,
+                                         w.start, &key);
+
+            if (ngx_ailink_state_add(st, &key, (int64_t) ctx->usage.total, -1,
+                                     w.left + 1, 0, &value)
+                == NGX_ERROR)
+            {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "ailink policy: the state store cannot count "
+                              "%ui tokens for \"%V\"", ctx->usage.total,
+                              &tpm[i].key);
+            }
+        }
+    }
+
+    set = ctx->token->policies;
+    conf = ngx_ailink_get_conf(r);
+
+    if (set == NULL || set->nspend == 0 || conf == NULL) {
+        return;
+    }
+
+    cost = ngx_ailink_cost(conf, &ctx->model, &ctx->usage);
+    nano = (int64_t) (cost * NGX_AILINK_NANO_USD + 0.5);
+
+    if (nano <= 0) {
+        return;
+    }
+
+    for (i = 0; i < set->nspend; i++) {
+        if (ngx_ailink_policy_spend_key(ctx, &set->spend[i], buf, &key, &ttl)
+            != NGX_OK
+            || ngx_ailink_state_add(st, &key, nano, -1, ttl,
+                                    NGX_AILINK_STATE_PERSIST, &value)
+               == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+                          "ailink policy: spend of token \"%V\" not counted: "
+                          "the state store has no room", &ctx->token->id);
+            continue;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "ailink spend \"%V\": %L nano-USD", &key, value);
+    }
+}
