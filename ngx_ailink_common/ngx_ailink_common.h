@@ -154,6 +154,7 @@ typedef struct {
     size_t                      event_size;
     size_t                      data_size;
     size_t                      max;        /* bound on any of the above */
+    ngx_uint_t                  oversized;  /* events dropped for it */
     ngx_pool_t                 *pool;
     ngx_ailink_sse_event_pt     handler;
     void                       *handler_data;

@@ -7,7 +7,8 @@
  * line that spans buffers is carried over; the event being assembled is
  * kept until its blank line.  Every carried piece is bounded by "max", so
  * a stream costs the same memory whatever its length; an event larger than
- * that is dropped (and counted as an overflow) instead of growing memory.
+ * that is dropped instead of growing memory, and counted in sse->oversized
+ * as soon as it is found too large, for the caller to say so.
  */
 
 
@@ -39,7 +40,11 @@ ngx_ailink_sse_append(ngx_ailink_sse_t *sse, ngx_str_t *buf, size_t *size,
     size_t   want;
 
     if (buf->len + len > sse->max) {
-        sse->overflow = 1;
+        if (!sse->overflow) {
+            sse->overflow = 1;
+            sse->oversized++;
+        }
+
         return NGX_DECLINED;
     }
 

@@ -2289,7 +2289,9 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     ngx_ailink_json_delete(json);
 
     if (finish) {
-        return ngx_ailink_stream_finish(st);
+        /* the usage may come in a chunk of its own after this one: the
+         * usage chunk and [DONE] wait for the end of the stream */
+        return ngx_ailink_stream_final(st);
     }
 
     return NGX_OK;

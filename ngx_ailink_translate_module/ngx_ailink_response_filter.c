@@ -14,8 +14,11 @@
  *   provider SSE    translated event by event as the bytes arrive, each
  *                   input buffer's output flushed at once
  *
- * Streams cost constant memory: the SSE parser's carry-over is bounded and
- * output buffers are recycled.
+ * Streams cost constant memory: the SSE parser's carry-over is bounded,
+ * output buffers are recycled, and a stream we re-emit holds the
+ * upstream's input buffers unread until our output from them is sent, so
+ * that nginx's proxy stops reading the provider while the client is slow
+ * (as it does for a stream passed through).
  */
 
 
@@ -45,6 +48,10 @@ typedef struct {
     ngx_buf_t                  *cur;        /* the output being written */
     ngx_chain_t                *free;
     ngx_chain_t                *busy;
+
+    ngx_chain_t                *held;       /* input read, not released */
+    ngx_chain_t                *held_free;
+    ngx_uint_t                  oversized;  /* events too large, seen */
 
     unsigned                    overflow:1;
     unsigned                    failed:1;
@@ -149,7 +156,67 @@ ngx_ailink_resp_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
 }
 
 
-/* sends what the translation produced, flushed, and recycles buffers */
+/*
+ * The upstream's input buffers we have read stay unconsumed (b->pos short
+ * of b->last) while our output is not all sent: nginx's proxy sees them
+ * busy and stops reading the provider once its buffer is full, as the
+ * gunzip filter's bounded buffers do.  Released when our busy chain
+ * drains.
+ */
+
+static ngx_int_t
+ngx_ailink_resp_hold(ngx_ailink_resp_t *rs, ngx_buf_t *b)
+{
+    ngx_chain_t  *cl;
+
+    if (ngx_buf_size(b) == 0) {
+        return NGX_OK;
+    }
+
+    if (rs->held_free) {
+        cl = rs->held_free;
+        rs->held_free = cl->next;
+
+    } else {
+        cl = ngx_alloc_chain_link(rs->request->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    cl->buf = b;
+    cl->next = rs->held;
+    rs->held = cl;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_ailink_resp_release(ngx_ailink_resp_t *rs)
+{
+    ngx_chain_t  *cl, *next;
+
+    if (rs->held) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rs->request->connection->log, 0,
+                       "ailink stream: output sent, input released");
+    }
+
+    for (cl = rs->held; cl; cl = next) {
+        next = cl->next;
+
+        cl->buf->pos = cl->buf->last;
+
+        cl->next = rs->held_free;
+        rs->held_free = cl;
+    }
+
+    rs->held = NULL;
+}
+
+
+/* sends what the translation produced, flushed, and recycles buffers;
+ * with nothing new, pushes on what the client has not taken yet */
 
 static ngx_int_t
 ngx_ailink_resp_send(ngx_ailink_resp_t *rs, ngx_uint_t last)
@@ -175,12 +242,12 @@ ngx_ailink_resp_send(ngx_ailink_resp_t *rs, ngx_uint_t last)
         *rs->last_out = cl;
         rs->last_out = &cl->next;
 
-    } else if (rs->out == NULL) {
-        return NGX_OK;
-
-    } else {
+    } else if (rs->out) {
         rs->cur->flush = 1;
     }
+
+    /* with nothing new, still called: what the client has not taken may
+     * be the next filters' (the last chunk) as well as ours */
 
     rc = ngx_http_next_body_filter(rs->request, rs->out);
 
@@ -192,7 +259,76 @@ ngx_ailink_resp_send(ngx_ailink_resp_t *rs, ngx_uint_t last)
     rs->last_out = &rs->out;
     rs->cur = NULL;
 
+    if (rs->busy == NULL) {
+        ngx_ailink_resp_release(rs);
+
+    } else {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rs->request->connection->log, 0,
+                       "ailink stream: client slow, input held");
+    }
+
     return rc;
+}
+
+
+/* whether the client gets our events (translated, or re-emitted without
+ * the usage chunk) rather than the upstream's bytes */
+
+static ngx_uint_t
+ngx_ailink_resp_reemits(ngx_ailink_resp_t *rs)
+{
+    return rs->mode == NGX_AILINK_RESP_XLATE_SSE
+           || (rs->mode == NGX_AILINK_RESP_OPENAI_SSE && rs->ctx->strip_usage);
+}
+
+
+/*
+ * An event over ailink_stream_event_max_size, which the parser dropped.
+ * A stream we re-emit ends there, loudly, rather than go on without it; a
+ * stream passed through has carried it to the client and only goes
+ * without what it said (usage).
+ */
+
+static void
+ngx_ailink_resp_oversized(ngx_ailink_resp_t *rs)
+{
+    ngx_ailink_translate_loc_conf_t  *tlcf;
+
+    if (rs->sse.oversized == rs->oversized) {
+        return;
+    }
+
+    rs->oversized = rs->sse.oversized;
+
+    tlcf = ngx_http_get_module_loc_conf(rs->request,
+                                        ngx_ailink_translate_module);
+
+    if (!ngx_ailink_resp_reemits(rs)) {
+        ngx_log_error(NGX_LOG_INFO, rs->request->connection->log, 0,
+                      "ailink: %V stream event larger than "
+                      "ailink_stream_event_max_size %uz passed unread",
+                      &rs->ctx->provider->name, tlcf->stream_event_max_size);
+        return;
+    }
+
+    if (rs->xstream.done || rs->failed) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rs->request->connection->log, 0,
+                  "ailink: %V stream event from \"%V\" larger than "
+                  "ailink_stream_event_max_size %uz, stream ended",
+                  &rs->ctx->provider->name, &rs->ctx->upstream,
+                  tlcf->stream_event_max_size);
+
+    if (ngx_ailink_stream_error(&rs->xstream, "api_error",
+                                "the provider sent a stream event larger "
+                                "than the gateway reads "
+                                "(ailink_stream_event_max_size)")
+        != NGX_OK)
+    {
+        rs->failed = 1;
+    }
 }
 
 
@@ -203,8 +339,10 @@ static void
 ngx_ailink_resp_openai_event(void *data, ngx_str_t *event, ngx_str_t *payload)
 {
     cJSON              *json, *choices;
-    ngx_uint_t          usage_only;
+    ngx_uint_t          usage_only, done;
     ngx_ailink_resp_t  *rs = data;
+
+    ngx_ailink_resp_oversized(rs);
 
     usage_only = 0;
 
@@ -222,17 +360,24 @@ ngx_ailink_resp_openai_event(void *data, ngx_str_t *event, ngx_str_t *payload)
         }
     }
 
-    if (!rs->ctx->strip_usage || rs->failed) {
+    done = (payload->len == sizeof("[DONE]") - 1
+            && ngx_strncmp(payload->data, "[DONE]", payload->len) == 0);
+
+    if (!rs->ctx->strip_usage) {
+        /* passed through: the client has the upstream's own end */
+        rs->xstream.done |= done;
         return;
     }
 
-    if (usage_only) {
+    if (rs->failed || rs->xstream.done || usage_only) {
         return;
     }
 
     if (ngx_ailink_resp_event(rs, payload->data, payload->len) != NGX_OK) {
         rs->failed = 1;
     }
+
+    rs->xstream.done = done;
 }
 
 
@@ -241,6 +386,8 @@ ngx_ailink_resp_xlate_event(void *data, ngx_str_t *event, ngx_str_t *payload)
 {
     ngx_int_t           rc;
     ngx_ailink_resp_t  *rs = data;
+
+    ngx_ailink_resp_oversized(rs);
 
     if (rs->failed || rs->xstream.done) {
         return;
@@ -424,6 +571,10 @@ ngx_ailink_resp_header_filter(ngx_http_request_t *r)
 
     if (ngx_ailink_content_type_is(r, "text/event-stream", 17)) {
 
+        /* our own events (translated, re-emitted, an error at the end) */
+        rs->xstream.emit = ngx_ailink_resp_emit;
+        rs->xstream.data = rs;
+
         if (!translated) {
             rs->mode = NGX_AILINK_RESP_OPENAI_SSE;
             ngx_ailink_sse_init(&rs->sse, r->pool, tlcf->stream_event_max_size,
@@ -439,8 +590,6 @@ ngx_ailink_resp_header_filter(ngx_http_request_t *r)
             }
 
             rs->xstream.include_usage = ctx->include_usage;
-            rs->xstream.emit = ngx_ailink_resp_emit;
-            rs->xstream.data = rs;
 
         } else {
             rs->mode = NGX_AILINK_RESP_XLATE_JSON;
@@ -468,7 +617,10 @@ ngx_ailink_resp_header_filter(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    if (rs->mode == NGX_AILINK_RESP_XLATE_SSE || ctx->strip_usage) {
+    /* SSE: our events may be added (the end of a stream cut off) */
+    if (rs->mode == NGX_AILINK_RESP_XLATE_SSE
+        || rs->mode == NGX_AILINK_RESP_OPENAI_SSE)
+    {
         ngx_http_clear_content_length(r);
         ngx_http_clear_accept_ranges(r);
         ngx_http_clear_etag(r);
@@ -773,8 +925,8 @@ send:
 
 
 /*
- * The upstream is gone (premature close, timeout) while the translated
- * stream is still open: end it with an error event, so the client sees a
+ * The upstream is gone (premature close, timeout) while the stream is
+ * still open: end it with an error event and [DONE], so the client sees a
  * clean end rather than a cut connection.
  */
 
@@ -785,11 +937,101 @@ ngx_ailink_resp_upstream_gone(ngx_http_request_t *r)
 }
 
 
+/*
+ * The end of a stream: a Gemini answer that gave its finish reason is
+ * complete (its usage may come in a chunk after it); anything else that
+ * ends before its own end (Anthropic's message_stop, OpenAI's [DONE]) was
+ * cut off.
+ */
+
+static ngx_int_t
+ngx_ailink_resp_stream_end(ngx_ailink_resp_t *rs)
+{
+    ngx_ailink_ctx_t  *ctx = rs->ctx;
+
+    if (rs->mode == NGX_AILINK_RESP_XLATE_SSE
+        && ctx->provider->type == NGX_AILINK_PROVIDER_GEMINI
+        && rs->xstream.finished)
+    {
+        return ngx_ailink_stream_finish(&rs->xstream);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rs->request->connection->log, 0,
+                  "ailink: %V stream from \"%V\" ended early",
+                  &ctx->provider->name, &ctx->upstream);
+
+    return ngx_ailink_stream_error(&rs->xstream, "api_error",
+                                   "the provider's stream ended early");
+}
+
+
+/*
+ * A chat completion stream passed through that ends without [DONE]: what
+ * the upstream sent goes on, then the error event, [DONE] and the end.
+ * An event cut in two is closed off first, so that ours stands alone.
+ */
+
+static ngx_int_t
+ngx_ailink_resp_passthrough_end(ngx_ailink_resp_t *rs, ngx_chain_t *in)
+{
+    ngx_int_t          rc;
+    ngx_buf_t         *b;
+    ngx_chain_t       *cl, *out, **ll;
+    ngx_ailink_sse_t  *sse;
+
+    out = NULL;
+    ll = &out;
+
+    for ( /* void */ ; in; in = in->next) {
+        if (in->buf->last_buf && ngx_buf_size(in->buf) == 0) {
+            continue;
+        }
+
+        cl = ngx_alloc_chain_link(rs->request->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = in->buf;
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    *ll = NULL;
+
+    sse = &rs->sse;
+
+    if (sse->line.len || sse->skip_line || sse->data.len || sse->event.len
+        || sse->overflow)
+    {
+        b = ngx_ailink_resp_reserve(rs, 2);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last = ngx_cpymem(b->last, "\n\n", 2);
+    }
+
+    if (ngx_ailink_resp_stream_end(rs) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (out) {
+        rc = ngx_http_next_body_filter(rs->request, out);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_ailink_resp_send(rs, 1);
+}
+
+
 static ngx_int_t
 ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_buf_t          *b;
-    ngx_uint_t          last, flush;
+    ngx_uint_t          last, flush, reemit, end;
     ngx_time_t         *tp;
     ngx_chain_t        *cl;
     ngx_ailink_ctx_t   *ctx;
@@ -802,8 +1044,17 @@ ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ctx = ngx_ailink_get_ctx(r);
     rs = ctx ? ctx->response : NULL;
 
-    if (rs == NULL || in == NULL) {
+    if (rs == NULL) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    reemit = ngx_ailink_resp_reemits(rs);
+
+    if (in == NULL) {
+        /* the client can take more: what we have not sent yet, and the
+         * upstream's buffers once it is all gone */
+        return reemit ? ngx_ailink_resp_send(rs, 0)
+                      : ngx_http_next_body_filter(r, in);
     }
 
     if (rs->mode == NGX_AILINK_RESP_OPENAI_SSE
@@ -844,8 +1095,10 @@ ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                 return NGX_ERROR;
             }
 
-            if (rs->mode == NGX_AILINK_RESP_XLATE_SSE || ctx->strip_usage) {
-                b->pos = b->last;
+            ngx_ailink_resp_oversized(rs);
+
+            if (reemit && ngx_ailink_resp_hold(rs, b) != NGX_OK) {
+                return NGX_ERROR;
             }
         }
     }
@@ -874,45 +1127,27 @@ ngx_ailink_resp_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         return last ? ngx_ailink_resp_xlate_json(rs) : NGX_OK;
+    }
 
-    case NGX_AILINK_RESP_OPENAI_SSE:
-        if (!ctx->strip_usage) {
-            return ngx_http_next_body_filter(r, in);
+    /* SSE */
+
+    end = !rs->xstream.done
+          && (last || (flush && ngx_ailink_resp_upstream_gone(r)));
+
+    if (!reemit) {
+        if (end && ctx->route == NGX_AILINK_ROUTE_LLM) {
+            return ngx_ailink_resp_passthrough_end(rs, in);
         }
 
-        break;
+        return ngx_http_next_body_filter(r, in);
+    }
 
-    default: /* NGX_AILINK_RESP_XLATE_SSE */
-
-        if (!rs->xstream.done
-            && (last || (flush && ngx_ailink_resp_upstream_gone(r))))
-        {
-            /* a Gemini stream ends after a chunk with a finishReason, an
-             * Anthropic one with message_stop: without them it was cut */
-
-            if (ctx->provider->type == NGX_AILINK_PROVIDER_GEMINI
-                && rs->xstream.finish_reason && last)
-            {
-                if (ngx_ailink_stream_finish(&rs->xstream) != NGX_OK) {
-                    return NGX_ERROR;
-                }
-
-            } else {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "ailink: %V stream from \"%V\" ended early",
-                              &ctx->provider->name, &ctx->upstream);
-
-                if (ngx_ailink_stream_error(&rs->xstream, "api_error",
-                                            "the provider's stream ended "
-                                            "early")
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-
-            last = 1;
+    if (end) {
+        if (ngx_ailink_resp_stream_end(rs) != NGX_OK) {
+            return NGX_ERROR;
         }
+
+        last = 1;
     }
 
     if (rs->failed) {

@@ -101,6 +101,7 @@ cJSON *ngx_ailink_chunk_new(ngx_ailink_xstream_t *st);
 cJSON *ngx_ailink_chunk_delta(cJSON *chunk);
 ngx_int_t ngx_ailink_stream_emit(ngx_ailink_xstream_t *st, cJSON *chunk);
 ngx_int_t ngx_ailink_stream_role(ngx_ailink_xstream_t *st);
+ngx_int_t ngx_ailink_stream_final(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_finish(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_error(ngx_ailink_xstream_t *st,
     const char *type, const char *message);

@@ -224,16 +224,17 @@ ngx_ailink_usage_json(ngx_ailink_usage_t *usage)
 
 
 /*
- * Ends an OpenAI stream: a final chunk with the finish reason, the usage
- * chunk ("choices": []) when the client asked for it, and "data: [DONE]".
+ * The final chunk of an OpenAI stream, with the finish reason, once.  A
+ * provider whose usage may still follow (Gemini) stops here and finishes
+ * when its stream ends.
  */
 
 ngx_int_t
-ngx_ailink_stream_finish(ngx_ailink_xstream_t *st)
+ngx_ailink_stream_final(ngx_ailink_xstream_t *st)
 {
-    cJSON  *chunk, *choice, *usage;
+    cJSON  *chunk, *choice;
 
-    if (st->done) {
+    if (st->finished) {
         return NGX_OK;
     }
 
@@ -241,22 +242,38 @@ ngx_ailink_stream_finish(ngx_ailink_xstream_t *st)
         return NGX_ERROR;
     }
 
-    if (!st->finished) {
-        st->finished = 1;
+    st->finished = 1;
 
-        chunk = ngx_ailink_chunk_new(st);
-        if (chunk == NULL) {
-            return NGX_ERROR;
-        }
+    chunk = ngx_ailink_chunk_new(st);
+    if (chunk == NULL) {
+        return NGX_ERROR;
+    }
 
-        choice = cJSON_GetArrayItem(ngx_ailink_json_get(chunk, "choices"), 0);
-        cJSON_ReplaceItemInObjectCaseSensitive(choice, "finish_reason",
-                        cJSON_CreateString(st->finish_reason
-                                           ? st->finish_reason : "stop"));
+    choice = cJSON_GetArrayItem(ngx_ailink_json_get(chunk, "choices"), 0);
+    cJSON_ReplaceItemInObjectCaseSensitive(choice, "finish_reason",
+                    cJSON_CreateString(st->finish_reason
+                                       ? st->finish_reason : "stop"));
 
-        if (ngx_ailink_stream_emit(st, chunk) != NGX_OK) {
-            return NGX_ERROR;
-        }
+    return ngx_ailink_stream_emit(st, chunk);
+}
+
+
+/*
+ * Ends an OpenAI stream: a final chunk with the finish reason, the usage
+ * chunk ("choices": []) when the client asked for it, and "data: [DONE]".
+ */
+
+ngx_int_t
+ngx_ailink_stream_finish(ngx_ailink_xstream_t *st)
+{
+    cJSON  *chunk, *usage;
+
+    if (st->done) {
+        return NGX_OK;
+    }
+
+    if (ngx_ailink_stream_final(st) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (st->include_usage && st->resp.usage->known) {

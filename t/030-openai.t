@@ -7,6 +7,7 @@ use AILink::Test;
 use Test::Nginx::Socket 'no_plan';
 
 add_block_preprocessor(\&ailink_defaults);
+check_worker_memory();
 no_shuffle();
 no_root_location();
 run_tests();
@@ -127,17 +128,25 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 === TEST 8: a stream split into many small events keeps bounded memory and its usage
+(read by a client slower than the provider: see AILink::Test)
+--- http_config eval: $AILink::Test::SLOW_CLIENT_HTTP_CONFIG
+--- config eval: $AILink::Test::SLOW_CLIENT_CONFIG
 --- request eval
-["POST /v1/chat/completions
+["GET /_worker",
+"POST /slow/v1/chat/completions
 {\"model\":\"gpt-4o\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Long\"}]}",
+"GET /_worker?max_kb=200",
 "GET /audit"]
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 X-Mock-Events: 2000
 X-Mock-Chunk-Delay-Ms: 0
 --- response_body_like eval
-[qr/data: \[DONE\]\n\n$/,
+[qr/^worker \d+/,
+ qr/data: \[DONE\]\n\n$/,
+ qr/^worker \d+/,
  qr/"stream":true,[^\n]*"prompt_tokens":2,"completion_tokens":2000,/]
+--- timeout: 30
 
 
 

@@ -10,6 +10,7 @@ use Test::Nginx::Socket 'no_plan';
 use JSON::PP ();
 
 add_block_preprocessor(\&ailink_defaults);
+check_worker_memory();
 no_shuffle();
 no_root_location();
 run_tests();
@@ -909,16 +910,24 @@ ids 1
 
 
 === TEST 38: a long stream of small events: constant memory, exact usage
+(read by a client slower than the provider: see AILink::Test)
+--- http_config eval: $AILink::Test::SLOW_CLIENT_HTTP_CONFIG
+--- config eval: $AILink::Test::SLOW_CLIENT_CONFIG
 --- request eval
-["POST /v1/chat/completions\n" . q{{"model":"claude-sonnet-4-5","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Long"}]}},
+["GET /_worker",
+"POST /slow/v1/chat/completions\n" . q{{"model":"claude-sonnet-4-5","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Long"}]}},
+"GET /_worker?max_kb=200",
 "GET /audit"]
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 X-Mock-Events: 2000
 X-Mock-Chunk-Delay-Ms: 0
 --- response_body_like eval
-[qr/^(data: \{[^\n]*\}\n\n){2002}data: \{[^\n]*"usage":\{"prompt_tokens":2,"completion_tokens":2000,"total_tokens":2002,[^\n]*\n\ndata: \[DONE\]\n\n\z/,
+[qr/^worker \d+/,
+ qr/^(data: \{[^\n]*\}\n\n){2002}data: \{[^\n]*"usage":\{"prompt_tokens":2,"completion_tokens":2000,"total_tokens":2002,[^\n]*\n\ndata: \[DONE\]\n\n\z/,
+ qr/^worker \d+/,
  qr/"stream":true,[^\n]*"prompt_tokens":2,"completion_tokens":2000,/]
+--- timeout: 30
 --- no_error_log
 [error]
 

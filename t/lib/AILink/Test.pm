@@ -31,7 +31,7 @@ use Exporter 'import';
 our @EXPORT = qw($LLM_TOKEN $LLM_BYOK_TOKEN $ACTION_TOKEN $BYOK_TOKEN
                  $QUERY_TOKEN $BASIC_TOKEN $DISABLED_TOKEN $EXPIRED_TOKEN
                  $KEYLESS_TOKEN ailink_defaults mock_get mock_reset
-                 start_nginx);
+                 start_nginx check_worker_memory);
 
 our $LLM_TOKEN      = 'ailink_v1_proj_test_tok_llm0000000000000000000001';
 our $LLM_BYOK_TOKEN = 'ailink_v1_proj_test_tok_llmbyok0000000000000000001';
@@ -165,6 +165,99 @@ sub ailink_defaults {
     $block->set_value('http_config', $HTTP_CONFIG)
         unless defined $block->http_config;
     $block->set_value('config', $CONFIG) unless defined $block->config;
+}
+
+# Memory of a stream, measured in the worker that carried it.  A block
+# uses "--- http_config eval: $AILink::Test::SLOW_CLIENT_HTTP_CONFIG" and
+# "--- config eval: $AILink::Test::SLOW_CLIENT_CONFIG", calls
+# check_worker_memory() once, and asks, in order:
+#
+#   GET /_worker                      the worker's pid: its peak RSS is
+#                                     reset (clear_refs) and VmRSS noted
+#   POST /slow/v1/chat/completions    the stream, through a front proxy in
+#                                     the same nginx that holds 16k of it
+#                                     and sends it on at 128 KB/s: a
+#                                     client slower than the upstream.  The
+#                                     gateway it asks has a 16k socket send
+#                                     buffer, so what the client has not
+#                                     read stays in the gateway, not in
+#                                     the kernel
+#   GET /_worker?max_kb=N             fails unless the worker's peak RSS
+#                                     (VmHWM) grew by less than N KB
+#
+# Under a sanitizer (freed memory held in quarantine) nothing is measured.
+our $SLOW_CLIENT_HTTP_CONFIG = $HTTP_CONFIG . <<'CONF';
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1 sndbuf=16k;
+        ailink_audit_log logs/audit.jsonl;
+
+        location / {
+            ailink_auth on;
+            include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
+        }
+    }
+CONF
+
+our $SLOW_CLIENT_CONFIG = $CONFIG . <<'CONF';
+    location = /_worker {
+        ailink_audit_log off;
+        return 200 "worker $pid max_kb=$arg_max_kb\n";
+    }
+
+    location /slow/ {
+        ailink_audit_log off;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/;
+        proxy_http_version 1.1;
+        proxy_buffer_size 4k;
+        proxy_buffers 4 4k;
+        proxy_busy_buffers_size 4k;
+        proxy_max_temp_file_size 0;
+        limit_rate 128k;
+    }
+CONF
+
+my %rss_base;
+
+sub proc_status_kb {
+    my ($pid, $key) = @_;
+    open my $f, '<', "/proc/$pid/status" or return undef;
+    while (my $line = <$f>) {
+        return $1 if $line =~ /^$key:\s+(\d+) kB/;
+    }
+    return undef;
+}
+
+sub check_worker_memory {
+    Test::Nginx::Socket::add_response_body_check(sub {
+        my ($block, $body, $idx, $rep, $dry_run) = @_;
+        return unless defined $body && $body =~ /^worker (\d+) max_kb=(\d*)$/;
+        my ($pid, $max) = ($1, $2);
+        my $name = $block->name;
+
+        if ($ENV{TEST_NGINX_BINARY} && $ENV{TEST_NGINX_BINARY} =~ /sanitiz/
+            || $ENV{ASAN_OPTIONS})
+        {
+            Test::More::pass("$name - worker memory not measured under a "
+                             . "sanitizer") if length $max;
+            return;
+        }
+
+        if (!length $max) {
+            if (open my $c, '>', "/proc/$pid/clear_refs") {
+                print $c "5\n";
+                close $c;
+            }
+            $rss_base{$name} = proc_status_kb($pid, 'VmRSS');
+            return;
+        }
+
+        my $hwm = proc_status_kb($pid, 'VmHWM');
+        my $grew = (defined $hwm && defined $rss_base{$name})
+                   ? $hwm - $rss_base{$name} : 1e9;
+        Test::More::cmp_ok($grew, '<', $max,
+            "$name - the worker's peak memory grew by $grew KB "
+            . "(under $max KB)");
+    });
 }
 
 sub mock_reset {
