@@ -2,9 +2,10 @@
 # Runs every AILink test suite on a fresh Debian 12 machine: installs what
 # is missing, builds the module twice (release, and AddressSanitizer +
 # UBSan), runs the nginx suites (t/*.t) against both builds (and the
-# self-test of their fallback runner, t/runner/t), then the
-# end-to-end tests with the official openai clients (t/e2e), then the
-# libFuzzer targets for a bounded time (fuzz/, corpora replayed first).
+# self-test of their fallback runner, t/runner/t), then the end-to-end
+# tests with the official openai clients (t/e2e), the Python SDK's tests
+# (sdk/python/tests), then the libFuzzer targets for a bounded time
+# (fuzz/, corpora replayed first).
 # Any sanitizer report fails the run.  Ends with one line:
 # "N passed, N failed".
 #
@@ -81,6 +82,21 @@ if [ $# -eq 0 ]; then
     passed=$((passed + ${e2e_pass:-0}))
     failed=$((failed + ${e2e_fail:-0} + ${e2e_err:-0}))
     [ -n "$e2e_pass" ] || failed=$((failed + 1))
+
+    echo "== Python SDK (sdk/python), against the gateway and the contract stub"
+    python3 -m pip install -q "./sdk/python[all,test]" 2>&1 | tail -5
+    python3 -m pytest -q -p no:cacheprovider sdk/python/tests 2>&1 | tee "$logs/sdk.log"
+    # the last line is pytest's summary: an expected failure (xfail) counts as
+    # passed; a strict xfail that passed is among pytest's "failed"
+    sdk_sum=$(tail -1 "$logs/sdk.log")
+    sdk_n() {
+        local n
+        n=$(echo "$sdk_sum" | grep -Eo "[0-9]+ $1" | head -1 | cut -d' ' -f1)
+        echo "${n:-0}"
+    }
+    passed=$((passed + $(sdk_n passed) + $(sdk_n xfailed) + $(sdk_n xpassed)))
+    failed=$((failed + $(sdk_n failed) + $(sdk_n 'errors?')))
+    echo "$sdk_sum" | grep -Eq '[0-9]+ passed' || failed=$((failed + 1))
 
     echo "== fuzzing, ${AILINK_FUZZ_SECONDS:-20} s per target"
     fuzz/run.sh "${AILINK_FUZZ_SECONDS:-20}" 2>&1 | tee "$logs/fuzz.log"
