@@ -125,24 +125,6 @@ ngx_ailink_audit_value(u_char *p, ngx_str_t *s)
 }
 
 
-/* a count in decimal */
-
-static u_char *
-ngx_ailink_audit_uint(u_char *p, uint64_t n)
-{
-    u_char   digits[NGX_INT64_LEN], *d;
-
-    d = digits + NGX_INT64_LEN;
-
-    do {
-        *--d = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
-
-    return ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
-}
-
-
 /* "2026-11-27T14:42:06.123Z": the part up to the second changes once a
  * second, so it is formatted once a second */
 
@@ -341,39 +323,39 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     p = ngx_ailink_audit_str(p, "upstream", &ctx->upstream);
     p = ngx_ailink_audit_str(p, "provider", provider);
     p = ngx_ailink_audit_str(p, "model", &ctx->model);
-    p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "status"), status);
+    p = ngx_ailink_write_uint(ngx_ailink_audit_key(p, "status"), status);
     p = ngx_ailink_audit_str(p, "error", &status_code);
 
     p = ngx_ailink_audit_key(p, "stream");
     p = ctx->stream ? ngx_cpymem(p, "true", 4) : ngx_cpymem(p, "false", 5);
 
-    p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "latency_ms"),
+    p = ngx_ailink_write_uint(ngx_ailink_audit_key(p, "latency_ms"),
                               total_ms);
 
     p = ngx_ailink_audit_key(p, "upstream_latency_ms");
 
     if (ngx_ailink_audit_upstream_ms(r, &upstream_ms) == NGX_OK) {
-        p = ngx_ailink_audit_uint(p, upstream_ms);
+        p = ngx_ailink_write_uint(p, upstream_ms);
 
     } else {
         p = ngx_cpymem(p, "null", 4);
     }
 
     p = ngx_ailink_audit_key(p, "ttft_ms");
-    p = (ctx->ttft >= 0) ? ngx_ailink_audit_uint(p, ctx->ttft)
+    p = (ctx->ttft >= 0) ? ngx_ailink_write_uint(p, ctx->ttft)
                          : ngx_cpymem(p, "null", 4);
 
     conf = ngx_ailink_get_conf(r);
 
     if (ctx->usage.known && conf) {
-        p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "prompt_tokens"),
+        p = ngx_ailink_write_uint(ngx_ailink_audit_key(p, "prompt_tokens"),
                                   ctx->usage.prompt);
-        p = ngx_ailink_audit_uint(
+        p = ngx_ailink_write_uint(
                 ngx_ailink_audit_key(p, "completion_tokens"),
                 ctx->usage.completion);
-        p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "total_tokens"),
+        p = ngx_ailink_write_uint(ngx_ailink_audit_key(p, "total_tokens"),
                                   ctx->usage.total);
-        p = ngx_ailink_audit_uint(ngx_ailink_audit_key(p, "cached_tokens"),
+        p = ngx_ailink_write_uint(ngx_ailink_audit_key(p, "cached_tokens"),
                                   ctx->usage.cached);
         p = ngx_sprintf(ngx_ailink_audit_key(p, "cost_usd"), "%.8f",
                         ngx_ailink_cost(conf, &ctx->model, &ctx->usage));

@@ -525,6 +525,40 @@ ngx_ailink_utf8_sequence(u_char *p, u_char *last)
 }
 
 
+/*
+ * A number in decimal, for what is written on every request (the audit
+ * record, counter keys, rate-limit headers): ngx_sprintf() parses its
+ * format each time, which costs several times the digits.
+ */
+
+static ngx_inline u_char *
+ngx_ailink_write_uint(u_char *p, uint64_t n)
+{
+    u_char   digits[NGX_INT64_LEN], *d;
+
+    d = digits + NGX_INT64_LEN;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
+}
+
+
+static ngx_inline u_char *
+ngx_ailink_write_int(u_char *p, int64_t n)
+{
+    if (n < 0) {
+        *p++ = '-';
+        return ngx_ailink_write_uint(p, (uint64_t) -(n + 1) + 1);
+    }
+
+    return ngx_ailink_write_uint(p, (uint64_t) n);
+}
+
+
 /* ngx_ailink_yaml.c */
 cJSON *ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file);
 

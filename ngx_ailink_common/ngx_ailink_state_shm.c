@@ -279,7 +279,7 @@ ngx_ailink_state_shm_add_op(ngx_ailink_state_t *st, ngx_str_t *key,
     }
 
     now = ngx_time();
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_murmur_hash2(key->data, key->len);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -342,7 +342,7 @@ ngx_ailink_state_shm_get(ngx_ailink_state_t *st, ngx_str_t *key,
 
     shm = st->data;
     now = ngx_time();
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_murmur_hash2(key->data, key->len);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -379,7 +379,7 @@ ngx_ailink_state_shm_set_record(ngx_ailink_state_t *st, ngx_str_t *key,
     }
 
     now = ngx_time();
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_murmur_hash2(key->data, key->len);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -417,7 +417,7 @@ ngx_ailink_state_shm_get_record(ngx_ailink_state_t *st, ngx_str_t *key,
 
     shm = st->data;
     now = ngx_time();
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_murmur_hash2(key->data, key->len);
 
     rc = NGX_DECLINED;
 
@@ -651,7 +651,7 @@ ngx_ailink_state_shm_load(ngx_ailink_state_shm_t *shm, ngx_log_t *log)
             continue;
         }
 
-        hash = ngx_crc32_short(key.data, key.len);
+        hash = ngx_murmur_hash2(key.data, key.len);
 
         if (ngx_ailink_state_shm_lookup(shm, &key, hash)) {
             continue;

@@ -159,6 +159,7 @@ typedef struct {
     ngx_ailink_policy_cond_t   *when;
     ngx_ailink_policy_action_t *actions;
     ngx_uint_t                  nactions;
+    ngx_flag_t                  dynamic;    /* reads spend: never memoized */
 } ngx_ailink_policy_rule_t;
 
 
@@ -179,10 +180,22 @@ typedef struct {
 } ngx_ailink_policy_t;
 
 
+/* a request field some condition of a token reads (the memo's key) */
+typedef struct {
+    ngx_uint_t                  field;      /* NGX_AILINK_PF_* */
+    ngx_str_t                   arg;        /* header name */
+    ngx_ailink_policy_cond_t   *cond;       /* body: the leaf with the path */
+    time_t                      offset;     /* context.time: the time zone */
+} ngx_ailink_policy_memo_field_t;
+
+
 /* what applies to one token, worked out when the file is read */
 typedef struct {
     ngx_ailink_policy_t       **pre;
     ngx_uint_t                  npre;
+    ngx_uint_t                  nrules;     /* of the pre policies, together */
+    ngx_ailink_policy_memo_field_t  *memo_fields;   /* NULL: no memo */
+    ngx_uint_t                  nmemo_fields;
     ngx_ailink_policy_t       **post;
     ngx_uint_t                  npost;
     ngx_ailink_policy_spend_t  *spend;      /* counters to add spend to */
@@ -273,6 +286,35 @@ ngx_int_t ngx_ailink_policy_field(ngx_http_request_t *r,
 ngx_int_t ngx_ailink_policy_number(ngx_str_t *s, double *n);
 void ngx_ailink_policy_time(ngx_ailink_policy_ctx_t *pctx, time_t offset);
 void ngx_ailink_policy_eval_exit(void);
+
+/* ngx_ailink_policy_memo.c */
+ngx_int_t ngx_ailink_policy_memo_init(ngx_pool_t *pool,
+    ngx_ailink_policy_set_t *set);
+uint64_t *ngx_ailink_policy_memo(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_ailink_policy_ctx_t *pctx);
+void ngx_ailink_policy_memo_exit(void);
+
+
+/* the first rule from n on, below end, whose bit is set; end if none */
+
+static ngx_inline ngx_uint_t
+ngx_ailink_policy_memo_next(uint64_t *bits, ngx_uint_t n, ngx_uint_t end)
+{
+    uint64_t  w;
+
+    while (n < end) {
+        w = bits[n / 64] >> (n % 64);
+
+        if (w) {
+            n += __builtin_ctzll(w);
+            return ngx_min(n, end);
+        }
+
+        n = (n / 64 + 1) * 64;
+    }
+
+    return end;
+}
 
 /* ngx_ailink_policy_limit.c */
 ngx_int_t ngx_ailink_policy_rate_limit(ngx_http_request_t *r,

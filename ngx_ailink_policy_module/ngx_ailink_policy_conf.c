@@ -1477,6 +1477,10 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
     set->npre = pre;
     set->npost = post;
 
+    if (ngx_ailink_policy_memo_init(ld->cf->pool, set) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (nspend) {
         set->spend = ngx_palloc(ld->cf->pool,
                                 nspend * sizeof(ngx_ailink_policy_spend_t));

@@ -81,7 +81,8 @@ ngx_ailink_policy_window_key(ngx_str_t *key, ngx_uint_t kind, time_t start,
 
     p = ngx_cpymem(out->data, key->data, key->len);
     *p++ = (u_char) ('0' + kind);
-    p = ngx_sprintf(p, "@%T", start);
+    *p++ = '@';
+    p = ngx_ailink_write_int(p, start);
 
     out->len = p - out->data;
 }
@@ -228,6 +229,7 @@ static ngx_int_t
 ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_spend_t *sp, u_char *buf, ngx_str_t *key, time_t *ttl)
 {
+    u_char     *p;
     time_t      now;
     ngx_tm_t    tm;
     ngx_str_t  *id;
@@ -251,12 +253,18 @@ ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
         *ttl = 63 * 86400;
     }
 
+    p = ngx_cpymem(buf, "sp|", 3);
+    *p++ = (sp->scope == NGX_AILINK_SPEND_TOKEN) ? 't' : 'p';
+    *p++ = '|';
+    p = ngx_cpymem(p, id->data, id->len);
+    *p++ = '|';
+    *p++ = (sp->period == NGX_AILINK_SPEND_DAY) ? 'd' : 'm';
+    p = ngx_ailink_write_int(p, period);
+    *p++ = '|';
+    p = ngx_ailink_write_int(p, sp->offset);
+
     key->data = buf;
-    key->len = ngx_sprintf(buf, "sp|%c|%V|%c%i|%T",
-                           sp->scope == NGX_AILINK_SPEND_TOKEN ? 't' : 'p',
-                           id, sp->period == NGX_AILINK_SPEND_DAY ? 'd' : 'm',
-                           period, sp->offset)
-               - buf;
+    key->len = p - buf;
 
     return NGX_OK;
 }

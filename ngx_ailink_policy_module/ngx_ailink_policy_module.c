@@ -398,10 +398,13 @@ ngx_ailink_policy_set_header(ngx_http_request_t *r,
 
 /* ,"k":"escaped" */
 
+#define ngx_ailink_policy_json_member(p, key, s)                              \
+    ngx_ailink_policy_json_string(                                            \
+        ngx_cpymem(p, ",\"" key "\":\"", sizeof(",\"" key "\":\"") - 1), s)
+
 static u_char *
-ngx_ailink_policy_json_member(u_char *p, const char *key, ngx_str_t *s)
+ngx_ailink_policy_json_string(u_char *p, ngx_str_t *s)
 {
-    p = ngx_sprintf(p, ",\"%s\":\"", key);
     p = ngx_ailink_json_escape(p, s);
     *p++ = '"';
 
@@ -544,8 +547,9 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_ctx_t *pctx)
 {
     double                         spent;
+    uint64_t                      *bits;
     ngx_int_t                      rc;
-    ngx_uint_t                     i, j, k, npending, allow;
+    ngx_uint_t                     i, j, k, npending, allow, base;
     const char                    *result;
     ngx_ailink_state_t            *st;
     ngx_ailink_policy_t           *p;
@@ -559,14 +563,28 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     npending = 0;
     pend = pending;
 
-    for (i = 0; i < set->npre; i++) {
+    bits = ngx_ailink_policy_memo(r, ctx, pctx);
+    base = 0;
+
+    for (i = 0; i < set->npre; i++, base += p->nrules) {
         p = set->pre[i];
         pctx->offset = p->offset;
 
         for (j = 0; j < p->nrules; j++) {
+
+            if (bits) {
+                /* straight to the next rule that matched or is dynamic */
+                j = ngx_ailink_policy_memo_next(bits, base + j,
+                                                base + p->nrules) - base;
+                if (j == p->nrules) {
+                    break;
+                }
+            }
+
             rule = &p->rules[j];
 
-            rc = ngx_ailink_policy_eval(r, ctx, pctx, rule->when);
+            rc = (bits && !rule->dynamic)
+                 ? 1 : ngx_ailink_policy_eval(r, ctx, pctx, rule->when);
 
             if (rc == NGX_ERROR) {
                 return ngx_ailink_policy_fail(r, p, rule,
@@ -860,11 +878,17 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
         p = ngx_ailink_json_escape(p, &d[i].policy->name);
         *p++ = '"';
         p = ngx_ailink_policy_json_member(p, "rule", &d[i].rule->name);
-        p = ngx_sprintf(p, ",\"action\":\"%V\",\"mode\":\"%s\","
-                        "\"result\":\"%s\"",
-                        &d[i].action->name,
-                        d[i].policy->shadow ? "shadow" : "enforce",
-                        d[i].result);
+        p = ngx_cpymem(p, ",\"action\":\"", sizeof(",\"action\":\"") - 1);
+        p = ngx_cpymem(p, d[i].action->name.data, d[i].action->name.len);
+        p = d[i].policy->shadow
+            ? ngx_cpymem(p, "\",\"mode\":\"shadow",
+                         sizeof("\",\"mode\":\"shadow") - 1)
+            : ngx_cpymem(p, "\",\"mode\":\"enforce",
+                         sizeof("\",\"mode\":\"enforce") - 1);
+        p = ngx_cpymem(p, "\",\"result\":\"",
+                       sizeof("\",\"result\":\"") - 1);
+        p = ngx_cpymem(p, d[i].result, ngx_strlen(d[i].result));
+        *p++ = '"';
 
         if (d[i].action->type == NGX_AILINK_PA_DENY) {
             p = ngx_ailink_policy_json_member(p, "reason",
@@ -996,7 +1020,13 @@ ngx_ailink_policy_add_header(ngx_http_request_t *r, const char *name,
     h->key.data = (u_char *) name;
     h->key.len = len;
     h->value.data = p;
-    h->value.len = ngx_sprintf(p, secs ? "%Ls" : "%L", n) - p;
+    p = ngx_ailink_write_int(p, n);
+
+    if (secs) {
+        *p++ = 's';
+    }
+
+    h->value.len = p - h->value.data;
 
     return NGX_OK;
 }
@@ -1176,6 +1206,7 @@ ngx_ailink_policy_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_ailink_policy_eval_exit();
+    ngx_ailink_policy_memo_exit();
 }
 
 
