@@ -11,6 +11,7 @@
 
 
 #include "ngx_ailink_common.h"
+#include "ngx_ailink_guard.h"
 
 
 typedef struct {
@@ -303,7 +304,8 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"completion_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"total_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cached_tokens\":") + NGX_INT_T_LEN
-          + sizeof(",\"cost_usd\":") + 32;
+          + sizeof(",\"cost_usd\":") + 32
+          + ngx_ailink_guard_audit_len(ctx);
 
     line = ngx_pnalloc(r->pool, len);
     if (line == NULL) {
@@ -380,6 +382,8 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
                               "null,\"total_tokens\":null,\"cached_tokens\":"
                               "null,\"cost_usd\":null") - 1);
     }
+
+    p = ngx_ailink_guard_audit(p, ctx);
 
     *p++ = '}';
     *p++ = '\n';

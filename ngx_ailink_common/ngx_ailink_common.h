@@ -182,6 +182,9 @@ typedef struct {
     const char                 *error_code;     /* the gateway's own error */
     const char                 *error_param;
     char                       *error_message;
+    ngx_str_t                   error_extra;    /* more envelope fields,
+                                                   pre-escaped JSON: set
+                                                   by a refusal (guard) */
     ngx_int_t                   body_rc;        /* request body outcome */
 
     ngx_str_t                   upstream_path;  /* set by a translator */
@@ -189,6 +192,8 @@ typedef struct {
     ngx_msec_int_t              ttft;           /* ms to a stream's first
                                                    event; -1: not a stream */
     void                       *response;       /* the response filter's */
+    void                       *guard;          /* written by the guard,
+                                                   read by the audit */
 
     unsigned                    stream:1;
     unsigned                    include_usage:1;    /* the client asked */
@@ -221,6 +226,9 @@ ngx_int_t ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json);
 ngx_int_t ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
+ngx_int_t ngx_ailink_send_error_extra(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message,
+    const char *param, ngx_str_t *extra);
 ngx_int_t ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json);
 void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,

@@ -5,6 +5,8 @@
  * Errors the gateway produces itself, in OpenAI's envelope so that OpenAI
  * SDKs surface the message:
  *   {"error": {"type", "code", "message", "param", "request_id"}}
+ * and, after them, the extra fields a refusal put in ctx->error_extra
+ * (a pre-escaped JSON fragment: "guardrail":"...","matches":[...]).
  */
 
 
@@ -110,7 +112,8 @@ ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
 
     len = sizeof("{\"error\":{\"type\":\"\",\"code\":\"\",\"message\":\"\","
                  "\"param\":null,\"request_id\":\"\"}}\n")
-          + ngx_strlen(type) + ctx->request_id.len;
+          + ngx_strlen(type) + ctx->request_id.len
+          + 1 + ctx->error_extra.len;
 
     s.data = (u_char *) code;
     s.len = ngx_strlen(code);
@@ -157,7 +160,14 @@ ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
         p = ngx_cpymem(p, "null", 4);
     }
 
-    p = ngx_sprintf(p, ",\"request_id\":\"%V\"}}\n", &ctx->request_id);
+    p = ngx_sprintf(p, ",\"request_id\":\"%V\"", &ctx->request_id);
+
+    if (ctx->error_extra.len) {
+        *p++ = ',';
+        p = ngx_cpymem(p, ctx->error_extra.data, ctx->error_extra.len);
+    }
+
+    p = ngx_cpymem(p, "}}\n", 3);
 
     json->len = p - json->data;
 
@@ -178,6 +188,26 @@ ngx_ailink_send_error(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     return ngx_ailink_send_json(r, status, &json);
+}
+
+
+/* the envelope with more fields: extra is pre-escaped JSON */
+
+ngx_int_t
+ngx_ailink_send_error_extra(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param,
+    ngx_str_t *extra)
+{
+    ngx_ailink_ctx_t  *ctx;
+
+    ctx = ngx_ailink_create_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->error_extra = *extra;
+
+    return ngx_ailink_send_error(r, status, code, message, param);
 }
 
 

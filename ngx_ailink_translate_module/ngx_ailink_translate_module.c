@@ -12,6 +12,7 @@
 
 
 #include "ngx_ailink_translate.h"
+#include "ngx_ailink_guard.h"
 
 
 static ngx_int_t ngx_ailink_translate_handler(ngx_http_request_t *r);
@@ -601,6 +602,12 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 
     if (ngx_ailink_request_body(r, &body) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    /* guardrails: redacted before any provider's body is made of it */
+    rc = ngx_ailink_guard_request(r, ctx, &body);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     prov = NULL;
