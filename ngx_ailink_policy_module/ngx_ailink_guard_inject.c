@@ -57,13 +57,14 @@ static ngx_ailink_guard_rule_t  ngx_ailink_guard_rules[] = {
     { "role_play_escape", 60,
       "\\b(?:you are now|you're now|act as|acting as|pretend (?:to be|"
       "you are|you're)|role-?play as|simulate|behave like|become)\\b"
-      "[^.\\n]{0,60}?\\b(?:DAN|jailbr(?:oken|eak)|unrestricted|unfiltered|"
+      "[^.\\n]{0,60}?\\b(?:(?-i:DAN)|jailbr(?:oken|eak)|unrestricted|unfiltered|"
       "uncensored|unaligned|no (?:rules|restrictions|limits|filters|"
       "guidelines|boundaries)|without (?:any )?(?:rules|restrictions|limits|"
       "filters|guidelines|ethics|morals|censorship)|evil|developer mode)" },
 
     { "jailbreak_persona", 60,
-      "\\b(?:DAN mode|developer mode (?:enabled|on|activated)|do anything "
+      "\\byou are (?:now )?(?-i:DAN)\\b"
+      "|\\b(?:DAN mode|developer mode (?:enabled|on|activated)|do anything "
       "now|jailbreak(?:ed)? mode|god mode (?:enabled|on|activated)|"
       "AIM mode|STAN mode|anti-?DAN)\\b" },
 
