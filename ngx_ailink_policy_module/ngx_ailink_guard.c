@@ -39,9 +39,9 @@ static ngx_str_t  ngx_ailink_guard_labels[] = {
 static ngx_uint_t  ngx_ailink_guard_priority[] = {
     4,      /* email */
     2,      /* phone */
-    6,      /* card */
+    5,      /* card */
     3,      /* ssn */
-    5,      /* iban */
+    6,      /* iban: checksummed, and often holds a Luhn-valid run */
     1,      /* ip */
     7       /* secret */
 };

@@ -51,8 +51,7 @@ static ngx_ailink_guard_rule_t  ngx_ailink_guard_rules[] = {
       "(?:system\\s+)?(?:instructions?|directives?|orders)\\s*[:\\-]"
       "|\\bfrom now on,? you (?:will|must|are|shall|should)\\b"
       "|\\byour (?:new|real|true) (?:task|goal|role|purpose|instructions?)"
-      " (?:is|are)\\b"
-      "|\\b(?:stop being|you are no longer) (?:an? )?(?:ai )?assistant\\b" },
+      " (?:is|are)\\b" },
 
     { "role_play_escape", 60,
       "\\b(?:you are now|you're now|act as|acting as|pretend (?:to be|"
@@ -60,12 +59,13 @@ static ngx_ailink_guard_rule_t  ngx_ailink_guard_rules[] = {
       "[^.\\n]{0,60}?\\b(?:(?-i:DAN)|jailbr(?:oken|eak)|unrestricted|unfiltered|"
       "uncensored|unaligned|no (?:rules|restrictions|limits|filters|"
       "guidelines|boundaries)|without (?:any )?(?:rules|restrictions|limits|"
-      "filters|guidelines|ethics|morals|censorship)|evil|developer mode)" },
+      "filters|guidelines|ethics|morals|censorship)|evil|developer mode)"
+      "|\\b(?:stop being|you are no longer) (?:an? )?(?:ai )?assistant\\b" },
 
     { "jailbreak_persona", 60,
       "\\byou are (?:now )?(?-i:DAN)\\b"
-      "|\\b(?:DAN mode|developer mode (?:enabled|on|activated)|do anything "
-      "now|jailbreak(?:ed)? mode|god mode (?:enabled|on|activated)|"
+      "|\\b(?:DAN mode|developer mode (?:is )?(?:enabled|activated)|"
+      "do anything now|jailbreak(?:ed)? mode|god mode (?:enabled|activated)|"
       "AIM mode|STAN mode|anti-?DAN)\\b" },
 
     { "system_prompt_leak", 60,
@@ -97,7 +97,7 @@ static ngx_ailink_guard_rule_t  ngx_ailink_guard_rules[] = {
     { "chat_template", 50,
       "<\\|im_start\\|>|<\\|im_end\\|>|<\\|system\\|>|<\\|endoftext\\|>|"
       "\\[/?INST\\]|<</?SYS>>|<\\|start_header_id\\|>"
-      "|(?m)^\\s*#{2,}\\s*(?:system|new instructions?)\\s*:?\\s*#*\\s*$"
+      "|#{2,}\\s*(?:system|new instructions?)\\b\\s*(?::|#|\\n)"
       "|\\]\\s*\\n+\\s*system\\s*:" },
 
     { "disable_safety", 50,
@@ -108,6 +108,16 @@ static ngx_ailink_guard_rule_t  ngx_ailink_guard_rules[] = {
       "|\\b(?:bypass|disable|remove|ignore|circumvent)\\b[^.\\n]{0,20}?"
       "\\b(?:your |all |the )?(?:guardrails|censorship|alignment|"
       "content polic(?:y|ies))\\b" },
+
+    { "compliance_demand", 30,
+      "\\b(?:no refusals?|never refuse|without refusing|you cannot refuse|"
+      "do not refuse|don't refuse|you (?:must|will|shall) (?:comply|obey|"
+      "answer (?:every|all|any)))" },
+
+    { "credential_request", 30,
+      "\\b(?:output|print|reveal|give me|show|list|dump|tell me|send)\\b"
+      "[^.\\n]{0,30}?\\b(?:admin |root |system |all )?(?:credentials|"
+      "passwords|api keys|secret keys|access tokens)\\b" },
 
     { "decode_and_follow", 45,
       "\\b(?:decode|decrypt|deobfuscate|translate|convert)\\b[^.\\n]{0,60}?"

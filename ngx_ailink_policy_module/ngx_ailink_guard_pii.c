@@ -55,7 +55,8 @@ static ngx_ailink_guard_pii_def_t  ngx_ailink_guard_pii_defs[] = {
       ngx_ailink_guard_secret_check },
 
     { NGX_AILINK_GUARD_CARD,
-      "(?<![\\w.,+-])\\d(?:[ -]?\\d){12,18}(?![\\w]|[.,-]\\d)",
+      "(?<![\\w.,+-])(?<!\\d[ -])\\d(?:[ -]?\\d){12,18}"
+      "(?![\\w]|[.,-]\\d)",
       ngx_ailink_guard_card_check },
 
     { NGX_AILINK_GUARD_IBAN,
@@ -70,13 +71,13 @@ static ngx_ailink_guard_pii_def_t  ngx_ailink_guard_pii_defs[] = {
       ngx_ailink_guard_email_check },
 
     { NGX_AILINK_GUARD_SSN,
-      "(?<![\\w-])\\d{3}([- ])\\d{2}\\1\\d{4}(?![\\w]|-\\d)"
+      "(?<![\\w-])\\d{3}([- ])\\d{2}\\1\\d{4}(?![\\w]|-\\w)"
       "|(?i:\\bssn|social security (?:number|no\\.?|#))"
           "\\s*(?:is|:|#|=)?\\s*\\K\\d{9}(?!\\w)",
       ngx_ailink_guard_ssn_check },
 
     { NGX_AILINK_GUARD_PHONE,
-      "(?<![\\w+.-])(?:"
+      "(?<![\\w+.-])(?<!\\d[ .-])(?:"
           "\\+\\d{1,3}(?:[ .-]?\\(\\d{1,4}\\))?(?:[ .-]?\\d{1,5}){1,6}"
           "|(?:1[ .-]?)?(?:\\(\\d{3}\\) ?|\\d{3}[ .-])\\d{3}[ .-]\\d{4}"
           "|\\(0\\d{1,4}\\) ?\\d{2,8}(?:[ .-]\\d{2,8}){0,3}"
@@ -90,7 +91,8 @@ static ngx_ailink_guard_pii_def_t  ngx_ailink_guard_pii_defs[] = {
       NULL },
 
     { NGX_AILINK_GUARD_IP,
-      "(?<![\\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\\w:.])",
+      "(?<![\\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+      "(?![\\w:]|\\.\\w)",
       ngx_ailink_guard_ip6_check },
 };
 
