@@ -56,8 +56,8 @@ static ngx_ailink_guard_rule_t  ngx_ailink_guard_rules[] = {
     { "role_play_escape", 60,
       "\\b(?:you are now|you're now|act as|acting as|pretend (?:to be|"
       "you are|you're)|role-?play as|simulate|behave like|become)\\b"
-      "[^.\\n]{0,60}?\\b(?:(?-i:DAN)|jailbr(?:oken|eak)|unrestricted|unfiltered|"
-      "uncensored|unaligned|no (?:rules|restrictions|limits|filters|"
+      "[^.\\n]{0,60}?\\b(?:(?-i:DAN)|jailbr(?:oken|eak)|unrestricted|"
+      "unfiltered|uncensored|unaligned|no (?:rules|restrictions|limits|filters|"
       "guidelines|boundaries)|without (?:any )?(?:rules|restrictions|limits|"
       "filters|guidelines|ethics|morals|censorship)|evil|developer mode)"
       "|\\b(?:stop being|you are no longer) (?:an? )?(?:ai )?assistant\\b" },

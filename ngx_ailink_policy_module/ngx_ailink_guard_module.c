@@ -630,16 +630,52 @@ ngx_ailink_guard_header_filter(ngx_http_request_t *r)
 }
 
 
-/* choices[].message: content and tool-call arguments */
+/* one string of the model's output: redacted, then restored if asked */
+
+static ngx_int_t
+ngx_ailink_guard_output(ngx_ailink_guard_req_t *gr, cJSON *item,
+    ngx_uint_t *changed)
+{
+    ngx_str_t  text, out;
+
+    if (!cJSON_IsString(item)) {
+        return NGX_OK;
+    }
+
+    text.data = (u_char *) item->valuestring;
+    text.len = ngx_strlen(item->valuestring);
+    out = text;
+
+    if (gr->response_on) {
+        if (ngx_ailink_guard_redact(&gr->session, &text, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        text = out;
+    }
+
+    if (gr->restore) {
+        if (ngx_ailink_guard_restore(&gr->session, &text, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (out.data != (u_char *) item->valuestring) {
+        item->valuestring = (char *) out.data;
+        *changed = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* choices[].message: content (string or parts), tool-call arguments */
 
 static ngx_int_t
 ngx_ailink_guard_response_tree(ngx_ailink_guard_req_t *gr, cJSON *json,
     ngx_uint_t *changed)
 {
-    cJSON      *choices, *choice, *msg, *content, *calls, *call, *args;
-    cJSON      *items[64];
-    ngx_str_t   text, out;
-    ngx_uint_t  i, n;
+    cJSON  *choices, *choice, *msg, *content, *part, *calls, *call;
 
     choices = ngx_ailink_json_get(json, "choices");
 
@@ -651,62 +687,36 @@ ngx_ailink_guard_response_tree(ngx_ailink_guard_req_t *gr, cJSON *json,
         msg = ngx_ailink_json_get(choice, "message");
         content = ngx_ailink_json_get(msg, "content");
 
-        n = 0;
+        if (ngx_ailink_guard_output(gr, content, changed) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
-        if (cJSON_IsString(content)) {
-            items[n++] = content;
-
-        } else if (cJSON_IsArray(content)) {
-            cJSON_ArrayForEach(args, content) {
-                if (n < 32) {
-                    items[n++] = ngx_ailink_guard_json_text(args);
+        if (cJSON_IsArray(content)) {
+            cJSON_ArrayForEach(part, content) {
+                if (ngx_ailink_guard_output(gr,
+                                            ngx_ailink_guard_json_text(part),
+                                            changed)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
                 }
             }
         }
 
         calls = ngx_ailink_json_get(msg, "tool_calls");
 
-        if (cJSON_IsArray(calls)) {
-            cJSON_ArrayForEach(call, calls) {
-                if (n < 64) {
-                    args = ngx_ailink_json_get(
-                               ngx_ailink_json_get(call, "function"),
-                               "arguments");
-                    items[n++] = args;
-                }
-            }
+        if (!cJSON_IsArray(calls)) {
+            continue;
         }
 
-        for (i = 0; i < n; i++) {
-            if (!cJSON_IsString(items[i])) {
-                continue;
-            }
-
-            text.data = (u_char *) items[i]->valuestring;
-            text.len = ngx_strlen(items[i]->valuestring);
-            out = text;
-
-            if (gr->response_on) {
-                if (ngx_ailink_guard_redact(&gr->session, &text, &out)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-
-                text = out;
-            }
-
-            if (gr->restore) {
-                if (ngx_ailink_guard_restore(&gr->session, &text, &out)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-
-            if (out.data != (u_char *) items[i]->valuestring) {
-                items[i]->valuestring = (char *) out.data;
-                *changed = 1;
+        cJSON_ArrayForEach(call, calls) {
+            if (ngx_ailink_guard_output(gr,
+                    ngx_ailink_json_get(ngx_ailink_json_get(call, "function"),
+                                        "arguments"),
+                    changed)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
             }
         }
     }
