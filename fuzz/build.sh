@@ -116,7 +116,8 @@ incs=(-I "$tree/src/core" -I "$tree/src/event" -I "$tree/src/event/modules"
       -I "$tree/src/os/unix" -I "$tree/objs"
       -I "$tree/src/http" -I "$tree/src/http/modules" -I "$tree/src/http/v2"
       -I "$repo/ngx_ailink_common" -I "$repo/ngx_ailink_auth_module"
-      -I "$repo/ngx_ailink_translate_module" -I "$fuzz")
+      -I "$repo/ngx_ailink_translate_module"
+      -I "$repo/ngx_ailink_policy_module" -I "$fuzz")
 
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined
      -fno-omit-frame-pointer)
@@ -124,13 +125,14 @@ base=(-g -O1 -std=gnu11 -Wall -Wno-unused-parameter -Wno-unused-function
       -Wno-unused-but-set-variable -Wno-sign-compare -Wno-pointer-sign)
 # project code and the targets get coverage; nginx and the stubs do not
 cov=(-fsanitize=fuzzer-no-link)
-libs=(-lcjson)
+libs=(-lcjson -lpcre2-8)
 
 mkdir -p "$out/obj"
 
 # any of these changing rebuilds every object
 headers=("$fuzz"/*.h "$repo"/ngx_ailink_common/*.h "$repo"/ngx_ailink_auth_module/*.h
-         "$repo"/ngx_ailink_translate_module/*.h)
+         "$repo"/ngx_ailink_translate_module/*.h
+         "$repo"/ngx_ailink_policy_module/*.h)
 
 compile() {     # src obj extra-flags...
     local src=$1 obj=$2; shift 2
@@ -181,12 +183,15 @@ declare -A srcs=(
     [fuzz_gemini_stream]="$xlate"
     [fuzz_request]="$xlate"
     [fuzz_response]="$xlate"
+    [fuzz_guard]="ngx_ailink_policy_module/ngx_ailink_guard.c
+                  ngx_ailink_policy_module/ngx_ailink_guard_pii.c
+                  ngx_ailink_policy_module/ngx_ailink_guard_inject.c"
 )
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(fuzz_sse fuzz_json fuzz_anthropic_stream fuzz_gemini_stream
-             fuzz_request fuzz_response)
+             fuzz_request fuzz_response fuzz_guard)
 fi
 
 built=()

@@ -11,6 +11,7 @@
 
 
 #include "ngx_ailink_common.h"
+#include "ngx_ailink_guard.h"
 
 
 typedef struct {
@@ -291,7 +292,8 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"total_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cached_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cost_usd\":") + 32
-          + ctx->policy_audit.len;
+          + ctx->policy_audit.len
+          + ngx_ailink_guard_audit_len(ctx);
 
     line = ngx_pnalloc(r->pool, len);
     if (line == NULL) {
@@ -371,6 +373,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
 
     /* "policies" and "tags", for tokens that have policies */
     p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
+    p = ngx_ailink_guard_audit(p, ctx);
 
     *p++ = '}';
     *p++ = '\n';

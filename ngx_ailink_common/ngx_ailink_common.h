@@ -187,6 +187,9 @@ typedef struct {
     const char                 *error_code;     /* the gateway's own error */
     const char                 *error_param;
     char                       *error_message;
+    ngx_str_t                   error_extra;    /* more envelope members,
+                                                   ",\"k\":v...": set by a
+                                                   refusal (policy, guard) */
     ngx_int_t                   body_rc;        /* request body outcome */
 
     ngx_str_t                   upstream_path;  /* set by a translator */
@@ -194,6 +197,8 @@ typedef struct {
     ngx_msec_int_t              ttft;           /* ms to a stream's first
                                                    event; -1: not a stream */
     void                       *response;       /* the response filter's */
+    void                       *guard;          /* written by the guard,
+                                                   read by the audit */
 
     ngx_str_t                   body;           /* the client's body as
                                                    read: translate writes
@@ -249,10 +254,7 @@ ngx_int_t ngx_ailink_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *json);
 void ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
-/* the same with extra members: a JSON fragment ",\"k\":v..." or NULL */
-ngx_int_t ngx_ailink_error_body_extra(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *message,
-    const char *param, ngx_str_t *extra, ngx_str_t *json);
+/* the same with extra members: a JSON fragment ",\"k\":v..." */
 void ngx_ailink_finalize_error_extra(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message,
     const char *param, ngx_str_t *extra);

@@ -5,6 +5,9 @@
  * Errors the gateway produces itself, in OpenAI's envelope so that OpenAI
  * SDKs surface the message:
  *   {"error": {"type", "code", "message", "param", "request_id"}}
+ * with, before the request id, the extra members a refusal put in
+ * ctx->error_extra: a JSON fragment such as ,"policy_name":"...","reason":
+ * "..." or ,"guardrail":"...","matches":[...].
  */
 
 
@@ -94,18 +97,6 @@ ngx_int_t
 ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param, ngx_str_t *json)
 {
-    return ngx_ailink_error_body_extra(r, status, code, message, param, NULL,
-                                       json);
-}
-
-
-/* extra: members such as ,"policy_name":"..." already in JSON, or NULL */
-
-ngx_int_t
-ngx_ailink_error_body_extra(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message, const char *param,
-    ngx_str_t *extra, ngx_str_t *json)
-{
     size_t             len;
     u_char            *p;
     ngx_str_t          s;
@@ -122,7 +113,7 @@ ngx_ailink_error_body_extra(ngx_http_request_t *r, ngx_uint_t status,
 
     len = sizeof("{\"error\":{\"type\":\"\",\"code\":\"\",\"message\":\"\","
                  "\"param\":null,\"request_id\":\"\"}}\n")
-          + ngx_strlen(type) + ctx->request_id.len;
+          + ngx_strlen(type) + ctx->request_id.len + ctx->error_extra.len;
 
     s.data = (u_char *) code;
     s.len = ngx_strlen(code);
@@ -136,10 +127,6 @@ ngx_ailink_error_body_extra(ngx_http_request_t *r, ngx_uint_t status,
         s.data = (u_char *) param;
         s.len = ngx_strlen(param);
         len += ngx_ailink_json_escape_len(&s) + 2;
-    }
-
-    if (extra) {
-        len += extra->len;
     }
 
     json->data = ngx_pnalloc(r->pool, len);
@@ -173,10 +160,7 @@ ngx_ailink_error_body_extra(ngx_http_request_t *r, ngx_uint_t status,
         p = ngx_cpymem(p, "null", 4);
     }
 
-    if (extra) {
-        p = ngx_cpymem(p, extra->data, extra->len);
-    }
-
+    p = ngx_cpymem(p, ctx->error_extra.data, ctx->error_extra.len);
     p = ngx_sprintf(p, ",\"request_id\":\"%V\"}}\n", &ctx->request_id);
 
     json->len = p - json->data;
@@ -215,22 +199,23 @@ ngx_ailink_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* the same with more members: extra is a JSON fragment, see above */
+
 void
 ngx_ailink_finalize_error_extra(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param,
     ngx_str_t *extra)
 {
-    ngx_int_t  rc;
-    ngx_str_t  json;
+    ngx_ailink_ctx_t  *ctx;
 
-    rc = NGX_ERROR;
+    ctx = ngx_ailink_create_ctx(r);
 
-    if (ngx_ailink_error_body_extra(r, status, code, message, param, extra,
-                                    &json)
-        == NGX_OK)
-    {
-        rc = ngx_ailink_send_json(r, status, &json);
+    if (ctx == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
 
-    ngx_http_finalize_request(r, rc);
+    ctx->error_extra = *extra;
+
+    ngx_ailink_finalize_error(r, status, code, message, param);
 }

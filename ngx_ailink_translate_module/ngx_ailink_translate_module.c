@@ -12,6 +12,7 @@
 
 
 #include "ngx_ailink_translate.h"
+#include "ngx_ailink_guard.h"
 
 
 static ngx_int_t ngx_ailink_translate_handler(ngx_http_request_t *r);
@@ -603,7 +604,13 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    /* as the client sent it, for policies that look into it */
+    /* guardrails: redacted before any provider's body is made of it */
+    rc = ngx_ailink_guard_request(r, ctx, &body);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* for policies that look into it: what the provider will be sent */
     ctx->body = body;
 
     prov = NULL;

@@ -1,0 +1,780 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * The guardrails' detector engine: patterns compiled once, PII found and
+ * replaced by typed placeholders numbered per type and request (the same
+ * value is always the same placeholder), placeholders restored, prompt
+ * injection scored.  Nothing here knows about HTTP.
+ */
+
+
+#define NGX_AILINK_GUARD_ENGINE_ONLY
+#include "ngx_ailink_guard.h"
+
+
+struct ngx_ailink_guard_engine_s {
+    ngx_ailink_guard_pattern_t *pii;
+    ngx_uint_t                  npii;
+    ngx_ailink_guard_pattern_t *inject;
+    ngx_uint_t                  ninject;
+    pcre2_match_data           *match_data;
+};
+
+
+static void ngx_ailink_guard_engine_cleanup(void *data);
+
+
+static const char  *ngx_ailink_guard_types[] = {
+    "email", "phone", "card", "ssn", "iban", "ip", "secret"
+};
+
+static ngx_str_t  ngx_ailink_guard_labels[] = {
+    ngx_string("EMAIL"), ngx_string("PHONE"), ngx_string("CARD"),
+    ngx_string("SSN"), ngx_string("IBAN"), ngx_string("IP"),
+    ngx_string("SECRET")
+};
+
+/* of two overlapping finds, the one of higher priority stays */
+static ngx_uint_t  ngx_ailink_guard_priority[] = {
+    4,      /* email */
+    2,      /* phone */
+    5,      /* card */
+    3,      /* ssn */
+    6,      /* iban: checksummed, and often holds a Luhn-valid run */
+    1,      /* ip */
+    7       /* secret */
+};
+
+
+const char *
+ngx_ailink_guard_type_name(ngx_uint_t type)
+{
+    return type < NGX_AILINK_GUARD_NTYPES ? ngx_ailink_guard_types[type]
+                                          : "unknown";
+}
+
+
+const char *
+ngx_ailink_guard_rule_name(ngx_uint_t rule)
+{
+    ngx_uint_t  weight;
+
+    return ngx_ailink_guard_inject_rule(rule, &weight);
+}
+
+
+/* "pii_redaction, prompt_injection" → a mask; the first unknown name */
+
+ngx_int_t
+ngx_ailink_guard_parse_names(ngx_str_t *list, ngx_uint_t *mask,
+    ngx_str_t *bad)
+{
+    u_char     *p, *last, *start;
+    ngx_str_t   name;
+
+    p = list->data;
+    last = p + list->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        name.data = start;
+        name.len = p - start;
+
+        if (name.len == 0) {
+            continue;
+        }
+
+        if (name.len == sizeof("pii_redaction") - 1
+            && ngx_strncasecmp(name.data, (u_char *) "pii_redaction",
+                               name.len) == 0)
+        {
+            *mask |= NGX_AILINK_GUARD_PII;
+
+        } else if (name.len == sizeof("prompt_injection") - 1
+                   && ngx_strncasecmp(name.data,
+                                      (u_char *) "prompt_injection",
+                                      name.len) == 0)
+        {
+            *mask |= NGX_AILINK_GUARD_INJECTION;
+
+        } else {
+            *bad = name;
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* compiles a pattern with JIT; the pool's cleanup frees it */
+
+ngx_int_t
+ngx_ailink_guard_compile(ngx_pool_t *pool, ngx_log_t *log,
+    const char *pattern, uint32_t options, pcre2_code **code)
+{
+    int                  errcode;
+    u_char               errstr[128];
+    PCRE2_SIZE           erroff;
+    pcre2_code          *re;
+    ngx_pool_cleanup_t  *cln;
+
+    re = pcre2_compile((PCRE2_SPTR) pattern, PCRE2_ZERO_TERMINATED, options,
+                       &errcode, &erroff, NULL);
+
+    if (re == NULL) {
+        pcre2_get_error_message(errcode, errstr, sizeof(errstr));
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "ailink guard: pattern \"%s\" at offset %uz: %s",
+                      pattern, (size_t) erroff, errstr);
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        pcre2_code_free(re);
+        return NGX_ERROR;
+    }
+
+    cln->handler = (ngx_pool_cleanup_pt) pcre2_code_free;
+    cln->data = re;
+
+    /* without JIT (no support, no executable memory) it still matches */
+    (void) pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+
+    *code = re;
+
+    return NGX_OK;
+}
+
+
+ngx_ailink_guard_engine_t *
+ngx_ailink_guard_engine_create(ngx_pool_t *pool, ngx_log_t *log)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_ailink_guard_engine_t  *e;
+
+    e = ngx_pcalloc(pool, sizeof(ngx_ailink_guard_engine_t));
+    if (e == NULL) {
+        return NULL;
+    }
+
+    if (ngx_ailink_guard_pii_init(pool, log, &e->pii, &e->npii) != NGX_OK
+        || ngx_ailink_guard_inject_init(pool, log, &e->inject, &e->ninject)
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    e->match_data = pcre2_match_data_create(8, NULL);
+    if (e->match_data == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_ailink_guard_engine_cleanup;
+    cln->data = e;
+
+    return e;
+}
+
+
+static void
+ngx_ailink_guard_engine_cleanup(void *data)
+{
+    ngx_ailink_guard_engine_t  *e = data;
+
+    pcre2_match_data_free(e->match_data);
+}
+
+
+/* the next match at or after offset: NGX_OK, NGX_DECLINED, NGX_ERROR */
+
+ngx_int_t
+ngx_ailink_guard_exec(ngx_ailink_guard_engine_t *e, pcre2_code *code,
+    u_char *p, size_t len, size_t offset, size_t *start, size_t *end)
+{
+    int          rc;
+    PCRE2_SIZE  *ov;
+
+    rc = pcre2_match(code, (PCRE2_SPTR) p, len, offset, 0, e->match_data,
+                     NULL);
+
+    if (rc == PCRE2_ERROR_NOMATCH) {
+        return NGX_DECLINED;
+    }
+
+    if (rc < 0) {
+        /* a match limit: refused as an error, never taken as clean */
+        return NGX_ERROR;
+    }
+
+    ov = pcre2_get_ovector_pointer(e->match_data);
+
+    *start = ov[0];
+    *end = ov[1];
+
+    if (*start > *end) {
+        /* \K in a lookahead can report a start past the end */
+        *start = *end;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_ailink_guard_session_init(ngx_ailink_guard_session_t *s,
+    ngx_pool_t *pool, ngx_ailink_guard_engine_t *engine)
+{
+    ngx_memzero(s, sizeof(ngx_ailink_guard_session_t));
+
+    s->pool = pool;
+    s->engine = engine;
+    s->keep = 1.0;
+
+    return NGX_OK;
+}
+
+
+/* a quick look at the text before any pattern runs over it */
+
+typedef struct {
+    ngx_uint_t   digits;
+    unsigned     at:1;
+    unsigned     dot:1;
+    unsigned     colon:1;
+    unsigned     upper:1;
+} ngx_ailink_guard_glance_t;
+
+
+static void
+ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
+{
+    u_char  *last;
+
+    ngx_memzero(g, sizeof(ngx_ailink_guard_glance_t));
+
+    for (last = p + len; p < last; p++) {
+        if (*p >= '0' && *p <= '9') {
+            g->digits++;
+
+        } else if (*p == '@') {
+            g->at = 1;
+
+        } else if (*p == '.') {
+            g->dot = 1;
+
+        } else if (*p == ':') {
+            g->colon = 1;
+
+        } else if (*p >= 'A' && *p <= 'Z') {
+            g->upper = 1;
+        }
+    }
+}
+
+
+static ngx_uint_t
+ngx_ailink_guard_worth(ngx_uint_t type, ngx_ailink_guard_glance_t *g)
+{
+    switch (type) {
+
+    case NGX_AILINK_GUARD_EMAIL:
+        return g->at;
+
+    case NGX_AILINK_GUARD_PHONE:
+        return g->digits >= 7;
+
+    case NGX_AILINK_GUARD_CARD:
+        return g->digits >= 13;
+
+    case NGX_AILINK_GUARD_SSN:
+        return g->digits >= 9;
+
+    case NGX_AILINK_GUARD_IBAN:
+        return g->upper && g->digits >= 4;
+
+    case NGX_AILINK_GUARD_IP:
+        return (g->dot && g->digits >= 4) || g->colon;
+
+    default:
+        return 1;
+    }
+}
+
+
+/*
+ * Every PII value in the text, validated, overlaps resolved by priority
+ * (a card number is not also a phone number), in text order.
+ */
+
+ngx_int_t
+ngx_ailink_guard_pii_find(ngx_ailink_guard_engine_t *e, ngx_pool_t *pool,
+    ngx_str_t *text, ngx_ailink_guard_match_t **matches, ngx_uint_t *n)
+{
+    size_t                      start, end, offset, len;
+    ngx_int_t                   rc;
+    ngx_uint_t                  i, j, k, nm, nalloc, pa, pb;
+    ngx_ailink_guard_match_t   *m, *nmem, tmp;
+    ngx_ailink_guard_pattern_t *pat;
+    ngx_ailink_guard_glance_t   g;
+
+    *matches = NULL;
+    *n = 0;
+
+    if (text->len == 0) {
+        return NGX_OK;
+    }
+
+    ngx_ailink_guard_glance(text->data, text->len, &g);
+
+    m = NULL;
+    nm = 0;
+    nalloc = 0;
+
+    for (i = 0; i < e->npii; i++) {
+        pat = &e->pii[i];
+
+        if (!ngx_ailink_guard_worth(pat->type, &g)) {
+            continue;
+        }
+
+        for (offset = 0; offset < text->len; offset = end) {
+
+            rc = ngx_ailink_guard_exec(e, pat->code, text->data, text->len,
+                                       offset, &start, &end);
+            if (rc == NGX_DECLINED) {
+                break;
+            }
+
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (end == start) {
+                end = start + 1;
+                continue;
+            }
+
+            len = end - start;
+
+            if (pat->check && !pat->check(text->data + start, &len)) {
+                /* not this one; the pattern may match from the next byte */
+                end = start + 1;
+                continue;
+            }
+
+            end = start + len;
+
+            if (nm == nalloc) {
+                nalloc = nalloc ? 2 * nalloc : 16;
+                nmem = ngx_palloc(pool,
+                                  nalloc * sizeof(ngx_ailink_guard_match_t));
+                if (nmem == NULL) {
+                    return NGX_ERROR;
+                }
+
+                if (nm) {
+                    ngx_memcpy(nmem, m, nm * sizeof(ngx_ailink_guard_match_t));
+                }
+
+                m = nmem;
+            }
+
+            m[nm].start = start;
+            m[nm].end = end;
+            m[nm].type = pat->type;
+            nm++;
+        }
+    }
+
+    if (nm == 0) {
+        return NGX_OK;
+    }
+
+    /* highest priority first, then longest, then leftmost (insertion) */
+    for (i = 1; i < nm; i++) {
+        tmp = m[i];
+        pb = ngx_ailink_guard_priority[tmp.type];
+
+        for (j = i; j > 0; j--) {
+            pa = ngx_ailink_guard_priority[m[j - 1].type];
+
+            if (pa > pb
+                || (pa == pb
+                    && (m[j - 1].end - m[j - 1].start > tmp.end - tmp.start
+                        || (m[j - 1].end - m[j - 1].start
+                            == tmp.end - tmp.start
+                            && m[j - 1].start <= tmp.start))))
+            {
+                break;
+            }
+
+            m[j] = m[j - 1];
+        }
+
+        m[j] = tmp;
+    }
+
+    /* keep each one that overlaps none kept before it */
+    k = 0;
+
+    for (i = 0; i < nm; i++) {
+        for (j = 0; j < k; j++) {
+            if (m[i].start < m[j].end && m[j].start < m[i].end) {
+                break;
+            }
+        }
+
+        if (j == k) {
+            m[k++] = m[i];
+        }
+    }
+
+    /* text order */
+    for (i = 1; i < k; i++) {
+        tmp = m[i];
+
+        for (j = i; j > 0 && m[j - 1].start > tmp.start; j--) {
+            m[j] = m[j - 1];
+        }
+
+        m[j] = tmp;
+    }
+
+    *matches = m;
+    *n = k;
+
+    return NGX_OK;
+}
+
+
+/* the placeholder of a value: the one it already has, or the next one */
+
+static ngx_ailink_guard_entity_t *
+ngx_ailink_guard_entity(ngx_ailink_guard_session_t *s, ngx_uint_t type,
+    u_char *p, size_t len)
+{
+    u_char                     *d;
+    ngx_uint_t                  i;
+    ngx_ailink_guard_entity_t  *en, *nmem;
+
+    for (i = 0; i < s->nentities; i++) {
+        en = &s->entities[i];
+
+        if (en->type == type && en->value.len == len
+            && ngx_memcmp(en->value.data, p, len) == 0)
+        {
+            return en;
+        }
+    }
+
+    if (s->nentities == s->nalloc) {
+        s->nalloc = s->nalloc ? 2 * s->nalloc : 8;
+        nmem = ngx_palloc(s->pool,
+                          s->nalloc * sizeof(ngx_ailink_guard_entity_t));
+        if (nmem == NULL) {
+            return NULL;
+        }
+
+        if (s->nentities) {
+            ngx_memcpy(nmem, s->entities,
+                       s->nentities * sizeof(ngx_ailink_guard_entity_t));
+        }
+
+        s->entities = nmem;
+    }
+
+    en = &s->entities[s->nentities];
+
+    d = ngx_pnalloc(s->pool, len + sizeof("[_]") - 1
+                             + ngx_ailink_guard_labels[type].len
+                             + NGX_INT_T_LEN);
+    if (d == NULL) {
+        return NULL;
+    }
+
+    en->type = type;
+    en->index = ++s->next[type];
+    en->request = !s->in_response;
+
+    en->value.data = d;
+    en->value.len = len;
+    d = ngx_cpymem(d, p, len);
+
+    en->placeholder.data = d;
+    en->placeholder.len = ngx_sprintf(d, "[%V_%ui]",
+                                      &ngx_ailink_guard_labels[type],
+                                      en->index)
+                          - d;
+
+    s->nentities++;
+
+    return en;
+}
+
+
+/*
+ * The text with every PII value replaced; out is the text itself when
+ * nothing was found.  Counts go to the request's or the response's side.
+ */
+
+ngx_int_t
+ngx_ailink_guard_redact(ngx_ailink_guard_session_t *s, ngx_str_t *text,
+    ngx_str_t *out)
+{
+    u_char                     *p;
+    size_t                      len, pos;
+    ngx_uint_t                  i, n;
+    ngx_ailink_guard_match_t   *m;
+    ngx_ailink_guard_entity_t  *en, **ens;
+
+    *out = *text;
+
+    if (ngx_ailink_guard_pii_find(s->engine, s->pool, text, &m, &n)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    ens = ngx_palloc(s->pool, n * sizeof(ngx_ailink_guard_entity_t *));
+    if (ens == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = text->len;
+
+    for (i = 0; i < n; i++) {
+        en = ngx_ailink_guard_entity(s, m[i].type, text->data + m[i].start,
+                                     m[i].end - m[i].start);
+        if (en == NULL) {
+            return NGX_ERROR;
+        }
+
+        ens[i] = en;
+        len = len - (m[i].end - m[i].start) + en->placeholder.len;
+
+        if (s->in_response) {
+            s->response_redacted[m[i].type]++;
+
+        } else {
+            s->redacted[m[i].type]++;
+        }
+    }
+
+    p = ngx_pnalloc(s->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    pos = 0;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, text->data + pos, m[i].start - pos);
+        p = ngx_cpymem(p, ens[i]->placeholder.data, ens[i]->placeholder.len);
+        pos = m[i].end;
+    }
+
+    p = ngx_cpymem(p, text->data + pos, text->len - pos);
+    *p = '\0';
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Placeholders made from the request's values back into their values
+ * (reversible redaction); a response's own finds stay redacted.
+ */
+
+ngx_int_t
+ngx_ailink_guard_restore(ngx_ailink_guard_session_t *s, ngx_str_t *text,
+    ngx_str_t *out)
+{
+    u_char                     *p, *q, *last, *d;
+    size_t                      len;
+    ngx_uint_t                  i, found;
+    ngx_ailink_guard_entity_t  *en;
+
+    *out = *text;
+
+    if (s->nentities == 0
+        || ngx_strlchr(text->data, text->data + text->len, '[') == NULL)
+    {
+        return NGX_OK;
+    }
+
+    /* two passes: the length, then the copy */
+    len = 0;
+    found = 0;
+    d = NULL;
+
+    for ( ;; ) {
+        p = text->data;
+        last = text->data + text->len;
+
+        while (p < last) {
+            q = ngx_strlchr(p, last, '[');
+
+            if (q == NULL) {
+                q = last;
+            }
+
+            if (d) {
+                d = ngx_cpymem(d, p, q - p);
+
+            } else {
+                len += q - p;
+            }
+
+            if (q == last) {
+                break;
+            }
+
+            en = NULL;
+
+            for (i = 0; i < s->nentities; i++) {
+                en = &s->entities[i];
+
+                if (en->request && (size_t) (last - q) >= en->placeholder.len
+                    && ngx_memcmp(q, en->placeholder.data,
+                                  en->placeholder.len) == 0)
+                {
+                    break;
+                }
+
+                en = NULL;
+            }
+
+            if (en == NULL) {
+                if (d) {
+                    *d++ = '[';
+
+                } else {
+                    len++;
+                }
+
+                p = q + 1;
+                continue;
+            }
+
+            found++;
+
+            if (d) {
+                d = ngx_cpymem(d, en->value.data, en->value.len);
+
+            } else {
+                len += en->value.len;
+            }
+
+            p = q + en->placeholder.len;
+        }
+
+        if (d) {
+            *d = '\0';
+            out->len = d - out->data;
+            return NGX_OK;
+        }
+
+        if (found == 0) {
+            return NGX_OK;
+        }
+
+        d = ngx_pnalloc(s->pool, len + 1);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
+
+        out->data = d;
+    }
+}
+
+
+/* prompt injection: every rule the text matches adds to the score */
+
+ngx_int_t
+ngx_ailink_guard_inject_scan(ngx_ailink_guard_session_t *s, ngx_str_t *text)
+{
+    size_t                       start, end;
+    ngx_int_t                    rc;
+    ngx_uint_t                   i;
+    ngx_ailink_guard_pattern_t  *pat;
+    ngx_ailink_guard_engine_t   *e;
+
+    if (text->len == 0) {
+        return NGX_OK;
+    }
+
+    e = s->engine;
+
+    for (i = 0; i < e->ninject; i++) {
+        pat = &e->inject[i];
+
+        if (s->rules & (1u << pat->type)) {
+            continue;
+        }
+
+        rc = ngx_ailink_guard_exec(e, pat->code, text->data, text->len, 0,
+                                   &start, &end);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            ngx_ailink_guard_inject_hit(s, pat->type);
+        }
+    }
+
+    ngx_ailink_guard_inject_unicode(s, text->data, text->len);
+    ngx_ailink_guard_inject_encoded(s, text->data, text->len);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_ailink_guard_inject_hit(ngx_ailink_guard_session_t *s, ngx_uint_t rule)
+{
+    ngx_uint_t  weight;
+
+    if (s->rules & (1u << rule)) {
+        return;
+    }
+
+    (void) ngx_ailink_guard_inject_rule(rule, &weight);
+
+    s->rules |= 1u << rule;
+    s->keep *= 1.0 - (double) weight / 100;
+}
+
+
+/* the score in percent */
+
+ngx_uint_t
+ngx_ailink_guard_inject_score(ngx_ailink_guard_session_t *s)
+{
+    return (ngx_uint_t) ((1.0 - s->keep) * 100 + 0.5);
+}
