@@ -16,8 +16,8 @@ from pathlib import Path
 import openai
 import pytest
 
-import conftest
-from conftest import LLM_TOKEN, NGINX, REPO, free_port, stop_process
+import gateway as gatewaylib
+from gateway import LLM_TOKEN, NGINX, REPO, free_port, stop_process
 
 POLICIES = """
 policies:
@@ -44,12 +44,12 @@ def policy_gateway(gateway, tmp_path_factory):
     yaml.write_text((REPO / "t" / "conf" / "ailink.yaml").read_text() + POLICIES)
 
     port = free_port()
-    template = conftest.NGINX_CONF.replace(
+    template = gatewaylib.NGINX_CONF.replace(
         "ailink_config {repo}/t/conf/ailink.yaml;",
         "ailink_config %s;\n    ailink_state_zone ailink_e2e 1m;" % yaml)
     conf = prefix / "nginx.conf"
     conf.write_text(template.format(
-        module=conftest.MODULE, prefix=prefix, repo=REPO, port=port,
+        module=gatewaylib.MODULE, prefix=prefix, repo=REPO, port=port,
         user="user root;" if os.geteuid() == 0 else ""))
 
     out = prefix / "nginx.stderr"
@@ -59,7 +59,7 @@ def policy_gateway(gateway, tmp_path_factory):
                                 stderr=subprocess.STDOUT, env=gateway.env)
     url = "http://127.0.0.1:%d" % port
     try:
-        conftest._wait_healthz(proc, url, [out, prefix / "logs" / "error.log"])
+        gatewaylib._wait_healthz(proc, url, [out, prefix / "logs" / "error.log"])
         yield url, prefix
     finally:
         stop_process(proc, signal.SIGQUIT, "nginx")

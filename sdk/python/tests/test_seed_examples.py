@@ -471,7 +471,6 @@ def test_session_tracing(gateway):
         assert r["status"] == 200
 
 
-@xfail_gateway("per-request guardrails (X-AILink-Guardrails)")
 def test_per_request_guardrails(gateway):
     client = AIlinkClient(api_key=LLM_TOKEN)
     seq = gateway.mock_seq()
@@ -484,6 +483,7 @@ def test_per_request_guardrails(gateway):
     assert response.choices
     sent = json.dumps(gateway.mock_requests(since=seq)[-1]["json"])
     assert "jane.doe@example.com" not in sent
+    assert "[EMAIL_1]" in sent
 
 
 # --------------------------------------------------------------------------- Admin
