@@ -160,7 +160,8 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
 
     if (ngx_ailink_anthropic_params(x, req, out) != NGX_OK
         || ngx_ailink_anthropic_tools(x, req, out) != NGX_OK
-        || ngx_ailink_anthropic_tool_choice(x, req, out) != NGX_OK)
+        || ngx_ailink_anthropic_tool_choice(x, req, out) != NGX_OK
+        || ngx_ailink_anthropic_thinking(x, req, out) != NGX_OK)
     {
         goto failed;
     }
@@ -292,7 +293,13 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
 
     } else if (ngx_ailink_anthropic_is(role, "assistant")) {
         turn = "assistant";
-        rc = ngx_ailink_anthropic_content(x, i, content, blocks, 0);
+
+        /* signed thinking first, as Anthropic gave it */
+        rc = ngx_ailink_anthropic_thinking_blocks(x, i, msg, blocks);
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_anthropic_content(x, i, content, blocks, 0);
+        }
 
         calls = ngx_ailink_json_get(msg, "tool_calls");
 
@@ -1273,7 +1280,9 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
         }
     }
 
-    if (cJSON_AddNullToObject(message, "refusal") == NULL) {
+    if (cJSON_AddNullToObject(message, "refusal") == NULL
+        || ngx_ailink_anthropic_reasoning(content, message) != NGX_OK)
+    {
         goto failed;
     }
 
@@ -1508,6 +1517,19 @@ ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
     block = ngx_ailink_json_get(json, "content_block");
     index = ngx_ailink_json_get(json, "index");
 
+    if (ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "type"),
+                                "redacted_thinking"))
+    {
+        id = ngx_ailink_json_get(block, "data");
+
+        if (!cJSON_IsString(id)) {
+            return NGX_ERROR;
+        }
+
+        return ngx_ailink_reasoning_block_delta(st, "redacted_thinking",
+                                                "data", id);
+    }
+
     if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "type"),
                                  "tool_use"))
     {
@@ -1544,7 +1566,8 @@ static ngx_int_t
 ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
     ngx_ailink_anthropic_stream_t *as, cJSON *json)
 {
-    cJSON  *delta, *type, *text, *index, *chunk;
+    cJSON      *delta, *type, *text, *index, *chunk;
+    ngx_str_t   s;
 
     delta = ngx_ailink_json_get(json, "delta");
     type = ngx_ailink_json_get(delta, "type");
@@ -1601,7 +1624,30 @@ ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
                                                text->valuestring);
     }
 
-    /* thinking_delta, signature_delta, citations_delta */
+    if (ngx_ailink_anthropic_is(type, "thinking_delta")) {
+        text = ngx_ailink_json_get(delta, "thinking");
+
+        if (!cJSON_IsString(text)) {
+            return NGX_ERROR;
+        }
+
+        ngx_ailink_json_str(text, &s);
+
+        return ngx_ailink_reasoning_delta(st, &s);
+    }
+
+    if (ngx_ailink_anthropic_is(type, "signature_delta")) {
+        text = ngx_ailink_json_get(delta, "signature");
+
+        if (!cJSON_IsString(text)) {
+            return NGX_ERROR;
+        }
+
+        return ngx_ailink_reasoning_block_delta(st, "thinking", "signature",
+                                                text);
+    }
+
+    /* citations_delta */
 
     return NGX_OK;
 }

@@ -86,7 +86,8 @@ static cJSON *ngx_ailink_gemini_choice(cJSON *choices, ngx_uint_t index,
     cJSON **message);
 static ngx_int_t ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x,
     cJSON *cand, cJSON *choice, cJSON *message, ngx_uint_t *calls);
-static char *ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found);
+static char *ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t thought,
+    ngx_uint_t *found);
 static cJSON *ngx_ailink_gemini_tool_call(ngx_ailink_xresp_t *x,
     cJSON *part, ngx_uint_t n, ngx_int_t index);
 static char *ngx_ailink_gemini_call_id(ngx_ailink_xresp_t *x, ngx_uint_t n,
@@ -1219,6 +1220,10 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         goto failed;
     }
 
+    if (ngx_ailink_gemini_thinking(x, req, gc) != NGX_OK) {
+        goto failed;
+    }
+
     item = ngx_ailink_json_get(req, "response_format");
     type = cJSON_GetStringValue(ngx_ailink_json_get(item, "type"));
 
@@ -1750,8 +1755,8 @@ cJSON *
 ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
 {
     cJSON       *root, *candidates, *cand, *choices, *choice, *message,
-                *feedback, *usage, *details;
-    ngx_uint_t   n, calls, thoughts;
+                *feedback, *usage;
+    ngx_uint_t   n, calls;
     const char  *block;
 
     candidates = ngx_ailink_json_get(resp, "candidates");
@@ -1809,29 +1814,15 @@ ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
         }
     }
 
-    thoughts = 0;
-
     if (x->usage) {
-        thoughts = ngx_ailink_gemini_usage(x->usage,
-                     ngx_ailink_json_get(resp, "usageMetadata"));
+        (void) ngx_ailink_gemini_usage(x->usage,
+                   ngx_ailink_json_get(resp, "usageMetadata"));
 
         usage = ngx_ailink_usage_json(x->usage);
 
         if (usage == NULL || !cJSON_AddItemToObject(root, "usage", usage)) {
             ngx_ailink_json_delete(usage);
             goto failed;
-        }
-
-        if (thoughts) {
-            details = cJSON_AddObjectToObject(usage,
-                                              "completion_tokens_details");
-
-            if (details == NULL
-                || cJSON_AddNumberToObject(details, "reasoning_tokens",
-                                           (double) thoughts) == NULL)
-            {
-                goto failed;
-            }
         }
     }
 
@@ -1885,7 +1876,7 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
 
     parts = ngx_ailink_json_get(ngx_ailink_json_get(cand, "content"), "parts");
 
-    text = ngx_ailink_gemini_parts_text(parts, &found);
+    text = ngx_ailink_gemini_parts_text(parts, 0, &found);
     if (text == NULL) {
         return NGX_ERROR;
     }
@@ -1895,6 +1886,21 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
     free(text);
 
     if (item == NULL || cJSON_AddNullToObject(message, "refusal") == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* thought summaries (includeThoughts) */
+
+    text = ngx_ailink_gemini_parts_text(parts, 1, &found);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    item = found ? cJSON_AddStringToObject(message, "reasoning_content", text)
+                 : message;
+    free(text);
+
+    if (item == NULL) {
         return NGX_ERROR;
     }
 
@@ -1937,12 +1943,14 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
 
 
 /*
- * The text of the parts, thoughts left out, in malloc()ed memory; NULL
+ * The text of the parts, thoughts only or thoughts left out ("thought"),
+ * in malloc()ed memory; NULL
  * only without memory.  *found tells whether any part had text.
  */
 
 static char *
-ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
+ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t thought,
+    ngx_uint_t *found)
 {
     char    *text, *p;
     cJSON   *part, *t;
@@ -1955,7 +1963,8 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
         t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(ngx_ailink_json_get(part, "thought")))
+            && (ngx_uint_t) cJSON_IsTrue(ngx_ailink_json_get(part, "thought"))
+               == thought)
         {
             len += ngx_strlen(t->valuestring);
             *found = 1;
@@ -1973,7 +1982,8 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
         t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(ngx_ailink_json_get(part, "thought")))
+            && (ngx_uint_t) cJSON_IsTrue(ngx_ailink_json_get(part, "thought"))
+               == thought)
         {
             n = ngx_strlen(t->valuestring);
             p = (char *) ngx_cpymem(p, t->valuestring, n);
@@ -2185,6 +2195,7 @@ ngx_ailink_gemini_usage(ngx_ailink_usage_t *usage, cJSON *meta)
 
     usage->cached = ngx_ailink_json_uint(meta, "cachedContentTokenCount");
     usage->cache_write = 0;
+    usage->reasoning = thoughts;
     usage->known = 1;
 
     return thoughts;
@@ -2347,9 +2358,26 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
 {
     char        *text;
     cJSON       *chunk, *delta, *calls, *part, *call;
+    ngx_int_t    rc;
+    ngx_str_t    s;
     ngx_uint_t   found;
 
-    text = ngx_ailink_gemini_parts_text(parts, &found);
+    text = ngx_ailink_gemini_parts_text(parts, 1, &found);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    s.data = (u_char *) text;
+    s.len = ngx_strlen(text);
+
+    rc = ngx_ailink_reasoning_delta(st, &s);
+    free(text);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    text = ngx_ailink_gemini_parts_text(parts, 0, &found);
     if (text == NULL) {
         return NGX_ERROR;
     }

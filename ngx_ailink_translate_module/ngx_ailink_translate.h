@@ -111,6 +111,29 @@ ngx_int_t ngx_ailink_data_url(ngx_pool_t *pool, const char *url,
     ngx_str_t *media_type, ngx_str_t *data);
 
 
+/* ngx_ailink_reasoning.c: "reasoning_effort" and thinking, both ways */
+#define NGX_AILINK_EFFORT_NONE     0
+#define NGX_AILINK_EFFORT_MINIMAL  1
+#define NGX_AILINK_EFFORT_LOW      2
+#define NGX_AILINK_EFFORT_MEDIUM   3
+#define NGX_AILINK_EFFORT_HIGH     4
+#define NGX_AILINK_EFFORT_UNSET    5
+
+ngx_int_t ngx_ailink_reasoning_effort(ngx_ailink_xreq_t *x, cJSON *req,
+    ngx_uint_t *effort);
+ngx_int_t ngx_ailink_anthropic_thinking(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *out);
+ngx_int_t ngx_ailink_anthropic_thinking_blocks(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *msg, cJSON *blocks);
+ngx_int_t ngx_ailink_anthropic_reasoning(cJSON *content, cJSON *message);
+ngx_int_t ngx_ailink_gemini_thinking(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *gc);
+ngx_int_t ngx_ailink_reasoning_delta(ngx_ailink_xstream_t *st,
+    ngx_str_t *text);
+ngx_int_t ngx_ailink_reasoning_block_delta(ngx_ailink_xstream_t *st,
+    const char *type, const char *key, cJSON *value);
+
+
 /* ngx_ailink_response_filter.c */
 ngx_int_t ngx_ailink_response_filter_init(ngx_conf_t *cf);
 

@@ -219,6 +219,17 @@ ngx_ailink_usage_json(ngx_ailink_usage_t *usage)
                                 (double) usage->cache_write);
     }
 
+    if (usage->reasoning) {
+        details = cJSON_AddObjectToObject(u, "completion_tokens_details");
+        if (details == NULL) {
+            ngx_ailink_json_delete(u);
+            return NULL;
+        }
+
+        cJSON_AddNumberToObject(details, "reasoning_tokens",
+                                (double) usage->reasoning);
+    }
+
     return u;
 }
 

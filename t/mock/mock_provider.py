@@ -1574,6 +1574,54 @@ def validate_anthropic(b, count_tokens=False):
                 raise an_err("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
             if not count_tokens and bt >= b["max_tokens"]:
                 raise an_err("`max_tokens` must be greater than `thinking.budget_tokens`.")
+            an_validate_thinking(b)
+
+
+def an_thinking_sig(text):
+    """The mock's signature of a thinking text: a later request must bring
+    the same text with the same signature, as Anthropic checks."""
+    return base64.b64encode(("mocksig:" + hashlib.sha256(text.encode()).hexdigest()[:32]).encode()).decode()
+
+
+def an_validate_thinking(b):
+    """What Anthropic refuses beside thinking: sampling changes, forced tools,
+    and a tool-use loop whose assistant turn lost its thinking blocks."""
+    if b.get("temperature") is not None and b["temperature"] != 1:
+        raise an_err("`temperature` may only be set to 1 when thinking is enabled. Please consult our "
+                     "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
+    if b.get("top_p") is not None and b["top_p"] < 0.95:
+        raise an_err("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled.")
+    if b.get("top_k") is not None:
+        raise an_err("`top_k` must be unset when thinking is enabled.")
+    tc = b.get("tool_choice")
+    if isinstance(tc, dict) and tc.get("type") in ("any", "tool"):
+        raise an_err("Thinking may not be enabled when tool_choice forces tool use.")
+    msgs = b["messages"]
+    for mi, m in enumerate(msgs):
+        if m.get("role") != "assistant" or not isinstance(m.get("content"), list):
+            continue
+        for bi, blk in enumerate(m["content"]):
+            if isinstance(blk, dict) and blk.get("type") == "thinking":
+                if blk.get("signature") != an_thinking_sig(blk.get("thinking", "")):
+                    raise an_err("messages.%d.content.%d: Invalid `signature` in `thinking` block" % (mi, bi))
+    # the last assistant turn, when the conversation ends on its tool results
+    last = msgs[-1]
+    lc = last.get("content")
+    if last.get("role") == "user" and isinstance(lc, list) and any(
+            isinstance(x, dict) and x.get("type") == "tool_result" for x in lc) and len(msgs) >= 2:
+        a = msgs[-2]
+        ac = a.get("content")
+        if isinstance(ac, str):
+            ac = [{"type": "text"}]
+        first = ac[0].get("type") if ac and isinstance(ac[0], dict) else None
+        if first not in ("thinking", "redacted_thinking"):
+            raise an_err("messages.%d.content.0.type: Expected `thinking` or `redacted_thinking`, but found `%s`. "
+                         "When `thinking` is enabled, a final `assistant` message must start with a thinking "
+                         "block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+                         "recommend you include thinking blocks from previous turns. To avoid this requirement, "
+                         "disable `thinking`. Please consult our documentation at "
+                         "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                         % (len(msgs) - 2, first))
 
 
 def an_block_text(blk):
@@ -1719,6 +1767,20 @@ async def anthropic_messages(req, resp, ctl):
     headers = [("request-id", rid("req_mock")), ("anthropic-organization-id", "org-mock")]
     ttoks = sum(tool_tokens(a) for _, a in calls)
     stream = b.get("stream") is True
+    th = b.get("thinking") or {}
+    thinking = None
+    redacted = None
+    if th.get("type") == "enabled":
+        thinking = "Let me think about %s step by step (budget %d)." % (
+            json.dumps(user_text[:40]), th["budget_tokens"])
+        if scen == "redacted_thinking":
+            redacted = base64.b64encode(b"mock-redacted:" + user_text[:20].encode()).decode()
+        ttoks += len(words(thinking))
+    think_blocks = []
+    if thinking is not None:
+        think_blocks.append({"type": "thinking", "thinking": thinking, "signature": an_thinking_sig(thinking)})
+    if redacted is not None:
+        think_blocks.append({"type": "redacted_thinking", "data": redacted})
 
     def usage(out_toks):
         return {"input_tokens": ptoks, "cache_creation_input_tokens": cache_create,
@@ -1728,7 +1790,7 @@ async def anthropic_messages(req, resp, ctl):
     if not stream:
         if scen == "error_mid_stream":
             return await resp.send_json(529, error_body("anthropic", 529, "Overloaded"))
-        content = [{"type": "text", "text": reply}]
+        content = think_blocks + [{"type": "text", "text": reply}]
         for i, (name, args) in enumerate(calls):
             content.append({"type": "tool_use", "id": "toolu_mock_%d" % (i + 1), "name": name,
                             "input": json.loads(args)})
@@ -1746,23 +1808,40 @@ async def anthropic_messages(req, resp, ctl):
         yield ev("message_start", {"type": "message_start", "message": {
             "id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
             "stop_sequence": None, "usage": usage(1)}})
-        yield ev("content_block_start", {"type": "content_block_start", "index": 0,
+        tb = 0
+        if thinking is not None:
+            yield ev("content_block_start", {"type": "content_block_start", "index": tb, "content_block": {
+                "type": "thinking", "thinking": "", "signature": ""}})
+            for p in fragments(thinking, 12):
+                yield ev("content_block_delta", {"type": "content_block_delta", "index": tb,
+                                                 "delta": {"type": "thinking_delta", "thinking": p}})
+            yield ev("content_block_delta", {"type": "content_block_delta", "index": tb,
+                                             "delta": {"type": "signature_delta",
+                                                       "signature": an_thinking_sig(thinking)}})
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
+            tb += 1
+        if redacted is not None:
+            yield ev("content_block_start", {"type": "content_block_start", "index": tb, "content_block": {
+                "type": "redacted_thinking", "data": redacted}})
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
+            tb += 1
+        yield ev("content_block_start", {"type": "content_block_start", "index": tb,
                                          "content_block": {"type": "text", "text": ""}})
         yield ev("ping", {"type": "ping"})
         for i, p in enumerate(pieces):
             if scen == "error_mid_stream" and i == 2:
                 yield ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
                 return
-            yield ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+            yield ev("content_block_delta", {"type": "content_block_delta", "index": tb,
                                              "delta": {"type": "text_delta", "text": p}})
         if scen == "error_mid_stream":
             yield ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
-        yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
+        yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
         for i, (name, args) in enumerate(calls):
-            idx = i + 1
+            idx = tb + i + 1
             yield ev("content_block_start", {"type": "content_block_start", "index": idx, "content_block": {
-                "type": "tool_use", "id": "toolu_mock_%d" % idx, "name": name, "input": {}}})
+                "type": "tool_use", "id": "toolu_mock_%d" % (i + 1), "name": name, "input": {}}})
             yield ev("content_block_delta", {"type": "content_block_delta", "index": idx,
                                              "delta": {"type": "input_json_delta", "partial_json": ""}})
             for frag in fragments(args, 5):
@@ -1944,6 +2023,31 @@ def g_validate_content(c, at, allow_role=True):
                             "(type.googleapis.com/google.protobuf.Struct), %s" % (pa, json.dumps(v["response"])[:100]))
 
 
+def g_validate_thinking(tc, model):
+    """Gemini 2.5 takes a budget, Gemini 3 a level (a budget still works but
+    not both); 2.5 Pro cannot turn thinking off; older models do not think."""
+    v3 = "gemini-3" in model
+    if "thinkingLevel" in tc and "thinkingBudget" in tc:
+        raise g_err("Only one of thinking_level and thinking_budget may be set.")
+    if "thinkingLevel" in tc:
+        if not v3:
+            raise g_err("Thinking level is not supported for this model.")
+        levels = ("minimal", "low", "medium", "high") if "flash" in model else ("low", "high")
+        if str(tc["thinkingLevel"]).lower() not in levels:
+            raise g_err("Invalid value at 'generation_config.thinking_config.thinking_level' (%s)"
+                        % tc["thinkingLevel"])
+    if "thinkingBudget" in tc:
+        bt = tc["thinkingBudget"]
+        if not is_int(bt):
+            raise g_err("Invalid value at 'generation_config.thinking_config.thinking_budget'")
+        if not ("2.5" in model or v3 or "thinking" in model):
+            raise g_err("Thinking is not supported for this model.")
+        if bt == 0 and "pro" in model:
+            raise g_err("Budget 0 is invalid. This model only works in thinking mode.")
+        if bt != -1 and bt != 0 and not 128 <= bt <= 32768:
+            raise g_err("The thinking budget %d is invalid. Please choose a value between 128 and 32768." % bt)
+
+
 def validate_gemini(b, model):
     g_check_keys(b, GEMINI_FIELDS, None)
     b = gnorm(b)
@@ -2003,6 +2107,7 @@ def validate_gemini(b, model):
                 raise g_err("Invalid value at 'generation_config.thinking_config'")
             g_check_keys(tc, {"includeThoughts", "thinkingBudget", "thinkingLevel"},
                          "generation_config.thinking_config")
+            g_validate_thinking(gnorm(tc), model)
     tools = b.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -2206,6 +2311,13 @@ async def gemini_generate(req, resp, ctl, model, stream):
     response_id = rid("mockresp", 20)
     gc = gnorm(b.get("generationConfig") or {})
     ncand = gc.get("candidateCount") or 1
+    tcfg = gnorm(gc.get("thinkingConfig") or {})
+    if tcfg.get("thinkingBudget") == 0:
+        thoughts = None
+    thought_text = None
+    if thoughts and tcfg.get("includeThoughts") is True:
+        thought_text = "**Thinking** about %s (%s)." % (json.dumps(user_text[:40]), tcfg.get(
+            "thinkingLevel") or "budget %s" % tcfg.get("thinkingBudget", -1))
     sse = req.args.get("alt") == "sse"
 
     call_parts = []
@@ -2247,6 +2359,8 @@ async def gemini_generate(req, resp, ctl, model, stream):
             return await resp.send_json(503, error_body("gemini", 503, "The model is overloaded. Please try again "
                                                                         "later."), indent=2)
         parts = ([{"text": text}] if text is not None else []) + call_parts
+        if thought_text is not None:
+            parts = [{"text": thought_text, "thought": True}] + parts
         ctoks = len(words(text)) + ttoks
         out = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": i}
                               for i in range(ncand)],
@@ -2262,13 +2376,17 @@ async def gemini_generate(req, resp, ctl, model, stream):
         items = [("text", p) for p in pieces] + [("call", None)] if call_parts else [("text", p) for p in pieces]
         if not items:
             items = [("text", "")]
+        if thought_text is not None:
+            items = [("thought", p) for p in fragments(thought_text, 16)] + items
         for i, (kind, p) in enumerate(items):
             if scen == "error_mid_stream" and i == 2:
                 yield {"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
                                  "status": "UNAVAILABLE"}}
                 return
             last = i == len(items) - 1
-            if kind == "text":
+            if kind == "thought":
+                parts = [{"text": p, "thought": True}]
+            elif kind == "text":
                 sofar += len(words(p))
                 parts = [{"text": p}]
             else:
