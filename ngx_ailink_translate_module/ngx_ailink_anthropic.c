@@ -43,6 +43,8 @@ static ngx_int_t ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x,
 static ngx_int_t ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x,
     ngx_uint_t i, cJSON *msg, cJSON *blocks);
 static cJSON *ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x, cJSON *id);
+static ngx_int_t ngx_ailink_anthropic_tool_answers(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *msgs, cJSON *msg);
 static ngx_int_t ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last,
     const char *role, cJSON *blocks);
 static ngx_int_t ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x,
@@ -103,6 +105,21 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
         return NULL;
     }
 
+    n = ngx_ailink_json_get(req, "top_logprobs");
+
+    if (cJSON_IsTrue(ngx_ailink_json_get(req, "logprobs"))
+        || (n && !cJSON_IsNull(n)))
+    {
+        (void) ngx_ailink_xreq_refuse(x, cJSON_IsTrue(
+                                      ngx_ailink_json_get(req, "logprobs"))
+                                      ? "logprobs" : "top_logprobs",
+                                      "Anthropic models do not return "
+                                      "log probabilities: \"logprobs\" "
+                                      "and \"top_logprobs\" cannot be "
+                                      "used");
+        return NULL;
+    }
+
     out = cJSON_CreateObject();
     if (out == NULL) {
         return NULL;
@@ -129,7 +146,13 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
     i = 0;
 
     cJSON_ArrayForEach(msg, msgs) {
-        rc = ngx_ailink_anthropic_message(x, i, msg, system, messages, &last);
+        rc = ngx_ailink_anthropic_tool_answers(x, i, msgs, msg);
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_anthropic_message(x, i, msg, system, messages,
+                                              &last);
+        }
+
         if (rc != NGX_OK) {
             goto failed;
         }
@@ -777,6 +800,53 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
     }
 
     return ngx_ailink_anthropic_add(block, "content", parts);
+}
+
+
+/*
+ * A tool message must answer a tool call of an earlier assistant message:
+ * Anthropic refuses a tool_result without its tool_use, in words that
+ * name its own blocks, not the client's messages.
+ */
+
+static ngx_int_t
+ngx_ailink_anthropic_tool_answers(ngx_ailink_xreq_t *x, ngx_uint_t i,
+    cJSON *msgs, cJSON *msg)
+{
+    cJSON      *id, *m, *call, *cid;
+    ngx_str_t   a, b;
+
+    id = ngx_ailink_json_get(msg, "tool_call_id");
+
+    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(msg, "role"), "tool")
+        || !cJSON_IsString(id))
+    {
+        /* not a tool message, or one the translation refuses anyway */
+        return NGX_OK;
+    }
+
+    ngx_ailink_json_str(id, &a);
+
+    for (m = msgs->child; m && m != msg; m = m->next) {
+        cJSON_ArrayForEach(call, ngx_ailink_json_get(m, "tool_calls")) {
+            cid = ngx_ailink_json_get(call, "id");
+
+            if (!cJSON_IsString(cid)) {
+                continue;
+            }
+
+            ngx_ailink_json_str(cid, &b);
+
+            if (a.len == b.len && ngx_memcmp(a.data, b.data, a.len) == 0) {
+                return NGX_OK;
+            }
+        }
+    }
+
+    return ngx_ailink_xreq_refuse(x, "messages",
+                                  "messages[%ui]: tool_call_id \"%V\" "
+                                  "answers no earlier assistant tool call",
+                                  i, &a);
 }
 
 

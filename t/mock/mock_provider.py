@@ -994,8 +994,13 @@ def openai_tools(b):
     return out
 
 
-def make_calls(tools, scenario):
-    """[(name, args_json_string)] for tool scenarios."""
+def make_calls(tools, scenario, size=None):
+    """[(name, args_json_string)] for tool scenarios; large_tool_call adds a
+    "notes" argument of X-Mock-Size bytes (sent as one stream event)."""
+    if scenario == "large_tool_call":
+        name = tools[0][0] if tools else "get_weather"
+        pat = "0123456789abcdefghijklmnopqrstuvwxyz"
+        return [(name, json.dumps({"location": "Paris", "notes": (pat * (size // len(pat) + 1))[:size]}))]
     if scenario not in ("tool_call", "parallel_tools", "text_and_tool"):
         return []
     if not tools:
@@ -1761,7 +1766,7 @@ async def anthropic_messages(req, resp, ctl):
     scen = ctl.scenario
     reply = reply_text("anthropic", user_text)
     calls = make_calls(an_tools(b), "parallel_tools" if scen == "parallel_tools" else
-                       ("tool_call" if scen in ("tool_call", "text_and_tool") else None))
+                       ("tool_call" if scen in ("tool_call", "text_and_tool") else scen), ctl.size)
     stop = "tool_use" if calls else ("max_tokens" if scen == "max_tokens" else "end_turn")
     mid = rid("msg_mock")
     headers = [("request-id", rid("req_mock")), ("anthropic-organization-id", "org-mock")]
@@ -1844,7 +1849,7 @@ async def anthropic_messages(req, resp, ctl):
                 "type": "tool_use", "id": "toolu_mock_%d" % (i + 1), "name": name, "input": {}}})
             yield ev("content_block_delta", {"type": "content_block_delta", "index": idx,
                                              "delta": {"type": "input_json_delta", "partial_json": ""}})
-            for frag in fragments(args, 5):
+            for frag in ([args] if scen == "large_tool_call" else fragments(args, 5)):
                 yield ev("content_block_delta", {"type": "content_block_delta", "index": idx,
                                                  "delta": {"type": "input_json_delta", "partial_json": frag}})
             yield ev("content_block_stop", {"type": "content_block_stop", "index": idx})
@@ -2304,7 +2309,7 @@ async def gemini_generate(req, resp, ctl, model, stream):
             break
     scen = ctl.scenario
     reply = reply_text("gemini", user_text)
-    calls = make_calls(g_tools(b), scen)
+    calls = make_calls(g_tools(b), scen, ctl.size)
     text = None if (calls and scen != "text_and_tool") else reply
     finish = "MAX_TOKENS" if scen == "max_tokens" else "STOP"
     thoughts = 10 if ("thinking" in model or "2.5" in model) else None
