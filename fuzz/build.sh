@@ -175,7 +175,8 @@ common="ngx_ailink_common/ngx_ailink_sse.c ngx_ailink_common/ngx_ailink_json.c n
 xlate="$common ngx_ailink_translate_module/ngx_ailink_xlate.c
        ngx_ailink_translate_module/ngx_ailink_anthropic.c
        ngx_ailink_translate_module/ngx_ailink_gemini.c
-       ngx_ailink_translate_module/ngx_ailink_reasoning.c"
+       ngx_ailink_translate_module/ngx_ailink_reasoning.c
+       ngx_ailink_translate_module/ngx_ailink_structured.c"
 
 declare -A srcs=(
     [fuzz_sse]="$common"

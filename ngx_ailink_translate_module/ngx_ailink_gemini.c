@@ -204,6 +204,7 @@ ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req)
 
     if (ngx_ailink_gemini_tools(x, req, body) != NGX_OK
         || ngx_ailink_gemini_tool_choice(x, req, body) != NGX_OK
+        || ngx_ailink_gemini_structured(x, req, body) != NGX_OK
         || ngx_ailink_gemini_generation(x, req, body) != NGX_OK
         || ngx_ailink_gemini_safety(x, body) != NGX_OK)
     {

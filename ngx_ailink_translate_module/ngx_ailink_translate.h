@@ -101,6 +101,8 @@ cJSON *ngx_ailink_chunk_new(ngx_ailink_xstream_t *st);
 cJSON *ngx_ailink_chunk_delta(cJSON *chunk);
 ngx_int_t ngx_ailink_stream_emit(ngx_ailink_xstream_t *st, cJSON *chunk);
 ngx_int_t ngx_ailink_stream_role(ngx_ailink_xstream_t *st);
+ngx_int_t ngx_ailink_stream_content(ngx_ailink_xstream_t *st,
+    const char *text);
 ngx_int_t ngx_ailink_stream_final(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_finish(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_error(ngx_ailink_xstream_t *st,
@@ -132,6 +134,15 @@ ngx_int_t ngx_ailink_reasoning_delta(ngx_ailink_xstream_t *st,
     ngx_str_t *text);
 ngx_int_t ngx_ailink_reasoning_block_delta(ngx_ailink_xstream_t *st,
     const char *type, const char *key, cJSON *value);
+
+
+/* ngx_ailink_structured.c: "response_format" */
+#define NGX_AILINK_ANSWER_TOOL  "json_answer"
+
+ngx_int_t ngx_ailink_anthropic_structured(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *out);
+ngx_int_t ngx_ailink_gemini_structured(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *body);
 
 
 /* ngx_ailink_response_filter.c */

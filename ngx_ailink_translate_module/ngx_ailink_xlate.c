@@ -191,6 +191,34 @@ ngx_ailink_stream_role(ngx_ailink_xstream_t *st)
 }
 
 
+/* a chunk whose delta is {"content": text} */
+
+ngx_int_t
+ngx_ailink_stream_content(ngx_ailink_xstream_t *st, const char *text)
+{
+    cJSON  *chunk;
+
+    if (ngx_ailink_stream_role(st) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    chunk = ngx_ailink_chunk_new(st);
+    if (chunk == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (cJSON_AddStringToObject(ngx_ailink_chunk_delta(chunk), "content",
+                                text)
+        == NULL)
+    {
+        ngx_ailink_json_delete(chunk);
+        return NGX_ERROR;
+    }
+
+    return ngx_ailink_stream_emit(st, chunk);
+}
+
+
 cJSON *
 ngx_ailink_usage_json(ngx_ailink_usage_t *usage)
 {

@@ -269,9 +269,9 @@ authorization: -
 \z/,
  qr/Mock reply/, qr/^\{"type":"auto"\}\n\z/,
  qr/Mock reply/, qr/^\{"type":"none"\}\n\z/,
- qr/Mock reply/, qr/^\{"type":"any"\}\n\z/,
- qr/Mock reply/, qr/^\{"name":"get_weather","type":"tool"\}\n\z/,
- qr/Mock reply/, qr/^\{"disable_parallel_tool_use":true,"type":"any"\}\n\z/,
+ qr/"content":null,"refusal":null,"tool_calls":\[\{"id":"toolu_mock_1","type":"function","function":\{"name":"get_weather"/, qr/^\{"type":"any"\}\n\z/,
+ qr/"content":null,"refusal":null,"tool_calls":\[\{"id":"toolu_mock_1","type":"function","function":\{"name":"get_weather"/, qr/^\{"name":"get_weather","type":"tool"\}\n\z/,
+ qr/"content":null,"refusal":null,"tool_calls":\[\{"id":"toolu_mock_1","type":"function","function":\{"name":"get_weather"/, qr/^\{"disable_parallel_tool_use":true,"type":"any"\}\n\z/,
  qr/Mock reply/, qr/^\{"disable_parallel_tool_use":true,"type":"auto"\}\n\z/]
 --- no_error_log
 [error]
@@ -352,7 +352,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 === TEST 10: OpenAI-only fields are dropped (Anthropic rejects unknown fields)
 --- request eval
-["POST /v1/chat/completions\n" . q{{"model":"claude-sonnet-4-5","frequency_penalty":0.5,"presence_penalty":0.1,"logit_bias":{"50256":-100},"response_format":{"type":"json_object"},"seed":7,"n":1,"logprobs":false,"store":true,"metadata":{"k":"v"},"service_tier":"auto","stream_options":null,"prediction":null,"modalities":["text"],"messages":[{"role":"user","content":"hi","name":"bob"}]}},
+["POST /v1/chat/completions\n" . q{{"model":"claude-sonnet-4-5","frequency_penalty":0.5,"presence_penalty":0.1,"logit_bias":{"50256":-100},"response_format":{"type":"text"},"seed":7,"n":1,"logprobs":false,"store":true,"metadata":{"k":"v"},"service_tier":"auto","stream_options":null,"prediction":null,"modalities":["text"],"messages":[{"role":"user","content":"hi","name":"bob"}]}},
 "GET /_mock/requests/last"]
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001

@@ -1767,6 +1767,16 @@ async def anthropic_messages(req, resp, ctl):
     reply = reply_text("anthropic", user_text)
     calls = make_calls(an_tools(b), "parallel_tools" if scen == "parallel_tools" else
                        ("tool_call" if scen in ("tool_call", "text_and_tool") else scen), ctl.size)
+    forced = False
+    tc = b.get("tool_choice") or {}
+    if not calls and tc.get("type") in ("tool", "any") and an_tools(b):
+        # a forced tool is called, without text, as Anthropic does
+        tools = an_tools(b)
+        name, schema = tools[0]
+        if tc.get("type") == "tool":
+            name, schema = next((t for t in tools if t[0] == tc.get("name")), tools[0])
+        calls = [(name, json.dumps(sample_args(schema, name)))]
+        forced = True
     stop = "tool_use" if calls else ("max_tokens" if scen == "max_tokens" else "end_turn")
     mid = rid("msg_mock")
     headers = [("request-id", rid("req_mock")), ("anthropic-organization-id", "org-mock")]
@@ -1795,7 +1805,7 @@ async def anthropic_messages(req, resp, ctl):
     if not stream:
         if scen == "error_mid_stream":
             return await resp.send_json(529, error_body("anthropic", 529, "Overloaded"))
-        content = think_blocks + [{"type": "text", "text": reply}]
+        content = think_blocks + ([] if forced else [{"type": "text", "text": reply}])
         for i, (name, args) in enumerate(calls):
             content.append({"type": "tool_use", "id": "toolu_mock_%d" % (i + 1), "name": name,
                             "input": json.loads(args)})
@@ -1804,6 +1814,8 @@ async def anthropic_messages(req, resp, ctl):
         return await resp.send_json(200, out, headers)
 
     pieces, streamed = split_reply(reply, ctl.events)
+    if forced:
+        pieces, streamed = [], ""
     out_toks = len(words(streamed)) + ttoks
 
     def ev(name, data):
@@ -1830,8 +1842,11 @@ async def anthropic_messages(req, resp, ctl):
                 "type": "redacted_thinking", "data": redacted}})
             yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
             tb += 1
-        yield ev("content_block_start", {"type": "content_block_start", "index": tb,
-                                         "content_block": {"type": "text", "text": ""}})
+        if forced:
+            tb -= 1
+        else:
+            yield ev("content_block_start", {"type": "content_block_start", "index": tb,
+                                             "content_block": {"type": "text", "text": ""}})
         yield ev("ping", {"type": "ping"})
         for i, p in enumerate(pieces):
             if scen == "error_mid_stream" and i == 2:
@@ -1842,7 +1857,8 @@ async def anthropic_messages(req, resp, ctl):
         if scen == "error_mid_stream":
             yield ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
-        yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
+        if not forced:
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
         for i, (name, args) in enumerate(calls):
             idx = tb + i + 1
             yield ev("content_block_start", {"type": "content_block_start", "index": idx, "content_block": {
@@ -2113,6 +2129,10 @@ def validate_gemini(b, model):
             g_check_keys(tc, {"includeThoughts", "thinkingBudget", "thinkingLevel"},
                          "generation_config.thinking_config")
             g_validate_thinking(gnorm(tc), model)
+    gcn = gnorm(b.get("generationConfig") or {})
+    if gcn.get("responseMimeType") == "application/json" and "gemini-3" not in model and any(
+            isinstance(t, dict) and gnorm(t).get("functionDeclarations") for t in b.get("tools") or []):
+        raise g_err("Function calling with a response mime type: 'application/json' is unsupported")
     tools = b.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -2311,6 +2331,11 @@ async def gemini_generate(req, resp, ctl, model, stream):
     reply = reply_text("gemini", user_text)
     calls = make_calls(g_tools(b), scen, ctl.size)
     text = None if (calls and scen != "text_and_tool") else reply
+    gcj = gnorm(b.get("generationConfig") or {})
+    if text is not None and gcj.get("responseMimeType") == "application/json":
+        # JSON mode: an object from the schema (or a fixed one)
+        sch = gcj.get("responseSchema") or gcj.get("responseJsonSchema")
+        text = json.dumps(sample_args(sch) if sch else {"reply": reply})
     finish = "MAX_TOKENS" if scen == "max_tokens" else "STOP"
     thoughts = 10 if ("thinking" in model or "2.5" in model) else None
     response_id = rid("mockresp", 20)
@@ -2377,6 +2402,8 @@ async def gemini_generate(req, resp, ctl, model, stream):
             yield special
             return
         pieces, streamed = split_reply(text, ctl.events) if text is not None else ([], "")
+        if text is not None and gcj.get("responseMimeType") == "application/json":
+            pieces, streamed = fragments(text, 8), text
         sofar = 0
         items = [("text", p) for p in pieces] + [("call", None)] if call_parts else [("text", p) for p in pieces]
         if not items:
