@@ -176,7 +176,8 @@ xlate="$common ngx_ailink_translate_module/ngx_ailink_xlate.c
        ngx_ailink_translate_module/ngx_ailink_anthropic.c
        ngx_ailink_translate_module/ngx_ailink_gemini.c
        ngx_ailink_translate_module/ngx_ailink_reasoning.c
-       ngx_ailink_translate_module/ngx_ailink_structured.c"
+       ngx_ailink_translate_module/ngx_ailink_structured.c
+       ngx_ailink_translate_module/ngx_ailink_choices.c"
 
 declare -A srcs=(
     [fuzz_sse]="$common"

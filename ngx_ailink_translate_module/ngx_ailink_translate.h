@@ -65,6 +65,7 @@ struct ngx_ailink_xstream_s {
     void                       *state;      /* the translator's own */
 
     const char                 *finish_reason;  /* once known */
+    ngx_uint_t                  choice;     /* index of the chunks made */
     unsigned                    role_sent:1;
     unsigned                    finished:1;     /* final chunk emitted */
     unsigned                    done:1;         /* [DONE] emitted */
@@ -143,6 +144,16 @@ ngx_int_t ngx_ailink_anthropic_structured(ngx_ailink_xreq_t *x, cJSON *req,
     cJSON *out);
 ngx_int_t ngx_ailink_gemini_structured(ngx_ailink_xreq_t *x, cJSON *req,
     cJSON *body);
+
+
+/* ngx_ailink_choices.c: "n" and log probabilities */
+ngx_int_t ngx_ailink_gemini_choices(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *gc);
+ngx_int_t ngx_ailink_gemini_logprobs(cJSON *cand, cJSON *choice);
+ngx_int_t ngx_ailink_stream_choice_role(ngx_ailink_xstream_t *st,
+    ngx_uint_t index);
+ngx_int_t ngx_ailink_stream_choice_finish(ngx_ailink_xstream_t *st,
+    ngx_uint_t index, const char *reason);
 
 
 /* ngx_ailink_response_filter.c */

@@ -122,7 +122,7 @@ ngx_ailink_chunk_new(ngx_ailink_xstream_t *st)
         return NULL;
     }
 
-    if (cJSON_AddNumberToObject(choice, "index", 0) == NULL
+    if (cJSON_AddNumberToObject(choice, "index", (double) st->choice) == NULL
         || cJSON_AddObjectToObject(choice, "delta") == NULL
         || cJSON_AddNullToObject(choice, "logprobs") == NULL
         || cJSON_AddNullToObject(choice, "finish_reason") == NULL)

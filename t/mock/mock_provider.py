@@ -2069,6 +2069,23 @@ def g_validate_thinking(tc, model):
             raise g_err("The thinking budget %d is invalid. Please choose a value between 128 and 32768." % bt)
 
 
+def g_logprobs(text, top):
+    """logprobsResult for a text: one chosen candidate per word, and `top`
+    alternatives at each step."""
+    toks = [w + " " for w in (text or "").split(" ")]
+    toks[-1] = toks[-1][:-1]
+    chosen = [{"token": t, "tokenId": 100 + i, "logProbability": round(-0.125 * (i + 1), 6)}
+              for i, t in enumerate(toks) if t]
+    tops = [{"candidates": [dict(c)] + [{"token": "alt%d" % j, "tokenId": 900 + j,
+                                          "logProbability": round(c["logProbability"] - j, 6)}
+                                         for j in range(1, top)]}
+            for c in chosen] if top else []
+    out = {"chosenCandidates": chosen}
+    if tops:
+        out["topCandidates"] = tops
+    return out
+
+
 def validate_gemini(b, model):
     g_check_keys(b, GEMINI_FIELDS, None)
     b = gnorm(b)
@@ -2130,6 +2147,14 @@ def validate_gemini(b, model):
                          "generation_config.thinking_config")
             g_validate_thinking(gnorm(tc), model)
     gcn = gnorm(b.get("generationConfig") or {})
+    cc = gcn.get("candidateCount")
+    if cc is not None and (not is_int(cc) or not 1 <= cc <= 8):
+        raise g_err("* GenerateContentRequest.generation_config.candidate_count: must be between 1 and 8.\n")
+    if "logprobs" in gcn:
+        if gcn.get("responseLogprobs") is not True:
+            raise g_err("logprobs is only valid when response_logprobs is true.")
+        if not is_int(gcn["logprobs"]) or not 0 <= gcn["logprobs"] <= 20:
+            raise g_err("* GenerateContentRequest.generation_config.logprobs: must be in the range [0, 20].\n")
     if gcn.get("responseMimeType") == "application/json" and "gemini-3" not in model and any(
             isinstance(t, dict) and gnorm(t).get("functionDeclarations") for t in b.get("tools") or []):
         raise g_err("Function calling with a response mime type: 'application/json' is unsupported")
@@ -2392,8 +2417,13 @@ async def gemini_generate(req, resp, ctl, model, stream):
         if thought_text is not None:
             parts = [{"text": thought_text, "thought": True}] + parts
         ctoks = len(words(text)) + ttoks
-        out = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": i}
-                              for i in range(ncand)],
+        cands = [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": i}
+                 for i in range(ncand)]
+        if gc.get("responseLogprobs") is True:
+            for c in cands:
+                c["logprobsResult"] = g_logprobs(text, gc.get("logprobs") or 0)
+                c["avgLogprobs"] = -0.5
+        out = {"candidates": cands,
                "usageMetadata": usage(ctoks), "modelVersion": model, "responseId": response_id}
         return await resp.send_json(200, out, indent=2)
 
@@ -2424,10 +2454,15 @@ async def gemini_generate(req, resp, ctl, model, stream):
             else:
                 sofar += ttoks
                 parts = call_parts
-            cand = {"content": {"role": "model", "parts": parts}, "index": 0}
-            if last:
-                cand["finishReason"] = finish
-            yield {"candidates": [cand], "usageMetadata": usage(sofar), "modelVersion": model,
+            cands = []
+            for ci in range(ncand):
+                cand = {"content": {"role": "model", "parts": parts}, "index": ci}
+                if gc.get("responseLogprobs") is True and kind == "text":
+                    cand["logprobsResult"] = g_logprobs(p, gc.get("logprobs") or 0)
+                if last:
+                    cand["finishReason"] = "MAX_TOKENS" if (ci == 1 and scen == "n_lengths") else finish
+                cands.append(cand)
+            yield {"candidates": cands, "usageMetadata": usage(sofar), "modelVersion": model,
                    "responseId": response_id}
 
     if sse:
