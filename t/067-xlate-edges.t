@@ -159,3 +159,42 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 [qr/"message":"Anthropic models do not return log probabilities: \\"logprobs\\" and \\"top_logprobs\\" cannot be used","param":"logprobs"/,
  qr/"param":"top_logprobs"/,
  qr/"finish_reason":"stop"/]
+
+
+
+=== TEST 7: Gemini stream whose usage comes only in a last chunk of its own, after the finish reason: the usage chunk has it, reasoning tokens included
+--- request eval
+my $body = join('', map { "data: $_\r\n\r\n" }
+  q{{"candidates":[{"content":{"role":"model","parts":[{"text":"thinking...","thought":true}]},"index":0}]}},
+  q{{"candidates":[{"content":{"role":"model","parts":[{"text":"Hel"}]},"index":0}]}},
+  q{{"candidates":[{"content":{"role":"model","parts":[{"text":"lo"}]},"finishReason":"STOP","index":0}]}},
+  q{{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":2,"thoughtsTokenCount":7,"totalTokenCount":13}}});
+["POST /_mock/fail\n" . JSON::PP->new->canonical->encode({
+     path_prefix => '/v1beta/models', status => 200,
+     headers => { 'Content-Type' => 'text/event-stream' }, body => $body }),
+ "POST /v1/chat/completions\n" . q{{"model":"gemini-2.5-flash","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}}]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+--- response_body_filters eval
+[[sub { "" }], [sub { my $b = shift; my @l;
+            while ($b =~ s/\Adata: ([^\n]*)\n\n//) {
+                my $d = $1;
+                if ($d eq '[DONE]') { push @l, $d; next }
+                my $c = JSON::PP->new->utf8->canonical->decode($d);
+                push @l, $c->{usage}
+                    ? 'usage ' . JSON::PP->new->canonical->encode($c->{usage})
+                    : JSON::PP->new->canonical->encode($c->{choices}[0]{delta})
+                      . ' ' . ($c->{choices}[0]{finish_reason} // '-');
+            }
+            join("\n", @l, $b) }]]
+--- response_body eval
+["", qq{{"content":"","role":"assistant"} -
+{"reasoning_content":"thinking..."} -
+{"content":"Hel"} -
+{"content":"lo"} -
+{} stop
+usage {"completion_tokens":9,"completion_tokens_details":{"reasoning_tokens":7},"prompt_tokens":4,"prompt_tokens_details":{"cached_tokens":0},"total_tokens":13}
+[DONE]
+}]
+--- no_error_log
+[error]
