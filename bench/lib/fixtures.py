@@ -266,9 +266,9 @@ def write_all(work, quick):
 
     # issue 15: the same 1 KB chat with reasoning_effort (thinking budget,
     # checks of temperature, top_p and tool_choice); thinking takes no
-    # temperature, so the body has none
+    # temperature, and its budget needs more than max_tokens 256: neither
     reasoning = json.loads(chat_body(MODELS["anthropic"], 1024))
-    del reasoning["temperature"]
+    del reasoning["temperature"], reasoning["max_tokens"]
     reasoning["reasoning_effort"] = "medium"
     put("bodies/anthropic-reasoning-1k.json", compact(reasoning))
 
