@@ -164,7 +164,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 === TEST 7: Gemini stream whose usage comes only in a last chunk of its own, after the finish reason: the usage chunk has it, reasoning tokens included
 --- request eval
-my $body = join('', map { "data: $_\r\n\r\n" }
+my $body = CORE::join('', map { "data: $_\r\n\r\n" }
   q{{"candidates":[{"content":{"role":"model","parts":[{"text":"thinking...","thought":true}]},"index":0}]}},
   q{{"candidates":[{"content":{"role":"model","parts":[{"text":"Hel"}]},"index":0}]}},
   q{{"candidates":[{"content":{"role":"model","parts":[{"text":"lo"}]},"finishReason":"STOP","index":0}]}},
@@ -186,7 +186,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
                     : JSON::PP->new->canonical->encode($c->{choices}[0]{delta})
                       . ' ' . ($c->{choices}[0]{finish_reason} // '-');
             }
-            join("\n", @l, $b) }]]
+            CORE::join("\n", @l, $b) }]]
 --- response_body eval
 ["", qq{{"content":"","role":"assistant"} -
 {"reasoning_content":"thinking..."} -
