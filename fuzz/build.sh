@@ -174,7 +174,10 @@ ngx_objs+=("$out/obj/ngx_fuzz_stubs.o")
 common="ngx_ailink_common/ngx_ailink_sse.c ngx_ailink_common/ngx_ailink_json.c ngx_ailink_common/ngx_ailink_json_scan.c"
 xlate="$common ngx_ailink_translate_module/ngx_ailink_xlate.c
        ngx_ailink_translate_module/ngx_ailink_anthropic.c
-       ngx_ailink_translate_module/ngx_ailink_gemini.c"
+       ngx_ailink_translate_module/ngx_ailink_gemini.c
+       ngx_ailink_translate_module/ngx_ailink_reasoning.c
+       ngx_ailink_translate_module/ngx_ailink_structured.c
+       ngx_ailink_translate_module/ngx_ailink_choices.c"
 
 declare -A srcs=(
     [fuzz_sse]="$common"

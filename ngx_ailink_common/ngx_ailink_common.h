@@ -138,6 +138,7 @@ typedef struct {
     ngx_uint_t                  total;
     ngx_uint_t                  cached;         /* prompt tokens from cache */
     ngx_uint_t                  cache_write;    /* prompt tokens written */
+    ngx_uint_t                  reasoning;      /* of completion, if told */
     unsigned                    known:1;
 } ngx_ailink_usage_t;
 

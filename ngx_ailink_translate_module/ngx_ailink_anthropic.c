@@ -22,6 +22,8 @@ typedef struct {
     ngx_uint_t                  tool;       /* its OpenAI tool_calls index */
     ngx_uint_t                  tools;      /* tool_use blocks so far */
     unsigned                    args:1;     /* arguments sent for it */
+    unsigned                    answer:1;   /* it is the answer tool */
+    unsigned                    answered:1; /* the answer tool was used */
 } ngx_ailink_anthropic_stream_t;
 
 
@@ -43,6 +45,8 @@ static ngx_int_t ngx_ailink_anthropic_tool_calls(ngx_ailink_xreq_t *x,
 static ngx_int_t ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x,
     ngx_uint_t i, cJSON *msg, cJSON *blocks);
 static cJSON *ngx_ailink_anthropic_tool_id(ngx_ailink_xreq_t *x, cJSON *id);
+static ngx_int_t ngx_ailink_anthropic_tool_answers(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *msgs, cJSON *msg);
 static ngx_int_t ngx_ailink_anthropic_turn(cJSON *messages, cJSON **last,
     const char *role, cJSON *blocks);
 static ngx_int_t ngx_ailink_anthropic_tools(ngx_ailink_xreq_t *x,
@@ -60,6 +64,8 @@ static ngx_int_t ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
     ngx_ailink_anthropic_stream_t *as, cJSON *json);
 static ngx_int_t ngx_ailink_anthropic_block_stop(ngx_ailink_xstream_t *st,
     ngx_ailink_anthropic_stream_t *as, cJSON *json);
+static ngx_int_t ngx_ailink_anthropic_content_delta(ngx_ailink_xstream_t *st,
+    cJSON *text);
 static ngx_int_t ngx_ailink_anthropic_tool_delta(ngx_ailink_xstream_t *st,
     ngx_uint_t index, cJSON *id, cJSON *name, const char *arguments);
 
@@ -103,6 +109,21 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
         return NULL;
     }
 
+    n = ngx_ailink_json_get(req, "top_logprobs");
+
+    if (cJSON_IsTrue(ngx_ailink_json_get(req, "logprobs"))
+        || (n && !cJSON_IsNull(n)))
+    {
+        (void) ngx_ailink_xreq_refuse(x, cJSON_IsTrue(
+                                      ngx_ailink_json_get(req, "logprobs"))
+                                      ? "logprobs" : "top_logprobs",
+                                      "Anthropic models do not return "
+                                      "log probabilities: \"logprobs\" "
+                                      "and \"top_logprobs\" cannot be "
+                                      "used");
+        return NULL;
+    }
+
     out = cJSON_CreateObject();
     if (out == NULL) {
         return NULL;
@@ -129,7 +150,13 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
     i = 0;
 
     cJSON_ArrayForEach(msg, msgs) {
-        rc = ngx_ailink_anthropic_message(x, i, msg, system, messages, &last);
+        rc = ngx_ailink_anthropic_tool_answers(x, i, msgs, msg);
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_anthropic_message(x, i, msg, system, messages,
+                                              &last);
+        }
+
         if (rc != NGX_OK) {
             goto failed;
         }
@@ -160,7 +187,9 @@ ngx_ailink_anthropic_request(ngx_ailink_xreq_t *x, cJSON *req)
 
     if (ngx_ailink_anthropic_params(x, req, out) != NGX_OK
         || ngx_ailink_anthropic_tools(x, req, out) != NGX_OK
-        || ngx_ailink_anthropic_tool_choice(x, req, out) != NGX_OK)
+        || ngx_ailink_anthropic_tool_choice(x, req, out) != NGX_OK
+        || ngx_ailink_anthropic_structured(x, req, out) != NGX_OK
+        || ngx_ailink_anthropic_thinking(x, req, out) != NGX_OK)
     {
         goto failed;
     }
@@ -292,7 +321,13 @@ ngx_ailink_anthropic_message(ngx_ailink_xreq_t *x, ngx_uint_t i, cJSON *msg,
 
     } else if (ngx_ailink_anthropic_is(role, "assistant")) {
         turn = "assistant";
-        rc = ngx_ailink_anthropic_content(x, i, content, blocks, 0);
+
+        /* signed thinking first, as Anthropic gave it */
+        rc = ngx_ailink_anthropic_thinking_blocks(x, i, msg, blocks);
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_anthropic_content(x, i, content, blocks, 0);
+        }
 
         calls = ngx_ailink_json_get(msg, "tool_calls");
 
@@ -774,6 +809,53 @@ ngx_ailink_anthropic_tool_result(ngx_ailink_xreq_t *x, ngx_uint_t i,
 
 
 /*
+ * A tool message must answer a tool call of an earlier assistant message:
+ * Anthropic refuses a tool_result without its tool_use, in words that
+ * name its own blocks, not the client's messages.
+ */
+
+static ngx_int_t
+ngx_ailink_anthropic_tool_answers(ngx_ailink_xreq_t *x, ngx_uint_t i,
+    cJSON *msgs, cJSON *msg)
+{
+    cJSON      *id, *m, *call, *cid;
+    ngx_str_t   a, b;
+
+    id = ngx_ailink_json_get(msg, "tool_call_id");
+
+    if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(msg, "role"), "tool")
+        || !cJSON_IsString(id))
+    {
+        /* not a tool message, or one the translation refuses anyway */
+        return NGX_OK;
+    }
+
+    ngx_ailink_json_str(id, &a);
+
+    for (m = msgs->child; m && m != msg; m = m->next) {
+        cJSON_ArrayForEach(call, ngx_ailink_json_get(m, "tool_calls")) {
+            cid = ngx_ailink_json_get(call, "id");
+
+            if (!cJSON_IsString(cid)) {
+                continue;
+            }
+
+            ngx_ailink_json_str(cid, &b);
+
+            if (a.len == b.len && ngx_memcmp(a.data, b.data, a.len) == 0) {
+                return NGX_OK;
+            }
+        }
+    }
+
+    return ngx_ailink_xreq_refuse(x, "messages",
+                                  "messages[%ui]: tool_call_id \"%V\" "
+                                  "answers no earlier assistant tool call",
+                                  i, &a);
+}
+
+
+/*
  * Anthropic wants tool ids of [a-zA-Z0-9_-]; ids other providers made
  * ("functions.get_weather:0") are mapped the same way in tool_use and
  * tool_result blocks, so that they still pair.
@@ -1206,6 +1288,7 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
 {
     cJSON        *content, *block, *type, *text, *root, *message, *calls;
     cJSON        *call, *fn, *id, *name, *input, *usage, *choice, *item;
+    cJSON        *answer;
     char         *args;
     u_char       *buf, *p;
     size_t        len;
@@ -1226,9 +1309,42 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
         return NULL;
     }
 
-    /* the text blocks, joined */
+    /* response_format: the answer tool's input is the content */
+
+    answer = NULL;
+
+    cJSON_ArrayForEach(block, content) {
+        if (ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "type"),
+                                    "tool_use")
+            && ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "name"),
+                                       NGX_AILINK_ANSWER_TOOL))
+        {
+            answer = block;
+            break;
+        }
+    }
 
     len = 0;
+
+    if (answer) {
+        input = ngx_ailink_json_get(answer, "input");
+        args = cJSON_PrintUnformatted(input);
+
+        if (args == NULL) {
+            goto failed;
+        }
+
+        item = cJSON_AddStringToObject(message, "content", args);
+        cJSON_free(args);
+
+        if (item == NULL) {
+            goto failed;
+        }
+
+        goto refusal;
+    }
+
+    /* the text blocks, joined */
 
     cJSON_ArrayForEach(block, content) {
         type = ngx_ailink_json_get(block, "type");
@@ -1273,7 +1389,11 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
         }
     }
 
-    if (cJSON_AddNullToObject(message, "refusal") == NULL) {
+refusal:
+
+    if (cJSON_AddNullToObject(message, "refusal") == NULL
+        || ngx_ailink_anthropic_reasoning(content, message) != NGX_OK)
+    {
         goto failed;
     }
 
@@ -1284,7 +1404,7 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
     cJSON_ArrayForEach(block, content) {
         type = ngx_ailink_json_get(block, "type");
 
-        if (!ngx_ailink_anthropic_is(type, "tool_use")) {
+        if (!ngx_ailink_anthropic_is(type, "tool_use") || block == answer) {
             /* thinking, redacted_thinking and server tool blocks */
             continue;
         }
@@ -1340,7 +1460,7 @@ ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp)
     finish = ngx_ailink_anthropic_finish(
                  ngx_ailink_json_get(resp, "stop_reason"));
 
-    if (finish == NULL) {
+    if (finish == NULL || (answer && calls == NULL)) {
         finish = calls ? "tool_calls" : "stop";
     }
 
@@ -1404,6 +1524,8 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
         as->tool = 0;
         as->tools = 0;
         as->args = 0;
+        as->answer = 0;
+        as->answered = 0;
 
         st->state = as;
     }
@@ -1464,7 +1586,10 @@ ngx_ailink_anthropic_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
         finish = ngx_ailink_anthropic_finish(
                      ngx_ailink_json_get(item, "stop_reason"));
         if (finish) {
-            st->finish_reason = finish;
+            /* the answer tool, and no other: a plain answer */
+            st->finish_reason = (as->answered && as->tools == 0
+                                 && finish[0] == 't')
+                                ? "stop" : finish;
         }
 
         item = ngx_ailink_json_get(json, "usage");
@@ -1508,6 +1633,19 @@ ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
     block = ngx_ailink_json_get(json, "content_block");
     index = ngx_ailink_json_get(json, "index");
 
+    if (ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "type"),
+                                "redacted_thinking"))
+    {
+        id = ngx_ailink_json_get(block, "data");
+
+        if (!cJSON_IsString(id)) {
+            return NGX_ERROR;
+        }
+
+        return ngx_ailink_reasoning_block_delta(st, "redacted_thinking",
+                                                "data", id);
+    }
+
     if (!ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "type"),
                                  "tool_use"))
     {
@@ -1520,8 +1658,19 @@ ngx_ailink_anthropic_block_start(ngx_ailink_xstream_t *st,
     }
 
     as->block = index->valueint;
-    as->tool = as->tools++;
     as->args = 0;
+
+    if (ngx_ailink_anthropic_is(ngx_ailink_json_get(block, "name"),
+                                NGX_AILINK_ANSWER_TOOL))
+    {
+        /* response_format: its input streams as content */
+        as->answer = 1;
+        as->answered = 1;
+        return ngx_ailink_stream_role(st);
+    }
+
+    as->answer = 0;
+    as->tool = as->tools++;
 
     if (ngx_ailink_stream_role(st) != NGX_OK) {
         return NGX_ERROR;
@@ -1544,7 +1693,8 @@ static ngx_int_t
 ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
     ngx_ailink_anthropic_stream_t *as, cJSON *json)
 {
-    cJSON  *delta, *type, *text, *index, *chunk;
+    cJSON      *delta, *type, *text, *index;
+    ngx_str_t   s;
 
     delta = ngx_ailink_json_get(json, "delta");
     type = ngx_ailink_json_get(delta, "type");
@@ -1556,28 +1706,7 @@ ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
             return NGX_ERROR;
         }
 
-        if (text->valuestring[0] == '\0') {
-            return NGX_OK;
-        }
-
-        if (ngx_ailink_stream_role(st) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        chunk = ngx_ailink_chunk_new(st);
-        if (chunk == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (cJSON_AddStringToObject(ngx_ailink_chunk_delta(chunk), "content",
-                                    text->valuestring)
-            == NULL)
-        {
-            ngx_ailink_json_delete(chunk);
-            return NGX_ERROR;
-        }
-
-        return ngx_ailink_stream_emit(st, chunk);
+        return ngx_ailink_anthropic_content_delta(st, text);
     }
 
     if (ngx_ailink_anthropic_is(type, "input_json_delta")) {
@@ -1597,11 +1726,38 @@ ngx_ailink_anthropic_block_delta(ngx_ailink_xstream_t *st,
 
         as->args = 1;
 
+        if (as->answer) {
+            return ngx_ailink_anthropic_content_delta(st, text);
+        }
+
         return ngx_ailink_anthropic_tool_delta(st, as->tool, NULL, NULL,
                                                text->valuestring);
     }
 
-    /* thinking_delta, signature_delta, citations_delta */
+    if (ngx_ailink_anthropic_is(type, "thinking_delta")) {
+        text = ngx_ailink_json_get(delta, "thinking");
+
+        if (!cJSON_IsString(text)) {
+            return NGX_ERROR;
+        }
+
+        ngx_ailink_json_str(text, &s);
+
+        return ngx_ailink_reasoning_delta(st, &s);
+    }
+
+    if (ngx_ailink_anthropic_is(type, "signature_delta")) {
+        text = ngx_ailink_json_get(delta, "signature");
+
+        if (!cJSON_IsString(text)) {
+            return NGX_ERROR;
+        }
+
+        return ngx_ailink_reasoning_block_delta(st, "thinking", "signature",
+                                                text);
+    }
+
+    /* citations_delta */
 
     return NGX_OK;
 }
@@ -1612,7 +1768,7 @@ ngx_ailink_anthropic_block_stop(ngx_ailink_xstream_t *st,
     ngx_ailink_anthropic_stream_t *as, cJSON *json)
 {
     cJSON       *index;
-    ngx_uint_t   args;
+    ngx_uint_t   args, answer;
 
     index = ngx_ailink_json_get(json, "index");
 
@@ -1623,17 +1779,36 @@ ngx_ailink_anthropic_block_stop(ngx_ailink_xstream_t *st,
     }
 
     args = as->args;
+    answer = as->answer;
 
     as->block = -1;
     as->args = 0;
+    as->answer = 0;
 
     if (args) {
         return NGX_OK;
     }
 
+    if (answer) {
+        return ngx_ailink_stream_content(st, "{}");
+    }
+
     /* a call without input: the arguments must still parse as JSON */
 
     return ngx_ailink_anthropic_tool_delta(st, as->tool, NULL, NULL, "{}");
+}
+
+
+/* {"content": text}: a text_delta, or the answer tool's input */
+
+static ngx_int_t
+ngx_ailink_anthropic_content_delta(ngx_ailink_xstream_t *st, cJSON *text)
+{
+    if (text->valuestring[0] == '\0') {
+        return NGX_OK;
+    }
+
+    return ngx_ailink_stream_content(st, text->valuestring);
 }
 
 

@@ -37,8 +37,15 @@ typedef struct {
 
 
 /* the translator's own per-stream state, st->state */
+#define NGX_AILINK_GEMINI_CHOICES      8
+
 typedef struct {
     ngx_uint_t                  calls;      /* tool calls sent so far */
+    ngx_uint_t                  more[NGX_AILINK_GEMINI_CHOICES];
+                                            /* the same, candidates 1+ */
+    ngx_uint_t                  seen;       /* candidates seen, a bit each */
+    ngx_uint_t                  ended;      /* candidates finished */
+    const char                 *finish;     /* candidate 0's reason */
 } ngx_ailink_gemini_stream_t;
 
 
@@ -86,7 +93,8 @@ static cJSON *ngx_ailink_gemini_choice(cJSON *choices, ngx_uint_t index,
     cJSON **message);
 static ngx_int_t ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x,
     cJSON *cand, cJSON *choice, cJSON *message, ngx_uint_t *calls);
-static char *ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found);
+static char *ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t thought,
+    ngx_uint_t *found);
 static cJSON *ngx_ailink_gemini_tool_call(ngx_ailink_xresp_t *x,
     cJSON *part, ngx_uint_t n, ngx_int_t index);
 static char *ngx_ailink_gemini_call_id(ngx_ailink_xresp_t *x, ngx_uint_t n,
@@ -96,8 +104,10 @@ static ngx_uint_t ngx_ailink_gemini_usage(ngx_ailink_usage_t *usage,
     cJSON *meta);
 static ngx_int_t ngx_ailink_gemini_stream_error(ngx_ailink_xstream_t *st,
     cJSON *err);
+static ngx_int_t ngx_ailink_gemini_stream_cand(ngx_ailink_xstream_t *st,
+    ngx_ailink_gemini_stream_t *gs, cJSON *cand, ngx_uint_t k);
 static ngx_int_t ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
-    ngx_ailink_gemini_stream_t *gs, cJSON *parts);
+    ngx_uint_t *calls, cJSON *cand, cJSON *parts);
 static cJSON *ngx_ailink_gemini_new_part(cJSON *parts);
 static ngx_int_t ngx_ailink_gemini_add_text(cJSON *parts, cJSON *text);
 static ngx_int_t ngx_ailink_gemini_add(cJSON *obj, const char *key,
@@ -203,6 +213,7 @@ ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req)
 
     if (ngx_ailink_gemini_tools(x, req, body) != NGX_OK
         || ngx_ailink_gemini_tool_choice(x, req, body) != NGX_OK
+        || ngx_ailink_gemini_structured(x, req, body) != NGX_OK
         || ngx_ailink_gemini_generation(x, req, body) != NGX_OK
         || ngx_ailink_gemini_safety(x, body) != NGX_OK)
     {
@@ -1198,13 +1209,7 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
         }
     }
 
-    item = ngx_ailink_json_get(req, "n");
-
-    if (cJSON_IsNumber(item)
-        && cJSON_AddNumberToObject(gc, "candidateCount",
-                                   ngx_ailink_gemini_int32(item->valuedouble))
-           == NULL)
-    {
+    if (ngx_ailink_gemini_choices(x, req, gc) != NGX_OK) {
         goto failed;
     }
 
@@ -1216,6 +1221,10 @@ ngx_ailink_gemini_generation(ngx_ailink_xreq_t *x, cJSON *req, cJSON *body)
                                    ngx_ailink_gemini_int32(item->valuedouble))
            == NULL)
     {
+        goto failed;
+    }
+
+    if (ngx_ailink_gemini_thinking(x, req, gc) != NGX_OK) {
         goto failed;
     }
 
@@ -1750,8 +1759,8 @@ cJSON *
 ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
 {
     cJSON       *root, *candidates, *cand, *choices, *choice, *message,
-                *feedback, *usage, *details;
-    ngx_uint_t   n, calls, thoughts;
+                *feedback, *usage;
+    ngx_uint_t   n, calls;
     const char  *block;
 
     candidates = ngx_ailink_json_get(resp, "candidates");
@@ -1809,29 +1818,15 @@ ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp)
         }
     }
 
-    thoughts = 0;
-
     if (x->usage) {
-        thoughts = ngx_ailink_gemini_usage(x->usage,
-                     ngx_ailink_json_get(resp, "usageMetadata"));
+        (void) ngx_ailink_gemini_usage(x->usage,
+                   ngx_ailink_json_get(resp, "usageMetadata"));
 
         usage = ngx_ailink_usage_json(x->usage);
 
         if (usage == NULL || !cJSON_AddItemToObject(root, "usage", usage)) {
             ngx_ailink_json_delete(usage);
             goto failed;
-        }
-
-        if (thoughts) {
-            details = cJSON_AddObjectToObject(usage,
-                                              "completion_tokens_details");
-
-            if (details == NULL
-                || cJSON_AddNumberToObject(details, "reasoning_tokens",
-                                           (double) thoughts) == NULL)
-            {
-                goto failed;
-            }
         }
     }
 
@@ -1885,7 +1880,7 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
 
     parts = ngx_ailink_json_get(ngx_ailink_json_get(cand, "content"), "parts");
 
-    text = ngx_ailink_gemini_parts_text(parts, &found);
+    text = ngx_ailink_gemini_parts_text(parts, 0, &found);
     if (text == NULL) {
         return NGX_ERROR;
     }
@@ -1895,6 +1890,21 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
     free(text);
 
     if (item == NULL || cJSON_AddNullToObject(message, "refusal") == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* thought summaries (includeThoughts) */
+
+    text = ngx_ailink_gemini_parts_text(parts, 1, &found);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    item = found ? cJSON_AddStringToObject(message, "reasoning_content", text)
+                 : message;
+    free(text);
+
+    if (item == NULL) {
         return NGX_ERROR;
     }
 
@@ -1923,6 +1933,10 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
         n++;
     }
 
+    if (ngx_ailink_gemini_logprobs(cand, choice) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     finish = ngx_ailink_gemini_finish(
                  ngx_ailink_json_get(cand, "finishReason"), n);
 
@@ -1937,12 +1951,14 @@ ngx_ailink_gemini_candidate(ngx_ailink_xresp_t *x, cJSON *cand,
 
 
 /*
- * The text of the parts, thoughts left out, in malloc()ed memory; NULL
+ * The text of the parts, thoughts only or thoughts left out ("thought"),
+ * in malloc()ed memory; NULL
  * only without memory.  *found tells whether any part had text.
  */
 
 static char *
-ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
+ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t thought,
+    ngx_uint_t *found)
 {
     char    *text, *p;
     cJSON   *part, *t;
@@ -1955,7 +1971,8 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
         t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(ngx_ailink_json_get(part, "thought")))
+            && (ngx_uint_t) cJSON_IsTrue(ngx_ailink_json_get(part, "thought"))
+               == thought)
         {
             len += ngx_strlen(t->valuestring);
             *found = 1;
@@ -1973,7 +1990,8 @@ ngx_ailink_gemini_parts_text(cJSON *parts, ngx_uint_t *found)
         t = ngx_ailink_json_get(part, "text");
 
         if (cJSON_IsString(t)
-            && !cJSON_IsTrue(ngx_ailink_json_get(part, "thought")))
+            && (ngx_uint_t) cJSON_IsTrue(ngx_ailink_json_get(part, "thought"))
+               == thought)
         {
             n = ngx_strlen(t->valuestring);
             p = (char *) ngx_cpymem(p, t->valuestring, n);
@@ -2185,6 +2203,7 @@ ngx_ailink_gemini_usage(ngx_ailink_usage_t *usage, cJSON *meta)
 
     usage->cached = ngx_ailink_json_uint(meta, "cachedContentTokenCount");
     usage->cache_write = 0;
+    usage->reasoning = thoughts;
     usage->known = 1;
 
     return thoughts;
@@ -2197,9 +2216,9 @@ ngx_int_t
 ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     ngx_str_t *data)
 {
-    cJSON                       *json, *cand, *err, *reason, *feedback;
+    cJSON                       *json, *cand, *err, *feedback;
     ngx_int_t                    rc;
-    ngx_uint_t                   finish;
+    ngx_uint_t                   finish, k;
     ngx_ailink_gemini_stream_t  *gs;
 
     gs = st->state;
@@ -2258,24 +2277,22 @@ ngx_ailink_gemini_stream(ngx_ailink_xstream_t *st, ngx_str_t *event,
     }
 
     finish = 0;
+    k = 0;
 
-    cand = cJSON_GetArrayItem(ngx_ailink_json_get(json, "candidates"), 0);
+    /* each candidate ("n") is a choice of its own */
 
-    if (cand != NULL) {
-        if (ngx_ailink_gemini_stream_parts(st, gs,
-                ngx_ailink_json_get(ngx_ailink_json_get(cand, "content"),
-                                    "parts"))
-            != NGX_OK)
-        {
+    cJSON_ArrayForEach(cand, ngx_ailink_json_get(json, "candidates")) {
+        if (ngx_ailink_gemini_stream_cand(st, gs, cand, k++) != NGX_OK) {
             goto failed;
         }
+    }
 
-        reason = ngx_ailink_json_get(cand, "finishReason");
+    st->choice = 0;
 
-        if (cJSON_IsString(reason)) {
-            st->finish_reason = ngx_ailink_gemini_finish(reason, gs->calls);
-            finish = 1;
-        }
+    if (gs->seen && gs->ended == gs->seen) {
+        /* every candidate has finished */
+        st->finish_reason = gs->finish ? gs->finish : "stop";
+        finish = 1;
     }
 
     feedback = ngx_ailink_json_get(json, "promptFeedback");
@@ -2339,17 +2356,103 @@ ngx_ailink_gemini_stream_error(ngx_ailink_xstream_t *st, cJSON *err)
 }
 
 
+/*
+ * One candidate of a stream event, as choice "index" (or its place "k"):
+ * its deltas, and its finish reason; candidate 0's ends the stream (when
+ * the others have ended too), the others' go out as they come.
+ */
+
+static ngx_int_t
+ngx_ailink_gemini_stream_cand(ngx_ailink_xstream_t *st,
+    ngx_ailink_gemini_stream_t *gs, cJSON *cand, ngx_uint_t k)
+{
+    cJSON       *index, *reason;
+    ngx_uint_t  *calls, bit;
+    const char  *finish;
+
+    index = ngx_ailink_json_get(cand, "index");
+
+    if (cJSON_IsNumber(index)) {
+        k = (index->valuedouble >= 0
+             && index->valuedouble < NGX_AILINK_GEMINI_CHOICES)
+            ? (ngx_uint_t) index->valuedouble : NGX_AILINK_GEMINI_CHOICES;
+    }
+
+    if (k >= NGX_AILINK_GEMINI_CHOICES) {
+        /* more candidates than anyone can ask for ("n" is at most 8) */
+        return NGX_ERROR;
+    }
+
+    bit = (ngx_uint_t) 1 << k;
+
+    if (gs->ended & bit) {
+        return NGX_OK;
+    }
+
+    if (k > 0 && !(gs->seen & bit)
+        && ngx_ailink_stream_choice_role(st, k) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    gs->seen |= bit;
+    st->choice = k;
+    calls = k ? &gs->more[k] : &gs->calls;
+
+    if (ngx_ailink_gemini_stream_parts(st, calls, cand,
+            ngx_ailink_json_get(ngx_ailink_json_get(cand, "content"),
+                                "parts"))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    reason = ngx_ailink_json_get(cand, "finishReason");
+
+    if (!cJSON_IsString(reason)) {
+        return NGX_OK;
+    }
+
+    gs->ended |= bit;
+    finish = ngx_ailink_gemini_finish(reason, *calls);
+
+    if (k == 0) {
+        gs->finish = finish;
+        return NGX_OK;
+    }
+
+    return ngx_ailink_stream_choice_finish(st, k, finish ? finish : "stop");
+}
+
+
 /* text parts -> one content delta; function calls -> one tool_calls delta */
 
 static ngx_int_t
-ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
-    ngx_ailink_gemini_stream_t *gs, cJSON *parts)
+ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st, ngx_uint_t *calls,
+    cJSON *cand, cJSON *parts)
 {
     char        *text;
-    cJSON       *chunk, *delta, *calls, *part, *call;
+    cJSON       *chunk, *delta, *list, *part, *call;
+    ngx_int_t    rc;
+    ngx_str_t    s;
     ngx_uint_t   found;
 
-    text = ngx_ailink_gemini_parts_text(parts, &found);
+    text = ngx_ailink_gemini_parts_text(parts, 1, &found);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    s.data = (u_char *) text;
+    s.len = ngx_strlen(text);
+
+    rc = ngx_ailink_reasoning_delta(st, &s);
+    free(text);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    text = ngx_ailink_gemini_parts_text(parts, 0, &found);
     if (text == NULL) {
         return NGX_ERROR;
     }
@@ -2359,7 +2462,11 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
         delta = ngx_ailink_chunk_delta(chunk);
 
         if (delta == NULL
-            || cJSON_AddStringToObject(delta, "content", text) == NULL)
+            || cJSON_AddStringToObject(delta, "content", text) == NULL
+            || ngx_ailink_gemini_logprobs(cand,
+                   cJSON_GetArrayItem(ngx_ailink_json_get(chunk, "choices"),
+                                      0))
+               != NGX_OK)
         {
             free(text);
             ngx_ailink_json_delete(chunk);
@@ -2377,7 +2484,7 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
     }
 
     chunk = NULL;
-    calls = NULL;
+    list = NULL;
 
     cJSON_ArrayForEach(part, parts) {
         if (!cJSON_IsObject(ngx_ailink_json_get(part, "functionCall")))
@@ -2387,24 +2494,24 @@ ngx_ailink_gemini_stream_parts(ngx_ailink_xstream_t *st,
 
         if (chunk == NULL) {
             chunk = ngx_ailink_chunk_new(st);
-            calls = cJSON_AddArrayToObject(ngx_ailink_chunk_delta(chunk),
-                                           "tool_calls");
-            if (calls == NULL) {
+            list = cJSON_AddArrayToObject(ngx_ailink_chunk_delta(chunk),
+                                          "tool_calls");
+            if (list == NULL) {
                 ngx_ailink_json_delete(chunk);
                 return NGX_ERROR;
             }
         }
 
         /* Gemini sends whole calls: id, name and all arguments at once */
-        call = ngx_ailink_gemini_tool_call(&st->resp, part, gs->calls,
-                                           (ngx_int_t) gs->calls);
+        call = ngx_ailink_gemini_tool_call(&st->resp, part, *calls,
+                                           (ngx_int_t) *calls);
 
-        if (ngx_ailink_gemini_add(calls, NULL, call) != NGX_OK) {
+        if (ngx_ailink_gemini_add(list, NULL, call) != NGX_OK) {
             ngx_ailink_json_delete(chunk);
             return NGX_ERROR;
         }
 
-        gs->calls++;
+        (*calls)++;
     }
 
     if (chunk == NULL) {

@@ -65,6 +65,7 @@ struct ngx_ailink_xstream_s {
     void                       *state;      /* the translator's own */
 
     const char                 *finish_reason;  /* once known */
+    ngx_uint_t                  choice;     /* index of the chunks made */
     unsigned                    role_sent:1;
     unsigned                    finished:1;     /* final chunk emitted */
     unsigned                    done:1;         /* [DONE] emitted */
@@ -101,6 +102,8 @@ cJSON *ngx_ailink_chunk_new(ngx_ailink_xstream_t *st);
 cJSON *ngx_ailink_chunk_delta(cJSON *chunk);
 ngx_int_t ngx_ailink_stream_emit(ngx_ailink_xstream_t *st, cJSON *chunk);
 ngx_int_t ngx_ailink_stream_role(ngx_ailink_xstream_t *st);
+ngx_int_t ngx_ailink_stream_content(ngx_ailink_xstream_t *st,
+    const char *text);
 ngx_int_t ngx_ailink_stream_final(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_finish(ngx_ailink_xstream_t *st);
 ngx_int_t ngx_ailink_stream_error(ngx_ailink_xstream_t *st,
@@ -109,6 +112,48 @@ cJSON *ngx_ailink_completion_new(ngx_ailink_xresp_t *x, cJSON **message);
 cJSON *ngx_ailink_usage_json(ngx_ailink_usage_t *usage);
 ngx_int_t ngx_ailink_data_url(ngx_pool_t *pool, const char *url,
     ngx_str_t *media_type, ngx_str_t *data);
+
+
+/* ngx_ailink_reasoning.c: "reasoning_effort" and thinking, both ways */
+#define NGX_AILINK_EFFORT_NONE     0
+#define NGX_AILINK_EFFORT_MINIMAL  1
+#define NGX_AILINK_EFFORT_LOW      2
+#define NGX_AILINK_EFFORT_MEDIUM   3
+#define NGX_AILINK_EFFORT_HIGH     4
+#define NGX_AILINK_EFFORT_UNSET    5
+
+ngx_int_t ngx_ailink_reasoning_effort(ngx_ailink_xreq_t *x, cJSON *req,
+    ngx_uint_t *effort);
+ngx_int_t ngx_ailink_anthropic_thinking(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *out);
+ngx_int_t ngx_ailink_anthropic_thinking_blocks(ngx_ailink_xreq_t *x,
+    ngx_uint_t i, cJSON *msg, cJSON *blocks);
+ngx_int_t ngx_ailink_anthropic_reasoning(cJSON *content, cJSON *message);
+ngx_int_t ngx_ailink_gemini_thinking(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *gc);
+ngx_int_t ngx_ailink_reasoning_delta(ngx_ailink_xstream_t *st,
+    ngx_str_t *text);
+ngx_int_t ngx_ailink_reasoning_block_delta(ngx_ailink_xstream_t *st,
+    const char *type, const char *key, cJSON *value);
+
+
+/* ngx_ailink_structured.c: "response_format" */
+#define NGX_AILINK_ANSWER_TOOL  "json_answer"
+
+ngx_int_t ngx_ailink_anthropic_structured(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *out);
+ngx_int_t ngx_ailink_gemini_structured(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *body);
+
+
+/* ngx_ailink_choices.c: "n" and log probabilities */
+ngx_int_t ngx_ailink_gemini_choices(ngx_ailink_xreq_t *x, cJSON *req,
+    cJSON *gc);
+ngx_int_t ngx_ailink_gemini_logprobs(cJSON *cand, cJSON *choice);
+ngx_int_t ngx_ailink_stream_choice_role(ngx_ailink_xstream_t *st,
+    ngx_uint_t index);
+ngx_int_t ngx_ailink_stream_choice_finish(ngx_ailink_xstream_t *st,
+    ngx_uint_t index, const char *reason);
 
 
 /* ngx_ailink_response_filter.c */

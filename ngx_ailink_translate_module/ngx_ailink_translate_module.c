@@ -1115,7 +1115,7 @@ ngx_ailink_translate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->response_buffer_size,
                               prev->response_buffer_size, 1024 * 1024);
     ngx_conf_merge_size_value(conf->stream_event_max_size,
-                              prev->stream_event_max_size, 64 * 1024);
+                              prev->stream_event_max_size, 1024 * 1024);
 
     return NGX_CONF_OK;
 }

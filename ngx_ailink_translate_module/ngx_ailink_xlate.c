@@ -122,7 +122,7 @@ ngx_ailink_chunk_new(ngx_ailink_xstream_t *st)
         return NULL;
     }
 
-    if (cJSON_AddNumberToObject(choice, "index", 0) == NULL
+    if (cJSON_AddNumberToObject(choice, "index", (double) st->choice) == NULL
         || cJSON_AddObjectToObject(choice, "delta") == NULL
         || cJSON_AddNullToObject(choice, "logprobs") == NULL
         || cJSON_AddNullToObject(choice, "finish_reason") == NULL)
@@ -191,6 +191,34 @@ ngx_ailink_stream_role(ngx_ailink_xstream_t *st)
 }
 
 
+/* a chunk whose delta is {"content": text} */
+
+ngx_int_t
+ngx_ailink_stream_content(ngx_ailink_xstream_t *st, const char *text)
+{
+    cJSON  *chunk;
+
+    if (ngx_ailink_stream_role(st) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    chunk = ngx_ailink_chunk_new(st);
+    if (chunk == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (cJSON_AddStringToObject(ngx_ailink_chunk_delta(chunk), "content",
+                                text)
+        == NULL)
+    {
+        ngx_ailink_json_delete(chunk);
+        return NGX_ERROR;
+    }
+
+    return ngx_ailink_stream_emit(st, chunk);
+}
+
+
 cJSON *
 ngx_ailink_usage_json(ngx_ailink_usage_t *usage)
 {
@@ -217,6 +245,17 @@ ngx_ailink_usage_json(ngx_ailink_usage_t *usage)
         /* Anthropic's cache writes, as LiteLLM and others name them */
         cJSON_AddNumberToObject(details, "cache_creation_tokens",
                                 (double) usage->cache_write);
+    }
+
+    if (usage->reasoning) {
+        details = cJSON_AddObjectToObject(u, "completion_tokens_details");
+        if (details == NULL) {
+            ngx_ailink_json_delete(u);
+            return NULL;
+        }
+
+        cJSON_AddNumberToObject(details, "reasoning_tokens",
+                                (double) usage->reasoning);
     }
 
     return u;

@@ -269,9 +269,9 @@ authorization: -
 \z/,
  qr/Mock reply/, qr/^\{"type":"auto"\}\n\z/,
  qr/Mock reply/, qr/^\{"type":"none"\}\n\z/,
- qr/Mock reply/, qr/^\{"type":"any"\}\n\z/,
- qr/Mock reply/, qr/^\{"name":"get_weather","type":"tool"\}\n\z/,
- qr/Mock reply/, qr/^\{"disable_parallel_tool_use":true,"type":"any"\}\n\z/,
+ qr/"content":null,"refusal":null,"tool_calls":\[\{"id":"toolu_mock_1","type":"function","function":\{"name":"get_weather"/, qr/^\{"type":"any"\}\n\z/,
+ qr/"content":null,"refusal":null,"tool_calls":\[\{"id":"toolu_mock_1","type":"function","function":\{"name":"get_weather"/, qr/^\{"name":"get_weather","type":"tool"\}\n\z/,
+ qr/"content":null,"refusal":null,"tool_calls":\[\{"id":"toolu_mock_1","type":"function","function":\{"name":"get_weather"/, qr/^\{"disable_parallel_tool_use":true,"type":"any"\}\n\z/,
  qr/Mock reply/, qr/^\{"disable_parallel_tool_use":true,"type":"auto"\}\n\z/]
 --- no_error_log
 [error]
@@ -352,7 +352,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 === TEST 10: OpenAI-only fields are dropped (Anthropic rejects unknown fields)
 --- request eval
-["POST /v1/chat/completions\n" . q{{"model":"claude-sonnet-4-5","frequency_penalty":0.5,"presence_penalty":0.1,"logit_bias":{"50256":-100},"response_format":{"type":"json_object"},"seed":7,"n":1,"logprobs":false,"store":true,"metadata":{"k":"v"},"service_tier":"auto","reasoning_effort":"low","stream_options":null,"prediction":null,"modalities":["text"],"messages":[{"role":"user","content":"hi","name":"bob"}]}},
+["POST /v1/chat/completions\n" . q{{"model":"claude-sonnet-4-5","frequency_penalty":0.5,"presence_penalty":0.1,"logit_bias":{"50256":-100},"response_format":{"type":"text"},"seed":7,"n":1,"logprobs":false,"store":true,"metadata":{"k":"v"},"service_tier":"auto","stream_options":null,"prediction":null,"modalities":["text"],"messages":[{"role":"user","content":"hi","name":"bob"}]}},
 "GET /_mock/requests/last"]
 --- more_headers
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
@@ -809,7 +809,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 
 
 
-=== TEST 34: a response with thinking and only a tool call: content null, usage with cache tokens
+=== TEST 34: a response with thinking and only a tool call: content null, the thinking as reasoning_content and thinking_blocks, usage with cache tokens
 --- request
 POST /v1/chat/completions
 {"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}
@@ -819,7 +819,7 @@ X-Mock-Raw-Body: {"id":"msg_1","type":"message","role":"assistant","model":"clau
 --- response_body_filters eval
 \&main::stable
 --- response_body
-{"id":"chatcmpl-ID","object":"chat.completion","created":0,"model":"claude-sonnet-4-5","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":null,"tool_calls":[{"id":"toolu_1","type":"function","function":{"name":"f","arguments":"{\"a\":[1,2.5],\"b\":\"é\",\"c\":{}}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":15,"completion_tokens":5,"total_tokens":20,"prompt_tokens_details":{"cached_tokens":3,"cache_creation_tokens":2}}}
+{"id":"chatcmpl-ID","object":"chat.completion","created":0,"model":"claude-sonnet-4-5","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":null,"thinking_blocks":[{"type":"thinking","thinking":"hmm","signature":"c2ln"}],"reasoning_content":"hmm","tool_calls":[{"id":"toolu_1","type":"function","function":{"name":"f","arguments":"{\"a\":[1,2.5],\"b\":\"é\",\"c\":{}}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":15,"completion_tokens":5,"total_tokens":20,"prompt_tokens_details":{"cached_tokens":3,"cache_creation_tokens":2}}}
 --- no_error_log
 [error]
 
@@ -868,6 +868,8 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 --- response_body_like eval
 [qr/"ok":true/,
  qr/^\Qdelta {"content":"","role":"assistant"}
+delta {"reasoning_content":"Let me think"}
+delta {"thinking_blocks":[{"signature":"c2ln","type":"thinking"}]}
 delta {"content":"Olá 👋 \"quoted\"\n"}
 delta {"tool_calls":[{"function":{"arguments":"","name":"now"},"id":"toolu_9","index":0,"type":"function"}]}
 delta {"tool_calls":[{"function":{"arguments":"{}"},"index":0}]}

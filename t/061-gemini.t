@@ -489,8 +489,8 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 --- response_body_filters eval
 [[\&main::content], [main::sent('generationConfig')], [\&main::content], [main::sent('generationConfig')], [\&main::content], [main::sent('generationConfig')]]
 --- response_body eval
-["Mock reply from gemini to: JSON please\n", qq{{"responseMimeType":"application/json"}\n},
- "Mock reply from gemini to: JSON please\n", qq{{"responseMimeType":"application/json","responseSchema":{"properties":{"answer":{"type":"string"},"score":{"nullable":true,"type":"number"}},"required":["answer","score"],"type":"object"}}\n},
+[qq{{"reply": "Mock reply from gemini to: JSON please"}\n}, qq{{"responseMimeType":"application/json"}\n},
+ qq{{"answer": "mock", "score": 1.5}\n}, qq{{"responseMimeType":"application/json","responseSchema":{"properties":{"answer":{"type":"string"},"score":{"nullable":true,"type":"number"}},"required":["answer","score"],"type":"object"}}\n},
  "Mock reply from gemini to: JSON please\n", "absent\n"]
 --- no_error_log
 [error]

@@ -264,6 +264,14 @@ def write_all(work, quick):
         for size, tag in ((1024, "1k"), (100 * 1024, "100k")):
             put("bodies/%s-%s.json" % (prov, tag), chat_body(MODELS[prov], size))
 
+    # issue 15: the same 1 KB chat with reasoning_effort (thinking budget,
+    # checks of temperature, top_p and tool_choice); thinking takes no
+    # temperature, and its budget needs more than max_tokens 256: neither
+    reasoning = json.loads(chat_body(MODELS["anthropic"], 1024))
+    del reasoning["temperature"], reasoning["max_tokens"]
+    reasoning["reasoning_effort"] = "medium"
+    put("bodies/anthropic-reasoning-1k.json", compact(reasoning))
+
     profiles = stream_profiles(quick)
     streams = []
     for name, prof in profiles.items():

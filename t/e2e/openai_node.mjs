@@ -5,7 +5,7 @@
 //   npm ci --prefix t/e2e
 //   node t/e2e/openai_node.mjs --base-url http://127.0.0.1:8080/v1 --token ailink_v1_...
 //        [--model gpt-4o-mini] [--prompt "Hello"] [--events 4] [--bad-token T]
-//        [--tools]
+//        [--tools] [--reasoning]
 //
 // --base-url and --token default to $AILINK_BASE_URL and $AILINK_TOKEN.
 // --events sends X-Mock-Events (the mock provider's number of content chunks)
@@ -13,7 +13,11 @@
 // fail, and its error is reported as "auth_error".  With --tools, a tool-call
 // round trip (the mock answers with a call, the script sends the tool's
 // result back) and a message with an image follow, reported as "tool_call",
-// "tool_answer" and "image_answer".
+// "tool_answer" and "image_answer".  With --reasoning, a tool-use round trip
+// with reasoning_effort (the assistant message goes back as the client got
+// it, thinking_blocks included), the same from a stream (reasoning_content
+// deltas and the signature delta make the block), and structured outputs
+// (response_format json_schema, JSON and streamed), reported as "reasoning".
 //
 // Output: {"content", "streamed", "chunks", "content_chunks", "usage",
 //          "stream_usage", "request_id", "auth_error", "tool_call",
@@ -32,6 +36,7 @@ const { values: opt } = parseArgs({
     events: { type: "string" },
     "bad-token": { type: "string" },
     tools: { type: "boolean", default: false },
+    reasoning: { type: "boolean", default: false },
   },
 });
 
@@ -81,6 +86,82 @@ async function toolsAndImage() {
     tool_answer: second.choices[0].message.content,
     image_answer: image.choices[0].message.content,
   };
+}
+
+const SCHEMA = {
+  type: "object",
+  properties: { city: { type: "string" }, temperature_c: { type: "number" } },
+  required: ["city", "temperature_c"],
+  additionalProperties: false,
+};
+
+async function reasoning() {
+  const out = {};
+  const ask = [{ role: "user", content: "Weather in Paris?" }];
+
+  // JSON: the message goes back as it came
+  const first = await client.chat.completions.create(
+    { model: opt.model, messages: ask, tools: TOOLS, reasoning_effort: "low" },
+    { headers: { "X-Mock-Scenario": "tool_call" } },
+  );
+  const message = first.choices[0].message;
+  out.reasoning_content = message.reasoning_content ?? null;
+  out.thinking_blocks = (message.thinking_blocks ?? []).map((b) => b.type);
+  out.reasoning_tokens = first.usage?.completion_tokens_details?.reasoning_tokens ?? null;
+  const second = await client.chat.completions.create({
+    model: opt.model, tools: TOOLS, reasoning_effort: "low",
+    messages: [...ask, message,
+      { role: "tool", tool_call_id: message.tool_calls[0].id, content: "sunny" }],
+  });
+  out.round_trip = second.choices[0].finish_reason;
+
+  // a stream: reasoning_content deltas, the signature, the tool call
+  const stream = await client.chat.completions.create(
+    { model: opt.model, messages: ask, tools: TOOLS, reasoning_effort: "low", stream: true },
+    { headers: { "X-Mock-Scenario": "tool_call" } },
+  );
+  let thinking = "";
+  let content = "";
+  const blocks = [];
+  const call = { id: null, name: null, arguments: "" };
+  for await (const chunk of stream) {
+    const d = chunk.choices?.[0]?.delta ?? {};
+    thinking += d.reasoning_content ?? "";
+    content += d.content ?? "";
+    for (const b of d.thinking_blocks ?? []) blocks.push(b);
+    for (const tc of d.tool_calls ?? []) {
+      call.id = tc.id ?? call.id;
+      call.name = tc.function?.name ?? call.name;
+      call.arguments += tc.function?.arguments ?? "";
+    }
+  }
+  out.streamed_reasoning = thinking;
+  const third = await client.chat.completions.create({
+    model: opt.model, tools: TOOLS, reasoning_effort: "low",
+    messages: [...ask,
+      { role: "assistant", content, reasoning_content: thinking, thinking_blocks: blocks,
+        tool_calls: [{ id: call.id, type: "function",
+                       function: { name: call.name, arguments: call.arguments } }] },
+      { role: "tool", tool_call_id: call.id, content: "sunny" }],
+  });
+  out.stream_round_trip = third.choices[0].finish_reason;
+
+  // structured outputs
+  const rf = { type: "json_schema", json_schema: { name: "weather", strict: true, schema: SCHEMA } };
+  const structured = await client.chat.completions.create({
+    model: opt.model, response_format: rf,
+    messages: [{ role: "user", content: "Weather in Paris as JSON" }],
+  });
+  out.structured = JSON.parse(structured.choices[0].message.content);
+  out.structured_finish = structured.choices[0].finish_reason;
+  const sstream = await client.chat.completions.create({
+    model: opt.model, response_format: rf, stream: true,
+    messages: [{ role: "user", content: "Weather in Paris as JSON" }],
+  });
+  let json = "";
+  for await (const chunk of sstream) json += chunk.choices?.[0]?.delta?.content ?? "";
+  out.structured_streamed = JSON.parse(json);
+  return { reasoning: out };
 }
 
 if (!opt["base-url"] || !opt.token) {
@@ -133,7 +214,10 @@ async function main() {
     }
   }
 
-  const extra = opt.tools ? await toolsAndImage() : {};
+  const extra = {
+    ...(opt.tools ? await toolsAndImage() : {}),
+    ...(opt.reasoning ? await reasoning() : {}),
+  };
 
   return {
     ...extra,

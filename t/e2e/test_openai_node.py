@@ -111,3 +111,23 @@ def test_node_translated_providers(gateway, model, provider):
     assert out["tool_answer"].startswith("Mock reply from %s" % provider)
     assert out["image_answer"] == \
         "Mock reply from %s to: What is in this image?" % provider
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+def test_node_reasoning_and_structured_outputs(gateway, model):
+    """reasoning_effort round trips (JSON and streamed history) and
+    response_format json_schema with the Node client, Claude and Gemini."""
+    out = run_node(gateway, "--token", LLM_TOKEN, "--model", model,
+                   "--prompt", "hi", "--reasoning")["reasoning"]
+
+    assert out["reasoning_content"]
+    assert out["streamed_reasoning"] == out["reasoning_content"]
+    assert out["round_trip"] == "stop"
+    assert out["stream_round_trip"] == "stop"
+    if model.startswith("claude"):
+        assert out["thinking_blocks"] == ["thinking"]
+    else:
+        assert out["reasoning_tokens"] == 10
+    assert set(out["structured"]) == {"city", "temperature_c"}
+    assert out["structured_finish"] == "stop"
+    assert out["structured_streamed"] == out["structured"]

@@ -994,8 +994,13 @@ def openai_tools(b):
     return out
 
 
-def make_calls(tools, scenario):
-    """[(name, args_json_string)] for tool scenarios."""
+def make_calls(tools, scenario, size=None):
+    """[(name, args_json_string)] for tool scenarios; large_tool_call adds a
+    "notes" argument of X-Mock-Size bytes (sent as one stream event)."""
+    if scenario == "large_tool_call":
+        name = tools[0][0] if tools else "get_weather"
+        pat = "0123456789abcdefghijklmnopqrstuvwxyz"
+        return [(name, json.dumps({"location": "Paris", "notes": (pat * (size // len(pat) + 1))[:size]}))]
     if scenario not in ("tool_call", "parallel_tools", "text_and_tool"):
         return []
     if not tools:
@@ -1574,6 +1579,54 @@ def validate_anthropic(b, count_tokens=False):
                 raise an_err("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
             if not count_tokens and bt >= b["max_tokens"]:
                 raise an_err("`max_tokens` must be greater than `thinking.budget_tokens`.")
+            an_validate_thinking(b)
+
+
+def an_thinking_sig(text):
+    """The mock's signature of a thinking text: a later request must bring
+    the same text with the same signature, as Anthropic checks."""
+    return base64.b64encode(("mocksig:" + hashlib.sha256(text.encode()).hexdigest()[:32]).encode()).decode()
+
+
+def an_validate_thinking(b):
+    """What Anthropic refuses beside thinking: sampling changes, forced tools,
+    and a tool-use loop whose assistant turn lost its thinking blocks."""
+    if b.get("temperature") is not None and b["temperature"] != 1:
+        raise an_err("`temperature` may only be set to 1 when thinking is enabled. Please consult our "
+                     "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
+    if b.get("top_p") is not None and b["top_p"] < 0.95:
+        raise an_err("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled.")
+    if b.get("top_k") is not None:
+        raise an_err("`top_k` must be unset when thinking is enabled.")
+    tc = b.get("tool_choice")
+    if isinstance(tc, dict) and tc.get("type") in ("any", "tool"):
+        raise an_err("Thinking may not be enabled when tool_choice forces tool use.")
+    msgs = b["messages"]
+    for mi, m in enumerate(msgs):
+        if m.get("role") != "assistant" or not isinstance(m.get("content"), list):
+            continue
+        for bi, blk in enumerate(m["content"]):
+            if isinstance(blk, dict) and blk.get("type") == "thinking":
+                if blk.get("signature") != an_thinking_sig(blk.get("thinking", "")):
+                    raise an_err("messages.%d.content.%d: Invalid `signature` in `thinking` block" % (mi, bi))
+    # the last assistant turn, when the conversation ends on its tool results
+    last = msgs[-1]
+    lc = last.get("content")
+    if last.get("role") == "user" and isinstance(lc, list) and any(
+            isinstance(x, dict) and x.get("type") == "tool_result" for x in lc) and len(msgs) >= 2:
+        a = msgs[-2]
+        ac = a.get("content")
+        if isinstance(ac, str):
+            ac = [{"type": "text"}]
+        first = ac[0].get("type") if ac and isinstance(ac[0], dict) else None
+        if first not in ("thinking", "redacted_thinking"):
+            raise an_err("messages.%d.content.0.type: Expected `thinking` or `redacted_thinking`, but found `%s`. "
+                         "When `thinking` is enabled, a final `assistant` message must start with a thinking "
+                         "block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+                         "recommend you include thinking blocks from previous turns. To avoid this requirement, "
+                         "disable `thinking`. Please consult our documentation at "
+                         "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                         % (len(msgs) - 2, first))
 
 
 def an_block_text(blk):
@@ -1713,12 +1766,36 @@ async def anthropic_messages(req, resp, ctl):
     scen = ctl.scenario
     reply = reply_text("anthropic", user_text)
     calls = make_calls(an_tools(b), "parallel_tools" if scen == "parallel_tools" else
-                       ("tool_call" if scen in ("tool_call", "text_and_tool") else None))
+                       ("tool_call" if scen in ("tool_call", "text_and_tool") else scen), ctl.size)
+    forced = False
+    tc = b.get("tool_choice") or {}
+    if not calls and tc.get("type") in ("tool", "any") and an_tools(b):
+        # a forced tool is called, without text, as Anthropic does
+        tools = an_tools(b)
+        name, schema = tools[0]
+        if tc.get("type") == "tool":
+            name, schema = next((t for t in tools if t[0] == tc.get("name")), tools[0])
+        calls = [(name, json.dumps(sample_args(schema, name)))]
+        forced = True
     stop = "tool_use" if calls else ("max_tokens" if scen == "max_tokens" else "end_turn")
     mid = rid("msg_mock")
     headers = [("request-id", rid("req_mock")), ("anthropic-organization-id", "org-mock")]
     ttoks = sum(tool_tokens(a) for _, a in calls)
     stream = b.get("stream") is True
+    th = b.get("thinking") or {}
+    thinking = None
+    redacted = None
+    if th.get("type") == "enabled":
+        thinking = "Let me think about %s step by step (budget %d)." % (
+            json.dumps(user_text[:40]), th["budget_tokens"])
+        if scen == "redacted_thinking":
+            redacted = base64.b64encode(b"mock-redacted:" + user_text[:20].encode()).decode()
+        ttoks += len(words(thinking))
+    think_blocks = []
+    if thinking is not None:
+        think_blocks.append({"type": "thinking", "thinking": thinking, "signature": an_thinking_sig(thinking)})
+    if redacted is not None:
+        think_blocks.append({"type": "redacted_thinking", "data": redacted})
 
     def usage(out_toks):
         return {"input_tokens": ptoks, "cache_creation_input_tokens": cache_create,
@@ -1728,7 +1805,7 @@ async def anthropic_messages(req, resp, ctl):
     if not stream:
         if scen == "error_mid_stream":
             return await resp.send_json(529, error_body("anthropic", 529, "Overloaded"))
-        content = [{"type": "text", "text": reply}]
+        content = think_blocks + ([] if forced else [{"type": "text", "text": reply}])
         for i, (name, args) in enumerate(calls):
             content.append({"type": "tool_use", "id": "toolu_mock_%d" % (i + 1), "name": name,
                             "input": json.loads(args)})
@@ -1737,6 +1814,8 @@ async def anthropic_messages(req, resp, ctl):
         return await resp.send_json(200, out, headers)
 
     pieces, streamed = split_reply(reply, ctl.events)
+    if forced:
+        pieces, streamed = [], ""
     out_toks = len(words(streamed)) + ttoks
 
     def ev(name, data):
@@ -1746,26 +1825,47 @@ async def anthropic_messages(req, resp, ctl):
         yield ev("message_start", {"type": "message_start", "message": {
             "id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
             "stop_sequence": None, "usage": usage(1)}})
-        yield ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}})
+        tb = 0
+        if thinking is not None:
+            yield ev("content_block_start", {"type": "content_block_start", "index": tb, "content_block": {
+                "type": "thinking", "thinking": "", "signature": ""}})
+            for p in fragments(thinking, 12):
+                yield ev("content_block_delta", {"type": "content_block_delta", "index": tb,
+                                                 "delta": {"type": "thinking_delta", "thinking": p}})
+            yield ev("content_block_delta", {"type": "content_block_delta", "index": tb,
+                                             "delta": {"type": "signature_delta",
+                                                       "signature": an_thinking_sig(thinking)}})
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
+            tb += 1
+        if redacted is not None:
+            yield ev("content_block_start", {"type": "content_block_start", "index": tb, "content_block": {
+                "type": "redacted_thinking", "data": redacted}})
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
+            tb += 1
+        if forced:
+            tb -= 1
+        else:
+            yield ev("content_block_start", {"type": "content_block_start", "index": tb,
+                                             "content_block": {"type": "text", "text": ""}})
         yield ev("ping", {"type": "ping"})
         for i, p in enumerate(pieces):
             if scen == "error_mid_stream" and i == 2:
                 yield ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
                 return
-            yield ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+            yield ev("content_block_delta", {"type": "content_block_delta", "index": tb,
                                              "delta": {"type": "text_delta", "text": p}})
         if scen == "error_mid_stream":
             yield ev("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return
-        yield ev("content_block_stop", {"type": "content_block_stop", "index": 0})
+        if not forced:
+            yield ev("content_block_stop", {"type": "content_block_stop", "index": tb})
         for i, (name, args) in enumerate(calls):
-            idx = i + 1
+            idx = tb + i + 1
             yield ev("content_block_start", {"type": "content_block_start", "index": idx, "content_block": {
-                "type": "tool_use", "id": "toolu_mock_%d" % idx, "name": name, "input": {}}})
+                "type": "tool_use", "id": "toolu_mock_%d" % (i + 1), "name": name, "input": {}}})
             yield ev("content_block_delta", {"type": "content_block_delta", "index": idx,
                                              "delta": {"type": "input_json_delta", "partial_json": ""}})
-            for frag in fragments(args, 5):
+            for frag in ([args] if scen == "large_tool_call" else fragments(args, 5)):
                 yield ev("content_block_delta", {"type": "content_block_delta", "index": idx,
                                                  "delta": {"type": "input_json_delta", "partial_json": frag}})
             yield ev("content_block_stop", {"type": "content_block_stop", "index": idx})
@@ -1944,6 +2044,48 @@ def g_validate_content(c, at, allow_role=True):
                             "(type.googleapis.com/google.protobuf.Struct), %s" % (pa, json.dumps(v["response"])[:100]))
 
 
+def g_validate_thinking(tc, model):
+    """Gemini 2.5 takes a budget, Gemini 3 a level (a budget still works but
+    not both); 2.5 Pro cannot turn thinking off; older models do not think."""
+    v3 = "gemini-3" in model
+    if "thinkingLevel" in tc and "thinkingBudget" in tc:
+        raise g_err("Only one of thinking_level and thinking_budget may be set.")
+    if "thinkingLevel" in tc:
+        if not v3:
+            raise g_err("Thinking level is not supported for this model.")
+        levels = ("minimal", "low", "medium", "high") if "flash" in model else ("low", "high")
+        if str(tc["thinkingLevel"]).lower() not in levels:
+            raise g_err("Invalid value at 'generation_config.thinking_config.thinking_level' (%s)"
+                        % tc["thinkingLevel"])
+    if "thinkingBudget" in tc:
+        bt = tc["thinkingBudget"]
+        if not is_int(bt):
+            raise g_err("Invalid value at 'generation_config.thinking_config.thinking_budget'")
+        if not ("2.5" in model or v3 or "thinking" in model):
+            raise g_err("Thinking is not supported for this model.")
+        if bt == 0 and "pro" in model:
+            raise g_err("Budget 0 is invalid. This model only works in thinking mode.")
+        if bt != -1 and bt != 0 and not 128 <= bt <= 32768:
+            raise g_err("The thinking budget %d is invalid. Please choose a value between 128 and 32768." % bt)
+
+
+def g_logprobs(text, top):
+    """logprobsResult for a text: one chosen candidate per word, and `top`
+    alternatives at each step."""
+    toks = [w + " " for w in (text or "").split(" ")]
+    toks[-1] = toks[-1][:-1]
+    chosen = [{"token": t, "tokenId": 100 + i, "logProbability": round(-0.125 * (i + 1), 6)}
+              for i, t in enumerate(toks) if t]
+    tops = [{"candidates": [dict(c)] + [{"token": "alt%d" % j, "tokenId": 900 + j,
+                                          "logProbability": round(c["logProbability"] - j, 6)}
+                                         for j in range(1, top)]}
+            for c in chosen] if top else []
+    out = {"chosenCandidates": chosen}
+    if tops:
+        out["topCandidates"] = tops
+    return out
+
+
 def validate_gemini(b, model):
     g_check_keys(b, GEMINI_FIELDS, None)
     b = gnorm(b)
@@ -2003,6 +2145,19 @@ def validate_gemini(b, model):
                 raise g_err("Invalid value at 'generation_config.thinking_config'")
             g_check_keys(tc, {"includeThoughts", "thinkingBudget", "thinkingLevel"},
                          "generation_config.thinking_config")
+            g_validate_thinking(gnorm(tc), model)
+    gcn = gnorm(b.get("generationConfig") or {})
+    cc = gcn.get("candidateCount")
+    if cc is not None and (not is_int(cc) or not 1 <= cc <= 8):
+        raise g_err("* GenerateContentRequest.generation_config.candidate_count: must be between 1 and 8.\n")
+    if "logprobs" in gcn:
+        if gcn.get("responseLogprobs") is not True:
+            raise g_err("logprobs is only valid when response_logprobs is true.")
+        if not is_int(gcn["logprobs"]) or not 0 <= gcn["logprobs"] <= 20:
+            raise g_err("* GenerateContentRequest.generation_config.logprobs: must be in the range [0, 20].\n")
+    if gcn.get("responseMimeType") == "application/json" and "gemini-3" not in model and any(
+            isinstance(t, dict) and gnorm(t).get("functionDeclarations") for t in b.get("tools") or []):
+        raise g_err("Function calling with a response mime type: 'application/json' is unsupported")
     tools = b.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -2199,13 +2354,25 @@ async def gemini_generate(req, resp, ctl, model, stream):
             break
     scen = ctl.scenario
     reply = reply_text("gemini", user_text)
-    calls = make_calls(g_tools(b), scen)
+    calls = make_calls(g_tools(b), scen, ctl.size)
     text = None if (calls and scen != "text_and_tool") else reply
+    gcj = gnorm(b.get("generationConfig") or {})
+    if text is not None and gcj.get("responseMimeType") == "application/json":
+        # JSON mode: an object from the schema (or a fixed one)
+        sch = gcj.get("responseSchema") or gcj.get("responseJsonSchema")
+        text = json.dumps(sample_args(sch) if sch else {"reply": reply})
     finish = "MAX_TOKENS" if scen == "max_tokens" else "STOP"
     thoughts = 10 if ("thinking" in model or "2.5" in model) else None
     response_id = rid("mockresp", 20)
     gc = gnorm(b.get("generationConfig") or {})
     ncand = gc.get("candidateCount") or 1
+    tcfg = gnorm(gc.get("thinkingConfig") or {})
+    if tcfg.get("thinkingBudget") == 0:
+        thoughts = None
+    thought_text = None
+    if thoughts and tcfg.get("includeThoughts") is True:
+        thought_text = "**Thinking** about %s (%s)." % (json.dumps(user_text[:40]), tcfg.get(
+            "thinkingLevel") or "budget %s" % tcfg.get("thinkingBudget", -1))
     sse = req.args.get("alt") == "sse"
 
     call_parts = []
@@ -2247,9 +2414,16 @@ async def gemini_generate(req, resp, ctl, model, stream):
             return await resp.send_json(503, error_body("gemini", 503, "The model is overloaded. Please try again "
                                                                         "later."), indent=2)
         parts = ([{"text": text}] if text is not None else []) + call_parts
+        if thought_text is not None:
+            parts = [{"text": thought_text, "thought": True}] + parts
         ctoks = len(words(text)) + ttoks
-        out = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": i}
-                              for i in range(ncand)],
+        cands = [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": i}
+                 for i in range(ncand)]
+        if gc.get("responseLogprobs") is True:
+            for c in cands:
+                c["logprobsResult"] = g_logprobs(text, gc.get("logprobs") or 0)
+                c["avgLogprobs"] = -0.5
+        out = {"candidates": cands,
                "usageMetadata": usage(ctoks), "modelVersion": model, "responseId": response_id}
         return await resp.send_json(200, out, indent=2)
 
@@ -2258,26 +2432,37 @@ async def gemini_generate(req, resp, ctl, model, stream):
             yield special
             return
         pieces, streamed = split_reply(text, ctl.events) if text is not None else ([], "")
+        if text is not None and gcj.get("responseMimeType") == "application/json":
+            pieces, streamed = fragments(text, 8), text
         sofar = 0
         items = [("text", p) for p in pieces] + [("call", None)] if call_parts else [("text", p) for p in pieces]
         if not items:
             items = [("text", "")]
+        if thought_text is not None:
+            items = [("thought", p) for p in fragments(thought_text, 16)] + items
         for i, (kind, p) in enumerate(items):
             if scen == "error_mid_stream" and i == 2:
                 yield {"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
                                  "status": "UNAVAILABLE"}}
                 return
             last = i == len(items) - 1
-            if kind == "text":
+            if kind == "thought":
+                parts = [{"text": p, "thought": True}]
+            elif kind == "text":
                 sofar += len(words(p))
                 parts = [{"text": p}]
             else:
                 sofar += ttoks
                 parts = call_parts
-            cand = {"content": {"role": "model", "parts": parts}, "index": 0}
-            if last:
-                cand["finishReason"] = finish
-            yield {"candidates": [cand], "usageMetadata": usage(sofar), "modelVersion": model,
+            cands = []
+            for ci in range(ncand):
+                cand = {"content": {"role": "model", "parts": parts}, "index": ci}
+                if gc.get("responseLogprobs") is True and kind == "text":
+                    cand["logprobsResult"] = g_logprobs(p, gc.get("logprobs") or 0)
+                if last:
+                    cand["finishReason"] = "MAX_TOKENS" if (ci == 1 and scen == "n_lengths") else finish
+                cands.append(cand)
+            yield {"candidates": cands, "usageMetadata": usage(sofar), "modelVersion": model,
                    "responseId": response_id}
 
     if sse:
