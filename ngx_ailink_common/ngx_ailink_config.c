@@ -1390,7 +1390,8 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
     ngx_ailink_loader_t   ld;
 
     static const char  *known[] = { "providers", "routes", "credentials",
-                                    "tokens", "prices", "policies", NULL };
+                                    "tokens", "prices", "policies",
+                                    "admin_keys", NULL };
 
     conf = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_conf_t));
     if (conf == NULL) {
@@ -1432,7 +1433,8 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
         && ngx_ailink_prices_init(cf, &conf->prices,
                          ngx_ailink_json_get(root, "prices"))
            == NGX_OK
-        && ngx_ailink_policy_conf_load(cf, conf, root) == NGX_OK)
+        && ngx_ailink_policy_conf_load(cf, conf, root) == NGX_OK
+        && ngx_ailink_admin_keys_load(cf, conf, root) == NGX_OK)
     {
         rc = NGX_OK;
     }
