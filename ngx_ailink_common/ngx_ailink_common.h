@@ -109,6 +109,9 @@ typedef struct {
     /* the policies that apply: set by ngx_ailink_policy_conf_load(),
        read by the policy module; NULL when none does */
     void                       *policies;
+
+    /* "circuit_breaker": set by ngx_ailink_breaker_conf_load() */
+    void                       *breaker;
 } ngx_ailink_token_t;
 
 
@@ -205,6 +208,7 @@ typedef struct {
                                                    read: translate writes
                                                    it, policy reads it */
     void                       *policy;         /* the policy module's */
+    void                       *breaker;        /* the breaker module's */
     ngx_str_t                   policy_audit;   /* ,"policies":[...],
                                                    "tags":[...]: policy
                                                    writes, audit reads */
@@ -584,6 +588,10 @@ ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+
+/* ngx_ailink_breaker_api.c: the tokens' "circuit_breaker" */
+ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, cJSON *root);
 
 /* ngx_ailink_admin_key.c: the "admin_keys" of the file */
 ngx_int_t ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,

@@ -17,7 +17,16 @@
 #include <openssl/evp.h>
 
 
-static void ngx_ailink_cache_walk(EVP_MD_CTX *md, cJSON *item,
+typedef struct {
+    u_char                     *pos;
+    u_char                     *end;
+    ngx_pool_t                 *pool;
+    u_char                     *start;
+    ngx_uint_t                  failed;
+} ngx_ailink_cache_buf_t;
+
+
+static void ngx_ailink_cache_walk(ngx_ailink_cache_buf_t *b, cJSON *item,
     ngx_uint_t depth);
 
 
@@ -35,20 +44,66 @@ ngx_ailink_cache_cmp(const void *one, const void *two)
 }
 
 
-static void
-ngx_ailink_cache_feed(EVP_MD_CTX *md, const void *p, size_t len)
-{
-    uint32_t  n;
+/* room for len more bytes: the canonical text is hashed once, at the end */
 
-    /* each piece is length-prefixed: "ab","c" and "a","bc" differ */
-    n = (uint32_t) len;
-    EVP_DigestUpdate(md, &n, sizeof(n));
-    EVP_DigestUpdate(md, p, len);
+static ngx_uint_t
+ngx_ailink_cache_room(ngx_ailink_cache_buf_t *b, size_t len)
+{
+    u_char  *p;
+    size_t   size, used;
+
+    if ((size_t) (b->end - b->pos) >= len) {
+        return 1;
+    }
+
+    if (b->failed) {
+        return 0;
+    }
+
+    used = b->pos - b->start;
+    size = 2 * (b->end - b->start) + len;
+
+    p = ngx_pnalloc(b->pool, size);
+    if (p == NULL) {
+        b->failed = 1;
+        return 0;
+    }
+
+    ngx_memcpy(p, b->start, used);
+    b->start = p;
+    b->pos = p + used;
+    b->end = p + size;
+
+    return 1;
 }
 
 
 static void
-ngx_ailink_cache_walk(EVP_MD_CTX *md, cJSON *item, ngx_uint_t depth)
+ngx_ailink_cache_byte(ngx_ailink_cache_buf_t *b, u_char c)
+{
+    if (ngx_ailink_cache_room(b, 1)) {
+        *b->pos++ = c;
+    }
+}
+
+
+static void
+ngx_ailink_cache_feed(ngx_ailink_cache_buf_t *b, const void *p, size_t len)
+{
+    uint32_t  n;
+
+    /* each piece is length-prefixed: "ab","c" and "a","bc" differ */
+    if (ngx_ailink_cache_room(b, sizeof(uint32_t) + len)) {
+        n = (uint32_t) len;
+        b->pos = ngx_cpymem(b->pos, &n, sizeof(uint32_t));
+        b->pos = ngx_cpymem(b->pos, p, len);
+    }
+}
+
+
+static void
+ngx_ailink_cache_walk(ngx_ailink_cache_buf_t *b, cJSON *item,
+    ngx_uint_t depth)
 {
     int          n;
     u_char       buf[NGX_INT64_LEN + 32];
@@ -57,56 +112,56 @@ ngx_ailink_cache_walk(EVP_MD_CTX *md, cJSON *item, ngx_uint_t depth)
     ngx_uint_t   i, count;
 
     if (depth > 64) {
-        EVP_DigestUpdate(md, "!", 1);
+        ngx_ailink_cache_byte(b, '!');
         return;
     }
 
     switch (item->type & 0xff) {
 
     case cJSON_NULL:
-        EVP_DigestUpdate(md, "n", 1);
+        ngx_ailink_cache_byte(b, 'n');
         return;
 
     case cJSON_True:
-        EVP_DigestUpdate(md, "t", 1);
+        ngx_ailink_cache_byte(b, 't');
         return;
 
     case cJSON_False:
-        EVP_DigestUpdate(md, "f", 1);
+        ngx_ailink_cache_byte(b, 'f');
         return;
 
     case cJSON_Number:
-        EVP_DigestUpdate(md, "#", 1);
+        ngx_ailink_cache_byte(b, '#');
 
         /* an integer too large for a double by its text, else 1.0 = 1 */
         if (item->valuestring
             && strpbrk(item->valuestring, ".eE") == NULL)
         {
-            ngx_ailink_cache_feed(md, item->valuestring,
+            ngx_ailink_cache_feed(b, item->valuestring,
                                   ngx_strlen(item->valuestring));
 
         } else {
             n = snprintf((char *) buf, sizeof(buf), "%.17g",
                          item->valuedouble);
-            ngx_ailink_cache_feed(md, buf, n);
+            ngx_ailink_cache_feed(b, buf, n);
         }
 
         return;
 
     case cJSON_String:
-        EVP_DigestUpdate(md, "s", 1);
+        ngx_ailink_cache_byte(b, 's');
         ngx_ailink_json_str(item, &s);
-        ngx_ailink_cache_feed(md, s.data, s.len);
+        ngx_ailink_cache_feed(b, s.data, s.len);
         return;
 
     case cJSON_Array:
-        EVP_DigestUpdate(md, "[", 1);
+        ngx_ailink_cache_byte(b, '[');
 
         for (c = item->child; c; c = c->next) {
-            ngx_ailink_cache_walk(md, c, depth + 1);
+            ngx_ailink_cache_walk(b, c, depth + 1);
         }
 
-        EVP_DigestUpdate(md, "]", 1);
+        ngx_ailink_cache_byte(b, ']');
         return;
 
     case cJSON_Object:
@@ -119,7 +174,7 @@ ngx_ailink_cache_walk(EVP_MD_CTX *md, cJSON *item, ngx_uint_t depth)
         v = (count <= 32) ? stack : ngx_ailink_json_alloc(
                                         count * sizeof(cJSON *));
         if (v == NULL) {
-            EVP_DigestUpdate(md, "!", 1);
+            b->failed = 1;
             return;
         }
 
@@ -129,20 +184,22 @@ ngx_ailink_cache_walk(EVP_MD_CTX *md, cJSON *item, ngx_uint_t depth)
             v[i++] = c;
         }
 
-        ngx_qsort(v, count, sizeof(cJSON *), ngx_ailink_cache_cmp);
-
-        EVP_DigestUpdate(md, "{", 1);
-
-        for (i = 0; i < count; i++) {
-            ngx_ailink_cache_feed(md, v[i]->string, strlen(v[i]->string));
-            ngx_ailink_cache_walk(md, v[i], depth + 1);
+        if (count > 1) {
+            ngx_qsort(v, count, sizeof(cJSON *), ngx_ailink_cache_cmp);
         }
 
-        EVP_DigestUpdate(md, "}", 1);
+        ngx_ailink_cache_byte(b, '{');
+
+        for (i = 0; i < count; i++) {
+            ngx_ailink_cache_feed(b, v[i]->string, strlen(v[i]->string));
+            ngx_ailink_cache_walk(b, v[i], depth + 1);
+        }
+
+        ngx_ailink_cache_byte(b, '}');
         return;
 
     default:
-        EVP_DigestUpdate(md, "?", 1);
+        ngx_ailink_cache_byte(b, '?');
         return;
     }
 }
@@ -157,9 +214,10 @@ ngx_int_t
 ngx_ailink_cache_digest(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_str_t *guardrails, u_char *digest, ngx_uint_t *random)
 {
-    cJSON         *json, *t;
-    ngx_int_t      rc;
-    unsigned int   len;
+    cJSON                   *json, *t;
+    ngx_int_t                rc;
+    unsigned int             len;
+    ngx_ailink_cache_buf_t   b;
 
     /* fetched once per process: OpenSSL 3 looks it up on every init */
     if (ngx_ailink_cache_md == NULL) {
@@ -177,26 +235,40 @@ ngx_ailink_cache_digest(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     rc = NGX_DECLINED;
 
-    if (cJSON_IsObject(json)
-        && EVP_DigestInit_ex2(ngx_ailink_cache_md, ngx_ailink_cache_sha256, NULL)
-           == 1)
-    {
+    if (cJSON_IsObject(json)) {
         t = ngx_ailink_json_get(json, "temperature");
         *random = (cJSON_IsNumber(t) && t->valuedouble > 0);
 
-        ngx_ailink_cache_feed(ngx_ailink_cache_md, r->uri.data, r->uri.len);
+        b.pool = r->pool;
+        b.failed = 0;
+        b.start = ngx_pnalloc(r->pool, ctx->body.len + r->uri.len
+                                       + guardrails->len + 256);
+        b.pos = b.start;
+        b.end = b.start ? b.start + ctx->body.len + r->uri.len
+                          + guardrails->len + 256
+                        : NULL;
 
-        if (guardrails->data) {
-            ngx_ailink_cache_feed(ngx_ailink_cache_md, guardrails->data,
-                                  guardrails->len);
-
-        } else {
-            EVP_DigestUpdate(ngx_ailink_cache_md, "-", 1);
+        if (b.start == NULL) {
+            b.failed = 1;
         }
 
-        ngx_ailink_cache_walk(ngx_ailink_cache_md, json, 0);
+        ngx_ailink_cache_feed(&b, r->uri.data, r->uri.len);
 
-        rc = (EVP_DigestFinal_ex(ngx_ailink_cache_md, digest, &len) == 1)
+        if (guardrails->data) {
+            ngx_ailink_cache_feed(&b, guardrails->data, guardrails->len);
+
+        } else {
+            ngx_ailink_cache_byte(&b, '-');
+        }
+
+        ngx_ailink_cache_walk(&b, json, 0);
+
+        rc = (!b.failed
+              && EVP_DigestInit_ex2(ngx_ailink_cache_md,
+                                    ngx_ailink_cache_sha256, NULL) == 1
+              && EVP_DigestUpdate(ngx_ailink_cache_md, b.start,
+                                  b.pos - b.start) == 1
+              && EVP_DigestFinal_ex(ngx_ailink_cache_md, digest, &len) == 1)
              ? NGX_OK : NGX_ERROR;
     }
 

@@ -54,6 +54,11 @@ SCENARIOS = [
     Scenario("openai-policies", "5",
              "OpenAI passthrough, 20 policies of 5 rules, one rate limit and one spend cap",
              "POST", CHAT, CHAT, "openai-1k", POLICY, COMPLETION, 0.75),
+    # issue 11: a hit answers from shared memory, never reaching the
+    # upstream: at least 1.5 times plain nginx proxying the same request
+    Scenario("openai-cache-hit", "6",
+             "OpenAI chat answered by the response cache (a hit, 1 KB body)",
+             "POST", "/cache" + CHAT, CHAT, "openai-1k", LLM, COMPLETION, 1.50),
 ]
 
 

@@ -35,13 +35,17 @@ our $HTTP = <<'CONF';
     ailink_config $TEST_NGINX_HTML_DIR/policy.yaml;
     ailink_state_zone ailink_state 1m;
     ailink_cache_zone ailink_cache 1m;
+    ailink_breaker_zone ailink_breaker 1m;
 CONF
 
 sub cache_config {
-    my ($extra) = @_;
+    my ($extra, $cache) = @_;
     $extra //= '';
+    $cache //= 'on';
     return <<"CONF";
     ailink_audit_log logs/audit.jsonl;
+
+    include \$TEST_NGINX_AILINK_ROOT/conf-examples/ailink-errors.conf;
 
     location = /audit {
         ailink_audit_log off;
@@ -66,9 +70,14 @@ sub cache_config {
         ailink_cache_api;
     }
 
+    location ~ ^/api/v1/(health/upstreams|tokens/[^/]+/circuit-breaker)\$ {
+        ailink_audit_log off;
+        ailink_breaker_api;
+    }
+
     location / {
         ailink_auth on;
-        ailink_cache on;
+        ailink_cache $cache;
         $extra
         include \$TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
     }
