@@ -140,6 +140,14 @@ ngx_ailink_cache_walk(ngx_ailink_cache_buf_t *b, cJSON *item,
             ngx_ailink_cache_feed(b, item->valuestring,
                                   ngx_strlen(item->valuestring));
 
+        } else if (item->valuedouble >= -9007199254740992.0
+                   && item->valuedouble <= 9007199254740992.0
+                   && item->valuedouble == (double) (int64_t) item->valuedouble)
+        {
+            /* integral: printed as an integer, without printf's floats */
+            n = ngx_sprintf(buf, "%L", (int64_t) item->valuedouble) - buf;
+            ngx_ailink_cache_feed(b, buf, n);
+
         } else {
             n = snprintf((char *) buf, sizeof(buf), "%.17g",
                          item->valuedouble);
