@@ -380,11 +380,15 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     }
 
     /* "policies" and "tags", for tokens that have policies */
-    p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
+    if (ctx->policy_audit.len) {
+        p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
+    }
     p = ngx_ailink_guard_audit(p, ctx);
 
     /* "cache" and, for a hit, what it saved (its cost_usd is 0) */
-    p = ngx_cpymem(p, ctx->cache_audit.data, ctx->cache_audit.len);
+    if (ctx->cache_audit.len) {
+        p = ngx_cpymem(p, ctx->cache_audit.data, ctx->cache_audit.len);
+    }
 
     *p++ = '}';
     *p++ = '\n';

@@ -517,8 +517,13 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
 
         if (rc == NGX_DECLINED) {
             /* never reached the upstream: give the probe back */
-            if (s->probe) {
-                (void) ngx_ailink_breaker_set(st, r->pool, 'p', &s->scope, 0);
+            if (s->probe
+                && ngx_ailink_breaker_key(r->pool, 'p', &s->scope, &key)
+                   == NGX_OK)
+            {
+                (void) ngx_ailink_state_add(st, &key, -1, -1, 0,
+                                            NGX_AILINK_STATE_PERSIST,
+                                            &failures);
             }
 
             continue;

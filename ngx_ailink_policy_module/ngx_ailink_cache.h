@@ -22,6 +22,7 @@
 ngx_int_t ngx_ailink_cache_digest(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *guardrails, u_char *digest,
     ngx_uint_t *random);
+void ngx_ailink_cache_key_free(void);
 
 /* ngx_ailink_admin_key.c: an "admin_keys" check for the small APIs */
 ngx_int_t ngx_ailink_admin_key_check(ngx_http_request_t *r);

@@ -285,3 +285,16 @@ ngx_ailink_cache_digest(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     return rc;
 }
+
+
+/* the digest's context, freed as a worker exits */
+
+void
+ngx_ailink_cache_key_free(void)
+{
+    EVP_MD_CTX_free(ngx_ailink_cache_md);
+    EVP_MD_free(ngx_ailink_cache_sha256);
+
+    ngx_ailink_cache_md = NULL;
+    ngx_ailink_cache_sha256 = NULL;
+}

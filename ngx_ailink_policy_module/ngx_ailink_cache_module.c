@@ -99,6 +99,7 @@ static char *ngx_ailink_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_ailink_cache_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_ailink_cache_postconfiguration(ngx_conf_t *cf);
+static void ngx_ailink_cache_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_ailink_cache_commands[] = {
@@ -181,7 +182,7 @@ ngx_module_t  ngx_ailink_cache_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_ailink_cache_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -956,4 +957,11 @@ ngx_ailink_cache_postconfiguration(ngx_conf_t *cf)
     ngx_http_top_body_filter = ngx_ailink_cache_body_filter;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_ailink_cache_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_ailink_cache_key_free();
 }
