@@ -172,7 +172,7 @@ my $r = "POST /v1/chat/completions
 
 
 === TEST 9: entries expire after ailink_cache_ttl
---- config eval: AILink::Cache::cache_config("ailink_cache_ttl 1s;")
+--- config eval: AILink::Cache::cache_config("ailink_cache_ttl 2s;")
 --- request eval
 my $r = "POST /v1/chat/completions
 {\"model\":\"mock-1\",\"messages\":[{\"role\":\"user\",\"content\":\"short lived\"}]}";
