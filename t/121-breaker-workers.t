@@ -36,7 +36,7 @@ my $server = <<"CONF";
             ailink_auth on;
             ailink_breaker on;
             ailink_breaker_threshold 1;
-            ailink_breaker_cooldown 1s;
+            ailink_breaker_cooldown 2s;
             ailink_breaker_half_open 2;
             include $root/conf-examples/ailink-proxy.conf;
         }
@@ -102,7 +102,7 @@ sub parallel {
 is(call('/probe/v1/chat/completions', 'X-Mock-Status' => 500)->{status}, 500,
    'a failure');
 is(call('/probe/v1/chat/completions')->{status}, 503, 'the breaker is open');
-sleep 1.3;
+sleep 2.3;
 my @st = parallel(12, '/probe/v1/chat/completions', 'X-Mock-Delay-Ms' => 600);
 is(scalar(grep { $_ == 200 } @st), 2, 'half-open: exactly 2 probes of 12 pass')
     or diag("@st");

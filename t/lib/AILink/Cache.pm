@@ -62,7 +62,7 @@ sub cache_config {
     location = /sleep {
         ailink_audit_log off;
         proxy_pass http://127.0.0.1:\$TEST_NGINX_MOCK_PORT/sleep;
-        proxy_set_header X-Mock-Delay-Ms 2100;
+        proxy_set_header X-Mock-Delay-Ms 2200;
     }
 
     location /api/v1/cache/ {
