@@ -112,6 +112,8 @@ typedef struct {
 
     /* "circuit_breaker": set by ngx_ailink_breaker_conf_load() */
     void                       *breaker;
+    /* "cache_ttl_secs" (time_t): set by ngx_ailink_cache_conf_load() */
+    void                       *cache;
 } ngx_ailink_token_t;
 
 
@@ -587,6 +589,10 @@ ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
 
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
+
+/* ngx_ailink_cache_module.c: the tokens' "cache_ttl_secs" */
+ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
 
 /* ngx_ailink_breaker_api.c: the tokens' "circuit_breaker" */

@@ -72,11 +72,6 @@ static char *ngx_ailink_breaker_api(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_ailink_breaker_postconfiguration(ngx_conf_t *cf);
 
 
-static ngx_conf_num_bounds_t  ngx_ailink_breaker_count_bounds = {
-    ngx_conf_check_num_bounds, 1, 1000000
-};
-
-
 static ngx_command_t  ngx_ailink_breaker_commands[] = {
 
     { ngx_string("ailink_breaker_zone"),
@@ -98,7 +93,7 @@ static ngx_command_t  ngx_ailink_breaker_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_ailink_breaker_loc_conf_t, conf.threshold),
-      &ngx_ailink_breaker_count_bounds },
+      NULL },
 
     { ngx_string("ailink_breaker_cooldown"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -112,7 +107,7 @@ static ngx_command_t  ngx_ailink_breaker_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_ailink_breaker_loc_conf_t, conf.half_open),
-      &ngx_ailink_breaker_count_bounds },
+      NULL },
 
     { ngx_string("ailink_breaker_429"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -622,6 +617,20 @@ ngx_ailink_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->on_429, prev->on_429, 0);
 
     conf->conf.enabled = conf->enable;
+
+    if (conf->conf.threshold < 1 || conf->conf.threshold > 1000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ailink_breaker_threshold\" must be between 1 "
+                           "and 1000000");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->conf.half_open < 1 || conf->conf.half_open > 1000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ailink_breaker_half_open\" must be between 1 "
+                           "and 1000000");
+        return NGX_CONF_ERROR;
+    }
 
     bmcf = ngx_http_conf_get_module_main_conf(cf, ngx_ailink_breaker_module);
 

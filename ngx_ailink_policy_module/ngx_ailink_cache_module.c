@@ -70,6 +70,7 @@ typedef struct {
     ngx_uint_t                  status;     /* NGX_AILINK_CACHE_* */
     ngx_str_t                   guardrails; /* X-AILink-Guardrails */
     ngx_str_t                   key;
+    time_t                      ttl;
     u_char                     *buf;        /* what the client was sent */
     size_t                      len;
     size_t                      size;
@@ -331,7 +332,14 @@ ngx_ailink_cache_handler(ngx_http_request_t *r)
 
     cc->looked = 1;
 
-    if (cc->no_cache) {
+    cc->ttl = lcf->ttl;
+
+    if (ctx->token->cache) {
+        /* the token's own TTL; 0: never cached */
+        cc->ttl = *(time_t *) ctx->token->cache;
+    }
+
+    if (cc->no_cache || cc->ttl == 0) {
         goto bypass;
     }
 
@@ -646,13 +654,11 @@ ngx_ailink_cache_store(ngx_http_request_t *r, ngx_ailink_cache_ctx_t *cc)
     ngx_str_t                      value, *type;
     ngx_ailink_ctx_t              *ctx;
     ngx_ailink_cache_entry_t       e;
-    ngx_ailink_cache_loc_conf_t   *lcf;
     ngx_ailink_cache_main_conf_t  *cmcf;
     static u_char                  done[] = "data: [DONE]";
     static u_char                  error[] = "data: {\"error\"";
 
     ctx = ngx_ailink_get_ctx(r);
-    lcf = ngx_http_get_module_loc_conf(r, ngx_ailink_cache_module);
     cmcf = ngx_http_get_module_main_conf(r, ngx_ailink_cache_module);
 
     if (ctx == NULL || cc->buf == NULL || cc->len == 0) {
@@ -722,7 +728,7 @@ ngx_ailink_cache_store(ngx_http_request_t *r, ngx_ailink_cache_ctx_t *cc)
     value.data = cc->buf;
     value.len = sizeof(ngx_ailink_cache_entry_t) + cc->len + e.type_len;
 
-    ttl = lcf->ttl;
+    ttl = cc->ttl;
 
     if (ngx_ailink_state_set_record(cmcf->state, &cc->key, &value, ttl)
         == NGX_OK)
@@ -732,6 +738,63 @@ ngx_ailink_cache_store(ngx_http_request_t *r, ngx_ailink_cache_ctx_t *cc)
     } else {
         ngx_ailink_cache_count(cmcf->state, NGX_AILINK_CACHE_STORE_SKIPS);
     }
+}
+
+
+/* "cache_ttl_secs" of each token in the file: token->cache */
+
+ngx_int_t
+ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root)
+{
+    cJSON               *list, *item, *v, *id;
+    time_t              *ttl;
+    ngx_str_t            s;
+    ngx_uint_t           i;
+    ngx_ailink_token_t  *tok;
+
+    list = ngx_ailink_json_get(root, "tokens");
+
+    cJSON_ArrayForEach(item, list) {
+        v = ngx_ailink_json_get(item, "cache_ttl_secs");
+        id = ngx_ailink_json_get(item, "id");
+
+        if (v == NULL || !cJSON_IsString(id)) {
+            continue;
+        }
+
+        ngx_ailink_json_str(id, &s);
+
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0
+            || v->valuedouble > 31536000
+            || v->valuedouble != (double) (time_t) v->valuedouble)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "ailink_config \"%V\": token \"%V\": "
+                               "cache_ttl_secs: seconds, 0 (never cached) "
+                               "to 31536000", &conf->file, &s);
+            return NGX_ERROR;
+        }
+
+        ttl = ngx_palloc(cf->pool, sizeof(time_t));
+        if (ttl == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ttl = (time_t) v->valuedouble;
+
+        tok = conf->tokens.elts;
+
+        for (i = 0; i < conf->tokens.nelts; i++) {
+            if (tok[i].id.len == s.len
+                && ngx_strncmp(tok[i].id.data, s.data, s.len) == 0)
+            {
+                tok[i].cache = ttl;
+            }
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -310,3 +310,39 @@ my $r = "POST /v1/chat/completions
  "X-AILink-Cache: MISS", "X-AILink-Cache: HIT"]
 --- no_error_log
 [error]
+
+
+
+=== TEST 16: a token's cache_ttl_secs: 0 never caches for it; other tokens do
+--- user_files eval
+AILink::Cache::cache_files(undef, "    cache_ttl_secs: 0\n")
+--- request eval
+my $r = "POST /v1/chat/completions
+{\"model\":\"mock-1\",\"messages\":[{\"role\":\"user\",\"content\":\"token ttl\"}]}";
+[$r, $r, $r, $r]
+--- more_headers eval
+[$AILink::Cache::LLM, $AILink::Cache::LLM, $AILink::Cache::OTHER,
+ $AILink::Cache::OTHER2]
+--- response_headers eval
+["X-AILink-Cache: BYPASS", "X-AILink-Cache: BYPASS", "X-AILink-Cache: MISS",
+ "X-AILink-Cache: HIT"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 17: a token's cache_ttl_secs overrides ailink_cache_ttl
+--- user_files eval
+AILink::Cache::cache_files(undef, "    cache_ttl_secs: 2\n")
+--- config eval: AILink::Cache::cache_config("ailink_cache_ttl 1h;")
+--- request eval
+my $r = "POST /v1/chat/completions
+{\"model\":\"mock-1\",\"messages\":[{\"role\":\"user\",\"content\":\"token ttl 2\"}]}";
+[$r, $r, "GET /sleep", $r]
+--- more_headers eval
+[$AILink::Cache::LLM, $AILink::Cache::LLM, "", $AILink::Cache::LLM]
+--- response_headers eval
+["X-AILink-Cache: MISS", "X-AILink-Cache: HIT", "", "X-AILink-Cache: MISS"]
+--- timeout: 10
+--- no_error_log
+[error]
