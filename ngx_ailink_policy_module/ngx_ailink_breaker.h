@@ -20,6 +20,10 @@
 #define NGX_AILINK_BREAKER_OPEN       1
 #define NGX_AILINK_BREAKER_HALF_OPEN  2
 
+/* "bv": the time it opened above, consecutive failures below */
+#define NGX_AILINK_BREAKER_SHIFT      20
+#define NGX_AILINK_BREAKER_MASK       ((1 << NGX_AILINK_BREAKER_SHIFT) - 1)
+
 
 typedef struct {
     ngx_flag_t                  enabled;
@@ -48,7 +52,8 @@ ngx_int_t ngx_ailink_breaker_key(ngx_pool_t *pool, char kind,
 int64_t ngx_ailink_breaker_get(ngx_ailink_state_t *st, ngx_pool_t *pool,
     char kind, ngx_str_t *scope);
 ngx_uint_t ngx_ailink_breaker_status(ngx_ailink_state_t *st,
-    ngx_pool_t *pool, ngx_str_t *scope, time_t cooldown, time_t *left);
+    ngx_pool_t *pool, ngx_str_t *scope, time_t cooldown, time_t *left,
+    int64_t *value);
 
 /* ngx_ailink_breaker_api.c */
 ngx_int_t ngx_ailink_breaker_token_conf(ngx_http_request_t *r,

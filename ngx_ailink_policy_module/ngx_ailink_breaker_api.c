@@ -380,6 +380,7 @@ ngx_ailink_breaker_api_token(ngx_http_request_t *r, ngx_str_t *id)
     {
         ngx_uint_t              i, s;
         time_t                  l;
+        int64_t                 v;
         ngx_ailink_conf_t      *conf;
         ngx_ailink_provider_t  *prov;
 
@@ -395,7 +396,7 @@ ngx_ailink_breaker_api_token(ngx_http_request_t *r, ngx_str_t *id)
 
             ngx_sprintf(scope.data, "t:%V:%V", id, &prov[i].name);
 
-            s = ngx_ailink_breaker_status(st, r->pool, &scope, -1, &l);
+            s = ngx_ailink_breaker_status(st, r->pool, &scope, -1, &l, &v);
 
             if (s == NGX_AILINK_BREAKER_OPEN
                 || (s == NGX_AILINK_BREAKER_HALF_OPEN
@@ -604,7 +605,8 @@ ngx_ailink_breaker_api_health(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(json.data, "{\"upstreams\":[", sizeof("{\"upstreams\":[") - 1);
+    p = ngx_cpymem(json.data, "{\"upstreams\":[",
+                   sizeof("{\"upstreams\":[") - 1);
 
     for (i = 0; i < conf->providers.nelts; i++) {
         scope.len = sizeof("u:") - 1 + prov[i].name.len;
@@ -615,8 +617,9 @@ ngx_ailink_breaker_api_health(ngx_http_request_t *r)
 
         ngx_sprintf(scope.data, "u:%V", &prov[i].name);
 
-        status = ngx_ailink_breaker_status(st, r->pool, &scope, -1, &left);
-        failures = ngx_ailink_breaker_get(st, r->pool, 'f', &scope);
+        status = ngx_ailink_breaker_status(st, r->pool, &scope, -1, &left,
+                                           &failures);
+        failures &= NGX_AILINK_BREAKER_MASK;
 
         if (ngx_ailink_breaker_key(r->pool, 'e', &scope, &key) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -17,8 +17,9 @@
  *
  * State lives in its own zone behind the state interface (counters with
  * no TTL, never evicted), shared by the workers and kept across reloads:
- *   bf:<scope>  consecutive failures
- *   bo:<scope>  when the breaker opened (0 or absent: closed)
+ *   bv:<scope>  when the breaker opened (0: closed) << 20 | consecutive
+ *               failures: one counter, so that a request through a closed
+ *               breaker reads one and, succeeding, writes none
  *   bc:<scope>  the cooldown it opened with (for the health API)
  *   bp:<scope>  probes let through since it became half-open
  *   be:<scope>  the last error, a record
@@ -48,6 +49,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                   scope;
     ngx_ailink_breaker_conf_t   conf;
+    int64_t                     value;      /* "bv" as the check read it */
     unsigned                    probe:1;
 } ngx_ailink_breaker_scope_t;
 
@@ -251,11 +253,12 @@ ngx_ailink_breaker_set(ngx_ailink_state_t *st, ngx_pool_t *pool, char kind,
 
 ngx_uint_t
 ngx_ailink_breaker_status(ngx_ailink_state_t *st, ngx_pool_t *pool,
-    ngx_str_t *scope, time_t cooldown, time_t *left)
+    ngx_str_t *scope, time_t cooldown, time_t *left, int64_t *value)
 {
     time_t  opened, now;
 
-    opened = (time_t) ngx_ailink_breaker_get(st, pool, 'o', scope);
+    *value = ngx_ailink_breaker_get(st, pool, 'v', scope);
+    opened = (time_t) (*value >> NGX_AILINK_BREAKER_SHIFT);
 
     if (opened == 0) {
         *left = 0;
@@ -403,7 +406,8 @@ ngx_ailink_breaker_handler(ngx_http_request_t *r)
         s = &bc->scopes[i];
 
         status = ngx_ailink_breaker_status(st, r->pool, &s->scope,
-                                           s->conf.cooldown, &left);
+                                           s->conf.cooldown, &left,
+                                           &s->value);
 
         if (status == NGX_AILINK_BREAKER_CLOSED) {
             continue;
@@ -479,7 +483,7 @@ ngx_ailink_breaker_outcome(ngx_http_request_t *r,
 static ngx_int_t
 ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
 {
-    int64_t                      failures;
+    int64_t                      failures, value;
     ngx_int_t                    rc;
     ngx_str_t                    why, key;
     ngx_uint_t                   i;
@@ -525,27 +529,30 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
         }
 
         if (rc == NGX_OK) {
-            if (s->probe
-                || ngx_ailink_breaker_get(st, r->pool, 'o', &s->scope))
-            {
+            /* a closed breaker without failures: nothing to write */
+            if (s->probe || s->value != 0) {
+                (void) ngx_ailink_breaker_set(st, r->pool, 'v', &s->scope, 0);
+            }
+
+            if (s->probe) {
                 /* a probe came back: closed */
-                (void) ngx_ailink_breaker_set(st, r->pool, 'o', &s->scope, 0);
                 (void) ngx_ailink_breaker_set(st, r->pool, 'p', &s->scope, 0);
             }
 
-            (void) ngx_ailink_breaker_set(st, r->pool, 'f', &s->scope, 0);
             continue;
         }
 
         /* a failure */
 
-        if (ngx_ailink_breaker_key(r->pool, 'f', &s->scope, &key) != NGX_OK
+        if (ngx_ailink_breaker_key(r->pool, 'v', &s->scope, &key) != NGX_OK
             || ngx_ailink_state_add(st, &key, 1, -1, 0,
-                                    NGX_AILINK_STATE_PERSIST, &failures)
+                                    NGX_AILINK_STATE_PERSIST, &value)
                != NGX_OK)
         {
             continue;
         }
+
+        failures = value & NGX_AILINK_BREAKER_MASK;
 
         if (ngx_ailink_breaker_key(r->pool, 'e', &s->scope, &key)
             == NGX_OK)
@@ -555,7 +562,7 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
 
         if (s->probe
             || (failures >= (int64_t) s->conf.threshold
-                && ngx_ailink_breaker_get(st, r->pool, 'o', &s->scope) == 0))
+                && (value >> NGX_AILINK_BREAKER_SHIFT) == 0))
         {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "ailink: circuit \"%V\" opens after %L "
@@ -564,8 +571,10 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
 
             (void) ngx_ailink_breaker_set(st, r->pool, 'c', &s->scope,
                                           s->conf.cooldown);
-            (void) ngx_ailink_breaker_set(st, r->pool, 'o', &s->scope,
-                                          ngx_time());
+            (void) ngx_ailink_breaker_set(st, r->pool, 'v', &s->scope,
+                                          ((int64_t) ngx_time()
+                                           << NGX_AILINK_BREAKER_SHIFT)
+                                          | failures);
             (void) ngx_ailink_breaker_set(st, r->pool, 'p', &s->scope, 0);
         }
     }
