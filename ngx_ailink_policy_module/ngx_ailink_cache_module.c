@@ -324,8 +324,11 @@ ngx_ailink_cache_handler(ngx_http_request_t *r)
     ctx = ngx_ailink_get_ctx(r);
     cc = ngx_http_get_module_ctx(r, ngx_ailink_cache_module);
 
-    if (ctx == NULL || cc == NULL || cc->looked || !ctx->routed
-        || ctx->route != NGX_AILINK_ROUTE_LLM || ctx->provider == NULL)
+    /* cache_audit: looked up already, before an internal redirect (an
+       error page) that cleared the module's context */
+    if (ctx == NULL || cc == NULL || cc->looked || ctx->cache_audit.len
+        || !ctx->routed || ctx->route != NGX_AILINK_ROUTE_LLM
+        || ctx->provider == NULL)
     {
         return NGX_DECLINED;
     }

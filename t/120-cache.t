@@ -346,3 +346,39 @@ my $r = "POST /v1/chat/completions
 --- timeout: 10
 --- no_error_log
 [error]
+
+
+
+=== TEST 18: an error page after a miss (cache on for the server) looks up nothing again
+--- user_files eval
+[['policy.yaml', <<'YAML']]
+admin_keys:
+  - 01752923a82f2b42fac78da7725c9fccc1ab7c3c32e0d1219410e402054b4a67
+providers:
+  down:
+    type: openai
+    base_url: http://127.0.0.1:1/v1
+routes:
+  - prefix: down-
+    provider: down
+credentials:
+  openai: { env: AILINK_TEST_OPENAI_KEY }
+tokens:
+  - id: tok_llm
+    project: test
+    hash: 3db0ccb2481b4bf8de27af48aa74736c884db6030c77fc055ee12db3b46cc89f
+    credentials: { down: openai }
+YAML
+--- config eval
+"ailink_cache on;\n" . AILink::Cache::cache_config()
+--- request eval
+["POST /v1/chat/completions
+{\"model\":\"down-1\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+ "GET /api/v1/cache/stats"]
+--- more_headers eval
+[$AILink::Cache::LLM, "Authorization: Bearer $AILink::Cache::ADMIN_KEY"]
+--- error_code eval
+[502, 200]
+--- response_body_like eval
+[qr/"code":"upstream_error"/,
+ qr/^\{"zone":"ailink_cache","hits":0,"misses":1,"bypasses":0,"stores":0,/]
