@@ -292,7 +292,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"total_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cached_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cost_usd\":") + 32
-          + ctx->policy_audit.len
+          + ctx->policy_audit.len + ctx->cache_audit.len
           + ngx_ailink_guard_audit_len(ctx);
 
     line = ngx_pnalloc(r->pool, len);
@@ -362,6 +362,14 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
         p = ngx_sprintf(ngx_ailink_audit_key(p, "cost_usd"), "%.8f",
                         ngx_ailink_cost(conf, &ctx->model, &ctx->usage));
 
+    } else if (ctx->cache_hit) {
+        p = ngx_cpymem(p, ",\"prompt_tokens\":null,\"completion_tokens\":null,"
+                       "\"total_tokens\":null,\"cached_tokens\":null,"
+                       "\"cost_usd\":0",
+                       sizeof(",\"prompt_tokens\":null,\"completion_tokens\":"
+                              "null,\"total_tokens\":null,\"cached_tokens\":"
+                              "null,\"cost_usd\":0") - 1);
+
     } else {
         p = ngx_cpymem(p, ",\"prompt_tokens\":null,\"completion_tokens\":null,"
                        "\"total_tokens\":null,\"cached_tokens\":null,"
@@ -375,7 +383,13 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
         /* "policies" and "tags", for tokens that have policies */
         p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
     }
+
     p = ngx_ailink_guard_audit(p, ctx);
+
+    /* "cache" and, for a hit, what it saved (its cost_usd is 0) */
+    if (ctx->cache_audit.len) {
+        p = ngx_cpymem(p, ctx->cache_audit.data, ctx->cache_audit.len);
+    }
 
     *p++ = '}';
     *p++ = '\n';

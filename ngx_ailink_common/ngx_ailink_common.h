@@ -109,6 +109,11 @@ typedef struct {
     /* the policies that apply: set by ngx_ailink_policy_conf_load(),
        read by the policy module; NULL when none does */
     void                       *policies;
+
+    /* "circuit_breaker": set by ngx_ailink_breaker_conf_load() */
+    void                       *breaker;
+    /* "cache_ttl_secs" (time_t): set by ngx_ailink_cache_conf_load() */
+    void                       *cache;
 } ngx_ailink_token_t;
 
 
@@ -129,6 +134,7 @@ typedef struct {
     ngx_array_t                 providers;      /* ngx_ailink_provider_t */
     ngx_array_t                 routes;         /* longest prefix first */
     ngx_array_t                 prices;         /* longest prefix first */
+    ngx_array_t                *admin_keys;     /* SHA-256 of each key */
 } ngx_ailink_conf_t;
 
 
@@ -205,9 +211,13 @@ typedef struct {
                                                    read: translate writes
                                                    it, policy reads it */
     void                       *policy;         /* the policy module's */
+    void                       *breaker;        /* the breaker module's */
     ngx_str_t                   policy_audit;   /* ,"policies":[...],
                                                    "tags":[...]: policy
                                                    writes, audit reads */
+    ngx_str_t                   cache_audit;    /* ,"cache":"HIT",...:
+                                                   the cache writes, the
+                                                   audit reads */
 
     unsigned                    stream:1;
     unsigned                    include_usage:1;    /* the client asked */
@@ -215,6 +225,8 @@ typedef struct {
     unsigned                    body_read:1;
     unsigned                    routed:1;
     unsigned                    own_response:1;     /* not the upstream's */
+    unsigned                    cache_hit:1;        /* answered by the
+                                                       cache: cost 0 */
 } ngx_ailink_ctx_t;
 
 
@@ -578,6 +590,18 @@ ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
 
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
+
+/* ngx_ailink_cache_module.c: the tokens' "cache_ttl_secs" */
+ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
+
+/* ngx_ailink_breaker_api.c: the tokens' "circuit_breaker" */
+ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, cJSON *root);
+
+/* ngx_ailink_admin_key.c: the "admin_keys" of the file */
+ngx_int_t ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
 
 /* ngx_ailink_prices.c */

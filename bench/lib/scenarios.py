@@ -58,6 +58,16 @@ SCENARIOS = [
     Scenario("openai-policies", "5",
              "OpenAI passthrough, 20 policies of 5 rules, one rate limit and one spend cap",
              "POST", CHAT, CHAT, "openai-1k", POLICY, COMPLETION, 0.75),
+    # issue 11: a hit answers from shared memory, never reaching the
+    # upstream: at least 1.5 times plain nginx proxying the same request
+    Scenario("openai-cache-hit", "6",
+             "OpenAI chat answered by the response cache (a hit, 1 KB body)",
+             "POST", "/cache" + CHAT, CHAT, "openai-1k", LLM, COMPLETION, 1.50),
+    # issue 11: through a closed breaker (upstream and token scopes), within
+    # 3 points of scenario 1 (the 0.77 floor: scenario 1's target less 3)
+    Scenario("openai-breaker", "7",
+             "OpenAI passthrough through a closed circuit breaker (1 KB body)",
+             "POST", "/breaker" + CHAT, CHAT, "openai-1k", LLM, COMPLETION, 0.77),
 ]
 
 

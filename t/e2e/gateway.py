@@ -115,6 +115,7 @@ http {{
     scgi_temp_path {prefix}/tmp/scgi;
 
     ailink_config {repo}/t/conf/ailink.yaml;
+    ailink_cache_zone ailink_e2e_cache 4m;
 
     server {{
         listen 127.0.0.1:{port};
@@ -126,6 +127,15 @@ http {{
         location = /healthz {{
             ailink_health;
             ailink_audit_log off;
+        }}
+
+        # the response cache, below /cached/ only: the other tests count
+        # what reaches the mock
+        location /cached/ {{
+            rewrite ^/cached(/.*)$ $1 break;
+            ailink_auth on;
+            ailink_cache on;
+            include {repo}/conf-examples/ailink-proxy.conf;
         }}
 
         location / {{
