@@ -1390,7 +1390,8 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
     ngx_ailink_loader_t   ld;
 
     static const char  *known[] = { "providers", "routes", "credentials",
-                                    "tokens", "prices", "policies", NULL };
+                                    "tokens", "prices", "policies",
+                                    "admin_keys", NULL };
 
     conf = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_conf_t));
     if (conf == NULL) {
