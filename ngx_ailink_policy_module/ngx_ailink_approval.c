@@ -816,12 +816,29 @@ ngx_ailink_approval_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_ailink_approval_get_handler;
 
+    /* idempotency keys: checked before the approvals, so that a repeated
+       claim is replayed */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_ailink_idempotency_handler;
+
+    /* the headers the auth module is about to drop */
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
     *h = ngx_ailink_approval_headers;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_ailink_idempotency_headers;
 
     return NGX_OK;
 }

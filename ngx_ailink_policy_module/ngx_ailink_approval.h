@@ -117,6 +117,11 @@ ngx_int_t ngx_ailink_approval_hold(ngx_http_request_t *r,
 void ngx_ailink_approval_wake(void);
 ngx_int_t ngx_ailink_approval_wait_init(ngx_cycle_t *cycle);
 
+/* ngx_ailink_idempotency.c */
+extern ngx_module_t  ngx_ailink_idempotency_module;
+ngx_int_t ngx_ailink_idempotency_headers(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_idempotency_handler(ngx_http_request_t *r);
+
 /* ngx_ailink_approval_api.c */
 ngx_int_t ngx_ailink_approval_api_handler(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_approval_keys_load(ngx_conf_t *cf, cJSON *root);

@@ -177,11 +177,18 @@ $res = call($ACTION_TOKEN, 'POST', '/v1/charges', $charge,
             'X-AILink-Approval-Id' => $id);
 is($res->{status}, 200, 'the claim runs the request');
 is(upstream_count($seq, '/v1/charges'), 1, 'once, upstream');
+my $first = $res->{content};
 $res = call($ACTION_TOKEN, 'POST', '/v1/charges', $charge,
             'X-AILink-Approval-Id' => $id);
-is($res->{status}, 403, 'a second claim: 403');
-like($res->{content}, qr/already used/, 'already used');
+is($res->{status}, 200, 'the same claim again (a retry) is replayed');
+is($res->{headers}{'x-ailink-idempotent-replay'}, 'true',
+   'marked as a replay');
+is($res->{content}, $first, 'with the first response');
 is(upstream_count($seq, '/v1/charges'), 1, 'still once upstream');
+$res = call($ACTION_TOKEN, 'POST', '/v1/charges', '{"amount":1}',
+            'X-AILink-Approval-Id' => $id);
+is($res->{status}, 403, 'another claim on a used approval: 403');
+like($res->{content}, qr/"code":"approval_invalid"/, 'approval_invalid');
 $res = call($ACTION_TOKEN, 'GET', "/v1/approvals/$id");
 is(body($res)->{claimed}, JSON::PP::true, 'the approval shows claimed');
 is(body($res)->{status}, 'approved', 'and still approved');
@@ -243,15 +250,19 @@ for my $i (1 .. 12) {
     if ($pid == 0) {
         my $r = call($ACTION_TOKEN, 'POST', '/v1/charges', '{"amount":42}',
                      'X-AILink-Approval-Id' => $id5);
-        open my $f, '>', "$dir/$i"; print $f $r->{status}; close $f;
+        open my $f, '>', "$dir/$i";
+        print $f $r->{status},
+                 $r->{headers}{'x-ailink-idempotent-replay'} ? 'r' : '';
+        close $f;
         POSIX::_exit(0);
     }
     push @pids, $pid;
 }
 waitpid($_, 0) for @pids;
 my @st = map { open my $f, '<', "$dir/$_"; scalar <$f> } 1 .. 12;
-is(scalar(grep { $_ == 200 } @st), 1, 'one of 12 racing claims runs');
-is(scalar(grep { $_ == 403 } @st), 11, 'the other 11 get 403');
+is(scalar(grep { $_ eq '200' } @st), 1, 'one of 12 racing claims runs');
+is(scalar(grep { $_ eq '403' || $_ eq '200r' } @st), 11,
+   'the other 11 get 403, or the replay once it is done');
 is(upstream_count($seq, '/v1/charges'), 1, 'the upstream saw one');
 
 # 11. bad decisions
