@@ -115,6 +115,7 @@ http {{
     scgi_temp_path {prefix}/tmp/scgi;
 
     ailink_config {repo}/t/conf/ailink.yaml;
+    ailink_state_zone ailink_e2e 4m;   # idempotency keys, approvals
 
     server {{
         listen 127.0.0.1:{port};
