@@ -28,6 +28,7 @@ static ngx_int_t ngx_ailink_approval_headers(ngx_http_request_t *r);
 static char *ngx_ailink_approval_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_ailink_approval_create_main_conf(ngx_conf_t *cf);
+static void *ngx_ailink_approval_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_ailink_approval_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_ailink_approval_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_ailink_approval_init_process(ngx_cycle_t *cycle);
@@ -39,6 +40,13 @@ static ngx_command_t  ngx_ailink_approval_commands[] = {
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_ailink_approval_api,
       0,
+      0,
+      NULL },
+
+    { ngx_string("ailink_approvals_page"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_ailink_approval_page,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -63,7 +71,7 @@ static ngx_http_module_t  ngx_ailink_approval_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
+    ngx_ailink_approval_create_loc_conf,   /* create location configuration */
     NULL                                   /* merge location configuration */
 };
 
@@ -782,6 +790,14 @@ ngx_ailink_approval_create_main_conf(ngx_conf_t *cf)
     acf->max_wait = NGX_CONF_UNSET;
 
     return acf;
+}
+
+
+static void *
+ngx_ailink_approval_create_loc_conf(ngx_conf_t *cf)
+{
+    /* set by ailink_approvals_page; not merged: a page is one location */
+    return ngx_pcalloc(cf->pool, sizeof(ngx_ailink_approval_loc_t));
 }
 
 

@@ -66,6 +66,12 @@ typedef struct {
 } ngx_ailink_approval_conf_t;
 
 
+/* a location's: ailink_approvals_page */
+typedef struct {
+    ngx_str_t                   api;        /* the approvals API's URL */
+} ngx_ailink_approval_loc_t;
+
+
 /* the request's approval state */
 typedef struct {
     ngx_str_t                   id;         /* created or claimed */
@@ -121,6 +127,10 @@ ngx_int_t ngx_ailink_approval_wait_init(ngx_cycle_t *cycle);
 extern ngx_module_t  ngx_ailink_idempotency_module;
 ngx_int_t ngx_ailink_idempotency_headers(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_idempotency_handler(ngx_http_request_t *r);
+
+/* ngx_ailink_approval_page.c */
+char *ngx_ailink_approval_page(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_ailink_approval_api.c */
 ngx_int_t ngx_ailink_approval_api_handler(ngx_http_request_t *r);

@@ -11,7 +11,8 @@ if [ "${1:-}" = test ]; then
     packages+=(perl libtest-base-perl libtext-diff-perl libtest-longstring-perl
                liblist-moreutils-perl libwww-perl liburi-perl
                libhttp-message-perl libipc-run-perl valgrind
-               python3-pip nodejs npm)
+               python3-pip nodejs npm
+               chromium chromium-driver)    # the approvals page's browser test
 fi
 
 missing=()

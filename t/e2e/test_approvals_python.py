@@ -55,6 +55,9 @@ def hitl_gateway(gateway, tmp_path_factory):
                          "        location /api/v1/approvals {{\n"
                          "            ailink_approvals_api;\n"
                          "        }}\n\n"
+                         "        location = /approvals {{\n"
+                         "            ailink_approvals_page;\n"
+                         "        }}\n\n"
                          "        location / {{"))
     conf = prefix / "nginx.conf"
     conf.write_text(template.format(
