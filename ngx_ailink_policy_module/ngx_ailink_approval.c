@@ -32,6 +32,12 @@ static void *ngx_ailink_approval_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_ailink_approval_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_ailink_approval_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_ailink_approval_init_process(ngx_cycle_t *cycle);
+static void ngx_ailink_approval_log_hook(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
+
+
+/* the policy module's: called first, then ours adds to the record */
+static ngx_ailink_log_hook_pt  ngx_ailink_approval_next_log_hook;
 
 
 static ngx_command_t  ngx_ailink_approval_commands[] = {
@@ -487,6 +493,7 @@ ngx_ailink_approval_hook(ngx_http_request_t *r, ngx_ailink_policy_t *policy,
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "ailink approval \"%V\" does not match the "
                           "request", &id);
+            actx->id = id;          /* as sent: for the audit only */
             actx->decision = "claim_refused";
             ngx_ailink_approval_refuse(r, NULL, 0);
             return NGX_DONE;
@@ -821,6 +828,12 @@ ngx_ailink_approval_postconfiguration(ngx_conf_t *cf)
     ngx_ailink_policy_hooks[NGX_AILINK_PA_REQUIRE_APPROVAL] =
                                                    ngx_ailink_approval_hook;
 
+    /* the last module of the list: the policy module's hook is set */
+    if (ngx_ailink_log_hook != ngx_ailink_approval_log_hook) {
+        ngx_ailink_approval_next_log_hook = ngx_ailink_log_hook;
+        ngx_ailink_log_hook = ngx_ailink_approval_log_hook;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     /* the last module of the list: runs first in the phase, before
@@ -857,6 +870,92 @@ ngx_ailink_approval_postconfiguration(ngx_conf_t *cf)
     *h = ngx_ailink_idempotency_headers;
 
     return NGX_OK;
+}
+
+
+/*
+ * The audit record: ,"approval":{"id","decision"[,"decided_by","reason"]}
+ * and ,"idempotent_replay":true, after the policies' members
+ */
+
+static void
+ngx_ailink_approval_log_hook(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    u_char                     *p;
+    size_t                      len;
+    ngx_str_t                   decision;
+    ngx_uint_t                  replayed;
+    ngx_ailink_approval_ctx_t  *actx;
+
+    if (ngx_ailink_approval_next_log_hook) {
+        ngx_ailink_approval_next_log_hook(r, ctx);
+    }
+
+    actx = ngx_http_get_module_ctx(r, ngx_ailink_approval_module);
+    replayed = ngx_ailink_idempotency_replayed(r);
+
+    if (replayed && actx && actx->decision == NULL && actx->claim_id.len) {
+        /* a repeated claim, answered before the approval was looked at */
+        actx->id = actx->claim_id;
+        actx->decision = "replayed";
+    }
+
+    if ((actx == NULL || actx->id.len == 0 || actx->decision == NULL)
+        && !replayed)
+    {
+        return;
+    }
+
+    len = ctx->policy_audit.len + sizeof(",\"idempotent_replay\":true");
+
+    if (actx && actx->id.len && actx->decision) {
+        decision.data = (u_char *) actx->decision;
+        decision.len = ngx_strlen(actx->decision);
+
+        len += sizeof(",\"approval\":{\"id\":\"\",\"decision\":\"\","
+                      "\"decided_by\":\"\",\"reason\":\"\"}")
+               + ngx_ailink_json_escape_len(&actx->id)
+               + ngx_ailink_json_escape_len(&decision)
+               + ngx_ailink_json_escape_len(&actx->decided_by)
+               + ngx_ailink_json_escape_len(&actx->reason);
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return;
+    }
+
+    len = ctx->policy_audit.len;
+
+    if (len) {
+        ngx_memcpy(p, ctx->policy_audit.data, len);
+    }
+
+    ctx->policy_audit.data = p;
+    p += len;
+
+    if (actx && actx->id.len && actx->decision) {
+        p = ngx_cpymem(p, ",\"approval\":{\"id\":\"",
+                       sizeof(",\"approval\":{\"id\":\"") - 1);
+        p = ngx_ailink_json_escape(p, &actx->id);
+        *p++ = '"';
+        p = ngx_ailink_approval_member(p, "decision", &decision);
+
+        if (actx->decided_by.len) {
+            p = ngx_ailink_approval_member(p, "decided_by",
+                                           &actx->decided_by);
+            p = ngx_ailink_approval_member(p, "reason", &actx->reason);
+        }
+
+        *p++ = '}';
+    }
+
+    if (replayed) {
+        p = ngx_cpymem(p, ",\"idempotent_replay\":true",
+                       sizeof(",\"idempotent_replay\":true") - 1);
+    }
+
+    ctx->policy_audit.len = p - ctx->policy_audit.data;
 }
 
 

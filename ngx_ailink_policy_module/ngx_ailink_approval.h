@@ -80,6 +80,8 @@ typedef struct {
     const char                 *decision;   /* for the audit */
     void                       *hold;
     time_t                      wait;       /* sync mode, seconds */
+    ngx_str_t                   decided_by; /* the approvals API's */
+    ngx_str_t                   reason;
     unsigned                    claimed:1;
 } ngx_ailink_approval_ctx_t;
 
@@ -127,6 +129,7 @@ ngx_int_t ngx_ailink_approval_wait_init(ngx_cycle_t *cycle);
 extern ngx_module_t  ngx_ailink_idempotency_module;
 ngx_int_t ngx_ailink_idempotency_headers(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_idempotency_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_ailink_idempotency_replayed(ngx_http_request_t *r);
 
 /* ngx_ailink_approval_page.c */
 char *ngx_ailink_approval_page(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -390,8 +390,9 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
     ngx_int_t               rc;
     ngx_str_t               id, body, old, reason, *who;
     ngx_uint_t              decision, status;
-    ngx_ailink_state_t     *st;
-    ngx_ailink_approval_t   apr;
+    ngx_ailink_state_t         *st;
+    ngx_ailink_approval_t       apr;
+    ngx_ailink_approval_ctx_t  *actx;
 
     who = ngx_ailink_approval_admin(r);
     st = ngx_ailink_policy_state(r);
@@ -496,6 +497,25 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
 
     (void) ngx_ailink_approval_notify(st);
     ngx_ailink_approval_wake();
+
+    /* the decision in this request's audit record */
+    actx = ngx_http_get_module_ctx(r, ngx_ailink_approval_module);
+
+    if (actx == NULL) {
+        actx = ngx_pcalloc(r->pool, sizeof(ngx_ailink_approval_ctx_t));
+
+        if (actx) {
+            ngx_http_set_ctx(r, actx, ngx_ailink_approval_module);
+        }
+    }
+
+    if (actx) {
+        actx->id = apr.id;
+        actx->decision = decision == NGX_AILINK_APPROVAL_APPROVED
+                         ? "approved" : "rejected";
+        actx->decided_by = *who;
+        actx->reason = reason;
+    }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "ailink approval %V %s by \"%V\": \"%V\" (policy \"%V\", "

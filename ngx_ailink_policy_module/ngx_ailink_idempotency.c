@@ -58,6 +58,7 @@ typedef struct {
     unsigned                    checked:1;
     unsigned                    reading:1;
     unsigned                    claim:1;    /* the key is an approval id */
+    unsigned                    replayed:1;
 } ngx_ailink_idem_ctx_t;
 
 
@@ -616,11 +617,26 @@ ngx_ailink_idempotency_handler(ngx_http_request_t *r)
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "ailink idempotency: response replayed");
 
+    ictx->replayed = 1;
+
     rc = ngx_ailink_idem_replay(r, ctx, &rec);
 
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/* for the audit record */
+
+ngx_uint_t
+ngx_ailink_idempotency_replayed(ngx_http_request_t *r)
+{
+    ngx_ailink_idem_ctx_t  *ictx;
+
+    ictx = ngx_http_get_module_ctx(r, ngx_ailink_idempotency_module);
+
+    return ictx && ictx->replayed;
 }
 
 

@@ -54,6 +54,7 @@ YAML
 close $y;
 
 my $server = <<"CONF";
+        ailink_audit_log logs/audit.jsonl;
         location /api/v1/approvals {
             ailink_approvals_api;
         }
@@ -270,6 +271,26 @@ is(call($ADMIN, 'POST', "/api/v1/approvals/$id5/decision", '{"x":1}')
    ->{status}, 400, 'a decision without "decision": 400');
 is(decide('apr_000000000000000000000000', 'approve', 'x')->{status}, 404,
    'deciding an unknown approval: 404');
+
+# 12. the audit records: held, decided (who and why), claimed, replayed
+sub audit {
+    open my $f, '<', "$nginx->{dir}/logs/audit.jsonl" or return ();
+    return map { decode_json($_) } <$f>;
+}
+my @recs = audit();
+my @mine = grep { $_->{approval} && $_->{approval}{id} eq $id } @recs;
+is_deeply([map { $_->{approval}{decision} } @mine],
+          [qw(pending claim_refused approved claim_refused claim_refused
+              claim_refused claimed replayed claim_refused)],
+          'every step of the approval is in the audit')
+    or diag(explain([map { [$_->{path}, $_->{status}, $_->{approval}] } @mine]));
+my ($dec) = grep { $_->{approval}{decision} eq 'approved' } @mine;
+is($dec->{approval}{decided_by}, 'alice', 'the decision: who');
+is($dec->{approval}{reason}, 'ok by alice', 'and why');
+my ($held_rec) = @mine;
+is($held_rec->{status}, 202, 'the held request: 202');
+ok((grep { $_->{idempotent_replay} } @mine),
+   'the replayed claim is marked idempotent_replay');
 
 # 13. reload: the pending approval is still there and can be decided
 $res = call($ACTION_TOKEN, 'POST', '/v1/charges', '{"amount":7}');
