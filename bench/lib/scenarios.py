@@ -54,6 +54,12 @@ SCENARIOS = [
     Scenario("openai-policies", "5",
              "OpenAI passthrough, 20 policies of 5 rules, one rate limit and one spend cap",
              "POST", CHAT, CHAT, "openai-1k", POLICY, COMPLETION, 0.75),
+    # issue 10: one Idempotency-Key for every request: after the first, each
+    # is a replay from the state zone (the upstream is not called)
+    Scenario("openai-idem-replay", "6",
+             "OpenAI request replayed for its Idempotency-Key (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", LLM + "\nIdempotency-Key: bench-replay",
+             COMPLETION, None),
 ]
 
 
