@@ -56,6 +56,13 @@ static ngx_command_t  ngx_ailink_approval_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ailink_approval_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_ailink_approval_conf_t, webhook),
+      NULL },
+
     { ngx_string("ailink_approval_max_wait"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
@@ -553,6 +560,8 @@ ngx_ailink_approval_hook(ngx_http_request_t *r, ngx_ailink_policy_t *policy,
                   "ailink approval %V created: policy \"%V\" rule \"%V\", "
                   "token \"%V\", %V %V", &apr.id, &policy->name, &rule->name,
                   &ctx->token->id, &ctx->method, &ctx->path);
+
+    ngx_ailink_approval_webhook(r, &apr);
 
     if (actx->wait_header.len) {
         wait = ngx_atotm(actx->wait_header.data, actx->wait_header.len);

@@ -63,6 +63,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                 admin_keys; /* ngx_ailink_approval_key_t */
     time_t                      max_wait;   /* ailink_approval_max_wait */
+    ngx_str_t                   webhook;    /* ailink_approval_webhook */
 } ngx_ailink_approval_conf_t;
 
 
@@ -130,6 +131,10 @@ extern ngx_module_t  ngx_ailink_idempotency_module;
 ngx_int_t ngx_ailink_idempotency_headers(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_idempotency_handler(ngx_http_request_t *r);
 ngx_uint_t ngx_ailink_idempotency_replayed(ngx_http_request_t *r);
+
+/* ngx_ailink_approval_webhook.c */
+void ngx_ailink_approval_webhook(ngx_http_request_t *r,
+    ngx_ailink_approval_t *apr);
 
 /* ngx_ailink_approval_page.c */
 char *ngx_ailink_approval_page(ngx_conf_t *cf, ngx_command_t *cmd,
