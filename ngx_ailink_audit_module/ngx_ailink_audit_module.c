@@ -372,7 +372,10 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     }
 
     /* "policies" and "tags", for tokens that have policies */
-    p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
+    if (ctx->policy_audit.len) {
+        p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
+    }
+
     p = ngx_ailink_guard_audit(p, ctx);
 
     *p++ = '}';
