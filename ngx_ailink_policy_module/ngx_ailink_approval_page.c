@@ -48,7 +48,9 @@ static u_char  ngx_ailink_approval_page_head[] =
 static u_char  ngx_ailink_approval_page_tail[] =
 ";\n"
 "const $ = (id) => document.getElementById(id);\n"
-"function key() { return sessionStorage.getItem(\"ailink_admin_key\") || \"\"; }\n"
+"function key() {\n"
+"  return sessionStorage.getItem(\"ailink_admin_key\") || \"\";\n"
+"}\n"
 "function say(text) { $(\"status\").textContent = text; }\n"
 "async function call(method, path, body) {\n"
 "  const r = await fetch(API + path, {method: method, headers: {\n"

@@ -151,7 +151,8 @@ ngx_ailink_approval_admin_view(u_char *p, ngx_ailink_approval_t *apr,
 
     p = ngx_cpymem(p, ",\"created_at\":\"", sizeof(",\"created_at\":\"") - 1);
     p = ngx_ailink_approval_time(p, apr->created_at);
-    p = ngx_cpymem(p, "\",\"expires_at\":\"", sizeof("\",\"expires_at\":\"") - 1);
+    p = ngx_cpymem(p, "\",\"expires_at\":\"",
+                   sizeof("\",\"expires_at\":\"") - 1);
     p = ngx_ailink_approval_time(p, apr->expires_at);
     *p++ = '"';
 
