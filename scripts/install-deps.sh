@@ -12,7 +12,8 @@ if [ "${1:-}" = test ]; then
                liblist-moreutils-perl libwww-perl liburi-perl
                libhttp-message-perl libipc-run-perl valgrind
                python3-pip nodejs npm
-               chromium chromium-driver)    # the approvals page's browser test
+               chromium chromium-driver fonts-liberation)  # the approvals
+               # page's browser test (fonts: a Recommends, not pulled in)
 fi
 
 missing=()
