@@ -21,6 +21,9 @@ scripts/install-deps.sh test || exit 1
 
 python3 -c 'import openai, pytest' 2>/dev/null \
     || python3 -m pip install -q "openai>=1.50" pytest || exit 1
+# the approvals page's browser test (t/e2e/test_approvals_page_browser.py)
+python3 -c 'import selenium' 2>/dev/null \
+    || python3 -m pip install -q selenium || exit 1
 
 if [ ! -d t/e2e/node_modules/openai ]; then
     npm ci --prefix t/e2e --no-audit --no-fund --loglevel=error || exit 1

@@ -126,6 +126,12 @@ typedef struct {
 } ngx_ailink_price_t;
 
 
+typedef struct {
+    u_char                      hash[NGX_AILINK_SHA256_LEN];
+    ngx_str_t                   name;       /* who, in the audit */
+} ngx_ailink_admin_key_t;
+
+
 /* the config-as-code file, loaded at startup and on every reload */
 typedef struct {
     ngx_str_t                   file;
@@ -134,7 +140,7 @@ typedef struct {
     ngx_array_t                 providers;      /* ngx_ailink_provider_t */
     ngx_array_t                 routes;         /* longest prefix first */
     ngx_array_t                 prices;         /* longest prefix first */
-    ngx_array_t                *admin_keys;     /* SHA-256 of each key */
+    ngx_array_t                *admin_keys;     /* ngx_ailink_admin_key_t */
 } ngx_ailink_conf_t;
 
 
@@ -603,6 +609,7 @@ ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,
 /* ngx_ailink_admin_key.c: the "admin_keys" of the file */
 ngx_int_t ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+ngx_str_t *ngx_ailink_admin_key_find(ngx_http_request_t *r);
 
 /* ngx_ailink_prices.c */
 ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,

@@ -43,6 +43,21 @@ typedef struct {
                              ngx_str_t *value, time_t ttl);
     ngx_int_t  (*get_record)(ngx_ailink_state_t *st, ngx_str_t *key,
                              ngx_pool_t *pool, ngx_str_t *value);
+    /*
+     * compare-and-set of a record: with expect NULL, creates it only when
+     * absent (or expired); otherwise replaces it only when it equals
+     * expect.  NGX_OK when written, NGX_BUSY when the record is there
+     * (expect NULL) or differs, NGX_DECLINED when absent (expect set),
+     * NGX_ERROR when the store has no room.  Single-use claims and state
+     * transitions go through it.
+     */
+    ngx_int_t  (*cas_record)(ngx_ailink_state_t *st, ngx_str_t *key,
+                             ngx_str_t *expect, ngx_str_t *value, time_t ttl,
+                             ngx_uint_t flags);
+    /* the live records whose keys start with prefix: ngx_keyval_t */
+    ngx_int_t  (*list_records)(ngx_ailink_state_t *st, ngx_str_t *prefix,
+                               ngx_pool_t *pool, ngx_array_t *out);
+    ngx_int_t  (*delete_record)(ngx_ailink_state_t *st, ngx_str_t *key);
 } ngx_ailink_state_ops_t;
 
 
@@ -78,6 +93,12 @@ ngx_ailink_state_window(time_t now, time_t length, time_t offset,
     (st)->ops->set_record(st, key, value, ttl)
 #define ngx_ailink_state_get_record(st, key, pool, value)                     \
     (st)->ops->get_record(st, key, pool, value)
+#define ngx_ailink_state_cas_record(st, key, expect, value, ttl, flags)       \
+    (st)->ops->cas_record(st, key, expect, value, ttl, flags)
+#define ngx_ailink_state_list_records(st, prefix, pool, out)                  \
+    (st)->ops->list_records(st, prefix, pool, out)
+#define ngx_ailink_state_delete_record(st, key)                               \
+    (st)->ops->delete_record(st, key)
 
 
 /* ngx_ailink_state_shm.c */

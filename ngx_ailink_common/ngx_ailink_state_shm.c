@@ -23,6 +23,9 @@
 
 #define NGX_AILINK_STATE_EVICT      4
 
+/* a node's flag: it holds a record, not a counter */
+#define NGX_AILINK_STATE_RECORD     0x80
+
 
 typedef struct {
     ngx_rbtree_node_t           node;       /* key: CRC32 of the key */
@@ -64,6 +67,13 @@ static ngx_int_t ngx_ailink_state_shm_set_record(ngx_ailink_state_t *st,
     ngx_str_t *key, ngx_str_t *value, time_t ttl);
 static ngx_int_t ngx_ailink_state_shm_get_record(ngx_ailink_state_t *st,
     ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *value);
+static ngx_int_t ngx_ailink_state_shm_cas_record(ngx_ailink_state_t *st,
+    ngx_str_t *key, ngx_str_t *expect, ngx_str_t *value, time_t ttl,
+    ngx_uint_t flags);
+static ngx_int_t ngx_ailink_state_shm_list_records(ngx_ailink_state_t *st,
+    ngx_str_t *prefix, ngx_pool_t *pool, ngx_array_t *out);
+static ngx_int_t ngx_ailink_state_shm_delete_record(ngx_ailink_state_t *st,
+    ngx_str_t *key);
 static ngx_int_t ngx_ailink_state_shm_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_ailink_state_shm_load(ngx_ailink_state_shm_t *shm,
@@ -74,7 +84,10 @@ static ngx_ailink_state_ops_t  ngx_ailink_state_shm_ops = {
     ngx_ailink_state_shm_add_op,
     ngx_ailink_state_shm_get,
     ngx_ailink_state_shm_set_record,
-    ngx_ailink_state_shm_get_record
+    ngx_ailink_state_shm_get_record,
+    ngx_ailink_state_shm_cas_record,
+    ngx_ailink_state_shm_list_records,
+    ngx_ailink_state_shm_delete_record
 };
 
 
@@ -386,6 +399,10 @@ ngx_ailink_state_shm_set_record(ngx_ailink_state_t *st, ngx_str_t *key,
     n = ngx_ailink_state_shm_lookup(shm, key, hash);
 
     if (n) {
+        if (n->flags & NGX_AILINK_STATE_PERSIST) {
+            shm->sh->gen++;
+        }
+
         ngx_ailink_state_shm_free(shm, n);
     }
 
@@ -396,6 +413,7 @@ ngx_ailink_state_shm_set_record(ngx_ailink_state_t *st, ngx_str_t *key,
         return NGX_ERROR;
     }
 
+    n->flags = NGX_AILINK_STATE_RECORD;
     n->expires = ttl ? now + ttl : 0;
     ngx_memcpy(n->data + n->key_len, value->data, value->len);
 
@@ -436,6 +454,173 @@ ngx_ailink_state_shm_get_record(ngx_ailink_state_t *st, ngx_str_t *key,
             ngx_memcpy(value->data, n->data + n->key_len, n->rec_len);
             rc = NGX_OK;
         }
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_ailink_state_shm_cas_record(ngx_ailink_state_t *st, ngx_str_t *key,
+    ngx_str_t *expect, ngx_str_t *value, time_t ttl, ngx_uint_t flags)
+{
+    time_t                    now;
+    uint32_t                  hash;
+    ngx_ailink_state_shm_t   *shm;
+    ngx_ailink_state_node_t  *n;
+
+    shm = st->data;
+
+    if (key->len > NGX_AILINK_STATE_KEY_MAX) {
+        return NGX_ERROR;
+    }
+
+    now = ngx_time();
+    hash = ngx_murmur_hash2(key->data, key->len);
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    ngx_ailink_state_shm_expire(shm, now, 0);
+
+    n = ngx_ailink_state_shm_lookup(shm, key, hash);
+
+    if (n && n->expires && n->expires <= now) {
+        if (n->flags & NGX_AILINK_STATE_PERSIST) {
+            shm->sh->gen++;
+        }
+
+        ngx_ailink_state_shm_free(shm, n);
+        n = NULL;
+    }
+
+    if (expect == NULL) {
+        if (n) {
+            ngx_shmtx_unlock(&shm->shpool->mutex);
+            return NGX_BUSY;
+        }
+
+    } else {
+        if (n == NULL) {
+            ngx_shmtx_unlock(&shm->shpool->mutex);
+            return NGX_DECLINED;
+        }
+
+        if (!(n->flags & NGX_AILINK_STATE_RECORD)
+            || ngx_memn2cmp(n->data + n->key_len, expect->data, n->rec_len,
+                            expect->len)
+               != 0)
+        {
+            ngx_shmtx_unlock(&shm->shpool->mutex);
+            return NGX_BUSY;
+        }
+
+        ngx_ailink_state_shm_free(shm, n);
+    }
+
+    n = ngx_ailink_state_shm_alloc(shm, key, hash, value->len, now);
+
+    if (n == NULL) {
+        /* the old record is gone with the new one not written: the
+           caller fails closed */
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    n->flags = (u_char) (NGX_AILINK_STATE_RECORD
+                         | (flags & NGX_AILINK_STATE_PERSIST));
+    n->expires = ttl ? now + ttl : 0;
+    ngx_memcpy(n->data + n->key_len, value->data, value->len);
+
+    if (n->flags & NGX_AILINK_STATE_PERSIST) {
+        shm->sh->gen++;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_state_shm_list_records(ngx_ailink_state_t *st, ngx_str_t *prefix,
+    ngx_pool_t *pool, ngx_array_t *out)
+{
+    time_t                    now;
+    ngx_int_t                 rc;
+    ngx_queue_t              *q;
+    ngx_keyval_t             *kv;
+    ngx_ailink_state_shm_t   *shm;
+    ngx_ailink_state_node_t  *n;
+
+    shm = st->data;
+    now = ngx_time();
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    for (q = ngx_queue_head(&shm->sh->queue);
+         q != ngx_queue_sentinel(&shm->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        n = ngx_queue_data(q, ngx_ailink_state_node_t, queue);
+
+        if (!(n->flags & NGX_AILINK_STATE_RECORD)
+            || (n->expires && n->expires <= now)
+            || n->key_len < prefix->len
+            || ngx_memcmp(n->data, prefix->data, prefix->len) != 0)
+        {
+            continue;
+        }
+
+        kv = ngx_array_push(out);
+        if (kv == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        kv->key.len = n->key_len;
+        kv->key.data = ngx_pnalloc(pool, n->key_len + n->rec_len + 1);
+        if (kv->key.data == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ngx_memcpy(kv->key.data, n->data, n->key_len + n->rec_len);
+        kv->value.len = n->rec_len;
+        kv->value.data = kv->key.data + n->key_len;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_ailink_state_shm_delete_record(ngx_ailink_state_t *st, ngx_str_t *key)
+{
+    uint32_t                  hash;
+    ngx_int_t                 rc;
+    ngx_ailink_state_shm_t   *shm;
+    ngx_ailink_state_node_t  *n;
+
+    shm = st->data;
+    hash = ngx_murmur_hash2(key->data, key->len);
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    n = ngx_ailink_state_shm_lookup(shm, key, hash);
+
+    if (n) {
+        if (n->flags & NGX_AILINK_STATE_PERSIST) {
+            shm->sh->gen++;
+        }
+
+        ngx_ailink_state_shm_free(shm, n);
+        rc = NGX_OK;
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
@@ -547,7 +732,8 @@ ngx_ailink_state_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 /*
  * The file: a first line "ailink-state 1", then one line per persistent
  * counter, "<expires> <value> <key length> <key>\n" (the length makes
- * any byte in a key safe).
+ * any byte in a key safe), or per persistent record,
+ * "<expires> r<record length> <key length> <key><record>\n".
  */
 
 static void
@@ -560,7 +746,8 @@ ngx_ailink_state_shm_load(ngx_ailink_state_shm_t *shm, ngx_log_t *log)
     ngx_fd_t                  fd;
     uint32_t                  hash;
     ngx_str_t                 key;
-    ngx_uint_t                count, neg;
+    size_t                    rec_len;
+    ngx_uint_t                count, neg, record;
     ngx_file_info_t           fi;
     ngx_ailink_state_node_t  *node;
 
@@ -621,13 +808,27 @@ ngx_ailink_state_shm_load(ngx_ailink_state_shm_t *shm, ngx_log_t *log)
             goto failed;
         }
 
-        neg = (*p == '-');
-        value = ngx_atoof(p + neg, e - p - neg);
-        if (value == NGX_ERROR) {
-            goto failed;
+        rec_len = 0;
+        record = (*p == 'r');
+
+        if (record) {
+            rec_len = ngx_atosz(p + 1, e - p - 1);
+            value = 0;
+
+            if (rec_len == (size_t) NGX_ERROR) {
+                goto failed;
+            }
+
+        } else {
+            neg = (*p == '-');
+            value = ngx_atoof(p + neg, e - p - neg);
+            if (value == NGX_ERROR) {
+                goto failed;
+            }
+
+            value = neg ? -value : value;
         }
 
-        value = neg ? -value : value;
         p = e + 1;
 
         e = ngx_strlchr(p, last, ' ');
@@ -639,13 +840,13 @@ ngx_ailink_state_shm_load(ngx_ailink_state_shm_t *shm, ngx_log_t *log)
         key.data = e + 1;
 
         if (key.len == (size_t) NGX_ERROR || key.len > NGX_AILINK_STATE_KEY_MAX
-            || (size_t) (last - key.data) < key.len + 1
-            || key.data[key.len] != '\n')
+            || (size_t) (last - key.data) < key.len + rec_len + 1
+            || key.data[key.len + rec_len] != '\n')
         {
             goto failed;
         }
 
-        p = key.data + key.len + 1;
+        p = key.data + key.len + rec_len + 1;
 
         if (expires && expires <= now) {
             continue;
@@ -657,7 +858,7 @@ ngx_ailink_state_shm_load(ngx_ailink_state_shm_t *shm, ngx_log_t *log)
             continue;
         }
 
-        node = ngx_ailink_state_shm_alloc(shm, &key, hash, 0, now);
+        node = ngx_ailink_state_shm_alloc(shm, &key, hash, rec_len, now);
         if (node == NULL) {
             break;
         }
@@ -665,6 +866,12 @@ ngx_ailink_state_shm_load(ngx_ailink_state_shm_t *shm, ngx_log_t *log)
         node->expires = expires;
         node->value = value;
         node->flags = NGX_AILINK_STATE_PERSIST;
+
+        if (record) {
+            node->flags |= NGX_AILINK_STATE_RECORD;
+            ngx_memcpy(node->data + key.len, key.data + key.len, rec_len);
+        }
+
         count++;
     }
 
@@ -737,7 +944,7 @@ ngx_ailink_state_shm_save(ngx_ailink_state_t *st, ngx_log_t *log)
         node = ngx_queue_data(q, ngx_ailink_state_node_t, queue);
 
         if (node->flags & NGX_AILINK_STATE_PERSIST) {
-            size += 3 * NGX_INT64_LEN + 4 + node->key_len;
+            size += 3 * NGX_INT64_LEN + 5 + node->key_len + node->rec_len;
         }
     }
 
@@ -762,9 +969,19 @@ ngx_ailink_state_shm_save(ngx_ailink_state_t *st, ngx_log_t *log)
             continue;
         }
 
-        p = ngx_sprintf(p, "%T %L %uz ", node->expires, node->value,
-                        (size_t) node->key_len);
-        p = ngx_cpymem(p, node->data, node->key_len);
+        if (node->flags & NGX_AILINK_STATE_RECORD) {
+            /* a record: "r<length>" in place of the value, its bytes
+               right after the key */
+            p = ngx_sprintf(p, "%T r%uz %uz ", node->expires,
+                            (size_t) node->rec_len, (size_t) node->key_len);
+            p = ngx_cpymem(p, node->data, node->key_len + node->rec_len);
+
+        } else {
+            p = ngx_sprintf(p, "%T %L %uz ", node->expires, node->value,
+                            (size_t) node->key_len);
+            p = ngx_cpymem(p, node->data, node->key_len);
+        }
+
         *p++ = '\n';
     }
 

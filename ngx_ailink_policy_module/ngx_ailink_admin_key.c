@@ -2,11 +2,12 @@
 /*
  * Copyright (C) AILink
  *
- * Admin keys for the cache and breaker APIs, until the admin API absorbs
- * them: "admin_keys" in the config file lists the SHA-256 (hex) of each
- * key; a request carries "Authorization: Bearer ailink_admin_...".  Fails
- * closed: no list, no key, or a key not in the list is 401 invalid_token.
- * One function on each side (load, check), so that a merge keeps one.
+ * Admin keys, for every API that needs one (approvals, cache, breakers):
+ * "admin_keys" in the config file lists the SHA-256 (hex) of each key,
+ * as a string or as {name, hash}; a request carries "Authorization:
+ * Bearer ailink_admin_...".  The name (by default "admin:" and the first
+ * eight hex digits) says who decided in the audit.  Fails closed: no
+ * list, no key, or a key not in the list is refused.
  */
 
 
@@ -23,14 +24,15 @@ ngx_int_t
 ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root)
 {
-    u_char      *hash;
-    cJSON       *list, *item;
-    ngx_str_t    s;
-    ngx_uint_t   i;
+    u_char                 *p;
+    cJSON                  *list, *item, *hash, *name;
+    ngx_int_t               c;
+    ngx_uint_t              i;
+    ngx_ailink_admin_key_t *k;
 
     list = ngx_ailink_json_get(root, "admin_keys");
 
-    if (list == NULL) {
+    if (list == NULL || cJSON_IsNull(list)) {
         return NGX_OK;
     }
 
@@ -41,36 +43,57 @@ ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
         return NGX_ERROR;
     }
 
-    conf->admin_keys = ngx_array_create(cf->pool, 2, NGX_AILINK_SHA256_LEN);
+    conf->admin_keys = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_ailink_admin_key_t));
     if (conf->admin_keys == NULL) {
         return NGX_ERROR;
     }
 
-    i = 0;
-
     cJSON_ArrayForEach(item, list) {
+        hash = cJSON_IsObject(item) ? ngx_ailink_json_get(item, "hash") : item;
+        name = cJSON_IsObject(item) ? ngx_ailink_json_get(item, "name")
+                                    : NULL;
 
-        if (!cJSON_IsString(item)) {
+        if (!cJSON_IsString(hash)
+            || ngx_strlen(hash->valuestring) != 2 * NGX_AILINK_SHA256_LEN
+            || (name && !cJSON_IsString(name)))
+        {
             goto invalid;
         }
 
-        ngx_ailink_json_str(item, &s);
-
-        if (s.len != 2 * NGX_AILINK_SHA256_LEN) {
-            goto invalid;
-        }
-
-        hash = ngx_array_push(conf->admin_keys);
-        if (hash == NULL) {
+        k = ngx_array_push(conf->admin_keys);
+        if (k == NULL) {
             return NGX_ERROR;
         }
 
+        p = (u_char *) hash->valuestring;
+
         for (i = 0; i < NGX_AILINK_SHA256_LEN; i++) {
-            if (ngx_hextoi(&s.data[2 * i], 2) == NGX_ERROR) {
+            c = ngx_hextoi(p + 2 * i, 2);
+            if (c == NGX_ERROR) {
                 goto invalid;
             }
 
-            hash[i] = (u_char) ngx_hextoi(&s.data[2 * i], 2);
+            k->hash[i] = (u_char) c;
+        }
+
+        if (name) {
+            k->name.len = ngx_strlen(name->valuestring);
+            k->name.data = ngx_pnalloc(cf->pool, k->name.len);
+            if (k->name.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(k->name.data, name->valuestring, k->name.len);
+
+        } else {
+            k->name.data = ngx_pnalloc(cf->pool, sizeof("admin:") - 1 + 8);
+            if (k->name.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            k->name.len = ngx_sprintf(k->name.data, "admin:%*s", 8, p)
+                          - k->name.data;
         }
     }
 
@@ -79,27 +102,29 @@ ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "ailink_config \"%V\": admin_keys: each must be the "
-                       "SHA-256 of a key, 64 hex digits", &conf->file);
+                       "ailink_config \"%V\": admin_keys: each is the "
+                       "SHA-256 of a key in hex (64 characters), or "
+                       "{name, hash}", &conf->file);
     return NGX_ERROR;
 }
 
 
-/* NGX_OK, or NGX_DECLINED: the caller refuses with 401 invalid_token */
+/* the name of the request's admin key, or NULL: not one of the file's */
 
-ngx_int_t
-ngx_ailink_admin_key_check(ngx_http_request_t *r)
+ngx_str_t *
+ngx_ailink_admin_key_find(ngx_http_request_t *r)
 {
-    u_char              digest[EVP_MAX_MD_SIZE], *hash;
-    ngx_str_t           key;
-    ngx_uint_t          i, ok;
-    unsigned int        len;
-    ngx_ailink_conf_t  *conf;
+    u_char                   digest[EVP_MAX_MD_SIZE];
+    ngx_str_t                key, *found;
+    ngx_uint_t               i;
+    unsigned int             len;
+    ngx_ailink_conf_t       *conf;
+    ngx_ailink_admin_key_t  *k;
 
     conf = ngx_ailink_get_conf(r);
 
     if (r->headers_in.authorization == NULL) {
-        goto refuse;
+        return NULL;
     }
 
     key = r->headers_in.authorization->value;
@@ -108,7 +133,7 @@ ngx_ailink_admin_key_check(ngx_http_request_t *r)
         || ngx_strncasecmp(key.data, (u_char *) "Bearer ",
                            sizeof("Bearer ") - 1) != 0)
     {
-        goto refuse;
+        return NULL;
     }
 
     key.data += sizeof("Bearer ") - 1;
@@ -121,22 +146,31 @@ ngx_ailink_admin_key_check(ngx_http_request_t *r)
         || EVP_Digest(key.data, key.len, digest, &len, EVP_sha256(), NULL)
            != 1)
     {
-        goto refuse;
+        return NULL;
     }
 
-    hash = conf->admin_keys->elts;
-    ok = 0;
+    k = conf->admin_keys->elts;
+    found = NULL;
 
+    /* every key compared in constant time, whichever matches */
     for (i = 0; i < conf->admin_keys->nelts; i++) {
-        ok |= (CRYPTO_memcmp(digest, hash + i * NGX_AILINK_SHA256_LEN,
-                             NGX_AILINK_SHA256_LEN) == 0);
+        if (CRYPTO_memcmp(digest, k[i].hash, NGX_AILINK_SHA256_LEN) == 0) {
+            found = &k[i].name;
+        }
     }
 
-    if (ok) {
+    return found;
+}
+
+
+/* NGX_OK, or NGX_DECLINED: the caller refuses with 401 invalid_token */
+
+ngx_int_t
+ngx_ailink_admin_key_check(ngx_http_request_t *r)
+{
+    if (ngx_ailink_admin_key_find(r)) {
         return NGX_OK;
     }
-
-refuse:
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "ailink: admin key refused");

@@ -151,6 +151,10 @@ typedef struct {
     ngx_ailink_policy_spend_t   spend;
     double                      limit_usd;
     ngx_str_t                   budget;
+
+    /* require_approval: reason in text; how long it may wait; notes */
+    time_t                      expires_in;
+    ngx_str_t                   notes;
 } ngx_ailink_policy_action_t;
 
 
@@ -269,6 +273,17 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_ailink_policy_module;
+
+
+/*
+ * require_approval, redact and block_content: filled by the approvals and
+ * guardrails modules (see ngx_ailink_policy_module.c)
+ */
+typedef ngx_int_t (*ngx_ailink_policy_hook_pt)(ngx_http_request_t *r,
+    ngx_ailink_policy_t *policy, ngx_ailink_policy_rule_t *rule,
+    ngx_ailink_policy_action_t *action);
+
+extern ngx_ailink_policy_hook_pt  ngx_ailink_policy_hooks[NGX_AILINK_PA_MAX];
 
 
 /* ngx_ailink_policy_conf.c */

@@ -25,6 +25,7 @@
 
 
 #include "ngx_ailink_policy.h"
+#include "ngx_ailink_approval.h"
 #include <math.h>
 
 
@@ -932,6 +933,75 @@ ngx_ailink_policy_spend_cap_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 }
 
 
+/*
+ * require_approval: true, a reason string, or
+ * {reason, expires_in (seconds, default 3600), notes}; the approval
+ * digests the body, so the policy reads it
+ */
+
+static ngx_int_t
+ngx_ailink_policy_approval_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
+    ngx_ailink_policy_action_t *a)
+{
+    cJSON  *item;
+
+    ld->policy->needs_body = 1;
+    a->expires_in = 3600;
+    ngx_str_set(&a->text, "this request needs a human approval");
+
+    if (cJSON_IsString(v)) {
+        return ngx_ailink_policy_cstr(ld, v, "require_approval", &a->text);
+    }
+
+    if (!cJSON_IsObject(v)) {
+        return NGX_OK;
+    }
+
+    if (ngx_ailink_policy_keys(ld, v, "require_approval",
+                               (const char *[]) { "reason", "expires_in",
+                                                  "notes", NULL })
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    item = ngx_ailink_json_get(v, "reason");
+
+    if (item && ngx_ailink_policy_cstr(ld, item, "require_approval.reason",
+                                       &a->text)
+                != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    item = ngx_ailink_json_get(v, "notes");
+
+    if (item && ngx_ailink_policy_cstr(ld, item, "require_approval.notes",
+                                       &a->notes)
+                != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    item = ngx_ailink_json_get(v, "expires_in");
+
+    if (item) {
+        if (!cJSON_IsNumber(item) || item->valuedouble < 1
+            || item->valuedouble > 30 * 86400)
+        {
+            ngx_ailink_policy_error(ld, "require_approval.expires_in must "
+                                    "be a number of seconds from 1 to "
+                                    "2592000 (30 days)");
+            return NGX_ERROR;
+        }
+
+        a->expires_in = (time_t) item->valuedouble;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_ailink_policy_action(ngx_ailink_policy_loader_t *ld, const char *name,
     cJSON *v, ngx_ailink_policy_action_t *a, ngx_uint_t rule, ngx_uint_t n)
@@ -1056,6 +1126,9 @@ ngx_ailink_policy_action(ngx_ailink_policy_loader_t *ld, const char *name,
 
     case NGX_AILINK_PA_SPEND_CAP:
         return ngx_ailink_policy_spend_cap_conf(ld, v, a);
+
+    case NGX_AILINK_PA_REQUIRE_APPROVAL:
+        return ngx_ailink_policy_approval_conf(ld, v, a);
 
     default:
         /* allow; the hooks take their options when their issues land */

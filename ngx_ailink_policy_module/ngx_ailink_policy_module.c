@@ -27,10 +27,6 @@
 #include "ngx_ailink_policy.h"
 
 
-typedef ngx_int_t (*ngx_ailink_policy_hook_pt)(ngx_http_request_t *r,
-    ngx_ailink_policy_t *policy, ngx_ailink_policy_rule_t *rule,
-    ngx_ailink_policy_action_t *action);
-
 /*
  * require_approval, redact and block_content: filled by the approvals and
  * guardrails modules; NGX_OK lets the request on, NGX_DECLINED refuses
@@ -666,6 +662,12 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
                     if (rc == NGX_DONE && !p->shadow) {
                         return NGX_DONE;
+                    }
+
+                    if (rc == NGX_ERROR) {
+                        /* a hook that cannot decide: fail closed */
+                        return ngx_ailink_policy_fail(r, p, rule,
+                                           NGX_HTTP_SERVICE_UNAVAILABLE);
                     }
 
                     result = (rc == NGX_DECLINED)

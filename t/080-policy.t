@@ -323,7 +323,7 @@ YAML
 
 
 
-=== TEST 10: an action hook that no module provides fails closed
+=== TEST 10: an action hook that no module provides fails closed (redact)
 --- user_files eval
 AILink::Policy::policy_files(<<'YAML')
 policies:
@@ -331,7 +331,7 @@ policies:
     apply_to: all
     rules:
       - when: {field: request.method, op: eq, value: POST}
-        then: {require_approval: {}}
+        then: {redact: {}}
 YAML
 --- request eval
 ["POST /v1/charges\n{}", "GET /v1/me"]
@@ -343,3 +343,27 @@ Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
 [qr/"policy_name":"approvals","reason":"this action is not available on the gateway"/, qr/"echo"/]
 --- no_error_log
 [error]
+
+
+
+=== TEST 11: require_approval without a state zone to keep approvals fails closed
+--- http_config
+    ailink_config $TEST_NGINX_HTML_DIR/policy.yaml;
+--- user_files eval
+AILink::Policy::policy_files(<<'YAML')
+policies:
+  - name: approvals
+    apply_to: all
+    rules:
+      - when: {field: request.method, op: eq, value: POST}
+        then: {require_approval: {}}
+YAML
+--- request
+POST /v1/charges
+{}
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
+--- error_code: 403
+--- response_body_like: "policy_name":"approvals","reason":"this action is not available on the gateway"
+--- error_log
+no "ailink_state_zone" to keep approvals in

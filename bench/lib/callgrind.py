@@ -36,8 +36,7 @@ def _drive(port, sc, target, work, n):
     if sc.body_file(work):
         with open(sc.body_file(work), "rb") as f:
             body = f.read()
-    name, value = sc.header.split(": ", 1)
-    headers = {name: value}
+    headers = dict(line.split(": ", 1) for line in sc.header.split("\n") if line)
     if body is not None:
         headers["Content-Type"] = "application/json"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)

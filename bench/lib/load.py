@@ -23,8 +23,7 @@ def request(port, sc, target, work, timeout=10):
     if f:
         with open(f, "rb") as fh:
             body = fh.read()
-    name, value = sc.header.split(": ", 1)
-    headers = {name: value}
+    headers = dict(line.split(": ", 1) for line in sc.header.split("\n") if line)
     if body is not None:
         headers["Content-Type"] = "application/json"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)

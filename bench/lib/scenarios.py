@@ -68,6 +68,12 @@ SCENARIOS = [
     Scenario("openai-breaker", "7",
              "OpenAI passthrough through a closed circuit breaker (1 KB body)",
              "POST", "/breaker" + CHAT, CHAT, "openai-1k", LLM, COMPLETION, 0.77),
+    # issue 10: one Idempotency-Key for every request: after the first, each
+    # is a replay from the state zone (the upstream is not called)
+    Scenario("openai-idem-replay", "8",
+             "OpenAI request replayed for its Idempotency-Key (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", LLM + "\nIdempotency-Key: bench-replay",
+             COMPLETION, None),
 ]
 
 

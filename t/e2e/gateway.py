@@ -116,6 +116,7 @@ http {{
 
     ailink_config {repo}/t/conf/ailink.yaml;
     ailink_cache_zone ailink_e2e_cache 4m;
+    ailink_state_zone ailink_e2e 4m;   # idempotency keys, approvals
 
     server {{
         listen 127.0.0.1:{port};

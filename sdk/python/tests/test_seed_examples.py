@@ -285,7 +285,6 @@ def test_hitl_sync_mode(gateway):
     assert response.json()["echo"]["json"] == {"amount": 50000}
 
 
-@xfail_gateway("idempotency keys (stored and replayed responses)")
 def test_idempotency_keys(gateway):
     client = AIlinkClient(api_key=ACTION_TOKEN, gateway_url=gateway.url)
     key = "charge-order-12345-" + uuid.uuid4().hex[:8]     # unique per run

@@ -1,0 +1,305 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * Sync mode (X-AILink-Approval-Wait: N): the request is held, with no
+ * worker blocked.  Each held request has a timer for its deadline (408
+ * approval_timeout) and sits in its worker's queue; while the queue is
+ * not empty, one timer per worker reads the store's "apr:gen" counter
+ * every 50 ms, and only when it moved looks up the held approvals.  A
+ * decision in any worker thus releases its holders within about 50 ms,
+ * and held requests cost nothing while nothing is decided: no event
+ * fires for them but that one timer.  The client going away ends the
+ * hold (the request's pool cleanup takes it out of the queue).
+ */
+
+
+#include "ngx_ailink_approval.h"
+
+
+#define NGX_AILINK_APPROVAL_POLL    50      /* ms */
+
+
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_str_t                   id;
+    ngx_event_t                 deadline;
+    ngx_queue_t                 queue;
+    ngx_ailink_approval_ctx_t  *actx;
+    unsigned                    queued:1;
+} ngx_ailink_approval_hold_t;
+
+
+static void ngx_ailink_approval_poll_handler(ngx_event_t *ev);
+static void ngx_ailink_approval_deadline_handler(ngx_event_t *ev);
+static void ngx_ailink_approval_unhold(void *data);
+
+
+static ngx_queue_t   ngx_ailink_approval_held;
+static ngx_event_t   ngx_ailink_approval_poll_ev;
+static int64_t       ngx_ailink_approval_seen_gen;
+static ngx_uint_t    ngx_ailink_approval_nheld;
+
+
+ngx_int_t
+ngx_ailink_approval_wait_init(ngx_cycle_t *cycle)
+{
+    ngx_queue_init(&ngx_ailink_approval_held);
+
+    ngx_memzero(&ngx_ailink_approval_poll_ev, sizeof(ngx_event_t));
+    ngx_ailink_approval_poll_ev.handler = ngx_ailink_approval_poll_handler;
+    ngx_ailink_approval_poll_ev.log = cycle->log;
+    ngx_ailink_approval_poll_ev.data = cycle;
+    ngx_ailink_approval_poll_ev.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_ailink_approval_hold(ngx_http_request_t *r,
+    ngx_ailink_approval_ctx_t *actx, ngx_ailink_approval_t *apr, time_t wait)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_ailink_state_t          *st;
+    ngx_ailink_approval_hold_t  *h;
+
+    h = ngx_pcalloc(r->pool, sizeof(ngx_ailink_approval_hold_t));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->request = r;
+    h->id = apr->id;
+    h->actx = actx;
+    actx->hold = h;
+
+    h->deadline.handler = ngx_ailink_approval_deadline_handler;
+    h->deadline.data = h;
+    h->deadline.log = r->connection->log;
+
+    cln->handler = ngx_ailink_approval_unhold;
+    cln->data = h;
+
+    if (ngx_queue_empty(&ngx_ailink_approval_held)) {
+        /* from now on, what is decided counts */
+        st = ngx_ailink_policy_state(r);
+
+        if (ngx_ailink_approval_generation(st, &ngx_ailink_approval_seen_gen)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_queue_insert_tail(&ngx_ailink_approval_held, &h->queue);
+    h->queued = 1;
+    ngx_ailink_approval_nheld++;
+
+    ngx_add_timer(&h->deadline, (ngx_msec_t) wait * 1000);
+
+    if (!ngx_ailink_approval_poll_ev.timer_set) {
+        ngx_add_timer(&ngx_ailink_approval_poll_ev,
+                      NGX_AILINK_APPROVAL_POLL);
+    }
+
+    /* the client may go away meanwhile; nothing is written until then */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "ailink approval %V held for %T s", &apr->id, wait);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_ailink_approval_release(ngx_ailink_approval_hold_t *h)
+{
+    if (h->queued) {
+        ngx_queue_remove(&h->queue);
+        h->queued = 0;
+        ngx_ailink_approval_nheld--;
+    }
+
+    if (h->deadline.timer_set) {
+        ngx_del_timer(&h->deadline);
+    }
+
+    h->actx->hold = NULL;
+}
+
+
+static void
+ngx_ailink_approval_unhold(void *data)
+{
+    ngx_ailink_approval_hold_t  *h = data;
+
+    if (h->actx->hold) {
+        ngx_ailink_approval_release(h);
+    }
+}
+
+
+static void
+ngx_ailink_approval_deadline_handler(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_ailink_approval_hold_t  *h;
+    ngx_ailink_approval_t        apr;
+
+    h = ev->data;
+    r = h->request;
+    c = r->connection;
+
+    ngx_ailink_approval_release(h);
+
+    ngx_memzero(&apr, sizeof(ngx_ailink_approval_t));
+    apr.id = h->id;
+
+    h->actx->decision = "timeout";
+
+    ngx_ailink_approval_refuse(r, &apr, NGX_HTTP_REQUEST_TIME_OUT);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the approval of a held request was decided (or vanished) */
+
+static void
+ngx_ailink_approval_resolve(ngx_ailink_approval_hold_t *h,
+    ngx_ailink_state_t *st)
+{
+    ngx_int_t                 rc;
+    ngx_uint_t                status, why;
+    ngx_connection_t         *c;
+    ngx_ailink_ctx_t         *ctx;
+    ngx_http_request_t       *r;
+    ngx_ailink_approval_t     apr;
+    ngx_ailink_policy_ctx_t  *pctx;
+
+    r = h->request;
+    c = r->connection;
+
+    rc = ngx_ailink_approval_load(st, r->pool, &h->id, &apr);
+
+    if (rc == NGX_OK) {
+        status = ngx_ailink_approval_status(&apr, ngx_time());
+
+        if (status == NGX_AILINK_APPROVAL_PENDING) {
+            return;
+        }
+    }
+
+    ngx_ailink_approval_release(h);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        goto done;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_ailink_approval_refuse(r, NULL, 0);
+        goto done;
+    }
+
+    rc = ngx_ailink_approval_claim(r, st, h->actx, &apr, &why);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        goto done;
+    }
+
+    if (rc != NGX_OK) {
+        h->actx->decision = (why == NGX_AILINK_APPROVAL_REJECTED)
+                            ? "rejected" : "claim_refused";
+        ngx_ailink_approval_refuse(r, &apr, why);
+        goto done;
+    }
+
+    /*
+     * approved and claimed: the policies run again from the start (the
+     * hook lets the claimed request on; limits count it once), then
+     * the request goes on to its upstream
+     */
+
+    ctx = ngx_ailink_get_ctx(r);
+    pctx = ctx->policy;
+    pctx->decided = 0;
+    pctx->decisions.nelts = 0;
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "ailink approval %V approved: the held request goes on",
+                  &h->id);
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+
+done:
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_ailink_approval_poll_handler(ngx_event_t *ev)
+{
+    int64_t                      gen;
+    ngx_queue_t                 *q, *next;
+    ngx_ailink_state_t          *st;
+    ngx_http_request_t          *r;
+    ngx_ailink_approval_hold_t  *h;
+
+    if (ngx_queue_empty(&ngx_ailink_approval_held)) {
+        return;
+    }
+
+    q = ngx_queue_head(&ngx_ailink_approval_held);
+    h = ngx_queue_data(q, ngx_ailink_approval_hold_t, queue);
+    r = h->request;
+    st = ngx_ailink_policy_state(r);
+
+    if (ngx_ailink_approval_generation(st, &gen) == NGX_OK
+        && gen != ngx_ailink_approval_seen_gen)
+    {
+        ngx_ailink_approval_seen_gen = gen;
+
+        for (q = ngx_queue_head(&ngx_ailink_approval_held);
+             q != ngx_queue_sentinel(&ngx_ailink_approval_held);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            h = ngx_queue_data(q, ngx_ailink_approval_hold_t, queue);
+
+            /* one held request per connection: resolving one ends
+               no other */
+            ngx_ailink_approval_resolve(h, st);
+        }
+    }
+
+    /* an old worker after a reload keeps polling for its holders */
+    if (!ngx_queue_empty(&ngx_ailink_approval_held)) {
+        ngx_add_timer(ev, NGX_AILINK_APPROVAL_POLL);
+    }
+}
+
+
+/* a decision in this worker: look at once rather than at the next tick */
+
+void
+ngx_ailink_approval_wake(void)
+{
+    if (!ngx_queue_empty(&ngx_ailink_approval_held)) {
+        ngx_post_event(&ngx_ailink_approval_poll_ev, &ngx_posted_events);
+    }
+}
