@@ -240,7 +240,7 @@ Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 X-AILink-Guardrails: pii_redaction
 --- response_body_like eval
 [qr/Mock reply from openai to: \[EMAIL_1\] \[EMAIL_2\] \[EMAIL_1\] \[CARD_1\]/,
-qr/^(?!.*example\.com)(?!.*4111)[^\n]*"status":200,[^\n]*"guardrails":\{"requested":\["pii_redaction"\],"pii":\{"email":3,"card":1\},"response_pii":\{\},"response":"checked"\}\}\n\z/]
+qr/^(?!.*example\.com)(?!.*4111-1111)[^\n]*"status":200,[^\n]*"guardrails":\{"requested":\["pii_redaction"\],"pii":\{"email":3,"card":1\},"response_pii":\{\},"response":"checked"\}\}\n\z/]
 --- no_error_log
 [error]
 
