@@ -542,12 +542,14 @@ ngx_ailink_guard_redact(ngx_ailink_guard_session_t *s, ngx_str_t *text,
     u_char                     *p;
     size_t                      len, pos;
     ngx_uint_t                  i, n;
+    ngx_pool_t                 *temp;
     ngx_ailink_guard_match_t   *m;
     ngx_ailink_guard_entity_t  *en, **ens;
 
     *out = *text;
+    temp = s->temp ? s->temp : s->pool;
 
-    if (ngx_ailink_guard_pii_find(s->engine, s->pool, text, &m, &n)
+    if (ngx_ailink_guard_pii_find(s->engine, temp, text, &m, &n)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -557,7 +559,7 @@ ngx_ailink_guard_redact(ngx_ailink_guard_session_t *s, ngx_str_t *text,
         return NGX_OK;
     }
 
-    ens = ngx_palloc(s->pool, n * sizeof(ngx_ailink_guard_entity_t *));
+    ens = ngx_palloc(temp, n * sizeof(ngx_ailink_guard_entity_t *));
     if (ens == NULL) {
         return NGX_ERROR;
     }
@@ -582,7 +584,7 @@ ngx_ailink_guard_redact(ngx_ailink_guard_session_t *s, ngx_str_t *text,
         }
     }
 
-    p = ngx_pnalloc(s->pool, len + 1);
+    p = ngx_pnalloc(temp, len + 1);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -703,7 +705,7 @@ ngx_ailink_guard_restore(ngx_ailink_guard_session_t *s, ngx_str_t *text,
             return NGX_OK;
         }
 
-        d = ngx_pnalloc(s->pool, len + 1);
+        d = ngx_pnalloc(s->temp ? s->temp : s->pool, len + 1);
         if (d == NULL) {
             return NGX_ERROR;
         }

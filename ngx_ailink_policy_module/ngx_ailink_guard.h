@@ -79,6 +79,7 @@ typedef struct {
 /* what one request's guardrails found, across its texts */
 typedef struct {
     ngx_pool_t                 *pool;
+    ngx_pool_t                 *temp;       /* finds and output, or NULL */
     ngx_ailink_guard_engine_t  *engine;
 
     ngx_ailink_guard_entity_t  *entities;
@@ -154,9 +155,60 @@ void ngx_ailink_guard_inject_hit(ngx_ailink_guard_session_t *s,
 
 extern ngx_module_t  ngx_ailink_guard_module;
 
+
+#define NGX_AILINK_GUARD_UNCHECKED_AUDIT    0
+#define NGX_AILINK_GUARD_UNCHECKED_REFUSE   1
+
+
+typedef struct {
+    ngx_ailink_guard_engine_t  *engine;
+} ngx_ailink_guard_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  guardrails;     /* NGX_AILINK_GUARD_* */
+    ngx_uint_t                  threshold;      /* percent */
+    ngx_flag_t                  response;
+    ngx_flag_t                  restore;
+    ngx_uint_t                  unchecked;
+} ngx_ailink_guard_loc_conf_t;
+
+
+/* ctx->guard: written here, read here and by the audit */
+typedef struct {
+    ngx_ailink_guard_session_t  session;
+    ngx_uint_t                  guardrails;
+    ngx_uint_t                  score;          /* percent */
+    const char                 *response;       /* "checked", or why not */
+
+    ngx_buf_t                  *capture;
+    size_t                      capture_max;
+
+    unsigned                    scored:1;
+    unsigned                    blocked:1;
+    unsigned                    capturing:1;
+    unsigned                    response_on:1;
+    unsigned                    restore:1;
+    unsigned                    unchecked_refuse:1;
+} ngx_ailink_guard_req_t;
+
+
 ngx_int_t ngx_ailink_guard_request(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *body);
 size_t ngx_ailink_guard_audit_len(ngx_ailink_ctx_t *ctx);
+
+/* streamed output (ngx_ailink_guard_stream.c): OpenAI chunks, redacted
+ * with a bounded look-behind; flushes come out through emit */
+typedef ngx_int_t (*ngx_ailink_guard_emit_pt)(void *data, cJSON *chunk);
+typedef struct ngx_ailink_guard_stream_s  ngx_ailink_guard_stream_t;
+
+ngx_int_t ngx_ailink_guard_stream_start(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_ailink_guard_stream_t **gs);
+ngx_int_t ngx_ailink_guard_stream_chunk(ngx_ailink_guard_stream_t *gs,
+    cJSON *chunk, ngx_ailink_guard_emit_pt emit, void *data);
+ngx_int_t ngx_ailink_guard_stream_end(ngx_ailink_guard_stream_t *gs,
+    ngx_ailink_guard_emit_pt emit, void *data);
+ngx_int_t ngx_ailink_guard_stream_unreadable(ngx_ailink_guard_stream_t *gs);
 u_char *ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx);
 #endif
 

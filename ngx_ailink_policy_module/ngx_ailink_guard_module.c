@@ -28,42 +28,6 @@
 #include "ngx_ailink_translate.h"
 
 
-#define NGX_AILINK_GUARD_UNCHECKED_AUDIT    0
-#define NGX_AILINK_GUARD_UNCHECKED_REFUSE   1
-
-
-typedef struct {
-    ngx_ailink_guard_engine_t  *engine;
-} ngx_ailink_guard_main_conf_t;
-
-
-typedef struct {
-    ngx_uint_t                  guardrails;     /* NGX_AILINK_GUARD_* */
-    ngx_uint_t                  threshold;      /* percent */
-    ngx_flag_t                  response;
-    ngx_flag_t                  restore;
-    ngx_uint_t                  unchecked;
-} ngx_ailink_guard_loc_conf_t;
-
-
-/* ctx->guard: written here, read here and by the audit */
-typedef struct {
-    ngx_ailink_guard_session_t  session;
-    ngx_uint_t                  guardrails;
-    ngx_uint_t                  score;          /* percent */
-    const char                 *response;       /* "checked", or why not */
-
-    ngx_buf_t                  *capture;
-    size_t                      capture_max;
-
-    unsigned                    scored:1;
-    unsigned                    blocked:1;
-    unsigned                    capturing:1;
-    unsigned                    response_on:1;
-    unsigned                    restore:1;
-} ngx_ailink_guard_req_t;
-
-
 static ngx_int_t ngx_ailink_guard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_ailink_guard_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -466,6 +430,8 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     gr->guardrails = mask;
     gr->response_on = glcf->response;
     gr->restore = glcf->restore;
+    gr->unchecked_refuse = (glcf->unchecked
+                            == NGX_AILINK_GUARD_UNCHECKED_REFUSE);
     ctx->guard = gr;
 
     ngx_ailink_json_arena(r->pool);
@@ -533,22 +499,6 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
         if (gr->score >= glcf->threshold) {
             return ngx_ailink_guard_block(r, ctx, gr);
-        }
-    }
-
-    if ((gr->guardrails & NGX_AILINK_GUARD_PII)
-        && (glcf->response || glcf->restore)
-        && cJSON_IsTrue(ngx_ailink_json_get(json, "stream")))
-    {
-        /* streamed output is not redacted yet */
-        gr->response = "unchecked_stream";
-
-        if (glcf->unchecked == NGX_AILINK_GUARD_UNCHECKED_REFUSE) {
-            return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request", "stream",
-                                         "pii_redaction cannot check "
-                                         "streamed responses here; "
-                                         "send \"stream\": false");
         }
     }
 
