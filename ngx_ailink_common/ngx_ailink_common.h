@@ -109,6 +109,9 @@ typedef struct {
     /* the policies that apply: set by ngx_ailink_policy_conf_load(),
        read by the policy module; NULL when none does */
     void                       *policies;
+
+    /* the guardrails every request of the token gets ("guardrails:") */
+    ngx_uint_t                  guardrails;
 } ngx_ailink_token_t;
 
 
@@ -129,6 +132,7 @@ typedef struct {
     ngx_array_t                 providers;      /* ngx_ailink_provider_t */
     ngx_array_t                 routes;         /* longest prefix first */
     ngx_array_t                 prices;         /* longest prefix first */
+    void                       *guard;          /* custom guardrails */
 } ngx_ailink_conf_t;
 
 
@@ -576,6 +580,8 @@ ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
     ngx_ailink_provider_t *provider);
 
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
+ngx_int_t ngx_ailink_guard_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
 

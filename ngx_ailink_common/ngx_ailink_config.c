@@ -1162,7 +1162,7 @@ ngx_ailink_conf_token(ngx_ailink_loader_t *ld, cJSON *item, const char *where,
                                     "enabled", "expires_at", "agent_name",
                                     "upstream", "nginx_upstream",
                                     "credential", "credentials", "byok",
-                                    "policies", NULL };
+                                    "policies", "guardrails", NULL };
 
     if (ngx_ailink_conf_keys(ld, item, where, known) != NGX_OK
         || ngx_ailink_conf_str(ld, item, "id", where, 1, &tok->id) != NGX_OK
@@ -1390,7 +1390,8 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
     ngx_ailink_loader_t   ld;
 
     static const char  *known[] = { "providers", "routes", "credentials",
-                                    "tokens", "prices", "policies", NULL };
+                                    "tokens", "prices", "policies",
+                                    "guardrails", NULL };
 
     conf = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_conf_t));
     if (conf == NULL) {
@@ -1432,6 +1433,7 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
         && ngx_ailink_prices_init(cf, &conf->prices,
                          ngx_ailink_json_get(root, "prices"))
            == NGX_OK
+        && ngx_ailink_guard_conf_load(cf, conf, root) == NGX_OK
         && ngx_ailink_policy_conf_load(cf, conf, root) == NGX_OK)
     {
         rc = NGX_OK;

@@ -26,6 +26,7 @@
 
 #include "ngx_ailink_guard.h"
 #include "ngx_ailink_translate.h"
+#include "ngx_ailink_policy.h"
 
 
 static ngx_int_t ngx_ailink_guard_header_filter(ngx_http_request_t *r);
@@ -157,15 +158,23 @@ ngx_ailink_guard_text(ngx_ailink_guard_req_t *gr, cJSON *item,
         gr->scored = 1;
     }
 
-    if (!(gr->guardrails & NGX_AILINK_GUARD_PII)) {
-        return NGX_OK;
+    out = text;
+
+    if (gr->guardrails & NGX_AILINK_GUARD_PII) {
+        if (ngx_ailink_guard_redact(&gr->session, &text, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
-    if (ngx_ailink_guard_redact(&gr->session, &text, &out) != NGX_OK) {
-        return NGX_ERROR;
+    if (gr->guardrails >> NGX_AILINK_GUARD_CUSTOM_SHIFT) {
+        text = out;
+
+        if (ngx_ailink_guard_custom_text(gr, &text, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
-    if (out.data != text.data) {
+    if (out.data != (u_char *) item->valuestring) {
         /* the tree is in the request pool's arena, as is the new text */
         item->valuestring = (char *) out.data;
         *changed = 1;
@@ -334,6 +343,45 @@ ngx_ailink_guard_block(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
+/* 403 content_blocked by a custom guardrail: its name, never the text */
+
+static ngx_int_t
+ngx_ailink_guard_block_custom(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_guard_req_t *gr)
+{
+    u_char      *p, *msg;
+    ngx_str_t   *name;
+
+    name = &gr->gc->customs[gr->custom_blocked].name;
+
+    p = ngx_pnalloc(r->pool, 2 * name->len
+                             + sizeof(",\"guardrail\":\"\","
+                                      "\"matches\":[\"\"]"));
+    msg = ngx_pnalloc(r->pool, name->len
+                               + sizeof("the request was blocked by the  "
+                                        "guardrail"));
+    if (p == NULL || msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->error_extra.data = p;
+    ctx->error_extra.len = ngx_sprintf(p, ",\"guardrail\":\"%V\","
+                                       "\"matches\":[\"%V\"]", name, name)
+                           - p;
+
+    ngx_sprintf(msg, "the request was blocked by the %V guardrail%Z", name);
+
+    gr->blocked = 1;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "ailink guard: \"%V\" blocked for token \"%V\"", name,
+                  &ctx->token->id);
+
+    return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_FORBIDDEN,
+                                 "content_blocked", NULL, (char *) msg);
+}
+
+
 /* replaces the body the proxy module will send */
 
 static ngx_int_t
@@ -387,17 +435,34 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_str_t                      bad;
     ngx_uint_t                     mask;
     ngx_table_elt_t               *h;
+    ngx_ailink_conf_t             *conf;
     ngx_ailink_guard_req_t        *gr;
+    ngx_ailink_guard_conf_t       *gc;
     ngx_ailink_guard_loc_conf_t   *glcf;
     ngx_ailink_guard_main_conf_t  *gmcf;
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_ailink_guard_module);
+    conf = ngx_ailink_get_conf(r);
+    gc = conf ? conf->guard : NULL;
+
+    /* the location's, the token's, the policies' and the request's */
     mask = glcf->guardrails;
+
+    if (ctx->token) {
+        mask |= ctx->token->guardrails;
+    }
+
+    if (ngx_ailink_policy_guardrails(r, ctx, body, &mask) != NGX_OK) {
+        return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error", NULL,
+                                     "the policies' guardrails could not be "
+                                     "decided");
+    }
 
     h = ngx_ailink_find_header(r, "X-AILink-Guardrails",
                                sizeof("X-AILink-Guardrails") - 1);
 
-    if (h && ngx_ailink_guard_parse_names(&h->value, &mask, &bad) != NGX_OK)
+    if (h && ngx_ailink_guard_names(gc, &h->value, &mask, &bad) != NGX_OK)
     {
         msg = ngx_pnalloc(r->pool, NGX_MAX_ERROR_STR);
         if (msg == NULL) {
@@ -432,6 +497,16 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     gr->restore = glcf->restore;
     gr->unchecked_refuse = (glcf->unchecked
                             == NGX_AILINK_GUARD_UNCHECKED_REFUSE);
+    gr->gc = gc;
+    gr->custom_blocked = -1;
+
+    if (gc && gc->ncustoms) {
+        gr->custom_hits = ngx_pcalloc(r->pool,
+                                      gc->ncustoms * sizeof(ngx_uint_t));
+        if (gr->custom_hits == NULL) {
+            return NGX_ERROR;
+        }
+    }
     ctx->guard = gr;
 
     ngx_ailink_json_arena(r->pool);
@@ -487,6 +562,10 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
            != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (gr->custom_blocked >= 0) {
+        return ngx_ailink_guard_block_custom(r, ctx, gr);
     }
 
     if (gr->guardrails & NGX_AILINK_GUARD_INJECTION) {
@@ -863,7 +942,7 @@ ngx_ailink_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
 /* the audit record's "guardrails" */
 
-static const char  *ngx_ailink_guard_names[] = {
+static const char  *ngx_ailink_guard_builtin[] = {
     "pii_redaction", "prompt_injection"
 };
 
@@ -893,7 +972,7 @@ ngx_ailink_guard_audit_len(ngx_ailink_ctx_t *ctx)
         len += ngx_strlen(ngx_ailink_guard_rule_name(i)) + 3;
     }
 
-    return len;
+    return len + ngx_ailink_guard_custom_audit_len(gr);
 }
 
 
@@ -946,11 +1025,13 @@ ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx)
                 *p++ = ',';
             }
 
-            p = ngx_sprintf(p, "\"%s\"", ngx_ailink_guard_names[i]);
+            p = ngx_sprintf(p, "\"%s\"", ngx_ailink_guard_builtin[i]);
         }
     }
 
+    p = ngx_ailink_guard_custom_audit(p, gr, 1);
     *p++ = ']';
+    p = ngx_ailink_guard_custom_audit(p, gr, 0);
 
     if (gr->guardrails & NGX_AILINK_GUARD_PII) {
         p = ngx_cpymem(p, ",\"pii\":", sizeof(",\"pii\":") - 1);
@@ -1132,9 +1213,47 @@ ngx_ailink_guard_threshold(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * format whatever the provider.
  */
 
+/*
+ * The policy actions redact and block_content: the guardrails they
+ * require were worked out, and run, before the request was routed
+ * (ngx_ailink_policy_guardrails()); here they are only checked to have
+ * run.  Anything else refuses (fails closed).
+ */
+
+static ngx_int_t
+ngx_ailink_guard_policy_hook(ngx_http_request_t *r,
+    ngx_ailink_policy_t *policy, ngx_ailink_policy_rule_t *rule,
+    ngx_ailink_policy_action_t *action)
+{
+    ngx_ailink_ctx_t        *ctx;
+    ngx_ailink_guard_req_t  *gr;
+
+    ctx = ngx_ailink_get_ctx(r);
+    gr = ctx ? ctx->guard : NULL;
+
+    if (gr && (gr->guardrails & action->guardrails) == action->guardrails) {
+        return NGX_OK;
+    }
+
+    if (!policy->shadow) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "ailink guard: policy \"%V\" requires guardrails that "
+                      "did not run on this request (not an LLM body?)",
+                      &policy->name);
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_ailink_guard_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_ailink_policy_hooks[NGX_AILINK_PA_REDACT] =
+                                                ngx_ailink_guard_policy_hook;
+    ngx_ailink_policy_hooks[NGX_AILINK_PA_BLOCK_CONTENT] =
+                                                ngx_ailink_guard_policy_hook;
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_ailink_guard_header_filter;
 

@@ -151,6 +151,9 @@ typedef struct {
     ngx_ailink_policy_spend_t   spend;
     double                      limit_usd;
     ngx_str_t                   budget;
+
+    /* redact, block_content: the guardrails required (a mask) */
+    ngx_uint_t                  guardrails;
 } ngx_ailink_policy_action_t;
 
 
@@ -269,6 +272,17 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_ailink_policy_module;
+
+
+typedef ngx_int_t (*ngx_ailink_policy_hook_pt)(ngx_http_request_t *r,
+    ngx_ailink_policy_t *policy, ngx_ailink_policy_rule_t *rule,
+    ngx_ailink_policy_action_t *action);
+
+extern ngx_ailink_policy_hook_pt  ngx_ailink_policy_hooks[NGX_AILINK_PA_MAX];
+
+/* ngx_ailink_policy_guard.c */
+ngx_int_t ngx_ailink_policy_guardrails(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *mask);
 
 
 /* ngx_ailink_policy_conf.c */

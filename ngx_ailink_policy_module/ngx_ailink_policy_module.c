@@ -27,10 +27,6 @@
 #include "ngx_ailink_policy.h"
 
 
-typedef ngx_int_t (*ngx_ailink_policy_hook_pt)(ngx_http_request_t *r,
-    ngx_ailink_policy_t *policy, ngx_ailink_policy_rule_t *rule,
-    ngx_ailink_policy_action_t *action);
-
 /*
  * require_approval, redact and block_content: filled by the approvals and
  * guardrails modules; NGX_OK lets the request on, NGX_DECLINED refuses
