@@ -226,6 +226,8 @@ typedef struct {
 
 ngx_int_t ngx_ailink_guard_request(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *body);
+ngx_int_t ngx_ailink_guard_unguarded_route(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
 size_t ngx_ailink_guard_audit_len(ngx_ailink_ctx_t *ctx);
 
 /* custom guardrails (ngx_ailink_guard_custom.c) */

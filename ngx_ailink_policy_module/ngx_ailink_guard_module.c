@@ -415,6 +415,61 @@ ngx_ailink_guard_set_body(ngx_http_request_t *r, ngx_str_t *text)
 }
 
 
+/*
+ * A route whose body the guardrails do not read (the action gateway, the
+ * OpenAI API's other paths: files, batches, models...) asked to be
+ * guarded (by the header, the token or the location) is refused with 400
+ * rather than forwarded unchecked.  Policies that require guardrails
+ * refuse there on their own (the hook fails closed).
+ */
+
+ngx_int_t
+ngx_ailink_guard_unguarded_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    ngx_str_t                     bad;
+    ngx_uint_t                    mask;
+    ngx_table_elt_t              *h;
+    ngx_ailink_conf_t            *conf;
+    ngx_ailink_guard_loc_conf_t  *glcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_ailink_guard_module);
+    conf = ngx_ailink_get_conf(r);
+
+    mask = glcf->guardrails;
+
+    if (ctx->token) {
+        mask |= ctx->token->guardrails;
+    }
+
+    h = ngx_ailink_find_header(r, "X-AILink-Guardrails",
+                               sizeof("X-AILink-Guardrails") - 1);
+
+    if (h && ngx_ailink_guard_names(conf ? conf->guard : NULL, &h->value,
+                                    &mask, &bad)
+             != NGX_OK)
+    {
+        /* unknown or not, it cannot be applied here */
+        mask |= NGX_AILINK_GUARD_PII;
+    }
+
+    if (mask == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                 "invalid_request",
+                                 h ? "X-AILink-Guardrails" : NULL,
+                                 (ctx->route == NGX_AILINK_ROUTE_ACTION)
+                                 ? "guardrails check LLM request bodies; "
+                                   "this action gateway route cannot be "
+                                   "guarded, so it is refused"
+                                 : "guardrails check LLM request bodies "
+                                   "(chat completions, completions, "
+                                   "embeddings); this path cannot be "
+                                   "guarded, so it is refused");
+}
+
+
 static ngx_int_t ngx_ailink_guard_request_tree(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_ailink_guard_req_t *gr, cJSON *json,
     ngx_str_t *body);

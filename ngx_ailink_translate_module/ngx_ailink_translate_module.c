@@ -935,6 +935,14 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 
     llm = (ctx->route != NGX_AILINK_ROUTE_ACTION);
 
+    if (ctx->route != NGX_AILINK_ROUTE_LLM) {
+        /* asked to be guarded where no guardrail reads the body */
+        rc = ngx_ailink_guard_unguarded_route(r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
     if (ctx->route == NGX_AILINK_ROUTE_LLM) {
         rc = ngx_ailink_translate_llm(r, ctx);
         if (rc != NGX_OK) {

@@ -214,3 +214,56 @@ POST /v1/charges
 Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
 --- error_code: 403
 --- response_body_like: "code":"policy_denied",.*"policy_name":"pii-everywhere"
+
+
+
+=== TEST 6: the action gateway and the OpenAI API's other paths cannot be guarded: asked to be, they refuse with 400
+--- user_files eval
+AILink::Policy::policy_files($main::POLICIES)
+--- request eval
+["POST /v1/charges\n{\"email\":\"ann\@example.com\"}",
+"GET /v1/models",
+"POST /v1/charges\n{\"email\":\"ann\@example.com\"}",
+"GET /_mock/requests?path_prefix=/api/v1/charges"]
+--- more_headers eval
+["Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001\nX-AILink-Guardrails: pii_redaction",
+"Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001\nX-AILink-Guardrails: pii_redaction",
+"Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001",
+""]
+--- error_code eval
+[400, 400, 200, 200]
+--- response_body_like eval
+[qr/^\{"error":\{"type":"invalid_request_error","code":"invalid_request","message":"guardrails check LLM request bodies; this action gateway route cannot be guarded, so it is refused","param":"X-AILink-Guardrails","request_id":"[0-9a-f]{32}"\}\}$/,
+qr/"code":"invalid_request","message":"guardrails check LLM request bodies \(chat completions, completions, embeddings\); this path cannot be guarded, so it is refused","param":"X-AILink-Guardrails"/,
+qr/"echo"|"ok"|\{/,
+qr/^\[\{(?:(?!\}\]).)*"path":"\/api\/v1\/charges"(?:(?!"seq").)*\}\]$/s]
+
+
+
+=== TEST 7: so does a location's ailink_guardrails on them (and an LLM body there is guarded)
+--- config
+    location /_mock/ {
+        ailink_audit_log off;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+    location / {
+        ailink_auth on;
+        ailink_guardrails pii_redaction;
+        include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
+    }
+--- user_files eval
+AILink::Policy::policy_files("")
+--- request eval
+["POST /v1/charges\n{}",
+"GET /v1/models",
+"POST /v1/chat/completions\n" . q{{"model":"mock-1","messages":[{"role":"user","content":"Mail ann@example.com"}]}}]
+--- more_headers eval
+["Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001",
+"Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001",
+"Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001"]
+--- error_code eval
+[400, 400, 200]
+--- response_body_like eval
+[qr/"message":"guardrails check LLM request bodies; this action gateway route cannot be guarded, so it is refused","param":null/,
+qr/"message":"guardrails check LLM request bodies \(chat completions/,
+qr/Mock reply from openai to: Mail \[EMAIL_1\]/]
