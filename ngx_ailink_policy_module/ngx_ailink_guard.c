@@ -338,11 +338,33 @@ ngx_ailink_guard_secret_start(u_char *p, u_char *last)
 
 static u_char  ngx_ailink_guard_glance_class[256];
 
+/* a secret's first two bytes: the first's bit, the seconds that may follow */
+static uint16_t  ngx_ailink_guard_secret_first[256];
+static uint16_t  ngx_ailink_guard_secret_second[256];
+
+
+/* the first two bytes of every secret branch (see ngx_ailink_guard_pii.c) */
+static struct {
+    u_char       first;
+    const char  *seconds;
+}  ngx_ailink_guard_secret_pairs[] = {
+    { 's', "keE" },         /* sk-, sk_, secret */
+    { 'S', "eE" },          /* SECRET */
+    { 'r', "k" },           /* rk_ */
+    { 'A', "KSBCI" },       /* AKIA, ASIA, ABIA, ACCA, AIza */
+    { 'g', "hi" },          /* ghp_, github_pat_ */
+    { 'w', "h" },           /* whsec_ */
+    { 'x', "o" },           /* xox */
+    { 'e', "y" },           /* eyJ */
+    { '-', "-" },           /* -----BEGIN */
+    { 0, NULL }
+};
+
 
 static void
 ngx_ailink_guard_glance_init(void)
 {
-    u_char       *c;
+    u_char       *c, *s, f;
     ngx_uint_t    i;
 
     c = ngx_ailink_guard_glance_class;
@@ -359,15 +381,17 @@ ngx_ailink_guard_glance_init(void)
     c['.'] = NGX_AILINK_GLANCE_DOT;
     c[':'] = NGX_AILINK_GLANCE_COLON;
 
-    c['s'] |= NGX_AILINK_GLANCE_SECRET;
-    c['S'] |= NGX_AILINK_GLANCE_SECRET;
-    c['r'] |= NGX_AILINK_GLANCE_SECRET;
-    c['A'] |= NGX_AILINK_GLANCE_SECRET;
-    c['g'] |= NGX_AILINK_GLANCE_SECRET;
-    c['w'] |= NGX_AILINK_GLANCE_SECRET;
-    c['x'] |= NGX_AILINK_GLANCE_SECRET;
-    c['e'] |= NGX_AILINK_GLANCE_SECRET;
-    c['-'] |= NGX_AILINK_GLANCE_SECRET;
+    for (i = 0; ngx_ailink_guard_secret_pairs[i].first; i++) {
+        f = ngx_ailink_guard_secret_pairs[i].first;
+        c[f] |= NGX_AILINK_GLANCE_SECRET;
+        ngx_ailink_guard_secret_first[f] = (uint16_t) (1 << i);
+
+        for (s = (u_char *) ngx_ailink_guard_secret_pairs[i].seconds; *s;
+             s++)
+        {
+            ngx_ailink_guard_secret_second[*s] |= (uint16_t) (1 << i);
+        }
+    }
 }
 
 
@@ -392,6 +416,9 @@ ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
         seen |= c;
 
         if ((c & NGX_AILINK_GLANCE_SECRET) && !g->secret
+            && p + 1 < last
+            && (ngx_ailink_guard_secret_second[p[1]]
+                & ngx_ailink_guard_secret_first[*p])
             && ngx_ailink_guard_secret_start(p, last))
         {
             g->secret = 1;
