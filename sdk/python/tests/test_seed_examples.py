@@ -471,7 +471,6 @@ def test_session_tracing(gateway):
         assert r["status"] == 200
 
 
-@xfail_gateway("per-request guardrails (X-AILink-Guardrails)")
 def test_per_request_guardrails(gateway):
     client = AIlinkClient(api_key=LLM_TOKEN)
     seq = gateway.mock_seq()
