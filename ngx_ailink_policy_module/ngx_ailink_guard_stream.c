@@ -301,8 +301,15 @@ ngx_ailink_guard_stream_text(ngx_ailink_guard_stream_t *gs,
         return NGX_ERROR;
     }
 
-    ngx_memcpy(p, slot->held, slot->len);
-    ngx_memcpy(p + slot->len, in->data, in->len);
+    /* no memcpy() from NULL, even of nothing */
+    if (slot->len) {
+        ngx_memcpy(p, slot->held, slot->len);
+    }
+
+    if (in->len) {
+        ngx_memcpy(p + slot->len, in->data, in->len);
+    }
+
     p[len] = '\0';
 
     h = final ? len : ngx_ailink_guard_stream_hold(p, len);
@@ -347,7 +354,10 @@ ngx_ailink_guard_stream_text(ngx_ailink_guard_stream_t *gs,
     }
 
     slot->len = len - h;
-    ngx_memcpy(slot->held, p + h, slot->len);
+
+    if (slot->len) {
+        ngx_memcpy(slot->held, p + h, slot->len);
+    }
 
     if (h == 0) {
         return NGX_OK;
