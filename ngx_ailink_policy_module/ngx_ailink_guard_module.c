@@ -655,6 +655,33 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
+/*
+ * A response the guardrails cannot read (compressed, of another type):
+ * with ailink_guardrails_unchecked refuse it is not sent, the client gets
+ * a 502 in the envelope instead; else it goes and the audit says so.
+ */
+
+static ngx_int_t
+ngx_ailink_guard_refuse_unchecked(ngx_http_request_t *r,
+    ngx_ailink_guard_req_t *gr)
+{
+    if (!gr->unchecked_refuse) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "ailink guard: response refused, %s", gr->response);
+
+    gr->response = (ngx_strcmp(gr->response, "unchecked_encoded") == 0)
+                   ? "refused_encoded"
+                   : (ngx_strcmp(gr->response, "unchecked_stream") == 0)
+                     ? "refused_stream" : "refused_content_type";
+
+    return ngx_http_filter_finalize_request(r, &ngx_ailink_guard_module,
+                                            NGX_HTTP_BAD_GATEWAY);
+}
+
+
 /* the response side: a JSON chat completion, held and redacted */
 
 static ngx_int_t
@@ -687,7 +714,7 @@ ngx_ailink_guard_header_filter(ngx_http_request_t *r)
         && r->headers_out.content_encoding->value.len)
     {
         gr->response = "unchecked_encoded";
-        return ngx_http_next_header_filter(r);
+        return ngx_ailink_guard_refuse_unchecked(r, gr);
     }
 
     if (r->headers_out.content_type.len < sizeof("application/json") - 1
@@ -700,7 +727,7 @@ ngx_ailink_guard_header_filter(ngx_http_request_t *r)
                                            (u_char *) "text/event-stream",
                                            17) == 0)
                        ? "unchecked_stream" : "unchecked_content_type";
-        return ngx_http_next_header_filter(r);
+        return ngx_ailink_guard_refuse_unchecked(r, gr);
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_ailink_translate_module);

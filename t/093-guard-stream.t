@@ -289,3 +289,58 @@ X-Mock-Chunk-Delay-Ms: 0
 --- timeout: 30
 --- no_error_log
 [error]
+
+
+
+=== TEST 11: a stream the guardrails cannot read (compressed) is audited as such, or refused with 502 (refuse)
+--- http_config eval
+$AILink::Test::HTTP_CONFIG . <<'CONF';
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2;
+
+        location / {
+            default_type text/event-stream;
+            add_header Content-Encoding gzip;
+            return 200 'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"ann@example.com"},"finish_reason":null}]}\n\ndata: [DONE]\n\n';
+        }
+    }
+CONF
+--- config
+    ailink_audit_log logs/audit.jsonl;
+
+    include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-errors.conf;
+
+    location = /audit {
+        ailink_audit_log off;
+        default_type text/plain;
+        alias logs/audit.jsonl;
+    }
+
+    location /refuse/ {
+        ailink_auth on;
+        ailink_guardrails_unchecked refuse;
+        rewrite ^/refuse(/.*)$ $1 break;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2;
+        proxy_http_version 1.1;
+        proxy_buffering off;
+    }
+
+    location / {
+        ailink_auth on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_2;
+        proxy_http_version 1.1;
+        proxy_buffering off;
+    }
+--- request eval
+["POST /v1/chat/completions\n" . q{{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Hi"}]}},
+"POST /refuse/v1/chat/completions\n" . q{{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Hi"}]}},
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-AILink-Guardrails: pii_redaction
+--- error_code eval
+[200, 502, 200]
+--- response_body_like eval
+[qr/ann\@example\.com/,
+qr/^\{"error":\{"type":"api_error","code":"[a-z_]+","message":"[^"]+","param":null,"request_id":"[0-9a-f]{32}"\}\}$/,
+qr/"response":"unchecked_encoded"\}\}\n.*"status":502,.*"response":"refused_encoded"\}\}\n\z/s]
