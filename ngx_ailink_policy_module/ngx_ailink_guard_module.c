@@ -929,6 +929,19 @@ ngx_ailink_guard_response_release(ngx_http_request_t *r,
     ngx_chain_t   cl;
 
     gr->capturing = 0;
+
+    if (gr->unchecked_refuse) {
+        /* the headers wait for the body: not sent yet, a 502 instead */
+        gr->response = "refused_too_large";
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "ailink guard: response larger than "
+                      "ailink_response_buffer_size refused");
+
+        return ngx_http_filter_finalize_request(r, &ngx_ailink_guard_module,
+                                                NGX_HTTP_BAD_GATEWAY);
+    }
+
     gr->response = "unchecked_too_large";
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

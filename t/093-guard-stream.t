@@ -344,3 +344,45 @@ X-AILink-Guardrails: pii_redaction
 [qr/ann\@example\.com/,
 qr/^\{"error":\{"type":"api_error","code":"[a-z_]+","message":"[^"]+","param":null,"request_id":"[0-9a-f]{32}"\}\}$/,
 qr/"response":"unchecked_encoded"\}\}\n.*"status":502,.*"response":"refused_encoded"\}\}\n\z/s]
+
+
+
+=== TEST 12: a JSON response over ailink_response_buffer_size: audited as unchecked, or a 502 (refuse)
+--- config
+    ailink_audit_log logs/audit.jsonl;
+
+    include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-errors.conf;
+
+    location = /audit {
+        ailink_audit_log off;
+        default_type text/plain;
+        alias logs/audit.jsonl;
+    }
+
+    location /refuse/ {
+        ailink_auth on;
+        ailink_response_buffer_size 1k;
+        ailink_guardrails_unchecked refuse;
+        rewrite ^/refuse(/.*)$ $1 break;
+        include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
+    }
+
+    location / {
+        ailink_auth on;
+        ailink_response_buffer_size 1k;
+        include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
+    }
+--- request eval
+["POST /v1/chat/completions\n" . q{{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}},
+"POST /refuse/v1/chat/completions\n" . q{{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}},
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-AILink-Guardrails: pii_redaction
+X-Mock-Raw-Body: {"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Mail ann@example.com xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},"finish_reason":"stop"}]}
+--- error_code eval
+[200, 502, 200]
+--- response_body_like eval
+[qr/Mail ann\@example\.com x+/,
+qr/^\{"error":\{"type":"api_error","code":"[a-z_]+","message":"[^"]+","param":null,"request_id":"[0-9a-f]{32}"\}\}$/,
+qr/"response":"unchecked_too_large"\}\}\n.*"status":502,.*"response":"refused_too_large"\}\}\n\z/s]
