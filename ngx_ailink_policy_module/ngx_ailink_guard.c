@@ -338,34 +338,45 @@ ngx_ailink_guard_secret_start(u_char *p, u_char *last)
 
 static u_char  ngx_ailink_guard_glance_class[256];
 
-/* a secret's first two bytes: the first's bit, the seconds that may follow */
-static uint16_t  ngx_ailink_guard_secret_first[256];
-static uint16_t  ngx_ailink_guard_secret_second[256];
 
 
-/* the first two bytes of every secret branch (see ngx_ailink_guard_pii.c) */
-static struct {
-    u_char       first;
-    const char  *seconds;
-}  ngx_ailink_guard_secret_pairs[] = {
-    { 's', "keE" },         /* sk-, sk_, secret */
-    { 'S', "eE" },          /* SECRET */
-    { 'r', "k" },           /* rk_ */
-    { 'A', "KSBCI" },       /* AKIA, ASIA, ABIA, ACCA, AIza */
-    { 'g', "hi" },          /* ghp_, github_pat_ */
-    { 'w', "h" },           /* whsec_ */
-    { 'x', "o" },           /* xox */
-    { 'e', "y" },           /* eyJ */
-    { '-', "-" },           /* -----BEGIN */
-    { 0, NULL }
-};
+/*
+ * Where the glance looks for a secret: at bytes rare in prose that every
+ * secret holds at a known place (sk-, sk_ and rk_ at their "k", AKIA and
+ * the like, AIza, gh?_, github_pat_, whsec_, xox, eyJ at its "J",
+ * -----BEGIN, "secret" in any case at its "c"), so that common letters
+ * cost one look-up.
+ */
+
+static ngx_uint_t
+ngx_ailink_guard_secret_at(u_char *p, u_char *start, u_char *last)
+{
+    switch (*p) {
+
+    case 'k':
+        return p > start && (p[-1] == 's' || p[-1] == 'r')
+               && ngx_ailink_guard_secret_start(p - 1, last);
+
+    case 'J':
+        return p - start >= 2 && p[-2] == 'e' && p[-1] == 'y';
+
+    case 'c':
+    case 'C':
+        return p - start >= 2 && (p[-2] | 0x20) == 's'
+               && ngx_ailink_guard_secret_start(p - 2, last);
+
+    default:
+        /* A, g, w, x, - */
+        return ngx_ailink_guard_secret_start(p, last);
+    }
+}
 
 
 static void
 ngx_ailink_guard_glance_init(void)
 {
-    u_char       *c, *s, f;
-    ngx_uint_t    i;
+    u_char      *c;
+    ngx_uint_t   i;
 
     c = ngx_ailink_guard_glance_class;
 
@@ -381,16 +392,8 @@ ngx_ailink_guard_glance_init(void)
     c['.'] = NGX_AILINK_GLANCE_DOT;
     c[':'] = NGX_AILINK_GLANCE_COLON;
 
-    for (i = 0; ngx_ailink_guard_secret_pairs[i].first; i++) {
-        f = ngx_ailink_guard_secret_pairs[i].first;
-        c[f] |= NGX_AILINK_GLANCE_SECRET;
-        ngx_ailink_guard_secret_first[f] = (uint16_t) (1 << i);
-
-        for (s = (u_char *) ngx_ailink_guard_secret_pairs[i].seconds; *s;
-             s++)
-        {
-            ngx_ailink_guard_secret_second[*s] |= (uint16_t) (1 << i);
-        }
+    for (i = 0; i < sizeof("kAgwxJ-cC") - 1; i++) {
+        c[(u_char) "kAgwxJ-cC"[i]] |= NGX_AILINK_GLANCE_SECRET;
     }
 }
 
@@ -398,9 +401,10 @@ ngx_ailink_guard_glance_init(void)
 static void
 ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
 {
-    u_char      *last, c, seen;
+    u_char      *start, *last, c, seen;
     ngx_uint_t   digits;
 
+    start = p;
     seen = 0;
     digits = 0;
     g->secret = 0;
@@ -416,10 +420,7 @@ ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
         seen |= c;
 
         if ((c & NGX_AILINK_GLANCE_SECRET) && !g->secret
-            && p + 1 < last
-            && (ngx_ailink_guard_secret_second[p[1]]
-                & ngx_ailink_guard_secret_first[*p])
-            && ngx_ailink_guard_secret_start(p, last))
+            && ngx_ailink_guard_secret_at(p, start, last))
         {
             g->secret = 1;
         }
