@@ -307,10 +307,11 @@ ngx_ailink_guard_secret_start(u_char *p, u_char *last)
     case 'g':
         /* ghp_, gho_, ...; github_pat_ */
         return (n >= 4 && p[1] == 'h' && p[3] == '_')
-               || (n >= 11 && ngx_strncmp(p, "github_pat_", 11) == 0);
+               || (n >= 11 && p[1] == 'i'
+                   && ngx_strncmp(p, "github_pat_", 11) == 0);
 
     case 'w':
-        return n >= 6 && ngx_strncmp(p, "whsec_", 6) == 0;
+        return n >= 6 && p[1] == 'h' && ngx_strncmp(p, "whsec_", 6) == 0;
 
     case 'x':
         return n >= 4 && p[1] == 'o' && p[2] == 'x';
@@ -319,7 +320,8 @@ ngx_ailink_guard_secret_start(u_char *p, u_char *last)
         return n >= 3 && p[1] == 'y' && p[2] == 'J';
 
     case '-':
-        return n >= 10 && ngx_strncmp(p, "-----BEGIN", 10) == 0;
+        return n >= 10 && p[1] == '-'
+               && ngx_strncmp(p, "-----BEGIN", 10) == 0;
 
     default:
         return 0;
