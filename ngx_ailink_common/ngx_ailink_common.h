@@ -114,6 +114,8 @@ typedef struct {
     void                       *breaker;
     /* "cache_ttl_secs" (time_t): set by ngx_ailink_cache_conf_load() */
     void                       *cache;
+    /* the guardrails every request of the token gets ("guardrails:") */
+    ngx_uint_t                  guardrails;
 } ngx_ailink_token_t;
 
 
@@ -141,6 +143,7 @@ typedef struct {
     ngx_array_t                 routes;         /* longest prefix first */
     ngx_array_t                 prices;         /* longest prefix first */
     ngx_array_t                *admin_keys;     /* ngx_ailink_admin_key_t */
+    void                       *guard;          /* custom guardrails */
 } ngx_ailink_conf_t;
 
 
@@ -595,6 +598,8 @@ ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
     ngx_ailink_provider_t *provider);
 
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
+ngx_int_t ngx_ailink_guard_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
 

@@ -1163,7 +1163,7 @@ ngx_ailink_conf_token(ngx_ailink_loader_t *ld, cJSON *item, const char *where,
                                     "upstream", "nginx_upstream",
                                     "credential", "credentials", "byok",
                                     "policies", "circuit_breaker",
-                                    "cache_ttl_secs", NULL };
+                                    "cache_ttl_secs", "guardrails", NULL };
 
     if (ngx_ailink_conf_keys(ld, item, where, known) != NGX_OK
         || ngx_ailink_conf_str(ld, item, "id", where, 1, &tok->id) != NGX_OK
@@ -1392,7 +1392,7 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
 
     static const char  *known[] = { "providers", "routes", "credentials",
                                     "tokens", "prices", "policies",
-                                    "admin_keys", NULL };
+                                    "admin_keys", "guardrails", NULL };
 
     conf = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_conf_t));
     if (conf == NULL) {
@@ -1434,6 +1434,7 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
         && ngx_ailink_prices_init(cf, &conf->prices,
                          ngx_ailink_json_get(root, "prices"))
            == NGX_OK
+        && ngx_ailink_guard_conf_load(cf, conf, root) == NGX_OK
         && ngx_ailink_policy_conf_load(cf, conf, root) == NGX_OK
         && ngx_ailink_admin_keys_load(cf, conf, root) == NGX_OK
         && ngx_ailink_breaker_conf_load(cf, conf, root) == NGX_OK

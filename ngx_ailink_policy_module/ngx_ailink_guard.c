@@ -23,6 +23,7 @@ struct ngx_ailink_guard_engine_s {
 
 
 static void ngx_ailink_guard_engine_cleanup(void *data);
+static void ngx_ailink_guard_glance_init(void);
 
 
 static const char  *ngx_ailink_guard_types[] = {
@@ -170,6 +171,8 @@ ngx_ailink_guard_engine_create(ngx_pool_t *pool, ngx_log_t *log)
         return NULL;
     }
 
+    ngx_ailink_guard_glance_init();
+
     if (ngx_ailink_guard_pii_init(pool, log, &e->pii, &e->npii) != NGX_OK
         || ngx_ailink_guard_inject_init(pool, log, &e->inject, &e->ninject)
            != NGX_OK)
@@ -256,6 +259,7 @@ ngx_ailink_guard_session_init(ngx_ailink_guard_session_t *s,
 
 typedef struct {
     ngx_uint_t   digits;
+    unsigned     secret:1;
     unsigned     at:1;
     unsigned     dot:1;
     unsigned     colon:1;
@@ -263,30 +267,172 @@ typedef struct {
 } ngx_ailink_guard_glance_t;
 
 
+/*
+ * Whether a secret may start here: every branch of the secret pattern
+ * begins with one of these (its AWS key assignment holds "secret" in any
+ * case), so text without any is not worth the pattern, whose first
+ * characters are common letters.
+ */
+
+static ngx_uint_t
+ngx_ailink_guard_secret_start(u_char *p, u_char *last)
+{
+    size_t  n;
+
+    n = last - p;
+
+    switch (*p) {
+
+    case 'r':
+        return n >= 3 && p[1] == 'k' && p[2] == '_';
+
+    case 's':
+        if (n >= 3 && p[1] == 'k' && (p[2] == '-' || p[2] == '_')) {
+            return 1;
+        }
+
+        /* fall through */
+
+    case 'S':
+        /* "secret" in any case: aws_secret_access_key = ... */
+        return n >= 6 && ngx_strncasecmp(p, (u_char *) "secret", 6) == 0;
+
+    case 'A':
+        return n >= 4
+               && ((p[2] == 'I' && p[3] == 'A'
+                    && (p[1] == 'K' || p[1] == 'S' || p[1] == 'B'))
+                   || (p[1] == 'C' && p[2] == 'C' && p[3] == 'A')
+                   || (p[1] == 'I' && p[2] == 'z' && p[3] == 'a'));
+
+    case 'g':
+        /* ghp_, gho_, ...; github_pat_ */
+        return (n >= 4 && p[1] == 'h' && p[3] == '_')
+               || (n >= 11 && p[1] == 'i'
+                   && ngx_strncmp(p, "github_pat_", 11) == 0);
+
+    case 'w':
+        return n >= 6 && p[1] == 'h' && ngx_strncmp(p, "whsec_", 6) == 0;
+
+    case 'x':
+        return n >= 4 && p[1] == 'o' && p[2] == 'x';
+
+    case 'e':
+        return n >= 3 && p[1] == 'y' && p[2] == 'J';
+
+    case '-':
+        return n >= 10 && p[1] == '-'
+               && ngx_strncmp(p, "-----BEGIN", 10) == 0;
+
+    default:
+        return 0;
+    }
+}
+
+
+/* what each byte tells the glance: one look-up per byte of prose */
+
+#define NGX_AILINK_GLANCE_DIGIT    0x01
+#define NGX_AILINK_GLANCE_AT       0x02
+#define NGX_AILINK_GLANCE_DOT      0x04
+#define NGX_AILINK_GLANCE_COLON    0x08
+#define NGX_AILINK_GLANCE_UPPER    0x10
+#define NGX_AILINK_GLANCE_SECRET   0x20    /* a secret may start with it */
+
+static u_char  ngx_ailink_guard_glance_class[256];
+
+
+
+/*
+ * Where the glance looks for a secret: at bytes rare in prose that every
+ * secret holds at a known place (sk-, sk_ and rk_ at their "k", AKIA and
+ * the like, AIza, gh?_, github_pat_, whsec_, xox, eyJ at its "J",
+ * -----BEGIN, "secret" in any case at its "c"), so that common letters
+ * cost one look-up.
+ */
+
+static ngx_uint_t
+ngx_ailink_guard_secret_at(u_char *p, u_char *start, u_char *last)
+{
+    switch (*p) {
+
+    case 'k':
+        return p > start && (p[-1] == 's' || p[-1] == 'r')
+               && ngx_ailink_guard_secret_start(p - 1, last);
+
+    case 'J':
+        return p - start >= 2 && p[-2] == 'e' && p[-1] == 'y';
+
+    case 'c':
+    case 'C':
+        return p - start >= 2 && (p[-2] | 0x20) == 's'
+               && ngx_ailink_guard_secret_start(p - 2, last);
+
+    default:
+        /* A, g, w, x, - */
+        return ngx_ailink_guard_secret_start(p, last);
+    }
+}
+
+
+static void
+ngx_ailink_guard_glance_init(void)
+{
+    u_char      *c;
+    ngx_uint_t   i;
+
+    c = ngx_ailink_guard_glance_class;
+
+    for (i = '0'; i <= '9'; i++) {
+        c[i] = NGX_AILINK_GLANCE_DIGIT;
+    }
+
+    for (i = 'A'; i <= 'Z'; i++) {
+        c[i] = NGX_AILINK_GLANCE_UPPER;
+    }
+
+    c['@'] = NGX_AILINK_GLANCE_AT;
+    c['.'] = NGX_AILINK_GLANCE_DOT;
+    c[':'] = NGX_AILINK_GLANCE_COLON;
+
+    for (i = 0; i < sizeof("kAgwxJ-cC") - 1; i++) {
+        c[(u_char) "kAgwxJ-cC"[i]] |= NGX_AILINK_GLANCE_SECRET;
+    }
+}
+
+
 static void
 ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
 {
-    u_char  *last;
+    u_char      *start, *last, c, seen;
+    ngx_uint_t   digits;
 
-    ngx_memzero(g, sizeof(ngx_ailink_guard_glance_t));
+    start = p;
+    seen = 0;
+    digits = 0;
+    g->secret = 0;
 
     for (last = p + len; p < last; p++) {
-        if (*p >= '0' && *p <= '9') {
-            g->digits++;
+        c = ngx_ailink_guard_glance_class[*p];
 
-        } else if (*p == '@') {
-            g->at = 1;
+        if (c == 0) {
+            continue;
+        }
 
-        } else if (*p == '.') {
-            g->dot = 1;
+        digits += (c & NGX_AILINK_GLANCE_DIGIT);
+        seen |= c;
 
-        } else if (*p == ':') {
-            g->colon = 1;
-
-        } else if (*p >= 'A' && *p <= 'Z') {
-            g->upper = 1;
+        if ((c & NGX_AILINK_GLANCE_SECRET) && !g->secret
+            && ngx_ailink_guard_secret_at(p, start, last))
+        {
+            g->secret = 1;
         }
     }
+
+    g->digits = digits;
+    g->at = (seen & NGX_AILINK_GLANCE_AT) ? 1 : 0;
+    g->dot = (seen & NGX_AILINK_GLANCE_DOT) ? 1 : 0;
+    g->colon = (seen & NGX_AILINK_GLANCE_COLON) ? 1 : 0;
+    g->upper = (seen & NGX_AILINK_GLANCE_UPPER) ? 1 : 0;
 }
 
 
@@ -312,6 +458,9 @@ ngx_ailink_guard_worth(ngx_uint_t type, ngx_ailink_guard_glance_t *g)
 
     case NGX_AILINK_GUARD_IP:
         return (g->dot && g->digits >= 4) || g->colon;
+
+    case NGX_AILINK_GUARD_SECRET:
+        return g->secret;
 
     default:
         return 1;
@@ -542,12 +691,14 @@ ngx_ailink_guard_redact(ngx_ailink_guard_session_t *s, ngx_str_t *text,
     u_char                     *p;
     size_t                      len, pos;
     ngx_uint_t                  i, n;
+    ngx_pool_t                 *temp;
     ngx_ailink_guard_match_t   *m;
     ngx_ailink_guard_entity_t  *en, **ens;
 
     *out = *text;
+    temp = s->temp ? s->temp : s->pool;
 
-    if (ngx_ailink_guard_pii_find(s->engine, s->pool, text, &m, &n)
+    if (ngx_ailink_guard_pii_find(s->engine, temp, text, &m, &n)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -557,7 +708,7 @@ ngx_ailink_guard_redact(ngx_ailink_guard_session_t *s, ngx_str_t *text,
         return NGX_OK;
     }
 
-    ens = ngx_palloc(s->pool, n * sizeof(ngx_ailink_guard_entity_t *));
+    ens = ngx_palloc(temp, n * sizeof(ngx_ailink_guard_entity_t *));
     if (ens == NULL) {
         return NGX_ERROR;
     }
@@ -582,7 +733,7 @@ ngx_ailink_guard_redact(ngx_ailink_guard_session_t *s, ngx_str_t *text,
         }
     }
 
-    p = ngx_pnalloc(s->pool, len + 1);
+    p = ngx_pnalloc(temp, len + 1);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -703,7 +854,7 @@ ngx_ailink_guard_restore(ngx_ailink_guard_session_t *s, ngx_str_t *text,
             return NGX_OK;
         }
 
-        d = ngx_pnalloc(s->pool, len + 1);
+        d = ngx_pnalloc(s->temp ? s->temp : s->pool, len + 1);
         if (d == NULL) {
             return NGX_ERROR;
         }

@@ -79,6 +79,7 @@ typedef struct {
 /* what one request's guardrails found, across its texts */
 typedef struct {
     ngx_pool_t                 *pool;
+    ngx_pool_t                 *temp;       /* finds and output, or NULL */
     ngx_ailink_guard_engine_t  *engine;
 
     ngx_ailink_guard_entity_t  *entities;
@@ -154,9 +155,102 @@ void ngx_ailink_guard_inject_hit(ngx_ailink_guard_session_t *s,
 
 extern ngx_module_t  ngx_ailink_guard_module;
 
+
+/* custom guardrails (the YAML's "guardrails:"): mask bits from 2 */
+#define NGX_AILINK_GUARD_CUSTOM_SHIFT       2
+#define NGX_AILINK_GUARD_CUSTOM_MAX         30
+
+#define NGX_AILINK_GUARD_ACT_REDACT         0
+#define NGX_AILINK_GUARD_ACT_BLOCK          1
+#define NGX_AILINK_GUARD_ACT_LOG            2
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   label;          /* [LABEL_n] */
+    ngx_uint_t                  action;         /* NGX_AILINK_GUARD_ACT_* */
+    pcre2_code                 *code;
+} ngx_ailink_guard_custom_t;
+
+
+/* conf->guard: the custom guardrails of one config-as-code file */
+typedef struct {
+    ngx_ailink_guard_custom_t  *customs;
+    ngx_uint_t                  ncustoms;
+    pcre2_match_data           *match_data;
+} ngx_ailink_guard_conf_t;
+
+
+#define NGX_AILINK_GUARD_UNCHECKED_AUDIT    0
+#define NGX_AILINK_GUARD_UNCHECKED_REFUSE   1
+
+
+typedef struct {
+    ngx_ailink_guard_engine_t  *engine;
+} ngx_ailink_guard_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  guardrails;     /* NGX_AILINK_GUARD_* */
+    ngx_uint_t                  threshold;      /* percent */
+    ngx_flag_t                  response;
+    ngx_flag_t                  restore;
+    ngx_uint_t                  unchecked;
+} ngx_ailink_guard_loc_conf_t;
+
+
+/* ctx->guard: written here, read here and by the audit */
+typedef struct {
+    ngx_ailink_guard_session_t  session;
+    ngx_uint_t                  guardrails;
+    ngx_uint_t                  score;          /* percent */
+    const char                 *response;       /* "checked", or why not */
+
+    ngx_buf_t                  *capture;
+    size_t                      capture_max;
+
+    /* custom guardrails: hits per guardrail, values and placeholders */
+    ngx_ailink_guard_conf_t    *gc;
+    ngx_uint_t                 *custom_hits;
+    ngx_array_t                *custom_values;  /* ngx_keyval_t */
+    ngx_int_t                   custom_blocked; /* index, or -1 */
+
+    unsigned                    scored:1;
+    unsigned                    blocked:1;
+    unsigned                    capturing:1;
+    unsigned                    response_on:1;
+    unsigned                    restore:1;
+    unsigned                    unchecked_refuse:1;
+} ngx_ailink_guard_req_t;
+
+
 ngx_int_t ngx_ailink_guard_request(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *body);
+ngx_int_t ngx_ailink_guard_unguarded_route(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
 size_t ngx_ailink_guard_audit_len(ngx_ailink_ctx_t *ctx);
+
+/* custom guardrails (ngx_ailink_guard_custom.c) */
+ngx_int_t ngx_ailink_guard_names(ngx_ailink_guard_conf_t *gc,
+    ngx_str_t *list, ngx_uint_t *mask, ngx_str_t *bad);
+ngx_int_t ngx_ailink_guard_custom_text(ngx_ailink_guard_req_t *gr,
+    ngx_str_t *text, ngx_str_t *out);
+size_t ngx_ailink_guard_custom_audit_len(ngx_ailink_guard_req_t *gr);
+u_char *ngx_ailink_guard_custom_audit(u_char *p, ngx_ailink_guard_req_t *gr,
+    ngx_uint_t requested);
+
+/* streamed output (ngx_ailink_guard_stream.c): OpenAI chunks, redacted
+ * with a bounded look-behind; flushes come out through emit */
+typedef ngx_int_t (*ngx_ailink_guard_emit_pt)(void *data, cJSON *chunk);
+typedef struct ngx_ailink_guard_stream_s  ngx_ailink_guard_stream_t;
+
+ngx_int_t ngx_ailink_guard_stream_start(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_ailink_guard_stream_t **gs);
+ngx_int_t ngx_ailink_guard_stream_chunk(ngx_ailink_guard_stream_t *gs,
+    cJSON *chunk, ngx_ailink_guard_emit_pt emit, void *data);
+ngx_int_t ngx_ailink_guard_stream_end(ngx_ailink_guard_stream_t *gs,
+    ngx_ailink_guard_emit_pt emit, void *data);
+ngx_int_t ngx_ailink_guard_stream_unreadable(ngx_ailink_guard_stream_t *gs);
 u_char *ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx);
 #endif
 

@@ -26,42 +26,7 @@
 
 #include "ngx_ailink_guard.h"
 #include "ngx_ailink_translate.h"
-
-
-#define NGX_AILINK_GUARD_UNCHECKED_AUDIT    0
-#define NGX_AILINK_GUARD_UNCHECKED_REFUSE   1
-
-
-typedef struct {
-    ngx_ailink_guard_engine_t  *engine;
-} ngx_ailink_guard_main_conf_t;
-
-
-typedef struct {
-    ngx_uint_t                  guardrails;     /* NGX_AILINK_GUARD_* */
-    ngx_uint_t                  threshold;      /* percent */
-    ngx_flag_t                  response;
-    ngx_flag_t                  restore;
-    ngx_uint_t                  unchecked;
-} ngx_ailink_guard_loc_conf_t;
-
-
-/* ctx->guard: written here, read here and by the audit */
-typedef struct {
-    ngx_ailink_guard_session_t  session;
-    ngx_uint_t                  guardrails;
-    ngx_uint_t                  score;          /* percent */
-    const char                 *response;       /* "checked", or why not */
-
-    ngx_buf_t                  *capture;
-    size_t                      capture_max;
-
-    unsigned                    scored:1;
-    unsigned                    blocked:1;
-    unsigned                    capturing:1;
-    unsigned                    response_on:1;
-    unsigned                    restore:1;
-} ngx_ailink_guard_req_t;
+#include "ngx_ailink_policy.h"
 
 
 static ngx_int_t ngx_ailink_guard_header_filter(ngx_http_request_t *r);
@@ -193,15 +158,23 @@ ngx_ailink_guard_text(ngx_ailink_guard_req_t *gr, cJSON *item,
         gr->scored = 1;
     }
 
-    if (!(gr->guardrails & NGX_AILINK_GUARD_PII)) {
-        return NGX_OK;
+    out = text;
+
+    if (gr->guardrails & NGX_AILINK_GUARD_PII) {
+        if (ngx_ailink_guard_redact(&gr->session, &text, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
-    if (ngx_ailink_guard_redact(&gr->session, &text, &out) != NGX_OK) {
-        return NGX_ERROR;
+    if (gr->guardrails >> NGX_AILINK_GUARD_CUSTOM_SHIFT) {
+        text = out;
+
+        if (ngx_ailink_guard_custom_text(gr, &text, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
-    if (out.data != text.data) {
+    if (out.data != (u_char *) item->valuestring) {
         /* the tree is in the request pool's arena, as is the new text */
         item->valuestring = (char *) out.data;
         *changed = 1;
@@ -370,6 +343,45 @@ ngx_ailink_guard_block(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
+/* 403 content_blocked by a custom guardrail: its name, never the text */
+
+static ngx_int_t
+ngx_ailink_guard_block_custom(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_guard_req_t *gr)
+{
+    u_char      *p, *msg;
+    ngx_str_t   *name;
+
+    name = &gr->gc->customs[gr->custom_blocked].name;
+
+    p = ngx_pnalloc(r->pool, 2 * name->len
+                             + sizeof(",\"guardrail\":\"\","
+                                      "\"matches\":[\"\"]"));
+    msg = ngx_pnalloc(r->pool, name->len
+                               + sizeof("the request was blocked by the  "
+                                        "guardrail"));
+    if (p == NULL || msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->error_extra.data = p;
+    ctx->error_extra.len = ngx_sprintf(p, ",\"guardrail\":\"%V\","
+                                       "\"matches\":[\"%V\"]", name, name)
+                           - p;
+
+    ngx_sprintf(msg, "the request was blocked by the %V guardrail%Z", name);
+
+    gr->blocked = 1;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "ailink guard: \"%V\" blocked for token \"%V\"", name,
+                  &ctx->token->id);
+
+    return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_FORBIDDEN,
+                                 "content_blocked", NULL, (char *) msg);
+}
+
+
 /* replaces the body the proxy module will send */
 
 static ngx_int_t
@@ -403,6 +415,61 @@ ngx_ailink_guard_set_body(ngx_http_request_t *r, ngx_str_t *text)
 }
 
 
+/*
+ * A route whose body the guardrails do not read (the action gateway, the
+ * OpenAI API's other paths: files, batches, models...) asked to be
+ * guarded (by the header, the token or the location) is refused with 400
+ * rather than forwarded unchecked.  Policies that require guardrails
+ * refuse there on their own (the hook fails closed).
+ */
+
+ngx_int_t
+ngx_ailink_guard_unguarded_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    ngx_str_t                     bad;
+    ngx_uint_t                    mask;
+    ngx_table_elt_t              *h;
+    ngx_ailink_conf_t            *conf;
+    ngx_ailink_guard_loc_conf_t  *glcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_ailink_guard_module);
+    conf = ngx_ailink_get_conf(r);
+
+    mask = glcf->guardrails;
+
+    if (ctx->token) {
+        mask |= ctx->token->guardrails;
+    }
+
+    h = ngx_ailink_find_header(r, "X-AILink-Guardrails",
+                               sizeof("X-AILink-Guardrails") - 1);
+
+    if (h && ngx_ailink_guard_names(conf ? conf->guard : NULL, &h->value,
+                                    &mask, &bad)
+             != NGX_OK)
+    {
+        /* unknown or not, it cannot be applied here */
+        mask |= NGX_AILINK_GUARD_PII;
+    }
+
+    if (mask == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                 "invalid_request",
+                                 h ? "X-AILink-Guardrails" : NULL,
+                                 (ctx->route == NGX_AILINK_ROUTE_ACTION)
+                                 ? "guardrails check LLM request bodies; "
+                                   "this action gateway route cannot be "
+                                   "guarded, so it is refused"
+                                 : "guardrails check LLM request bodies "
+                                   "(chat completions, completions, "
+                                   "embeddings); this path cannot be "
+                                   "guarded, so it is refused");
+}
+
+
 static ngx_int_t ngx_ailink_guard_request_tree(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_ailink_guard_req_t *gr, cJSON *json,
     ngx_str_t *body);
@@ -423,17 +490,34 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_str_t                      bad;
     ngx_uint_t                     mask;
     ngx_table_elt_t               *h;
+    ngx_ailink_conf_t             *conf;
     ngx_ailink_guard_req_t        *gr;
+    ngx_ailink_guard_conf_t       *gc;
     ngx_ailink_guard_loc_conf_t   *glcf;
     ngx_ailink_guard_main_conf_t  *gmcf;
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_ailink_guard_module);
+    conf = ngx_ailink_get_conf(r);
+    gc = conf ? conf->guard : NULL;
+
+    /* the location's, the token's, the policies' and the request's */
     mask = glcf->guardrails;
+
+    if (ctx->token) {
+        mask |= ctx->token->guardrails;
+    }
+
+    if (ngx_ailink_policy_guardrails(r, ctx, body, &mask) != NGX_OK) {
+        return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error", NULL,
+                                     "the policies' guardrails could not be "
+                                     "decided");
+    }
 
     h = ngx_ailink_find_header(r, "X-AILink-Guardrails",
                                sizeof("X-AILink-Guardrails") - 1);
 
-    if (h && ngx_ailink_guard_parse_names(&h->value, &mask, &bad) != NGX_OK)
+    if (h && ngx_ailink_guard_names(gc, &h->value, &mask, &bad) != NGX_OK)
     {
         msg = ngx_pnalloc(r->pool, NGX_MAX_ERROR_STR);
         if (msg == NULL) {
@@ -466,6 +550,18 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     gr->guardrails = mask;
     gr->response_on = glcf->response;
     gr->restore = glcf->restore;
+    gr->unchecked_refuse = (glcf->unchecked
+                            == NGX_AILINK_GUARD_UNCHECKED_REFUSE);
+    gr->gc = gc;
+    gr->custom_blocked = -1;
+
+    if (gc && gc->ncustoms) {
+        gr->custom_hits = ngx_pcalloc(r->pool,
+                                      gc->ncustoms * sizeof(ngx_uint_t));
+        if (gr->custom_hits == NULL) {
+            return NGX_ERROR;
+        }
+    }
     ctx->guard = gr;
 
     ngx_ailink_json_arena(r->pool);
@@ -523,6 +619,10 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    if (gr->custom_blocked >= 0) {
+        return ngx_ailink_guard_block_custom(r, ctx, gr);
+    }
+
     if (gr->guardrails & NGX_AILINK_GUARD_INJECTION) {
         gr->scored = 1;
         gr->score = ngx_ailink_guard_inject_score(&gr->session);
@@ -533,22 +633,6 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
         if (gr->score >= glcf->threshold) {
             return ngx_ailink_guard_block(r, ctx, gr);
-        }
-    }
-
-    if ((gr->guardrails & NGX_AILINK_GUARD_PII)
-        && (glcf->response || glcf->restore)
-        && cJSON_IsTrue(ngx_ailink_json_get(json, "stream")))
-    {
-        /* streamed output is not redacted yet */
-        gr->response = "unchecked_stream";
-
-        if (glcf->unchecked == NGX_AILINK_GUARD_UNCHECKED_REFUSE) {
-            return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request", "stream",
-                                         "pii_redaction cannot check "
-                                         "streamed responses here; "
-                                         "send \"stream\": false");
         }
     }
 
@@ -568,6 +652,33 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     *body = text;
 
     return NGX_OK;
+}
+
+
+/*
+ * A response the guardrails cannot read (compressed, of another type):
+ * with ailink_guardrails_unchecked refuse it is not sent, the client gets
+ * a 502 in the envelope instead; else it goes and the audit says so.
+ */
+
+static ngx_int_t
+ngx_ailink_guard_refuse_unchecked(ngx_http_request_t *r,
+    ngx_ailink_guard_req_t *gr)
+{
+    if (!gr->unchecked_refuse) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "ailink guard: response refused, %s", gr->response);
+
+    gr->response = (ngx_strcmp(gr->response, "unchecked_encoded") == 0)
+                   ? "refused_encoded"
+                   : (ngx_strcmp(gr->response, "unchecked_stream") == 0)
+                     ? "refused_stream" : "refused_content_type";
+
+    return ngx_http_filter_finalize_request(r, &ngx_ailink_guard_module,
+                                            NGX_HTTP_BAD_GATEWAY);
 }
 
 
@@ -603,7 +714,7 @@ ngx_ailink_guard_header_filter(ngx_http_request_t *r)
         && r->headers_out.content_encoding->value.len)
     {
         gr->response = "unchecked_encoded";
-        return ngx_http_next_header_filter(r);
+        return ngx_ailink_guard_refuse_unchecked(r, gr);
     }
 
     if (r->headers_out.content_type.len < sizeof("application/json") - 1
@@ -616,7 +727,7 @@ ngx_ailink_guard_header_filter(ngx_http_request_t *r)
                                            (u_char *) "text/event-stream",
                                            17) == 0)
                        ? "unchecked_stream" : "unchecked_content_type";
-        return ngx_http_next_header_filter(r);
+        return ngx_ailink_guard_refuse_unchecked(r, gr);
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_ailink_translate_module);
@@ -818,6 +929,19 @@ ngx_ailink_guard_response_release(ngx_http_request_t *r,
     ngx_chain_t   cl;
 
     gr->capturing = 0;
+
+    if (gr->unchecked_refuse) {
+        /* the headers wait for the body: not sent yet, a 502 instead */
+        gr->response = "refused_too_large";
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "ailink guard: response larger than "
+                      "ailink_response_buffer_size refused");
+
+        return ngx_http_filter_finalize_request(r, &ngx_ailink_guard_module,
+                                                NGX_HTTP_BAD_GATEWAY);
+    }
+
     gr->response = "unchecked_too_large";
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -913,7 +1037,7 @@ ngx_ailink_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
 /* the audit record's "guardrails" */
 
-static const char  *ngx_ailink_guard_names[] = {
+static const char  *ngx_ailink_guard_builtin[] = {
     "pii_redaction", "prompt_injection"
 };
 
@@ -943,7 +1067,7 @@ ngx_ailink_guard_audit_len(ngx_ailink_ctx_t *ctx)
         len += ngx_strlen(ngx_ailink_guard_rule_name(i)) + 3;
     }
 
-    return len;
+    return len + ngx_ailink_guard_custom_audit_len(gr);
 }
 
 
@@ -996,11 +1120,13 @@ ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx)
                 *p++ = ',';
             }
 
-            p = ngx_sprintf(p, "\"%s\"", ngx_ailink_guard_names[i]);
+            p = ngx_sprintf(p, "\"%s\"", ngx_ailink_guard_builtin[i]);
         }
     }
 
+    p = ngx_ailink_guard_custom_audit(p, gr, 1);
     *p++ = ']';
+    p = ngx_ailink_guard_custom_audit(p, gr, 0);
 
     if (gr->guardrails & NGX_AILINK_GUARD_PII) {
         p = ngx_cpymem(p, ",\"pii\":", sizeof(",\"pii\":") - 1);
@@ -1182,9 +1308,47 @@ ngx_ailink_guard_threshold(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * format whatever the provider.
  */
 
+/*
+ * The policy actions redact and block_content: the guardrails they
+ * require were worked out, and run, before the request was routed
+ * (ngx_ailink_policy_guardrails()); here they are only checked to have
+ * run.  Anything else refuses (fails closed).
+ */
+
+static ngx_int_t
+ngx_ailink_guard_policy_hook(ngx_http_request_t *r,
+    ngx_ailink_policy_t *policy, ngx_ailink_policy_rule_t *rule,
+    ngx_ailink_policy_action_t *action)
+{
+    ngx_ailink_ctx_t        *ctx;
+    ngx_ailink_guard_req_t  *gr;
+
+    ctx = ngx_ailink_get_ctx(r);
+    gr = ctx ? ctx->guard : NULL;
+
+    if (gr && (gr->guardrails & action->guardrails) == action->guardrails) {
+        return NGX_OK;
+    }
+
+    if (!policy->shadow) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "ailink guard: policy \"%V\" requires guardrails that "
+                      "did not run on this request (not an LLM body?)",
+                      &policy->name);
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_ailink_guard_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_ailink_policy_hooks[NGX_AILINK_PA_REDACT] =
+                                                ngx_ailink_guard_policy_hook;
+    ngx_ailink_policy_hooks[NGX_AILINK_PA_BLOCK_CONTENT] =
+                                                ngx_ailink_guard_policy_hook;
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_ailink_guard_header_filter;
 

@@ -155,6 +155,8 @@ typedef struct {
     /* require_approval: reason in text; how long it may wait; notes */
     time_t                      expires_in;
     ngx_str_t                   notes;
+    /* redact, block_content: the guardrails required (a mask) */
+    ngx_uint_t                  guardrails;
 } ngx_ailink_policy_action_t;
 
 
@@ -284,6 +286,10 @@ typedef ngx_int_t (*ngx_ailink_policy_hook_pt)(ngx_http_request_t *r,
     ngx_ailink_policy_action_t *action);
 
 extern ngx_ailink_policy_hook_pt  ngx_ailink_policy_hooks[NGX_AILINK_PA_MAX];
+
+/* ngx_ailink_policy_guard.c */
+ngx_int_t ngx_ailink_policy_guardrails(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *mask);
 
 
 /* ngx_ailink_policy_conf.c */

@@ -26,6 +26,7 @@
 
 #include "ngx_ailink_policy.h"
 #include "ngx_ailink_approval.h"
+#include "ngx_ailink_guard.h"
 #include <math.h>
 
 
@@ -1000,6 +1001,8 @@ ngx_ailink_policy_approval_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 
     return NGX_OK;
 }
+static ngx_int_t ngx_ailink_policy_guard_conf(ngx_ailink_policy_loader_t *ld,
+    cJSON *v, ngx_ailink_policy_action_t *a);
 
 
 static ngx_int_t
@@ -1129,11 +1132,85 @@ ngx_ailink_policy_action(ngx_ailink_policy_loader_t *ld, const char *name,
 
     case NGX_AILINK_PA_REQUIRE_APPROVAL:
         return ngx_ailink_policy_approval_conf(ld, v, a);
+    case NGX_AILINK_PA_REDACT:
+    case NGX_AILINK_PA_BLOCK_CONTENT:
+        return ngx_ailink_policy_guard_conf(ld, v, a);
 
     default:
         /* allow; the hooks take their options when their issues land */
         return NGX_OK;
     }
+}
+
+
+/*
+ * redact: {guardrails: [pii_redaction, project_codes]} (default
+ * pii_redaction), block_content: {guardrails: [...]} (default
+ * prompt_injection): the guardrails the rule requires of a request.
+ */
+
+static ngx_int_t
+ngx_ailink_policy_guard_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
+    ngx_ailink_policy_action_t *a)
+{
+    cJSON      *list, *nm;
+    ngx_str_t   name, bad;
+
+    a->guardrails = (a->type == NGX_AILINK_PA_REDACT)
+                    ? NGX_AILINK_GUARD_PII : NGX_AILINK_GUARD_INJECTION;
+
+    if (v == NULL || cJSON_IsTrue(v) || cJSON_IsNull(v)) {
+        return NGX_OK;
+    }
+
+    if (!cJSON_IsObject(v)
+        || ngx_ailink_policy_keys(ld, v, (char *) a->name.data,
+                                  (const char *[]) { "guardrails", NULL })
+           != NGX_OK)
+    {
+        if (!cJSON_IsObject(v)) {
+            ngx_ailink_policy_error(ld, "%V takes {guardrails: [names]}",
+                                    &a->name);
+        }
+
+        return NGX_ERROR;
+    }
+
+    list = ngx_ailink_json_get(v, "guardrails");
+
+    if (list == NULL) {
+        return NGX_OK;
+    }
+
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
+        ngx_ailink_policy_error(ld, "%V.guardrails must be a list of "
+                                "guardrail names", &a->name);
+        return NGX_ERROR;
+    }
+
+    a->guardrails = 0;
+
+    cJSON_ArrayForEach(nm, list) {
+        if (!cJSON_IsString(nm) || nm->valuestring[0] == '\0') {
+            ngx_ailink_policy_error(ld, "%V.guardrails must be a list of "
+                                    "guardrail names", &a->name);
+            return NGX_ERROR;
+        }
+
+        name.data = (u_char *) nm->valuestring;
+        name.len = ngx_strlen(nm->valuestring);
+
+        if (ngx_ailink_guard_names(ld->conf->guard, &name, &a->guardrails,
+                                   &bad)
+            != NGX_OK)
+        {
+            ngx_ailink_policy_error(ld, "%V.guardrails: unknown guardrail "
+                                    "\"%V\"", &a->name, &name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -23,6 +23,7 @@
 
 
 #include "ngx_ailink_translate.h"
+#include "ngx_ailink_guard.h"
 
 
 #define NGX_AILINK_RESP_OPENAI_JSON    1
@@ -52,6 +53,8 @@ typedef struct {
     ngx_chain_t                *held;       /* input read, not released */
     ngx_chain_t                *held_free;
     ngx_uint_t                  oversized;  /* events too large, seen */
+
+    ngx_ailink_guard_stream_t  *guard;      /* output guardrails, or NULL */
 
     unsigned                    overflow:1;
     unsigned                    failed:1;
@@ -130,13 +133,13 @@ ngx_ailink_resp_event(ngx_ailink_resp_t *rs, u_char *p, size_t len)
 }
 
 
-/* st->emit: one OpenAI chunk, printed into the output, or "[DONE]" */
+/* one OpenAI chunk, printed into the output, or "[DONE]" */
 
 static ngx_int_t
-ngx_ailink_resp_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
+ngx_ailink_resp_print(void *data, cJSON *chunk)
 {
     ngx_buf_t          *b;
-    ngx_ailink_resp_t  *rs = st->data;
+    ngx_ailink_resp_t  *rs = data;
 
     if (chunk == NULL) {
         return ngx_ailink_resp_event(rs, (u_char *) "[DONE]", 6);
@@ -153,6 +156,39 @@ ngx_ailink_resp_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
     b->last = ngx_cpymem(b->last, "\n\n", 2);
 
     return NGX_OK;
+}
+
+
+/*
+ * st->emit: a chunk through the output guardrails, if any, then printed.
+ * A chunk they refuse is not sent: the stream ends with an error event
+ * (which, as [DONE], they let through).
+ */
+
+static ngx_int_t
+ngx_ailink_resp_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
+{
+    ngx_int_t           rc;
+    ngx_ailink_resp_t  *rs = st->data;
+
+    if (rs->guard) {
+        rc = chunk ? ngx_ailink_guard_stream_chunk(rs->guard, chunk,
+                                                   ngx_ailink_resp_print, rs)
+                   : ngx_ailink_guard_stream_end(rs->guard,
+                                                 ngx_ailink_resp_print, rs);
+
+        if (rc == NGX_DECLINED) {
+            return ngx_ailink_stream_error(st, "api_error",
+                                           "the stream's output could not "
+                                           "be checked by the guardrails");
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_ailink_resp_print(rs, chunk);
 }
 
 
@@ -278,7 +314,8 @@ static ngx_uint_t
 ngx_ailink_resp_reemits(ngx_ailink_resp_t *rs)
 {
     return rs->mode == NGX_AILINK_RESP_XLATE_SSE
-           || (rs->mode == NGX_AILINK_RESP_OPENAI_SSE && rs->ctx->strip_usage);
+           || (rs->mode == NGX_AILINK_RESP_OPENAI_SSE
+               && (rs->ctx->strip_usage || rs->guard));
 }
 
 
@@ -332,6 +369,51 @@ ngx_ailink_resp_oversized(ngx_ailink_resp_t *rs)
 }
 
 
+/*
+ * An OpenAI event re-emitted through the output guardrails: a chunk is
+ * read, redacted and printed again; one that cannot be read goes as it
+ * came, said so in the audit, or ends the stream (as configured).
+ */
+
+static void
+ngx_ailink_resp_guard_event(ngx_ailink_resp_t *rs, ngx_str_t *payload,
+    ngx_uint_t done)
+{
+    cJSON      *json;
+    ngx_int_t   rc;
+
+    if (done) {
+        rc = ngx_ailink_resp_emit(&rs->xstream, NULL);
+        rs->xstream.done = 1;
+
+    } else {
+        json = ngx_ailink_json_parse(payload);
+
+        if (json) {
+            rc = ngx_ailink_resp_emit(&rs->xstream, json);
+            ngx_ailink_json_delete(json);
+
+        } else {
+            rc = ngx_ailink_guard_stream_unreadable(rs->guard);
+
+            if (rc == NGX_OK) {
+                rc = ngx_ailink_resp_event(rs, payload->data, payload->len);
+
+            } else if (rc == NGX_DECLINED) {
+                rc = ngx_ailink_stream_error(&rs->xstream, "api_error",
+                                             "the provider sent a stream "
+                                             "event the guardrails cannot "
+                                             "read");
+            }
+        }
+    }
+
+    if (rc != NGX_OK) {
+        rs->failed = 1;
+    }
+}
+
+
 /* OpenAI SSE events: read usage; drop the usage chunk the client did not
  * ask for, re-emitting every other event as it came */
 
@@ -363,13 +445,20 @@ ngx_ailink_resp_openai_event(void *data, ngx_str_t *event, ngx_str_t *payload)
     done = (payload->len == sizeof("[DONE]") - 1
             && ngx_strncmp(payload->data, "[DONE]", payload->len) == 0);
 
-    if (!rs->ctx->strip_usage) {
+    if (!ngx_ailink_resp_reemits(rs)) {
         /* passed through: the client has the upstream's own end */
         rs->xstream.done |= done;
         return;
     }
 
-    if (rs->failed || rs->xstream.done || usage_only) {
+    if (rs->failed || rs->xstream.done
+        || (usage_only && rs->ctx->strip_usage))
+    {
+        return;
+    }
+
+    if (rs->guard) {
+        ngx_ailink_resp_guard_event(rs, payload, done);
         return;
     }
 
@@ -574,6 +663,12 @@ ngx_ailink_resp_header_filter(ngx_http_request_t *r)
         /* our own events (translated, re-emitted, an error at the end) */
         rs->xstream.emit = ngx_ailink_resp_emit;
         rs->xstream.data = rs;
+
+        if (status == NGX_HTTP_OK
+            && ngx_ailink_guard_stream_start(r, ctx, &rs->guard) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         if (!translated) {
             rs->mode = NGX_AILINK_RESP_OPENAI_SSE;

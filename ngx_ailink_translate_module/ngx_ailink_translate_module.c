@@ -604,8 +604,21 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    /* the model, for the policies that say which guardrails it needs */
+    if (ngx_ailink_json_find(&body, &key, &value) == NGX_OK
+        && ngx_ailink_json_plain_string(&value, &model) == NGX_OK)
+    {
+        ctx->model = model;
+        ctx->provider = ngx_ailink_route_model(ngx_ailink_get_conf(r),
+                                               &model);
+    }
+
     /* guardrails: redacted before any provider's body is made of it */
     rc = ngx_ailink_guard_request(r, ctx, &body);
+
+    ngx_str_null(&ctx->model);
+    ctx->provider = NULL;
+
     if (rc != NGX_OK) {
         return rc;
     }
@@ -921,6 +934,14 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     ngx_ailink_credential_t  *cred;
 
     llm = (ctx->route != NGX_AILINK_ROUTE_ACTION);
+
+    if (ctx->route != NGX_AILINK_ROUTE_LLM) {
+        /* asked to be guarded where no guardrail reads the body */
+        rc = ngx_ailink_guard_unguarded_route(r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
 
     if (ctx->route == NGX_AILINK_ROUTE_LLM) {
         rc = ngx_ailink_translate_llm(r, ctx);

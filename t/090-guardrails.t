@@ -339,7 +339,7 @@ qr/"requested":\["pii_redaction","prompt_injection"\],"pii":\{"email":1\},"respo
 
 
 
-=== TEST 15: a stream's output is not redacted yet: the audit says so, or the request is refused
+=== TEST 15: a stream's output is checked (t/093-guard-stream.t): the audit says so, and refuse no longer refuses it
 --- config
     ailink_audit_log logs/audit.jsonl;
     location = /audit {
@@ -365,11 +365,11 @@ qr/"requested":\["pii_redaction","prompt_injection"\],"pii":\{"email":1\},"respo
 Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
 X-AILink-Guardrails: pii_redaction
 --- error_code eval
-[200, 200, 400]
+[200, 200, 200]
 --- response_body_like eval
 [qr/data: \[DONE\]/,
-qr/"stream":true,[^\n]*"pii":\{"email":1\},"response_pii":\{\},"response":"unchecked_stream"\}\}\n\z/,
-qr/"code":"invalid_request","message":"pii_redaction cannot check streamed responses here; send \\"stream\\": false","param":"stream"/]
+qr/"stream":true,[^\n]*"pii":\{"email":1\},"response_pii":\{\},"response":"checked"\}\}\n\z/,
+qr/"content":"\[EMAIL_1\]".*data: \[DONE\]/s]
 
 
 

@@ -27,6 +27,8 @@ TOKENS = {
     "llm": "ailink_v1_proj_bench_tok_llm000000000000000000000001",
     "action": "ailink_v1_proj_bench_tok_action0000000000000000000001",
     "policy": "ailink_v1_proj_benchpol_tok_policy00000000000000000001",
+    # issue 12: a token whose requests all get pii_redaction
+    "guard": "ailink_v1_proj_benchgrd_tok_guard000000000000000000001",
 }
 
 

@@ -11,6 +11,7 @@ import fixtures
 LLM = "Authorization: Bearer " + fixtures.TOKENS["llm"]
 ACTION = "Authorization: Bearer " + fixtures.TOKENS["action"]
 POLICY = "Authorization: Bearer " + fixtures.TOKENS["policy"]
+GUARD = "Authorization: Bearer " + fixtures.TOKENS["guard"]
 CHAT = "/v1/chat/completions"
 COMPLETION = '"object":"chat.completion"'
 TO_ANTHROPIC = (COMPLETION, '"type":"message"')
@@ -74,6 +75,18 @@ SCENARIOS = [
              "OpenAI request replayed for its Idempotency-Key (1 KB body)",
              "POST", CHAT, CHAT, "openai-1k", LLM + "\nIdempotency-Key: bench-replay",
              COMPLETION, None),
+    # issue 12: pii_redaction on every request (the token's guardrails);
+    # 1 KB within 15 points of scenario 1 (the 0.65 floor is its target
+    # less 15 points), 100 KB against the same body unguarded
+    Scenario("openai-guard-1k", "9",
+             "OpenAI passthrough with pii_redaction (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", GUARD, COMPLETION, 0.65),
+    Scenario("openai-100k", "9",
+             "OpenAI passthrough, auth + audit (100 KB body)",
+             "POST", CHAT, CHAT, "openai-100k", LLM, COMPLETION, None),
+    Scenario("openai-guard-100k", "9",
+             "OpenAI passthrough with pii_redaction (100 KB body)",
+             "POST", CHAT, CHAT, "openai-100k", GUARD, COMPLETION, None),
 ]
 
 

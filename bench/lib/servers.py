@@ -81,6 +81,7 @@ class Layout:
         self.values["LLM_HASH"] = fixtures.sha256(fixtures.TOKENS["llm"])
         self.values["ACTION_HASH"] = fixtures.sha256(fixtures.TOKENS["action"])
         self.values["POLICY_HASH"] = fixtures.sha256(fixtures.TOKENS["policy"])
+        self.values["GUARD_HASH"] = fixtures.sha256(fixtures.TOKENS["guard"])
         self.values["POLICIES"] = fixtures.policies_yaml()
         self._write("upstream.conf", self._template("upstream.conf"))
         self.mock_conf = self._server("mock", "mock", workers=max(1, workers))

@@ -121,6 +121,13 @@ def split_reply(reply, n):
     return pieces, reply
 
 
+def stream_pieces(ctl, text):
+    """X-Mock-Stream-Pieces (a JSON array of strings) replaces the streamed text, piece by piece."""
+    if ctl.stream_pieces is not None:
+        return list(ctl.stream_pieces), "".join(ctl.stream_pieces)
+    return split_reply(text, ctl.events) if text is not None else ([], "")
+
+
 def fragments(s, size=5):
     return [s[i:i + size] for i in range(0, len(s), size)] or [""]
 
@@ -462,6 +469,12 @@ class Ctl:
         self.drop_after = da if da is not None and da >= 0 else None
         self.scenario = (h.get("x-mock-scenario") or "").strip().lower() or None
         self.raw_body = h.get("x-mock-raw-body")
+        try:
+            sp = json.loads(h.get("x-mock-stream-pieces") or "null")
+        except ValueError:
+            sp = None
+        self.stream_pieces = ([str(x) for x in sp]
+                              if isinstance(sp, list) and sp else None)
         self.size = max(0, to_int(h.get("x-mock-size"), 1 << 20))
 
     def public(self):
@@ -1124,7 +1137,7 @@ async def openai_chat(req, resp, ctl):
         return await resp.send_json(200, out, headers)
 
     include_usage = isinstance(b.get("stream_options"), dict) and b["stream_options"].get("include_usage") is True
-    pieces, streamed = split_reply(text, ctl.events) if text is not None else ([], "")
+    pieces, streamed = stream_pieces(ctl, text)
     ctoks = len(words(streamed)) + ttoks
 
     def chunk(delta, fin=None):
@@ -1813,7 +1826,7 @@ async def anthropic_messages(req, resp, ctl):
                "stop_reason": stop, "stop_sequence": None, "usage": usage(len(words(reply)) + ttoks)}
         return await resp.send_json(200, out, headers)
 
-    pieces, streamed = split_reply(reply, ctl.events)
+    pieces, streamed = stream_pieces(ctl, reply)
     if forced:
         pieces, streamed = [], ""
     out_toks = len(words(streamed)) + ttoks
@@ -2431,7 +2444,7 @@ async def gemini_generate(req, resp, ctl, model, stream):
         if special:
             yield special
             return
-        pieces, streamed = split_reply(text, ctl.events) if text is not None else ([], "")
+        pieces, streamed = stream_pieces(ctl, text)
         if text is not None and gcj.get("responseMimeType") == "application/json":
             pieces, streamed = fragments(text, 8), text
         sofar = 0
