@@ -68,7 +68,7 @@ rejects('cache flag', with('ailink_cache on;', 'ailink_cache maybe;'), $yaml,
         qr/invalid value "maybe" in "ailink_cache" directive/);
 
 rejects('admin key not a hash', $good, "admin_keys: [abc]\n$token",
-        qr/admin_keys: each must be the SHA-256 of a key, 64 hex digits/);
+        qr/admin_keys: each is the SHA-256 of a key in hex \(64 characters\)/);
 rejects('admin keys not a list', $good, "admin_keys: abc\n$token",
         qr/admin_keys: must be a list/);
 rejects('breaker unknown field', $good,
