@@ -574,6 +574,23 @@ ngx_ailink_provider_t *ngx_ailink_provider_find(ngx_ailink_conf_t *conf,
     ngx_str_t *name);
 ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
     ngx_ailink_provider_t *provider);
+ngx_int_t ngx_ailink_conf_load_tokens(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
+ngx_int_t ngx_ailink_conf_load_base_url(ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, ngx_str_t *url, const char *where,
+    ngx_ailink_base_url_t *base);
+ngx_int_t ngx_ailink_conf_load_inject(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *obj, const char *where, ngx_ailink_inject_t *inject);
+
+/*
+ * Tokens that are not in the file (the admin API's store): consulted by
+ * the auth handler after the file's, when set; the token stays valid for
+ * the request's lifetime.
+ */
+typedef ngx_ailink_token_t *(*ngx_ailink_token_find_pt)(ngx_http_request_t *r,
+    u_char *hash);
+
+extern ngx_ailink_token_find_pt  ngx_ailink_token_find_store;
 
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
