@@ -47,6 +47,9 @@ static void ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_ailink_token_t *ngx_ailink_admin_token_find(ngx_http_request_t *r,
     u_char *hash);
 static ngx_int_t ngx_ailink_admin_config(ngx_ailink_admin_req_t *ar);
+static ngx_int_t ngx_ailink_admin_service_find(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_ailink_base_url_t **base,
+    ngx_ailink_credential_t **credential);
 static ngx_int_t ngx_ailink_admin_init_module(ngx_cycle_t *cycle);
 
 
@@ -415,6 +418,7 @@ static ngx_int_t
 ngx_ailink_admin_preconfiguration(ngx_conf_t *cf)
 {
     ngx_ailink_token_find_store = NULL;
+    ngx_ailink_service_find = NULL;
 
     return NGX_OK;
 }
@@ -429,6 +433,7 @@ ngx_ailink_admin_postconfiguration(ngx_conf_t *cf)
 
     if (amcf->store) {
         ngx_ailink_token_find_store = ngx_ailink_admin_token_find;
+        ngx_ailink_service_find = ngx_ailink_admin_service_find;
     }
 
     return NGX_OK;
@@ -859,6 +864,53 @@ ngx_ailink_admin_token_find(ngx_http_request_t *r, u_char *hash)
     cln->data = ov;
 
     return tok;
+}
+
+
+static ngx_int_t
+ngx_ailink_admin_service_find(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_ailink_base_url_t **base, ngx_ailink_credential_t **credential)
+{
+    ngx_uint_t                     i;
+    ngx_pool_cleanup_t            *cln;
+    ngx_ailink_service_t          *svc;
+    ngx_ailink_admin_overlay_t    *ov;
+    ngx_ailink_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_ailink_admin_module);
+
+    if (amcf->store == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ov = ngx_ailink_admin_overlay(r, amcf);
+    if (ov == NULL) {
+        return NGX_DECLINED;
+    }
+
+    svc = ov->services.elts;
+
+    for (i = 0; i < ov->services.nelts; i++) {
+        if (svc[i].name.len == name->len
+            && ngx_strncmp(svc[i].name.data, name->data, name->len) == 0)
+        {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            ov->refs++;
+            cln->handler = ngx_ailink_admin_release_handler;
+            cln->data = ov;
+
+            *base = &svc[i].base;
+            *credential = svc[i].credential;
+
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -1432,4 +1484,32 @@ done:
     ngx_destroy_pool(pool);
 
     return rc;
+}
+
+
+/* the answer sent once the change is committed; returns NGX_AGAIN */
+
+ngx_int_t
+ngx_ailink_admin_answer(ngx_ailink_admin_req_t *ar, cJSON *out)
+{
+    char  *text;
+
+    text = out ? cJSON_PrintUnformatted(out) : NULL;
+    cJSON_Delete(out);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->answer.len = ngx_strlen(text);
+    ar->answer.data = ngx_pnalloc(ar->request->pool, ar->answer.len);
+
+    if (ar->answer.data) {
+        ngx_memcpy(ar->answer.data, text, ar->answer.len);
+    }
+
+    ngx_explicit_memzero(text, ar->answer.len);
+    cJSON_free(text);
+
+    return ar->answer.data ? NGX_AGAIN : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }

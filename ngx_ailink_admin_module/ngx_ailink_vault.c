@@ -483,11 +483,3 @@ commit:
     return ar->answer.data ? NGX_AGAIN : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
-
-ngx_int_t
-ngx_ailink_admin_services(ngx_ailink_admin_req_t *ar)
-{
-    return ngx_ailink_admin_fail(ar, NGX_HTTP_NOT_IMPLEMENTED,
-                                 "not_implemented",
-                                 "services are not built yet");
-}

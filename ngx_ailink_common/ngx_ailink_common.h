@@ -208,6 +208,10 @@ typedef struct {
                                                    "tags":[...]: policy
                                                    writes, audit reads */
 
+    /* /v1/proxy/services/<name>/...: the registered service's */
+    ngx_ailink_base_url_t      *service_base;
+    ngx_ailink_credential_t    *service_credential;
+
     unsigned                    stream:1;
     unsigned                    include_usage:1;    /* the client asked */
     unsigned                    strip_usage:1;      /* the gateway asked */
@@ -591,6 +595,15 @@ typedef ngx_ailink_token_t *(*ngx_ailink_token_find_pt)(ngx_http_request_t *r,
     u_char *hash);
 
 extern ngx_ailink_token_find_pt  ngx_ailink_token_find_store;
+
+/* a registered service by name (the admin API's store), held for r */
+typedef ngx_int_t (*ngx_ailink_service_find_pt)(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_ailink_base_url_t **base,
+    ngx_ailink_credential_t **credential);
+
+extern ngx_ailink_service_find_pt  ngx_ailink_service_find;
+
+#define NGX_AILINK_SERVICES_PREFIX  "/v1/proxy/services/"
 
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
