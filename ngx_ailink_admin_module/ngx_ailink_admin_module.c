@@ -705,8 +705,11 @@ ngx_ailink_admin_compile(ngx_http_request_t *r,
 
         v = ngx_ailink_json_get(item, "base_url");
         url.len = ngx_strlen(v->valuestring);
-        url.data = ngx_pstrdup(pool, &(ngx_str_t) { url.len + 1,
-                                                    (u_char *) v->valuestring });
+        url.data = ngx_pnalloc(pool, url.len + 1);
+        if (url.data) {
+            ngx_memcpy(url.data, v->valuestring, url.len + 1);
+        }
+
         if (svc->name.data == NULL || url.data == NULL) {
             goto failed;
         }

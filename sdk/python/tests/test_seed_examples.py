@@ -545,7 +545,6 @@ def test_config_as_code(gateway, tmp_path, monkeypatch):
     assert gateway.upstream_keys["AILINK_TEST_OPENAI_KEY"] not in yaml_config
 
 
-@xfail_gateway("the admin API and the service registry (/v1/proxy/services/)")
 def test_service_registry(gateway):
     admin = AIlinkClient.admin(admin_key=ADMIN_KEY)
     name = "stripe"
