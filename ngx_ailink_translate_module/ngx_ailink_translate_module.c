@@ -1083,6 +1083,23 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
                                              "control character");
         }
 
+        if (rc != NGX_OK
+            && llm && inject->scheme != NGX_AILINK_SCHEME_NONE
+            && base->scheme.len == sizeof("https://") - 1)
+        {
+            /*
+             * A hosted provider (reached over https) is not sent a request
+             * without a key: the client is told which provider lacks one.
+             */
+            return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_UNAUTHORIZED,
+                                             "missing_credential", NULL,
+                                             "no credential for provider "
+                                             "\"%V\": the token has none "
+                                             "for it and the request has no "
+                                             "X-AILink-Upstream-Key",
+                                             &ctx->provider->name);
+        }
+
         if (rc != NGX_OK) {
             /* keyless upstreams (a local model server) need none */
             ngx_str_null(&secret);
