@@ -85,6 +85,8 @@ void ngx_ailink_admin_overlay_release(ngx_ailink_admin_overlay_t *ov);
 void ngx_ailink_admin_time(time_t t, cJSON *obj, const char *key);
 ngx_int_t ngx_ailink_admin_check(ngx_ailink_admin_req_t *ar);
 ngx_int_t ngx_ailink_admin_answer(ngx_ailink_admin_req_t *ar, cJSON *out);
+cJSON *ngx_ailink_admin_strip_meta(cJSON *rec);
+ngx_int_t ngx_ailink_admin_config(ngx_ailink_admin_req_t *ar);
 
 /* ngx_ailink_admin_tokens.c */
 ngx_int_t ngx_ailink_admin_tokens(ngx_ailink_admin_req_t *ar);

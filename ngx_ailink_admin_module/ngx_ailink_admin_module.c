@@ -46,7 +46,6 @@ static void ngx_ailink_admin_body(ngx_http_request_t *r);
 static void ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_ailink_token_t *ngx_ailink_admin_token_find(ngx_http_request_t *r,
     u_char *hash);
-static ngx_int_t ngx_ailink_admin_config(ngx_ailink_admin_req_t *ar);
 static ngx_int_t ngx_ailink_admin_service_find(ngx_http_request_t *r,
     ngx_str_t *name, ngx_ailink_base_url_t **base,
     ngx_ailink_credential_t **credential);
@@ -1359,13 +1358,6 @@ ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
-static ngx_int_t
-ngx_ailink_admin_config(ngx_ailink_admin_req_t *ar)
-{
-    return ngx_ailink_admin_fail(ar, NGX_HTTP_NOT_IMPLEMENTED,
-                                 "not_implemented",
-                                 "config export/import is not built yet");
-}
 
 
 /* a changed document compiles, or the change is refused with the reason */
@@ -1515,4 +1507,22 @@ ngx_ailink_admin_answer(ngx_ailink_admin_req_t *ar, cJSON *out)
     cJSON_free(text);
 
     return ar->answer.data ? NGX_AGAIN : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/* a store record without the store's own members */
+
+cJSON *
+ngx_ailink_admin_strip_meta(cJSON *rec)
+{
+    cJSON  *copy;
+
+    copy = cJSON_Duplicate(rec, 1);
+
+    if (copy) {
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "created_at");
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "revoked_at");
+    }
+
+    return copy;
 }

@@ -567,6 +567,7 @@ ngx_ailink_write_int(u_char *p, int64_t n)
 
 /* ngx_ailink_yaml.c */
 cJSON *ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file);
+cJSON *ngx_ailink_yaml_parse(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *text);
 
 /* ngx_ailink_config.c */
 ngx_ailink_conf_t *ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file);

@@ -529,7 +529,6 @@ def test_configuration(gateway):
     assert (client.timeout, client.retries, client.verify_ssl) == (30, 3, True)
 
 
-@xfail_gateway("the admin API (config export/import)")
 def test_config_as_code(gateway, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     admin = AIlinkClient.admin(admin_key=ADMIN_KEY)
