@@ -21,6 +21,8 @@ typedef struct {
     u_char                      master[NGX_AILINK_VAULT_KEY_LEN];
     ngx_str_t                   master_source;
     ngx_flag_t                  master_set;
+    u_char                      previous[NGX_AILINK_VAULT_KEY_LEN];
+    ngx_flag_t                  previous_set;
 } ngx_ailink_admin_main_conf_t;
 
 
@@ -56,6 +58,7 @@ typedef struct {
     ngx_uint_t                  status;
     ngx_str_t                   audit;      /* what changed, no secret */
     ngx_int_t                   sent_rc;    /* of an answer already sent */
+    u_char                      who[8];     /* the admin key's hash, hex */
 } ngx_ailink_admin_req_t;
 
 

@@ -75,6 +75,13 @@ static ngx_command_t  ngx_ailink_admin_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ailink_vault_previous_master_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_ailink_admin_master_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      1,
+      NULL },
+
     { ngx_string("ailink_admin_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_ailink_admin_api,
@@ -132,6 +139,9 @@ static ngx_ailink_admin_route_t  ngx_ailink_admin_routes[
     { ngx_null_string, NULL }
 };
 
+
+/* the admin key of the request being handled, as a fingerprint */
+static u_char  ngx_ailink_admin_who[9];
 
 /* this worker's compiled copy of the store */
 static ngx_ailink_admin_overlay_t  *ngx_ailink_admin_current;
@@ -309,13 +319,24 @@ ngx_ailink_admin_master_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_fd_t         fd;
     ngx_str_t       *value, key, path;
 
+    u_char          *dst;
+    ngx_flag_t      *set;
+
     value = cf->args->elts;
 
-    if (amcf->master_set) {
-        return "is duplicate";
+    if (cmd->offset) {
+        dst = amcf->previous;
+        set = &amcf->previous_set;
+
+    } else {
+        dst = amcf->master;
+        set = &amcf->master_set;
+        amcf->master_source = value[1];
     }
 
-    amcf->master_source = value[1];
+    if (*set) {
+        return "is duplicate";
+    }
 
     if (value[1].len > 4 && ngx_strncmp(value[1].data, "env:", 4) == 0) {
         val = getenv((char *) value[1].data + 4);
@@ -373,17 +394,15 @@ ngx_ailink_admin_master_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     key.len = p - key.data;
 
-    if (ngx_ailink_admin_hex(&key, amcf->master, NGX_AILINK_VAULT_KEY_LEN)
-        != NGX_OK)
-    {
+    if (ngx_ailink_admin_hex(&key, dst, NGX_AILINK_VAULT_KEY_LEN) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ailink_vault_master_key \"%V\": the key must be "
-                           "64 hex digits (openssl rand -hex 32)", &value[1]);
+                           "%V \"%V\": the key must be 64 hex digits "
+                           "(openssl rand -hex 32)", &cmd->name, &value[1]);
         return NGX_CONF_ERROR;
     }
 
     ngx_explicit_memzero(buf, sizeof(buf));
-    amcf->master_set = 1;
+    *set = 1;
 
     return NGX_CONF_OK;
 }
@@ -1074,6 +1093,8 @@ ngx_ailink_admin_authorize(ngx_http_request_t *r,
     }
 
     if (ok) {
+        /* who, for the audit of mutations: the hash's first bytes */
+        ngx_hex_dump(ngx_ailink_admin_who, hash, 4);
         return NGX_OK;
     }
 
@@ -1090,6 +1111,7 @@ static ngx_int_t
 ngx_ailink_admin_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
+    ngx_ailink_admin_req_t        *ar;
     ngx_ailink_admin_main_conf_t  *amcf;
 
     if (ngx_ailink_create_ctx(r) == NULL) {
@@ -1102,6 +1124,17 @@ ngx_ailink_admin_handler(ngx_http_request_t *r)
     if (rc != NGX_OK) {
         return rc;
     }
+
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_ailink_admin_req_t));
+    if (ar == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->request = r;
+    ar->amcf = amcf;
+    ngx_memcpy(ar->who, ngx_ailink_admin_who, 8);
+
+    ngx_http_set_ctx(r, ar, ngx_ailink_admin_module);
 
     r->request_body_in_single_buf = 1;
 
@@ -1166,17 +1199,7 @@ ngx_ailink_admin_body(ngx_http_request_t *r)
     ngx_ailink_admin_main_conf_t   *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_ailink_admin_module);
-
-    ar = ngx_pcalloc(r->pool, sizeof(ngx_ailink_admin_req_t));
-    if (ar == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ar->request = r;
-    ar->amcf = amcf;
-
-    ngx_http_set_ctx(r, ar, ngx_ailink_admin_module);
+    ar = ngx_http_get_module_ctx(r, ngx_ailink_admin_module);
 
     /* the body, in memory */
 
@@ -1346,11 +1369,11 @@ ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
-    /* audited: who (the key's fingerprint is not kept), what, never a
+    /* audited: who (the admin key's SHA-256 prefix), what, never a
        secret */
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "ailink admin: %V %V: %V", &r->method_name, &r->uri,
-                  &ar->audit);
+                  "ailink admin: key sha256:%*s... %V %V: %V", (size_t) 8,
+                  ar->who, &r->method_name, &r->uri, &ar->audit);
 
     ngx_http_finalize_request(r,
                               ngx_ailink_send_json(r, ar->status,
@@ -1395,9 +1418,11 @@ ngx_ailink_admin_init_module(ngx_cycle_t *cycle)
     cJSON                         *doc, *item, *v;
     ngx_int_t                      rc;
     ngx_str_t                      text, name, sealed, plain;
-    ngx_uint_t                     gen;
+    ngx_uint_t                     gen, resealed;
     ngx_pool_t                    *pool;
     ngx_ailink_admin_main_conf_t  *amcf;
+
+    resealed = 0;
 
     if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
         == NULL)
@@ -1455,12 +1480,59 @@ ngx_ailink_admin_init_module(ngx_cycle_t *cycle)
 
         if (ngx_ailink_vault_decrypt(pool, amcf->master, &name, &sealed,
                                      &plain)
-            != NGX_OK)
+            == NGX_OK)
+        {
+            ngx_explicit_memzero(plain.data, plain.len);
+            continue;
+        }
+
+        /* master key rotation: sealed under the previous key, re-sealed */
+
+        if (!amcf->previous_set
+            || ngx_ailink_vault_decrypt(pool, amcf->previous, &name, &sealed,
+                                        &plain)
+               != NGX_OK
+            || ngx_ailink_vault_encrypt(pool, amcf->master, &name, &plain,
+                                        &sealed)
+               != NGX_OK)
         {
             goto wrong;
         }
 
         ngx_explicit_memzero(plain.data, plain.len);
+
+        cJSON_DeleteItemFromObjectCaseSensitive(item, "sealed");
+        cJSON_AddStringToObject(item, "sealed", (char *) sealed.data);
+        resealed++;
+    }
+
+    if (resealed && ngx_test_config) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "ailink vault: %ui credential(s) would be re-sealed "
+                      "under the new master key at start", resealed);
+
+    } else if (resealed) {
+        char  *t;
+
+        t = cJSON_PrintUnformatted(doc);
+        if (t == NULL) {
+            goto done;
+        }
+
+        text.data = (u_char *) t;
+        text.len = ngx_strlen(t);
+
+        rc = amcf->store->ops->commit_now(amcf->store, &text, cycle->log);
+        cJSON_free(t);
+
+        if (rc != NGX_OK) {
+            goto done;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "ailink vault: %ui credential(s) re-sealed under the "
+                      "new master key; \"ailink_vault_previous_master_key\" "
+                      "may be removed", resealed);
     }
 
     rc = NGX_OK;

@@ -38,6 +38,9 @@ typedef struct {
     void        (*unlock)(ngx_ailink_store_t *store);
     ngx_int_t   (*commit)(ngx_ailink_store_t *store, ngx_http_request_t *r,
                           ngx_str_t *doc, ngx_ailink_store_done_pt done);
+    /* at startup only (the master, before workers): a blocking commit */
+    ngx_int_t   (*commit_now)(ngx_ailink_store_t *store, ngx_str_t *doc,
+                              ngx_log_t *log);
 } ngx_ailink_store_ops_t;
 
 

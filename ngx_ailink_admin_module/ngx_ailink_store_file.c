@@ -66,8 +66,11 @@ static ngx_int_t ngx_ailink_store_file_lock(ngx_ailink_store_t *st);
 static void ngx_ailink_store_file_unlock(ngx_ailink_store_t *st);
 static ngx_int_t ngx_ailink_store_file_commit(ngx_ailink_store_t *st,
     ngx_http_request_t *r, ngx_str_t *doc, ngx_ailink_store_done_pt done);
+static ngx_int_t ngx_ailink_store_file_commit_now(ngx_ailink_store_t *st,
+    ngx_str_t *doc, ngx_log_t *log);
 static ngx_int_t ngx_ailink_store_file_init_zone(ngx_shm_zone_t *zone,
     void *data);
+static void ngx_ailink_store_file_write(void *data, ngx_log_t *log);
 
 
 static ngx_ailink_store_ops_t  ngx_ailink_store_file_ops = {
@@ -75,7 +78,8 @@ static ngx_ailink_store_ops_t  ngx_ailink_store_file_ops = {
     ngx_ailink_store_file_read,
     ngx_ailink_store_file_lock,
     ngx_ailink_store_file_unlock,
-    ngx_ailink_store_file_commit
+    ngx_ailink_store_file_commit,
+    ngx_ailink_store_file_commit_now
 };
 
 
@@ -517,4 +521,64 @@ failed:
     ngx_ailink_store_file_unlock(st);
 
     return NGX_ERROR;
+}
+
+
+/* the same write, done in place: for the master at startup only */
+
+static ngx_int_t
+ngx_ailink_store_file_commit_now(ngx_ailink_store_t *st, ngx_str_t *doc,
+    ngx_log_t *log)
+{
+    u_char                    *p, buf[4 * NGX_MAX_PATH];
+    size_t                     len;
+    ngx_ailink_store_write_t   w;
+    ngx_ailink_store_file_t   *fs = st->data;
+
+    len = fs->dir.len + sizeof("/store-.json.tmp") + NGX_INT_T_LEN;
+
+    if (4 * len > sizeof(buf)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&w, sizeof(w));
+    w.doc = *doc;
+    w.generation = fs->sh->generation + 1;
+    w.tmp = buf;
+    w.path = buf + len;
+    w.old = w.path + len;
+    w.dir = w.old + len;
+
+    ngx_sprintf(w.tmp, "%V/store-%ui.json.tmp%Z", &fs->dir, w.generation);
+    ngx_sprintf(w.path, "%V/store-%ui.json%Z", &fs->dir, w.generation);
+    ngx_sprintf(w.old, "%V/store-%ui.json%Z", &fs->dir, w.generation - 1);
+    ngx_sprintf(w.dir, "%V%Z", &fs->dir);
+
+    ngx_ailink_store_file_write(&w, log);
+
+    if (w.err) {
+        ngx_log_error(NGX_LOG_EMERG, log, w.err,
+                      "ailink store: %s of \"%s\" failed", w.what, w.tmp);
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&fs->shpool->mutex);
+
+    p = ngx_slab_alloc_locked(fs->shpool, doc->len ? doc->len : 1);
+
+    if (p) {
+        ngx_memcpy(p, doc->data, doc->len);
+
+        if (fs->sh->doc) {
+            ngx_slab_free_locked(fs->shpool, fs->sh->doc);
+        }
+
+        fs->sh->doc = p;
+        fs->sh->len = doc->len;
+        fs->sh->generation = w.generation;
+    }
+
+    ngx_shmtx_unlock(&fs->shpool->mutex);
+
+    return p ? NGX_OK : NGX_ERROR;
 }

@@ -317,4 +317,26 @@ $gw = start_nginx(master => 1, workers => 2, http => http_conf(), server => $ser
 is call($vt, 'GET', '/v1/x')->{status}, 200, 'the right key starts it again';
 stop($gw);
 
+# --- master key rotation: the new key, the old one as previous
+
+my $rotate = http_conf("$keydir/wrong.key")
+             . "    ailink_vault_previous_master_key file:$keydir/master.key;\n";
+$gw = start_nginx(master => 1, workers => 2, http => $rotate, server => $server,
+                  dir => $gw->{dir});
+$c = call($vt, 'GET', '/v1/x');
+is $c->{json}{echo}{headers}{'x-api-key'}, 'sk-vault-rotated-PLUGH',
+   'rotation: started with the new key and the previous one';
+like `cat $gw->{dir}/logs/error.log`, qr/re-sealed under the new master key/, '... re-sealed';
+stop($gw);
+
+$gw = start_nginx(master => 1, workers => 2, http => http_conf("$keydir/wrong.key"),
+                  server => $server, dir => $gw->{dir});
+$c = call($vt, 'GET', '/v1/x');
+is $c->{json}{echo}{headers}{'x-api-key'}, 'sk-vault-rotated-PLUGH',
+   '... then the new key alone opens the vault';
+stop($gw);
+ok refused(master => 1, http => http_conf(), server => $server, dir => $gw->{dir}),
+   '... and the old key no longer does';
+is `grep -rl PLUGH $data`, '', '... still no plaintext on disk';
+
 done_testing();
