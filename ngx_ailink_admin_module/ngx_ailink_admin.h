@@ -59,6 +59,9 @@ typedef struct {
     ngx_str_t                   audit;      /* what changed, no secret */
     ngx_int_t                   sent_rc;    /* of an answer already sent */
     u_char                      who[8];     /* the admin key's hash, hex */
+    void                       *route;
+    ngx_event_t                *retry;      /* while another writes */
+    ngx_uint_t                  retries;
 } ngx_ailink_admin_req_t;
 
 

@@ -44,6 +44,7 @@ static ngx_int_t ngx_ailink_admin_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_ailink_admin_handler(ngx_http_request_t *r);
 static void ngx_ailink_admin_body(ngx_http_request_t *r);
 static void ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc);
+static void ngx_ailink_admin_dispatch(ngx_http_request_t *r);
 static ngx_ailink_token_t *ngx_ailink_admin_token_find(ngx_http_request_t *r,
     u_char *hash);
 static ngx_int_t ngx_ailink_admin_service_find(ngx_http_request_t *r,
@@ -1191,14 +1192,11 @@ ngx_ailink_admin_body(ngx_http_request_t *r)
 {
     size_t                          len;
     u_char                         *p;
-    ngx_int_t                       rc;
     ngx_uint_t                      i;
     ngx_chain_t                    *cl;
     ngx_ailink_admin_req_t         *ar;
     ngx_ailink_admin_route_t       *route;
-    ngx_ailink_admin_main_conf_t   *amcf;
 
-    amcf = ngx_http_get_module_main_conf(r, ngx_ailink_admin_module);
     ar = ngx_http_get_module_ctx(r, ngx_ailink_admin_module);
 
     /* the body, in memory */
@@ -1257,6 +1255,66 @@ ngx_ailink_admin_body(ngx_http_request_t *r)
         goto not_found;
     }
 
+    ar->route = route;
+
+    ngx_ailink_admin_dispatch(r);
+
+    return;
+
+not_found:
+
+    ngx_http_finalize_request(r,
+        ngx_ailink_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                              "no such admin resource", NULL));
+}
+
+
+static void
+ngx_ailink_admin_retry_handler(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ev->data;
+    c = r->connection;
+
+    ngx_ailink_admin_dispatch(r);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_ailink_admin_retry_cleanup(void *data)
+{
+    ngx_event_t  *ev = data;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+}
+
+
+/*
+ * Run the resource's handler; commit what it changed.  A change while
+ * another worker writes waits for it (a timer, every 10ms, up to 3s).
+ */
+
+static void
+ngx_ailink_admin_dispatch(ngx_http_request_t *r)
+{
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_pool_cleanup_t             *cln;
+    ngx_ailink_admin_req_t         *ar;
+    ngx_ailink_admin_route_t       *route;
+    ngx_ailink_admin_main_conf_t   *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_ailink_admin_module);
+    ar = ngx_http_get_module_ctx(r, ngx_ailink_admin_module);
+    route = ar->route;
+    len = ar->body.len;
+
     /* JSON bodies are parsed here; config import takes YAML */
     if (len && !(ar->resource.len == 6
                  && ngx_strncmp(ar->resource.data, "config", 6) == 0))
@@ -1280,6 +1338,27 @@ ngx_ailink_admin_body(ngx_http_request_t *r)
 
     cJSON_Delete(ar->json);
     ar->json = NULL;
+
+    if (rc == NGX_BUSY && ar->retries++ < 300) {
+        if (ar->retry == NULL) {
+            ar->retry = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+
+            if (ar->retry == NULL || cln == NULL) {
+                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            ar->retry->handler = ngx_ailink_admin_retry_handler;
+            ar->retry->data = r;
+            ar->retry->log = r->connection->log;
+            cln->handler = ngx_ailink_admin_retry_cleanup;
+            cln->data = ar->retry;
+        }
+
+        ngx_add_timer(ar->retry, 10);
+        return;
+    }
 
     if (rc == NGX_BUSY) {
         ngx_http_finalize_request(r,
@@ -1345,12 +1424,6 @@ ngx_ailink_admin_body(ngx_http_request_t *r)
     }
 
     return;
-
-not_found:
-
-    ngx_http_finalize_request(r,
-        ngx_ailink_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                              "no such admin resource", NULL));
 }
 
 
