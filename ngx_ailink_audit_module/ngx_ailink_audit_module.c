@@ -371,8 +371,10 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
                               "null,\"cost_usd\":null") - 1);
     }
 
-    /* "policies" and "tags", for tokens that have policies */
-    p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
+    if (ctx->policy_audit.len) {
+        /* "policies" and "tags", for tokens that have policies */
+        p = ngx_cpymem(p, ctx->policy_audit.data, ctx->policy_audit.len);
+    }
     p = ngx_ailink_guard_audit(p, ctx);
 
     *p++ = '}';

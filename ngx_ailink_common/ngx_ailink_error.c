@@ -160,7 +160,10 @@ ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,
         p = ngx_cpymem(p, "null", 4);
     }
 
-    p = ngx_cpymem(p, ctx->error_extra.data, ctx->error_extra.len);
+    if (ctx->error_extra.len) {
+        p = ngx_cpymem(p, ctx->error_extra.data, ctx->error_extra.len);
+    }
+
     p = ngx_sprintf(p, ",\"request_id\":\"%V\"}}\n", &ctx->request_id);
 
     json->len = p - json->data;

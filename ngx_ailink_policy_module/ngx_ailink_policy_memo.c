@@ -114,7 +114,8 @@ ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
         if (f->field == c->field
             && c->field != NGX_AILINK_PF_BODY
             && f->arg.len == c->arg.len
-            && ngx_strncmp(f->arg.data, c->arg.data, c->arg.len) == 0
+            && (c->arg.len == 0
+                || ngx_strncmp(f->arg.data, c->arg.data, c->arg.len) == 0)
             && (!time || f->offset == offset))
         {
             return 1;

@@ -76,12 +76,12 @@ sub summary {
     return \%s;
 }
 
-# every expectation met: a pass, with all 10 checks run
+# every expectation met: a pass, with all 12 checks run
 {
     my ($out, $status) = run_fixture('pass.tn');
     my $s = summary($out);
     is($status, 0, 'pass.tn: prove exits with 0');
-    is($s->{tests}, 10, 'pass.tn: all 10 checks ran');
+    is($s->{tests}, 12, 'pass.tn: all 12 checks ran');
     is($s->{result}, 'PASS', 'pass.tn: prove says PASS');
     is($s->{not_ok}, 0, 'pass.tn: no check failed')
         or diag show($out);

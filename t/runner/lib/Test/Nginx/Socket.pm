@@ -1406,7 +1406,7 @@ sub check_error_log {
 
     # like the real one: surface serious nginx complaints as warnings
     $lines ||= error_log_lines();
-    my $all = join "\n", map { ref $_ ? @$_ : $_ } grep { defined }
+    my $all = join "\n", map { ref $_ eq 'ARRAY' ? @$_ : $_ } grep { defined }
               ($want, $unwanted);
     for my $level (qw(alert crit emerg)) {
         next if index($all, "[$level") >= 0;
