@@ -1043,9 +1043,15 @@ ngx_ailink_admin_lock(ngx_ailink_admin_req_t *ar)
 }
 
 
+/*
+ * NGX_OK when the request carries a declared admin key; otherwise the
+ * refusal is sent and NGX_DECLINED returned, with the sending's result in
+ * *rc (which may itself be NGX_OK): fail closed.
+ */
+
 static ngx_int_t
 ngx_ailink_admin_authorize(ngx_http_request_t *r,
-    ngx_ailink_admin_main_conf_t *amcf)
+    ngx_ailink_admin_main_conf_t *amcf, ngx_int_t *rc)
 {
     u_char      hash[NGX_AILINK_SHA256_LEN], *key;
     ngx_str_t   token;
@@ -1069,11 +1075,12 @@ ngx_ailink_admin_authorize(ngx_http_request_t *r,
     if (token.len > sizeof(NGX_AILINK_TOKEN_PREFIX) - 1
         && ngx_strncmp(token.data, "ailink_v1_", 10) == 0)
     {
-        return ngx_ailink_send_error(r, NGX_HTTP_FORBIDDEN,
-                                     "permission_denied",
-                                     "a data-plane token cannot use the "
-                                     "admin API: send an admin key "
-                                     "(ailink_admin_...)", NULL);
+        *rc = ngx_ailink_send_error(r, NGX_HTTP_FORBIDDEN,
+                                    "permission_denied",
+                                    "a data-plane token cannot use the "
+                                    "admin API: send an admin key "
+                                    "(ailink_admin_...)", NULL);
+        return NGX_DECLINED;
     }
 
     if (token.len <= sizeof(NGX_AILINK_ADMIN_PREFIX) - 1
@@ -1101,10 +1108,11 @@ ngx_ailink_admin_authorize(ngx_http_request_t *r,
 
 unauthorized:
 
-    return ngx_ailink_send_error(r, NGX_HTTP_UNAUTHORIZED, "invalid_token",
-                                 "the admin API needs \"Authorization: "
-                                 "Bearer ailink_admin_...\" with a key "
-                                 "declared by \"ailink_admin_key\"", NULL);
+    *rc = ngx_ailink_send_error(r, NGX_HTTP_UNAUTHORIZED, "invalid_token",
+                                "the admin API needs \"Authorization: "
+                                "Bearer ailink_admin_...\" with a key "
+                                "declared by \"ailink_admin_key\"", NULL);
+    return NGX_DECLINED;
 }
 
 
@@ -1121,8 +1129,7 @@ ngx_ailink_admin_handler(ngx_http_request_t *r)
 
     amcf = ngx_http_get_module_main_conf(r, ngx_ailink_admin_module);
 
-    rc = ngx_ailink_admin_authorize(r, amcf);
-    if (rc != NGX_OK) {
+    if (ngx_ailink_admin_authorize(r, amcf, &rc) != NGX_OK) {
         return rc;
     }
 

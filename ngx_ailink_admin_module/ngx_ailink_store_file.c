@@ -280,7 +280,10 @@ ngx_ailink_store_file_read(ngx_ailink_store_t *st, ngx_pool_t *pool,
     doc->data = ngx_pnalloc(pool, doc->len + 1);
 
     if (doc->data) {
-        ngx_memcpy(doc->data, fs->sh->doc, doc->len);
+        if (doc->len) {
+            ngx_memcpy(doc->data, fs->sh->doc, doc->len);
+        }
+
         doc->data[doc->len] = '\0';
     }
 

@@ -108,6 +108,20 @@ like $r->{json}{error}{message}, qr/admin key/, '... saying an admin key is need
 $r = admin('GET', '/nothing');
 is $r->{status}, 404, 'an unknown resource: 404';
 
+# refused requests change nothing (fail closed)
+for my $key ($ACTION_TOKEN, 'ailink_admin_wrong', '') {
+    $r = admin('POST', '/tokens', { name => "sneaky" }, length $key ? $key : 'x');
+    ok $r->{status} == 401 || $r->{status} == 403, "a create with key '$key' is refused";
+}
+$r = admin('GET', '/tokens');
+ok !(grep { $_->{name} eq 'sneaky' } @{ $r->{json}{data} }), '... and nothing was created';
+my $victim = admin('POST', '/tokens', { name => 'victim' })->{json}{id};
+for my $key ($ACTION_TOKEN, 'ailink_admin_wrong') {
+    $r = admin('DELETE', "/tokens/$victim", undef, $key);
+    ok $r->{status} == 401 || $r->{status} == 403, "a revoke with key '$key' is refused";
+}
+ok !admin('GET', "/tokens/$victim")->{json}{revoked}, '... and the token is not revoked';
+
 # --- tokens
 
 $r = admin('GET', '/tokens');

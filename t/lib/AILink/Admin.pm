@@ -55,7 +55,9 @@ CONF
 CONF
     my $gw = start_nginx(master => 1, workers => $o{workers} // 2,
                          http => $http_conf, server => $server,
-                         $o{dir} ? (dir => $o{dir}) : ());
+                         $o{dir} ? (dir => $o{dir})
+                         : $ENV{ADMIN_TEST_DIR} ? (dir => $ENV{ADMIN_TEST_DIR})
+                         : ());
     $gw->{data} = $data;
     return $gw;
 }
