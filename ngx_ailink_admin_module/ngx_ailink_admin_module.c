@@ -701,6 +701,34 @@ ngx_ailink_admin_compile(ngx_http_request_t *r,
 
     cJSON_Delete(root);
 
+    /* the file's policies that apply to each (the loader sorted them) */
+
+    i = 0;
+
+    cJSON_ArrayForEach(item, ngx_ailink_json_get(doc, "tokens")) {
+        ngx_ailink_token_t  *t;
+        ngx_uint_t           k;
+
+        ngx_snprintf((u_char *) where, sizeof(where), "tokens[%ui]%Z", i++);
+
+        v = ngx_ailink_json_get(item, "id");
+        t = ov->conf.tokens.elts;
+
+        for (k = 0; k < ov->conf.tokens.nelts; k++) {
+            if (ngx_strcmp(t[k].id.data, v->valuestring) == 0) {
+                break;
+            }
+        }
+
+        if (k < ov->conf.tokens.nelts
+            && ngx_ailink_policy_conf_token(r, &cf, &ov->conf, &t[k],
+                   ngx_ailink_json_get(item, "policies"), where)
+               != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
     /* the services */
 
     i = 0;

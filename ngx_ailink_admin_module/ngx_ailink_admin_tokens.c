@@ -33,6 +33,7 @@ static ngx_ailink_admin_field_t  ngx_ailink_admin_token_fields[] = {
     { "expires_at", "expires_at", cJSON_String },
     { "agent_name", "agent_name", cJSON_String },
     { "enabled", "enabled", cJSON_True|cJSON_False },
+    { "policies", "policies", cJSON_Array },
     { NULL, NULL, 0 }
 };
 

@@ -609,6 +609,9 @@ extern ngx_ailink_service_find_pt  ngx_ailink_service_find;
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+ngx_int_t ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, ngx_ailink_token_t *tok, cJSON *own,
+    const char *where);
 
 /* ngx_ailink_prices.c */
 ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,

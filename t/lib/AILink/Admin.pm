@@ -36,7 +36,7 @@ sub admin_gateway {
     close $k;
     my $data = $o{data} // tempdir(CLEANUP => 1);
     my $http_conf = <<"CONF";
-    ailink_config $root/t/conf/ailink.yaml;
+    ailink_config @{[ $o{config} // "$root/t/conf/ailink.yaml" ]};
     ailink_store_dir $data;
     ailink_admin_key $ADMIN_HASH;
     ailink_vault_master_key file:$keydir/master.key;
