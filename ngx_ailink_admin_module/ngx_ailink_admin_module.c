@@ -569,7 +569,7 @@ ngx_ailink_admin_compile(ngx_http_request_t *r,
         return NULL;
     }
 
-    pool = ngx_create_pool(4096, r->connection->log);
+    pool = ngx_create_pool(4096, ngx_cycle->log);
     if (pool == NULL) {
         return NULL;
     }
