@@ -701,6 +701,27 @@ ngx_ailink_admin_compile(ngx_http_request_t *r,
 
     cJSON_Delete(root);
 
+    /* a hash of the file's would be shadowed by it: refused */
+
+    {
+        ngx_ailink_token_t  *t, *y;
+
+        t = ov->conf.tokens.elts;
+
+        for (i = 0; i < ov->conf.tokens.nelts; i++) {
+            y = ngx_ailink_token_find(yaml, t[i].hash);
+
+            if (y) {
+                ngx_snprintf(ngx_ailink_admin_errbuf,
+                             sizeof(ngx_ailink_admin_errbuf),
+                             "token \"%V\" has the hash of token \"%V\" "
+                             "of the config file%Z", &t[i].id, &y->id);
+                ngx_ailink_admin_errlen = ngx_strlen(ngx_ailink_admin_errbuf);
+                goto failed;
+            }
+        }
+    }
+
     /* the file's policies that apply to each (the loader sorted them) */
 
     i = 0;
