@@ -766,6 +766,18 @@ ngx_ailink_admin_compile(ngx_http_request_t *r,
         ngx_memzero(svc, sizeof(ngx_ailink_service_t));
 
         v = ngx_ailink_json_get(item, "name");
+
+        if (!cJSON_IsString(v)
+            || !cJSON_IsString(ngx_ailink_json_get(item, "base_url")))
+        {
+            ngx_snprintf(ngx_ailink_admin_errbuf,
+                         sizeof(ngx_ailink_admin_errbuf),
+                         "%s: \"name\" and \"base_url\" are required%Z",
+                         where);
+            ngx_ailink_admin_errlen = ngx_strlen(ngx_ailink_admin_errbuf);
+            goto failed;
+        }
+
         name.data = (u_char *) v->valuestring;
         name.len = ngx_strlen(v->valuestring);
         svc->name.data = ngx_pstrdup(pool, &name);
