@@ -15,6 +15,9 @@
 #define NGX_AILINK_VAULT_KEY_LEN  32
 
 
+extern ngx_module_t  ngx_ailink_admin_module;
+
+
 typedef struct {
     ngx_ailink_store_t         *store;
     ngx_array_t                 keys;       /* u_char[32]: admin key hashes */
@@ -23,6 +26,8 @@ typedef struct {
     ngx_flag_t                  master_set;
     u_char                      previous[NGX_AILINK_VAULT_KEY_LEN];
     ngx_flag_t                  previous_set;
+    ngx_str_t                   audit_file; /* for GET /audit */
+    void                       *tp;         /* its thread pool */
 } ngx_ailink_admin_main_conf_t;
 
 
@@ -93,6 +98,7 @@ ngx_int_t ngx_ailink_admin_check(ngx_ailink_admin_req_t *ar);
 ngx_int_t ngx_ailink_admin_answer(ngx_ailink_admin_req_t *ar, cJSON *out);
 cJSON *ngx_ailink_admin_strip_meta(cJSON *rec);
 ngx_int_t ngx_ailink_admin_config(ngx_ailink_admin_req_t *ar);
+ngx_int_t ngx_ailink_admin_audit(ngx_ailink_admin_req_t *ar);
 
 /* ngx_ailink_admin_tokens.c */
 ngx_int_t ngx_ailink_admin_tokens(ngx_ailink_admin_req_t *ar);

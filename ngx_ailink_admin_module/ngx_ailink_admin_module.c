@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/crypto.h>
+#include <ngx_thread_pool.h>
 
 
 #define NGX_AILINK_ADMIN_PREFIX   "ailink_admin_"
@@ -39,6 +40,8 @@ static char *ngx_ailink_admin_master_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_ailink_admin_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_ailink_admin_audit_source(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_ailink_admin_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_ailink_admin_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_ailink_admin_handler(ngx_http_request_t *r);
@@ -81,6 +84,13 @@ static ngx_command_t  ngx_ailink_admin_commands[] = {
       ngx_ailink_admin_master_key,
       NGX_HTTP_MAIN_CONF_OFFSET,
       1,
+      NULL },
+
+    { ngx_string("ailink_admin_audit_source"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_ailink_admin_audit_source,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("ailink_admin_api"),
@@ -137,6 +147,7 @@ static ngx_ailink_admin_route_t  ngx_ailink_admin_routes[
     { ngx_string("credentials"), ngx_ailink_admin_credentials },
     { ngx_string("services"), ngx_ailink_admin_services },
     { ngx_string("config"), ngx_ailink_admin_config },
+    { ngx_string("audit"), ngx_ailink_admin_audit },
     { ngx_null_string, NULL }
 };
 
@@ -404,6 +415,33 @@ ngx_ailink_admin_master_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_explicit_memzero(buf, sizeof(buf));
     *set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_ailink_admin_audit_source(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_ailink_admin_main_conf_t *amcf = conf;
+
+    ngx_str_t  *value;
+
+    if (amcf->audit_file.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    amcf->audit_file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &amcf->audit_file, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->tp = ngx_thread_pool_add(cf, NULL);
+    if (amcf->tp == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

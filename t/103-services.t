@@ -100,5 +100,30 @@ my $audit = `cat $gw->{dir}/logs/audit.jsonl`;
 like $audit, qr{"path":"/v1/proxy/services/stripe/v1/charges","upstream":"http://127.0.0.1:$mock/api"}, 'audited with the client path and the service URL';
 unlike $audit, qr/svc-secret-1/, 'no secret in the audit';
 
+# --- GET /audit: the audit file, newest first, filtered and paged
+
+call($gw, $ACTION_TOKEN, 'GET', '/v1/proxy/services/stripe/v1/audit-a')
+    for 1 .. 3;
+$r = admin($gw, 'GET', '/audit?token_id=tok_action&limit=2');
+is $r->{status}, 200, 'query the audit';
+is scalar(@{ $r->{json}{data} }), 2, '... limit';
+is $r->{json}{data}[0]{path}, '/v1/proxy/services/stripe/v1/audit-a', '... newest first';
+ok !(grep { $_->{token_id} ne 'tok_action' } @{ $r->{json}{data} }), '... by token';
+my $all = admin($gw, 'GET', '/audit?token_id=tok_action&limit=1000')->{json}{data};
+my $page = admin($gw, 'GET', '/audit?token_id=tok_action&limit=2&offset=2')->{json}{data};
+is_deeply [map { $_->{request_id} } @$page], [map { $_->{request_id} } @$all[2, 3]],
+          '... offset pages through';
+$r = admin($gw, 'GET', '/audit?status=401');
+ok @{ $r->{json}{data} } && !(grep { $_->{status} != 401 } @{ $r->{json}{data} }), '... by status';
+$r = admin($gw, 'GET', '/audit?agent_name=default-agent');
+ok @{ $r->{json}{data} } && !(grep { $_->{token_id} ne 'tok_llm' } @{ $r->{json}{data} }),
+   '... by agent name';
+$r = admin($gw, 'GET', '/audit?since=2999-01-01');
+is scalar(@{ $r->{json}{data} }), 0, '... since';
+$r = admin($gw, 'GET', '/audit?limit=0');
+is $r->{status}, 400, 'a bad limit: 400';
+$r = admin($gw, 'GET', '/audit', undef, key => $ACTION_TOKEN);
+is $r->{status}, 403, 'the audit needs an admin key';
+
 stop_gateway($gw);
 done_testing();

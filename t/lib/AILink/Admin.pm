@@ -41,6 +41,7 @@ sub admin_gateway {
     ailink_admin_key $ADMIN_HASH;
     ailink_vault_master_key file:$keydir/master.key;
     ailink_audit_log logs/audit.jsonl;
+    ailink_admin_audit_source logs/audit.jsonl;
 CONF
     $http_conf .= $o{http_extra} // '';
     my $server = <<"CONF";
