@@ -13,6 +13,7 @@ use AILink::Policy;
 use Test::More;
 use File::Temp qw(tempdir);
 use POSIX ();
+use Time::HiRes qw(sleep);
 
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 my $gw = admin_gateway(workers => 2);
@@ -58,6 +59,19 @@ is $bad, 0, 'every token works at once, whichever worker answers';
 
 my @snap = glob "$gw->{data}/store-*.json";
 is scalar(@snap), 1, 'one snapshot left after the writes (compaction)';
+
+# a reload keeps the zone: the tokens, and writes go on from there
+kill 'HUP', $gw->{pid};
+sleep 1.5;
+$bad = 0;
+for my $t (@tokens) {
+    $bad++ unless call($gw, $t, 'GET', '/v1/x')->{status} == 200;
+}
+is $bad, 0, 'after nginx -s reload every token still works';
+$r = admin($gw, 'POST', '/tokens', { name => 'after-reload' });
+is $r->{status}, 201, '... and a change after it is written';
+is scalar(grep { $_->{name} =~ /^par-|^after-reload$/ } @{ admin($gw, 'GET', '/tokens')->{json}{data} }),
+   $n + 1, '... on top of the others';
 
 stop_gateway($gw);
 
