@@ -1255,7 +1255,7 @@ ngx_ailink_admin_handler(ngx_http_request_t *r)
 }
 
 
-/* "/<anything>/api/v1/<resource>[/<id>[/<sub>]]": the last "v1/" */
+/* "/<prefix>/v1/<resource>[/<id>[/<sub>]]": after the first "/v1/" */
 
 static ngx_int_t
 ngx_ailink_admin_route(ngx_ailink_admin_req_t *ar)
