@@ -18,6 +18,19 @@ if [ ! -s .run/demo-token ]; then
     chmod 600 .run/demo-token
 fi
 token=$(cat .run/demo-token)
+
+# the admin API's key (shown once, only its hash is in .run/admin.conf)
+# and the vault's master key
+admin_key=
+if [ ! -s .run/admin.conf ]; then
+    admin_key=$(scripts/ailink-admin | awk '/^admin key:/ { print $3 }')
+    scripts/ailink-admin --master-key > .run/vault.key
+    chmod 600 .run/vault.key
+    {
+        echo "ailink_admin_key $(printf '%s' "$admin_key" | sha256sum | cut -d' ' -f1);"
+        echo "ailink_vault_master_key file:../.run/vault.key;"
+    } > .run/admin.conf
+fi
 AILINK_DEMO_TOKEN_HASH=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
 export AILINK_DEMO_TOKEN_HASH
 
@@ -54,6 +67,11 @@ AILink gateway on http://127.0.0.1:8080, OpenAI models served by $mode.
     -H "Authorization: Bearer $token" \\
     -H "Content-Type: application/json" \\
     -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'
+
+  admin API:   http://127.0.0.1:8081/api/v1/  (127.0.0.1 only)
+  admin key:   ${admin_key:-(minted on the first run and shown then; rm .run/admin.conf for a new one)}
+
+  curl -s http://127.0.0.1:8081/api/v1/tokens -H "Authorization: Bearer <admin key>"
 
   audit records: $repo/.run/audit.jsonl     (Ctrl-C stops)
 

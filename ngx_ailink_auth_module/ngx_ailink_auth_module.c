@@ -121,6 +121,8 @@ ngx_module_t  ngx_ailink_auth_module = {
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
+ngx_ailink_token_find_pt  ngx_ailink_token_find_store;
+
 
 ngx_ailink_conf_t *
 ngx_ailink_get_conf(ngx_http_request_t *r)
@@ -285,6 +287,10 @@ ngx_ailink_auth_handler(ngx_http_request_t *r)
     }
 
     tok = ngx_ailink_token_find(conf, hash);
+
+    if (tok == NULL && ngx_ailink_token_find_store) {
+        tok = ngx_ailink_token_find_store(r, hash);
+    }
 
     if (tok == NULL) {
         return ngx_ailink_auth_refuse(r, "invalid token");

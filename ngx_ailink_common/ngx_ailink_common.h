@@ -228,6 +228,10 @@ typedef struct {
                                                    the cache writes, the
                                                    audit reads */
 
+    /* /v1/proxy/services/<name>/...: the registered service's */
+    ngx_ailink_base_url_t      *service_base;
+    ngx_ailink_credential_t    *service_credential;
+
     unsigned                    stream:1;
     unsigned                    include_usage:1;    /* the client asked */
     unsigned                    strip_usage:1;      /* the gateway asked */
@@ -585,6 +589,7 @@ ngx_ailink_write_int(u_char *p, int64_t n)
 
 /* ngx_ailink_yaml.c */
 cJSON *ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file);
+cJSON *ngx_ailink_yaml_parse(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *text);
 
 /* ngx_ailink_config.c */
 ngx_ailink_conf_t *ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file);
@@ -596,12 +601,41 @@ ngx_ailink_provider_t *ngx_ailink_provider_find(ngx_ailink_conf_t *conf,
     ngx_str_t *name);
 ngx_ailink_credential_t *ngx_ailink_token_credential(ngx_ailink_token_t *tok,
     ngx_ailink_provider_t *provider);
+ngx_int_t ngx_ailink_conf_load_tokens(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root);
+ngx_int_t ngx_ailink_conf_load_base_url(ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, ngx_str_t *url, const char *where,
+    ngx_ailink_base_url_t *base);
+ngx_int_t ngx_ailink_conf_load_inject(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *obj, const char *where, ngx_ailink_inject_t *inject);
+
+/*
+ * Tokens that are not in the file (the admin API's store): consulted by
+ * the auth handler after the file's, when set; the token stays valid for
+ * the request's lifetime.
+ */
+typedef ngx_ailink_token_t *(*ngx_ailink_token_find_pt)(ngx_http_request_t *r,
+    u_char *hash);
+
+extern ngx_ailink_token_find_pt  ngx_ailink_token_find_store;
+
+/* a registered service by name (the admin API's store), held for r */
+typedef ngx_int_t (*ngx_ailink_service_find_pt)(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_ailink_base_url_t **base,
+    ngx_ailink_credential_t **credential);
+
+extern ngx_ailink_service_find_pt  ngx_ailink_service_find;
+
+#define NGX_AILINK_SERVICES_PREFIX  "/v1/proxy/services/"
 
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_guard_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+ngx_int_t ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, ngx_ailink_token_t *tok, cJSON *own,
+    const char *where);
 
 /* ngx_ailink_cache_module.c: the tokens' "cache_ttl_secs" */
 ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,

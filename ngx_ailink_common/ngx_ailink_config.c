@@ -1447,3 +1447,49 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
 
     return rc == NGX_OK ? conf : NULL;
 }
+
+
+/*
+ * For the admin API's store: its tokens, services and credentials are
+ * compiled by the same code as the file's, against a configuration that
+ * holds the file's providers and credentials plus the store's.
+ */
+
+ngx_int_t
+ngx_ailink_conf_load_tokens(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *root)
+{
+    ngx_ailink_loader_t  ld;
+
+    ld.cf = cf;
+    ld.conf = conf;
+
+    return ngx_ailink_conf_tokens(&ld, root);
+}
+
+
+ngx_int_t
+ngx_ailink_conf_load_base_url(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    ngx_str_t *url, const char *where, ngx_ailink_base_url_t *base)
+{
+    ngx_str_t            none = ngx_null_string;
+    ngx_ailink_loader_t  ld;
+
+    ld.cf = cf;
+    ld.conf = conf;
+
+    return ngx_ailink_conf_base_url(&ld, url, &none, where, "base_url", base);
+}
+
+
+ngx_int_t
+ngx_ailink_conf_load_inject(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
+    cJSON *obj, const char *where, ngx_ailink_inject_t *inject)
+{
+    ngx_ailink_loader_t  ld;
+
+    ld.cf = cf;
+    ld.conf = conf;
+
+    return ngx_ailink_conf_inject(&ld, obj, where, inject);
+}

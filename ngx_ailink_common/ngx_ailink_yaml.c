@@ -21,6 +21,7 @@ typedef struct {
     ngx_conf_t     *cf;
     ngx_str_t      *file;
     yaml_parser_t   parser;
+    ngx_uint_t      no_env;     /* text from a client: no ${VAR} */
 } ngx_ailink_yaml_t;
 
 
@@ -186,7 +187,8 @@ ngx_ailink_yaml_scalar(ngx_ailink_yaml_t *y, yaml_event_t *ev)
         }
     }
 
-    s = ngx_ailink_yaml_interpolate(y, v, ev->start_mark.line);
+    s = y->no_env ? strdup(v)
+                  : ngx_ailink_yaml_interpolate(y, v, ev->start_mark.line);
     if (s == NULL) {
         return NULL;
     }
@@ -320,13 +322,50 @@ ngx_ailink_yaml_node(ngx_ailink_yaml_t *y, yaml_event_t *ev, ngx_uint_t depth)
 }
 
 
+/* STREAM-START, DOCUMENT-START, the root node */
+
+static cJSON *
+ngx_ailink_yaml_root(ngx_ailink_yaml_t *y)
+{
+    cJSON         *root;
+    yaml_event_t   ev;
+
+    root = NULL;
+
+    for ( ;; ) {
+        if (ngx_ailink_yaml_next(y, &ev) != NGX_OK) {
+            break;
+        }
+
+        if (ev.type == YAML_STREAM_START_EVENT
+            || ev.type == YAML_DOCUMENT_START_EVENT)
+        {
+            yaml_event_delete(&ev);
+            continue;
+        }
+
+        if (ev.type == YAML_STREAM_END_EVENT) {
+            /* an empty file is an empty configuration */
+            yaml_event_delete(&ev);
+            root = cJSON_CreateObject();
+            break;
+        }
+
+        root = ngx_ailink_yaml_node(y, &ev, 0);
+        yaml_event_delete(&ev);
+        break;
+    }
+
+    return root;
+}
+
+
 cJSON *
 ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file)
 {
     FILE               *fp;
     cJSON              *root;
     ngx_fd_t            fd;
-    yaml_event_t        ev;
     ngx_file_info_t     fi;
     ngx_ailink_yaml_t   y;
 
@@ -357,7 +396,7 @@ ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file)
 
     y.cf = cf;
     y.file = file;
-    root = NULL;
+    y.no_env = 0;
 
     if (!yaml_parser_initialize(&y.parser)) {
         fclose(fp);
@@ -366,31 +405,7 @@ ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file)
 
     yaml_parser_set_input_file(&y.parser, fp);
 
-    /* STREAM-START, DOCUMENT-START, the root node */
-
-    for ( ;; ) {
-        if (ngx_ailink_yaml_next(&y, &ev) != NGX_OK) {
-            break;
-        }
-
-        if (ev.type == YAML_STREAM_START_EVENT
-            || ev.type == YAML_DOCUMENT_START_EVENT)
-        {
-            yaml_event_delete(&ev);
-            continue;
-        }
-
-        if (ev.type == YAML_STREAM_END_EVENT) {
-            /* an empty file is an empty configuration */
-            yaml_event_delete(&ev);
-            root = cJSON_CreateObject();
-            break;
-        }
-
-        root = ngx_ailink_yaml_node(&y, &ev, 0);
-        yaml_event_delete(&ev);
-        break;
-    }
+    root = ngx_ailink_yaml_root(&y);
 
     yaml_parser_delete(&y.parser);
     fclose(fp);
@@ -399,6 +414,44 @@ ngx_ailink_yaml_load(ngx_conf_t *cf, ngx_str_t *file)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "ailink_config \"%V\": the top level must be "
                            "a mapping", file);
+        cJSON_Delete(root);
+        return NULL;
+    }
+
+    return root;
+}
+
+
+/*
+ * YAML text from a client (the admin API's config import): parsed like
+ * the file, but "${VAR}" is left as it is, never the gateway's
+ * environment.  Errors go to cf's log, naming "name".
+ */
+
+cJSON *
+ngx_ailink_yaml_parse(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *text)
+{
+    cJSON              *root;
+    ngx_ailink_yaml_t   y;
+
+    y.cf = cf;
+    y.file = name;
+    y.no_env = 1;
+
+    if (!yaml_parser_initialize(&y.parser)) {
+        return NULL;
+    }
+
+    yaml_parser_set_input_string(&y.parser, text->data, text->len);
+
+    root = ngx_ailink_yaml_root(&y);
+
+    yaml_parser_delete(&y.parser);
+
+    if (root && !cJSON_IsObject(root)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ailink_config \"%V\": the top level must be "
+                           "a mapping", name);
         cJSON_Delete(root);
         return NULL;
     }

@@ -1818,3 +1818,78 @@ ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
 
     return NGX_OK;
 }
+
+
+/*
+ * A token compiled after the file (the admin API's store): the file's
+ * policies that apply to it, by the same rules (apply_to: all, its id,
+ * its project, or named by its own "policies: [...]").  Without this a
+ * token created at run time would escape "apply_to: all".
+ */
+
+ngx_int_t
+ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, ngx_ailink_token_t *tok, cJSON *own,
+    const char *where)
+{
+    cJSON                       *nm;
+    ngx_str_t                   *s;
+    ngx_uint_t                   j;
+    ngx_array_t                 *names;
+    ngx_ailink_policy_t         *p;
+    ngx_ailink_policy_conf_t    *pcf;
+    ngx_ailink_policy_loader_t   ld;
+
+    pcf = ngx_http_get_module_main_conf(r, ngx_ailink_policy_module);
+
+    ngx_memzero(&ld, sizeof(ngx_ailink_policy_loader_t));
+    ld.cf = cf;
+    ld.conf = conf;
+    ngx_snprintf((u_char *) ld.where, sizeof(ld.where), "%s.policies%Z",
+                 where);
+
+    names = NULL;
+
+    if (own) {
+        if (!cJSON_IsArray(own)) {
+            ngx_ailink_policy_error(&ld, "must be a list of policy names");
+            return NGX_ERROR;
+        }
+
+        names = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (names == NULL) {
+            return NGX_ERROR;
+        }
+
+        cJSON_ArrayForEach(nm, own) {
+            s = ngx_array_push(names);
+            if (s == NULL
+                || ngx_ailink_policy_cstr(&ld, nm, "a policy name", s)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            p = pcf ? pcf->policies.elts : NULL;
+
+            for (j = 0; pcf && j < pcf->policies.nelts; j++) {
+                if (p[j].name.len == s->len
+                    && ngx_strcmp(p[j].name.data, s->data) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (pcf == NULL || j == pcf->policies.nelts) {
+                ngx_ailink_policy_error(&ld, "unknown policy \"%V\"", s);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (pcf == NULL || pcf->policies.nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_ailink_policy_token_set(&ld, pcf, tok, names);
+}

@@ -17,6 +17,11 @@
 
 static ngx_int_t ngx_ailink_translate_handler(ngx_http_request_t *r);
 static void ngx_ailink_translate_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_ailink_translate_service(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
+
+ngx_ailink_service_find_pt  ngx_ailink_service_find;
+
 static ngx_int_t ngx_ailink_translate_route(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
 static ngx_int_t ngx_ailink_translate_tree(ngx_http_request_t *r,
@@ -161,6 +166,17 @@ ngx_ailink_translate_handler(ngx_http_request_t *r)
 
     if (ctx->body_read) {
         rc = ctx->body_rc;
+
+    } else if (r->uri.len > sizeof(NGX_AILINK_SERVICES_PREFIX) - 1
+               && ngx_strncmp(r->uri.data, NGX_AILINK_SERVICES_PREFIX,
+                              sizeof(NGX_AILINK_SERVICES_PREFIX) - 1) == 0)
+    {
+        ctx->route = NGX_AILINK_ROUTE_ACTION;
+        rc = ngx_ailink_translate_service(r, ctx);
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_translate_route(r, ctx);
+        }
 
     } else if (!ctx->token->llm) {
         ctx->route = NGX_AILINK_ROUTE_ACTION;
@@ -920,6 +936,65 @@ ngx_ailink_action_path_safe(ngx_http_request_t *r, ngx_str_t *path)
 }
 
 
+/*
+ * "/v1/proxy/services/<name>/<rest>": any token may call a registered
+ * service; the request is forwarded below the service's base URL with the
+ * service's credential, confined as the action gateway's are.
+ */
+
+static ngx_int_t
+ngx_ailink_translate_service(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    u_char     *p, *last;
+    ngx_str_t   name;
+
+    /* the name as the client wrote it: a plain segment, nothing encoded */
+    p = r->unparsed_uri.data;
+    last = p + r->unparsed_uri.len;
+
+    if (r->unparsed_uri.len <= sizeof(NGX_AILINK_SERVICES_PREFIX) - 1
+        || ngx_strncmp(p, NGX_AILINK_SERVICES_PREFIX,
+                       sizeof(NGX_AILINK_SERVICES_PREFIX) - 1) != 0)
+    {
+        goto invalid;
+    }
+
+    name.data = p + sizeof(NGX_AILINK_SERVICES_PREFIX) - 1;
+
+    for (p = name.data; p < last && *p != '/' && *p != '?'; p++) {
+        if (*p == '%' || *p == '\\' || *p == ';') {
+            goto invalid;
+        }
+    }
+
+    name.len = p - name.data;
+
+    if (name.len == 0 || (name.len <= 2 && name.data[0] == '.')) {
+        goto invalid;
+    }
+
+    if (ngx_ailink_service_find == NULL
+        || ngx_ailink_service_find(r, &name, &ctx->service_base,
+                                   &ctx->service_credential)
+           != NGX_OK)
+    {
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_NOT_FOUND,
+                                         "not_found", NULL,
+                                         "no service \"%V\" is registered",
+                                         &name);
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request", NULL,
+                                     "the service name must be written "
+                                     "plainly: /v1/proxy/services/<name>/...");
+}
+
+
 static ngx_int_t
 ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
@@ -975,7 +1050,8 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         base = &ctx->token->upstream;
         rest = r->unparsed_uri;
 
-        /* the audit records the path as it is forwarded */
+        /* the audit records the path as it is forwarded (a service's
+           with its /v1/proxy/services/<name> prefix) */
         p = ngx_strlchr(rest.data, rest.data + rest.len, '?');
         ctx->path.data = rest.data;
         ctx->path.len = (p ? p : rest.data + rest.len) - rest.data;
@@ -988,7 +1064,24 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
                                              "or dot segments");
         }
 
-        cred = ctx->token->credential;
+        if (ctx->service_base) {
+            /* "/v1/proxy/services/<name>" off, the rest below the base */
+            base = ctx->service_base;
+            len = sizeof(NGX_AILINK_SERVICES_PREFIX) - 1;
+            p = ngx_strlchr(rest.data + len, rest.data + rest.len, '/');
+
+            if (p == NULL) {
+                /* ".../<name>" or ".../<name>?q": the base URL itself */
+                p = ngx_strlchr(rest.data + len, rest.data + rest.len, '?');
+                p = p ? p : rest.data + rest.len;
+            }
+
+            rest.len -= p - rest.data;
+            rest.data = p;
+        }
+
+        cred = ctx->service_base ? ctx->service_credential
+                                 : ctx->token->credential;
         inject = cred ? &cred->inject : &ctx->token->byok;
         ngx_str_null(&query);
     }
@@ -1009,6 +1102,23 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
                                              "invalid_request", NULL,
                                              "X-AILink-Upstream-Key holds a "
                                              "control character");
+        }
+
+        if (rc != NGX_OK
+            && llm && inject->scheme != NGX_AILINK_SCHEME_NONE
+            && base->scheme.len == sizeof("https://") - 1)
+        {
+            /*
+             * A hosted provider (reached over https) is not sent a request
+             * without a key: the client is told which provider lacks one.
+             */
+            return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_UNAUTHORIZED,
+                                             "missing_credential", NULL,
+                                             "no credential for provider "
+                                             "\"%V\": the token has none "
+                                             "for it and the request has no "
+                                             "X-AILink-Upstream-Key",
+                                             &ctx->provider->name);
         }
 
         if (rc != NGX_OK) {

@@ -16,6 +16,7 @@ Their files live in ``prefix``: nginx.conf, logs/error.log, logs/audit.jsonl,
 mock.log.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,9 @@ import pytest
 from contextlib import contextmanager
 
 REPO = Path(__file__).resolve().parents[2]
+
+# the admin key of the tests (sdk/python/tests/sdktest.py has it too)
+ADMIN_KEY = "ailink_admin_test0000000000000000000000001"
 
 # public test fixtures of t/conf/ailink.yaml (see t/lib/AILink/Test.pm)
 LLM_TOKEN = "ailink_v1_proj_test_tok_llm0000000000000000000001"
@@ -118,6 +122,11 @@ http {{
     ailink_cache_zone ailink_e2e_cache 4m;
     ailink_state_zone ailink_e2e 4m;   # idempotency keys, approvals
 
+    # the admin API (ARCHITECTURE.md 4.7) with its store and vault
+    ailink_store_dir {prefix}/data;
+    ailink_admin_key {admin_hash};
+    ailink_vault_master_key file:{prefix}/master.key;
+
     server {{
         listen 127.0.0.1:{port};
 
@@ -137,6 +146,11 @@ http {{
             ailink_auth on;
             ailink_cache on;
             include {repo}/conf-examples/ailink-proxy.conf;
+        }}
+
+        location /api/v1/ {{
+            ailink_audit_log off;
+            ailink_admin_api;
         }}
 
         location / {{
@@ -168,8 +182,13 @@ class Gateway:
     def start_nginx(self):
         """Start nginx on this gateway's port and wait until /healthz answers."""
         conf = self.prefix / "nginx.conf"
+        key = self.prefix / "master.key"
+        if not key.exists():
+            key.write_text(os.urandom(32).hex() + "\n")
+            key.chmod(0o600)
         conf.write_text(NGINX_CONF.format(
             module=MODULE, prefix=self.prefix, repo=REPO, port=self.port,
+            admin_hash=hashlib.sha256(ADMIN_KEY.encode()).hexdigest(),
             user="user root;" if os.geteuid() == 0 else ""))
         nginx_out = self.prefix / "nginx.stderr"
         with open(nginx_out, "ab") as out_f:

@@ -535,7 +535,6 @@ def test_configuration(gateway):
     assert (client.timeout, client.retries, client.verify_ssl) == (30, 3, True)
 
 
-@xfail_gateway("the admin API (config export/import)")
 def test_config_as_code(gateway, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     admin = AIlinkClient.admin(admin_key=ADMIN_KEY)
@@ -551,7 +550,6 @@ def test_config_as_code(gateway, tmp_path, monkeypatch):
     assert gateway.upstream_keys["AILINK_TEST_OPENAI_KEY"] not in yaml_config
 
 
-@xfail_gateway("the admin API and the service registry (/v1/proxy/services/)")
 def test_service_registry(gateway):
     admin = AIlinkClient.admin(admin_key=ADMIN_KEY)
     name = "stripe"
