@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # the admin key of the tests (sdk/python/tests/sdktest.py has it too)
 ADMIN_KEY = "ailink_admin_test0000000000000000000000001"
+ADMIN_HASH = hashlib.sha256(ADMIN_KEY.encode()).hexdigest()
 
 # public test fixtures of t/conf/ailink.yaml (see t/lib/AILink/Test.pm)
 LLM_TOKEN = "ailink_v1_proj_test_tok_llm0000000000000000000001"
@@ -162,6 +163,19 @@ http {{
 """
 
 
+def render_conf(prefix, port, template=NGINX_CONF):
+    """nginx.conf text for a gateway under ``prefix`` (a variant of NGINX_CONF
+    may be given), with the vault's master key file it names."""
+    key = Path(prefix) / "master.key"
+    if not key.exists():
+        key.write_text(os.urandom(32).hex() + "\n")
+        key.chmod(0o600)
+    return template.format(
+        module=MODULE, prefix=prefix, repo=REPO, port=port,
+        admin_hash=ADMIN_HASH,
+        user="user root;" if os.geteuid() == 0 else "")
+
+
 class Gateway:
     """A running mock + nginx pair; what the tests need to reach and inspect them."""
 
@@ -182,14 +196,7 @@ class Gateway:
     def start_nginx(self):
         """Start nginx on this gateway's port and wait until /healthz answers."""
         conf = self.prefix / "nginx.conf"
-        key = self.prefix / "master.key"
-        if not key.exists():
-            key.write_text(os.urandom(32).hex() + "\n")
-            key.chmod(0o600)
-        conf.write_text(NGINX_CONF.format(
-            module=MODULE, prefix=self.prefix, repo=REPO, port=self.port,
-            admin_hash=hashlib.sha256(ADMIN_KEY.encode()).hexdigest(),
-            user="user root;" if os.geteuid() == 0 else ""))
+        conf.write_text(render_conf(self.prefix, self.port))
         nginx_out = self.prefix / "nginx.stderr"
         with open(nginx_out, "ab") as out_f:
             self.nginx = subprocess.Popen(

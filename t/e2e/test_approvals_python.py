@@ -60,9 +60,7 @@ def hitl_gateway(gateway, tmp_path_factory):
                          "        }}\n\n"
                          "        location / {{"))
     conf = prefix / "nginx.conf"
-    conf.write_text(template.format(
-        module=gwlib.MODULE, prefix=prefix, repo=REPO, port=port,
-        user="user root;" if os.geteuid() == 0 else ""))
+    conf.write_text(gwlib.render_conf(prefix, port, template))
 
     out = prefix / "nginx.stderr"
     with open(out, "ab") as out_f:

@@ -48,9 +48,7 @@ def policy_gateway(gateway, tmp_path_factory):
         "ailink_config {repo}/t/conf/ailink.yaml;",
         "ailink_config %s;" % yaml)     # the template has a state zone
     conf = prefix / "nginx.conf"
-    conf.write_text(template.format(
-        module=gatewaylib.MODULE, prefix=prefix, repo=REPO, port=port,
-        user="user root;" if os.geteuid() == 0 else ""))
+    conf.write_text(gatewaylib.render_conf(prefix, port, template))
 
     out = prefix / "nginx.stderr"
     with open(out, "ab") as out_f:
