@@ -780,7 +780,10 @@ ngx_ailink_guard_output(ngx_ailink_guard_req_t *gr, cJSON *item,
 }
 
 
-/* choices[].message: content (string or parts), tool-call arguments */
+/*
+ * choices[].message: content (string or parts), tool-call arguments; and
+ * choices[].text, a legacy /v1/completions answer
+ */
 
 static ngx_int_t
 ngx_ailink_guard_response_tree(ngx_ailink_guard_req_t *gr, cJSON *json,
@@ -795,6 +798,13 @@ ngx_ailink_guard_response_tree(ngx_ailink_guard_req_t *gr, cJSON *json,
     }
 
     cJSON_ArrayForEach(choice, choices) {
+        if (ngx_ailink_guard_output(gr, ngx_ailink_json_get(choice, "text"),
+                                    changed)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         msg = ngx_ailink_json_get(choice, "message");
         content = ngx_ailink_json_get(msg, "content");
 

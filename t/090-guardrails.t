@@ -384,3 +384,19 @@ X-AILink-Guardrails: pii_redaction
 [qr/"embedding"/, qr/"json":\{"model":"text-embedding-3-small","input":\["\[EMAIL_1\]","plain"\]\}/]
 --- no_error_log
 [error]
+
+
+
+=== TEST 17: a legacy completion's text is redacted too
+--- request eval
+["POST /v1/completions\n" . q{{"model":"gpt-4o-mini","prompt":"Who handles billing?"}},
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-AILink-Guardrails: pii_redaction
+X-Mock-Raw-Body: {"id":"cmpl-x","object":"text_completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"text":"Write to billing@corp.example.","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}
+--- response_body_like eval
+[qr/^\{"id":"cmpl-x","object":"text_completion","created":1,"model":"gpt-4o-mini","choices":\[\{"index":0,"text":"Write to \[EMAIL_1\]\.","finish_reason":"stop"\}\],"usage":\{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8\}\}\z/,
+qr/"prompt_tokens":3,[^\n]*"guardrails":\{"requested":\["pii_redaction"\],"pii":\{\},"response_pii":\{"email":1\},"response":"checked"\}\}\n\z/]
+--- no_error_log
+[error]
