@@ -41,8 +41,6 @@ static char *ngx_ailink_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static void ngx_ailink_auth_ignore_accel(ngx_conf_t *cf);
 static char *ngx_ailink_auth_config(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_ailink_auth_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static ngx_int_t ngx_ailink_auth_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_ailink_auth_postconfiguration(ngx_conf_t *cf);
 
@@ -65,21 +63,21 @@ static ngx_command_t  ngx_ailink_auth_commands[] = {
 
     { ngx_string("ailink_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_ailink_auth_set_handler,
+      ngx_ailink_conf_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       ngx_ailink_health_handler },
 
     { ngx_string("ailink_ready"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_ailink_auth_set_handler,
+      ngx_ailink_conf_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       ngx_ailink_ready_handler },
 
     { ngx_string("ailink_error_page"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_ailink_auth_set_handler,
+      ngx_ailink_conf_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       ngx_ailink_error_page_handler },
@@ -485,8 +483,10 @@ ngx_ailink_auth_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static char *
-ngx_ailink_auth_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+/* a directive that makes the location's content handler cmd->post */
+
+char *
+ngx_ailink_conf_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_core_loc_conf_t  *clcf;
 

@@ -250,6 +250,8 @@ extern ngx_module_t  ngx_ailink_audit_module;
 
 /* ngx_ailink_auth_module.c */
 ngx_uint_t ngx_ailink_auth_enabled(ngx_http_request_t *r);
+char *ngx_ailink_conf_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /*
  * Run by the audit handler before it writes a record (and by the policy

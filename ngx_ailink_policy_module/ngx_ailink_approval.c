@@ -25,8 +25,6 @@ static ngx_int_t ngx_ailink_approval_hook(ngx_http_request_t *r,
     ngx_ailink_policy_action_t *a);
 static ngx_int_t ngx_ailink_approval_get_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_ailink_approval_headers(ngx_http_request_t *r);
-static char *ngx_ailink_approval_api(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static void *ngx_ailink_approval_create_main_conf(ngx_conf_t *cf);
 static void *ngx_ailink_approval_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_ailink_approval_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -44,10 +42,10 @@ static ngx_command_t  ngx_ailink_approval_commands[] = {
 
     { ngx_string("ailink_approvals_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_ailink_approval_api,
+      ngx_ailink_conf_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
-      0,
-      NULL },
+      ngx_ailink_approval_api_handler },
 
     { ngx_string("ailink_approvals_page"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
@@ -771,18 +769,6 @@ ngx_ailink_approval_headers(ngx_http_request_t *r)
 
         *(ngx_str_t *) ((u_char *) actx + (uintptr_t) dst) = h[i].value;
     }
-}
-
-
-static char *
-ngx_ailink_approval_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_ailink_approval_api_handler;
-
-    return NGX_CONF_OK;
 }
 
 

@@ -97,8 +97,6 @@ static char *ngx_ailink_cache_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_ailink_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_ailink_cache_api(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static ngx_int_t ngx_ailink_cache_postconfiguration(ngx_conf_t *cf);
 static void ngx_ailink_cache_exit_process(ngx_cycle_t *cycle);
 
@@ -149,10 +147,10 @@ static ngx_command_t  ngx_ailink_cache_commands[] = {
 
     { ngx_string("ailink_cache_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_ailink_cache_api,
+      ngx_ailink_conf_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
-      NULL },
+      ngx_ailink_cache_api_handler },
 
       ngx_null_command
 };
@@ -977,18 +975,6 @@ ngx_ailink_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (cmcf->state == NULL) {
         return NGX_CONF_ERROR;
     }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_ailink_cache_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_ailink_cache_api_handler;
 
     return NGX_CONF_OK;
 }

@@ -382,39 +382,6 @@ ngx_ailink_guard_block_custom(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
-/* replaces the body the proxy module will send */
-
-static ngx_int_t
-ngx_ailink_guard_set_body(ngx_http_request_t *r, ngx_str_t *text)
-{
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    b = ngx_calloc_buf(r->pool);
-    cl = ngx_alloc_chain_link(r->pool);
-
-    if (b == NULL || cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = text->data;
-    b->last = text->data + text->len;
-    b->memory = 1;
-    b->last_buf = 1;
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    r->request_body->bufs = cl;
-    r->request_body->temp_file = NULL;
-
-    r->headers_in.content_length_n = text->len;
-    r->headers_in.chunked = 0;
-
-    return NGX_OK;
-}
-
-
 /*
  * A route whose body the guardrails do not read (the action gateway, the
  * OpenAI API's other paths: files, batches, models...) asked to be
@@ -641,7 +608,7 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     }
 
     if (ngx_ailink_json_to_str(r->pool, json, &text) != NGX_OK
-        || ngx_ailink_guard_set_body(r, &text) != NGX_OK)
+        || ngx_ailink_set_request_body_text(r, &text) != NGX_OK)
     {
         return NGX_ERROR;
     }

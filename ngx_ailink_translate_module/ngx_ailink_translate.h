@@ -159,5 +159,9 @@ ngx_int_t ngx_ailink_stream_choice_finish(ngx_ailink_xstream_t *st,
 /* ngx_ailink_response_filter.c */
 ngx_int_t ngx_ailink_response_filter_init(ngx_conf_t *cf);
 
+/* ngx_ailink_translate_module.c */
+ngx_int_t ngx_ailink_set_request_body_text(ngx_http_request_t *r,
+    ngx_str_t *text);
+
 
 #endif /* _NGX_AILINK_TRANSLATE_H_INCLUDED_ */

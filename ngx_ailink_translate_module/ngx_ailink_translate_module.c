@@ -338,9 +338,9 @@ ngx_ailink_request_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-/* replaces the body the proxy module will send */
+/* replaces the body the proxy module will send (also the guardrails') */
 
-static ngx_int_t
+ngx_int_t
 ngx_ailink_set_request_body_text(ngx_http_request_t *r, ngx_str_t *text)
 {
     ngx_buf_t    *b;
