@@ -142,6 +142,7 @@ typedef struct {
 
     /* rate_limit */
     int64_t                     limits[NGX_AILINK_RL_N];    /* 0: none */
+    ngx_str_t                   limit_text[NGX_AILINK_RL_N];
     ngx_uint_t                 *key_fields; /* NGX_AILINK_PF_* */
     ngx_str_t                  *key_args;
     ngx_uint_t                  nkeys;
@@ -162,6 +163,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   name;
+    ngx_str_t                   name_json;  /* escaped for JSON */
     ngx_ailink_policy_cond_t   *when;
     ngx_ailink_policy_action_t *actions;
     ngx_uint_t                  nactions;
@@ -171,6 +173,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   name;
+    ngx_str_t                   name_json;  /* escaped for JSON */
     ngx_flag_t                  shadow;
     ngx_flag_t                  post;
     ngx_flag_t                  all;        /* attached to every token */
@@ -183,6 +186,7 @@ typedef struct {
                                                it caps or reads */
     ngx_flag_t                  needs_body;
     ngx_flag_t                  limits;
+    ngx_flag_t                  guardrails; /* redact or block_content */
 } ngx_ailink_policy_t;
 
 
@@ -202,12 +206,17 @@ typedef struct {
     ngx_uint_t                  nrules;     /* of the pre policies, together */
     ngx_ailink_policy_memo_field_t  *memo_fields;   /* NULL: no memo */
     ngx_uint_t                  nmemo_fields;
+    ngx_uint_t                 *rule_policy;    /* with the memo: a pre */
+    ngx_uint_t                 *rule_base;      /* rule's policy, and a
+                                                   policy's first rule */
     ngx_ailink_policy_t       **post;
     ngx_uint_t                  npost;
     ngx_ailink_policy_spend_t  *spend;      /* counters to add spend to */
     ngx_uint_t                  nspend;
     ngx_flag_t                  needs_body;
     ngx_flag_t                  limits;     /* rate limits or spend caps */
+    ngx_flag_t                  guardrails; /* an enforced pre policy
+                                               requires guardrails */
 } ngx_ailink_policy_set_t;
 
 
@@ -247,7 +256,7 @@ typedef struct {
     ngx_ailink_policy_decision_t *final;    /* the refusal, if any */
 
     /* x-ratelimit-* of the most constrained enforced limits */
-    int64_t                     rl_limit[2];     /* requests, tokens */
+    ngx_str_t                  *rl_limit[2];     /* requests, tokens */
     int64_t                     rl_remaining[2];
     time_t                      rl_reset[2];
     time_t                      retry_after;

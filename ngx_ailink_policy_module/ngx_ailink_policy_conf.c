@@ -772,6 +772,15 @@ ngx_ailink_policy_rate_limit_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 
         a->limits[i] = (int64_t) item->valuedouble;
         any = 1;
+
+        /* the x-ratelimit-limit-* value, written once */
+        p = ngx_pnalloc(ld->cf->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        a->limit_text[i].data = p;
+        a->limit_text[i].len = ngx_ailink_write_int(p, a->limits[i]) - p;
     }
 
     if (!any) {
@@ -1001,6 +1010,8 @@ ngx_ailink_policy_approval_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 
     return NGX_OK;
 }
+
+
 static ngx_int_t ngx_ailink_policy_guard_conf(ngx_ailink_policy_loader_t *ld,
     cJSON *v, ngx_ailink_policy_action_t *a);
 
@@ -1158,6 +1169,7 @@ ngx_ailink_policy_guard_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 
     a->guardrails = (a->type == NGX_AILINK_PA_REDACT)
                     ? NGX_AILINK_GUARD_PII : NGX_AILINK_GUARD_INJECTION;
+    ld->policy->guardrails = 1;
 
     if (v == NULL || cJSON_IsTrue(v) || cJSON_IsNull(v)) {
         return NGX_OK;
@@ -1347,6 +1359,21 @@ ngx_ailink_policy_names(ngx_ailink_policy_loader_t *ld, cJSON *list,
 
 
 static ngx_int_t
+ngx_ailink_policy_escape(ngx_ailink_policy_loader_t *ld, ngx_str_t *s,
+    ngx_str_t *json)
+{
+    json->data = ngx_pnalloc(ld->cf->pool, ngx_ailink_json_escape_len(s) + 1);
+    if (json->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    json->len = ngx_ailink_json_escape(json->data, s) - json->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
     ngx_uint_t index, ngx_ailink_policy_t *p)
 {
@@ -1524,6 +1551,20 @@ ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
     /* later messages name the policy only */
     ld->where[len] = '\0';
 
+    /* the audit record's names, escaped once */
+    if (ngx_ailink_policy_escape(ld, &p->name, &p->name_json) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < p->nrules; i++) {
+        if (ngx_ailink_policy_escape(ld, &p->rules[i].name,
+                                     &p->rules[i].name_json)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     return NGX_OK;
 }
 
@@ -1617,6 +1658,7 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
 
         set->needs_body |= p[i].needs_body;
         set->limits |= p[i].limits;
+        set->guardrails |= !p[i].post && !p[i].shadow && p[i].guardrails;
         nspend += p[i].spends.nelts;
     }
 

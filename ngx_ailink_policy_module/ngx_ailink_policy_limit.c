@@ -71,20 +71,33 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
-/* the key with its window: "<key><kind>@<start>" */
+/*
+ * the key with its window: "<key><kind>@<start>", the start in 8 hex
+ * digits (cheaper than decimal; the window's start until 2106)
+ */
 
 static void
 ngx_ailink_policy_window_key(ngx_str_t *key, ngx_uint_t kind, time_t start,
     ngx_str_t *out)
 {
-    u_char  *p;
+    u_char      *p;
+    uint32_t     t;
+    ngx_uint_t   i;
+
+    static u_char  hex[] = "0123456789abcdef";
 
     p = ngx_cpymem(out->data, key->data, key->len);
     *p++ = (u_char) ('0' + kind);
     *p++ = '@';
-    p = ngx_ailink_write_int(p, start);
 
-    out->len = p - out->data;
+    t = (uint32_t) start;
+
+    for (i = 8; i; i--) {
+        p[i - 1] = hex[t & 0xf];
+        t >>= 4;
+    }
+
+    out->len = p + 8 - out->data;
 }
 
 
@@ -169,7 +182,7 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
             && (!(pctx->rl_set & (1 << kind))
                 || remaining < pctx->rl_remaining[kind]))
         {
-            pctx->rl_limit[kind] = a->limits[i];
+            pctx->rl_limit[kind] = &a->limit_text[i];
             pctx->rl_remaining[kind] = remaining;
             pctx->rl_reset[kind] = w[i].left;
             pctx->rl_set |= (1 << kind);

@@ -139,7 +139,7 @@ ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
 ngx_int_t
 ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
 {
-    ngx_uint_t                 i, j, pure, fit;
+    ngx_uint_t                 i, j, n, pure, fit;
     ngx_ailink_policy_t       *p;
     ngx_ailink_policy_rule_t  *rule;
 
@@ -178,6 +178,24 @@ ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
     /* a key of that many fields, or one rule, is not worth keeping */
     if (!fit || pure < 2) {
         set->memo_fields = NULL;
+        return NGX_OK;
+    }
+
+    /* from a rule's bit to its policy, to skip policies with none set */
+    set->rule_policy = ngx_palloc(pool, set->nrules * sizeof(ngx_uint_t));
+    set->rule_base = ngx_palloc(pool, set->npre * sizeof(ngx_uint_t));
+    if (set->rule_policy == NULL || set->rule_base == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    for (i = 0; i < set->npre; i++) {
+        set->rule_base[i] = n;
+
+        for (j = 0; j < set->pre[i]->nrules; j++) {
+            set->rule_policy[n++] = i;
+        }
     }
 
     return NGX_OK;
