@@ -100,10 +100,21 @@ enum {
 #define NGX_AILINK_RL_N                 4
 
 
+/* a time zone (ngx_ailink_policy_tz.c); NULL stands for UTC */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   key;        /* in spend counters' keys */
+    time_t                      fixed;      /* without transitions */
+    time_t                     *at;         /* transitions, ascending */
+    time_t                     *offset;     /* seconds east from at[i] */
+    ngx_uint_t                  ntransitions;
+} ngx_ailink_policy_tz_t;
+
+
 typedef struct {
     ngx_uint_t                  scope;      /* NGX_AILINK_SPEND_TOKEN, ... */
     ngx_uint_t                  period;     /* NGX_AILINK_SPEND_DAY, ... */
-    time_t                      offset;     /* time zone, seconds east */
+    ngx_ailink_policy_tz_t     *tz;
 } ngx_ailink_policy_spend_t;
 
 
@@ -179,7 +190,7 @@ typedef struct {
     ngx_flag_t                  all;        /* attached to every token */
     ngx_array_t                *tokens;     /* ngx_str_t ids */
     ngx_array_t                *projects;   /* ngx_str_t */
-    time_t                      offset;     /* context.time time zone */
+    ngx_ailink_policy_tz_t     *tz;         /* of context.time */
     ngx_ailink_policy_rule_t   *rules;
     ngx_uint_t                  nrules;
     ngx_array_t                 spends;     /* ngx_ailink_policy_spend_t
@@ -195,7 +206,7 @@ typedef struct {
     ngx_uint_t                  field;      /* NGX_AILINK_PF_* */
     ngx_str_t                   arg;        /* header name */
     ngx_ailink_policy_cond_t   *cond;       /* body: the leaf with the path */
-    time_t                      offset;     /* context.time: the time zone */
+    ngx_ailink_policy_tz_t     *tz;         /* context.time: the zone */
 } ngx_ailink_policy_memo_field_t;
 
 
@@ -262,8 +273,8 @@ typedef struct {
     time_t                      retry_after;
 
     ngx_tm_t                    tm;         /* context.time, once */
-    time_t                      tm_offset;
-    time_t                      offset;     /* the policy being run */
+    ngx_ailink_policy_tz_t     *tm_tz;
+    ngx_ailink_policy_tz_t     *tz;         /* the policy being run's */
 
     unsigned                    decided:1;
     unsigned                    body_reading:1;
@@ -314,7 +325,13 @@ ngx_int_t ngx_ailink_policy_field(ngx_http_request_t *r,
     ngx_str_t *arg, ngx_ailink_policy_cond_t *cond,
     ngx_ailink_policy_value_t *v);
 ngx_int_t ngx_ailink_policy_number(ngx_str_t *s, double *n);
-void ngx_ailink_policy_time(ngx_ailink_policy_ctx_t *pctx, time_t offset);
+void ngx_ailink_policy_time(ngx_ailink_policy_ctx_t *pctx,
+    ngx_ailink_policy_tz_t *tz);
+
+/* ngx_ailink_policy_tz.c */
+ngx_int_t ngx_ailink_policy_tz_get(ngx_conf_t *cf, ngx_array_t *zones,
+    ngx_str_t *name, ngx_ailink_policy_tz_t **tz, char **err);
+time_t ngx_ailink_policy_tz_offset(ngx_ailink_policy_tz_t *tz, time_t now);
 void ngx_ailink_policy_eval_exit(void);
 
 /* ngx_ailink_policy_memo.c */

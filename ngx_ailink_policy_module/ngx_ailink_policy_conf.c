@@ -34,6 +34,7 @@ typedef struct {
     ngx_conf_t                 *cf;
     ngx_ailink_conf_t          *conf;
     ngx_ailink_policy_t        *policy;
+    ngx_array_t                *zones;      /* ngx_ailink_policy_tz_t * */
     char                        where[256];
 } ngx_ailink_policy_loader_t;
 
@@ -167,45 +168,49 @@ ngx_ailink_policy_keys(ngx_ailink_policy_loader_t *ld, cJSON *obj,
 }
 
 
-/* "UTC", "Z", "+HH:MM", "-HH:MM": seconds east of UTC */
+/* "UTC" (the default), "+HH:MM", "-HH:MM" or an IANA name */
 
 static ngx_int_t
 ngx_ailink_policy_timezone(ngx_ailink_policy_loader_t *ld, cJSON *item,
-    time_t *offset)
+    ngx_ailink_policy_tz_t **tz)
 {
-    char  *s;
+    char       *err;
+    ngx_str_t   name;
 
-    *offset = 0;
+    *tz = NULL;
 
     if (item == NULL) {
         return NGX_OK;
     }
 
-    s = cJSON_IsString(item) ? item->valuestring : NULL;
-
-    if (s && (strcmp(s, "UTC") == 0 || strcmp(s, "Z") == 0)) {
-        return NGX_OK;
+    if (!cJSON_IsString(item)) {
+        ngx_ailink_policy_error(ld, "timezone must be a string: \"UTC\", "
+                                "an offset such as \"+02:00\" or a name "
+                                "such as \"Europe/Paris\"");
+        return NGX_ERROR;
     }
 
-    if (s && (s[0] == '+' || s[0] == '-') && strlen(s) == 6 && s[3] == ':'
-        && isdigit((u_char) s[1]) && isdigit((u_char) s[2])
-        && isdigit((u_char) s[4]) && isdigit((u_char) s[5]))
-    {
-        *offset = ((s[1] - '0') * 10 + (s[2] - '0')) * 3600
-                  + ((s[4] - '0') * 10 + (s[5] - '0')) * 60;
-
-        if (*offset <= 14 * 3600) {
-            if (s[0] == '-') {
-                *offset = -*offset;
-            }
-
-            return NGX_OK;
+    if (ld->zones == NULL) {
+        ld->zones = ngx_array_create(ld->cf->pool, 2, sizeof(void *));
+        if (ld->zones == NULL) {
+            return NGX_ERROR;
         }
     }
 
-    ngx_ailink_policy_error(ld, "timezone must be \"UTC\" or an offset "
-                            "such as \"+02:00\"");
-    return NGX_ERROR;
+    name.data = (u_char *) item->valuestring;
+    name.len = ngx_strlen(name.data);
+
+    if (ngx_ailink_policy_tz_get(ld->cf, ld->zones, &name, tz, &err)
+        != NGX_OK)
+    {
+        if (err) {
+            ngx_ailink_policy_error(ld, "timezone \"%V\": %s", &name, err);
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -220,7 +225,7 @@ ngx_ailink_policy_add_spend(ngx_ailink_policy_loader_t *ld,
 
     for (i = 0; i < ld->policy->spends.nelts; i++) {
         if (s[i].scope == sp->scope && s[i].period == sp->period
-            && s[i].offset == sp->offset)
+            && s[i].tz == sp->tz)
         {
             return NGX_OK;
         }
@@ -577,7 +582,7 @@ ngx_ailink_policy_cond(ngx_ailink_policy_loader_t *ld, cJSON *obj,
     if (c->field == NGX_AILINK_PF_SPEND) {
         c->spend.scope = f->scope;
         c->spend.period = f->period;
-        c->spend.offset = 0;
+        c->spend.tz = NULL;
 
         if (ngx_ailink_policy_add_spend(ld, &c->spend) != NGX_OK) {
             return NULL;
@@ -909,7 +914,7 @@ ngx_ailink_policy_spend_cap_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
     }
 
     if (ngx_ailink_policy_timezone(ld, ngx_ailink_json_get(v, "timezone"),
-                                   &a->spend.offset)
+                                   &a->spend.tz)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1464,7 +1469,7 @@ ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
     }
 
     if (ngx_ailink_policy_timezone(ld, ngx_ailink_json_get(item, "timezone"),
-                                   &p->offset)
+                                   &p->tz)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1690,7 +1695,7 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
                 for (k = 0; k < set->nspend; k++) {
                     if (s[k].scope == sp[j].scope
                         && s[k].period == sp[j].period
-                        && s[k].offset == sp[j].offset)
+                        && s[k].tz == sp[j].tz)
                     {
                         break;
                     }

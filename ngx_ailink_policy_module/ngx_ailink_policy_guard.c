@@ -48,7 +48,7 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
             continue;
         }
 
-        pctx.offset = p->offset;
+        pctx.tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
             rule = &p->rules[j];

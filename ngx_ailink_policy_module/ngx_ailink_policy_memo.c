@@ -86,14 +86,14 @@ ngx_ailink_policy_memo_dynamic(ngx_ailink_policy_cond_t *c)
 
 static ngx_uint_t
 ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
-    ngx_ailink_policy_cond_t *c, time_t offset)
+    ngx_ailink_policy_cond_t *c, ngx_ailink_policy_tz_t *tz)
 {
     ngx_uint_t                       i, time;
     ngx_ailink_policy_memo_field_t  *f;
 
     if (c->type != NGX_AILINK_POLICY_LEAF) {
         for (i = 0; i < c->nchildren; i++) {
-            if (!ngx_ailink_policy_memo_collect(set, c->children[i], offset)) {
+            if (!ngx_ailink_policy_memo_collect(set, c->children[i], tz)) {
                 return 0;
             }
         }
@@ -116,7 +116,7 @@ ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
             && f->arg.len == c->arg.len
             && (c->arg.len == 0
                 || ngx_strncmp(f->arg.data, c->arg.data, c->arg.len) == 0)
-            && (!time || f->offset == offset))
+            && (!time || f->tz == tz))
         {
             return 1;
         }
@@ -130,7 +130,7 @@ ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
     f->field = c->field;
     f->arg = c->arg;
     f->cond = c;
-    f->offset = offset;
+    f->tz = tz;
 
     return 1;
 }
@@ -169,8 +169,7 @@ ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
             pure++;
 
             if (fit) {
-                fit = ngx_ailink_policy_memo_collect(set, rule->when,
-                                                     p->offset);
+                fit = ngx_ailink_policy_memo_collect(set, rule->when, p->tz);
             }
         }
     }
@@ -221,7 +220,7 @@ ngx_ailink_policy_memo_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->nmemo_fields; i++) {
         f = &set->memo_fields[i];
-        pctx->offset = f->offset;
+        pctx->tz = f->tz;
 
         if (ngx_ailink_policy_field(r, ctx, pctx, f->field, &f->arg, f->cond,
                                     &v)
@@ -321,7 +320,7 @@ ngx_ailink_policy_memo(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->npre; i++) {
         p = set->pre[i];
-        pctx->offset = p->offset;
+        pctx->tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
             rc = p->rules[j].dynamic

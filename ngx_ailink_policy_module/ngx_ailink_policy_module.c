@@ -576,7 +576,7 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         }
 
         p = set->pre[i];
-        pctx->offset = p->offset;
+        pctx->tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
 
@@ -786,7 +786,7 @@ ngx_ailink_policy_run_post(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->npost; i++) {
         p = set->post[i];
-        pctx->offset = p->offset;
+        pctx->tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
             rule = &p->rules[j];
