@@ -17,6 +17,13 @@ ngx_int_t ngx_ailink_inject_credential(ngx_http_request_t *r,
     ngx_uint_t llm);
 ngx_int_t ngx_ailink_byok_key(ngx_http_request_t *r, ngx_str_t *key);
 
+/* ngx_ailink_auth_cache.c */
+ngx_ailink_token_t *ngx_ailink_auth_cache_find(ngx_ailink_conf_t *conf,
+    ngx_str_t *token, uint64_t mac[2]);
+void ngx_ailink_auth_cache_add(ngx_ailink_conf_t *conf, uint64_t mac[2],
+    ngx_ailink_token_t *token);
+ngx_int_t ngx_ailink_auth_cache_flush(ngx_cycle_t *cycle);
+
 /* ngx_ailink_endpoints.c */
 ngx_int_t ngx_ailink_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_ready_handler(ngx_http_request_t *r);

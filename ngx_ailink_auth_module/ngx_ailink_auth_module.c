@@ -107,7 +107,7 @@ ngx_module_t  ngx_ailink_auth_module = {
     ngx_ailink_auth_commands,              /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_ailink_auth_cache_flush,           /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -208,6 +208,7 @@ static ngx_int_t
 ngx_ailink_auth_handler(ngx_http_request_t *r)
 {
     u_char                       hash[NGX_AILINK_SHA256_LEN];
+    uint64_t                     mac[2];
     ngx_str_t                    token;
     ngx_ailink_ctx_t            *ctx;
     ngx_ailink_conf_t           *conf;
@@ -277,17 +278,24 @@ ngx_ailink_auth_handler(ngx_http_request_t *r)
         return ngx_ailink_auth_refuse(r, "invalid token");
     }
 
-    if (ngx_ailink_sha256(token.data, token.len, hash) != NGX_OK) {
-        /* fail closed */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "ailink: SHA-256 is not available");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    tok = ngx_ailink_auth_cache_find(conf, &token, mac);
 
-    tok = ngx_ailink_token_find(conf, hash);
+    if (tok == NULL) {
+        if (ngx_ailink_sha256(token.data, token.len, hash) != NGX_OK) {
+            /* fail closed */
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "ailink: SHA-256 is not available");
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
-    if (tok == NULL && ngx_ailink_token_find_store) {
-        tok = ngx_ailink_token_find_store(r, hash);
+        tok = ngx_ailink_token_find(conf, hash);
+
+        if (tok) {
+            ngx_ailink_auth_cache_add(conf, mac, tok);
+
+        } else if (ngx_ailink_token_find_store) {
+            tok = ngx_ailink_token_find_store(r, hash);
+        }
     }
 
     if (tok == NULL) {

@@ -820,14 +820,14 @@ ngx_ailink_passthrough_path(ngx_http_request_t *r, ngx_str_t *rest)
 {
     u_char     *p;
     size_t      len;
+    uintptr_t   escape;
     ngx_str_t   uri;
 
     uri.data = r->uri.data + sizeof("/v1") - 1;
     uri.len = r->uri.len - (sizeof("/v1") - 1);
 
-    len = uri.len + 2 * ngx_escape_uri(NULL, uri.data, uri.len,
-                                       NGX_ESCAPE_URI)
-          + 1 + r->args.len;
+    escape = 2 * ngx_escape_uri(NULL, uri.data, uri.len, NGX_ESCAPE_URI);
+    len = uri.len + escape + 1 + r->args.len;
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
@@ -836,7 +836,9 @@ ngx_ailink_passthrough_path(ngx_http_request_t *r, ngx_str_t *rest)
 
     rest->data = p;
 
-    p = (u_char *) ngx_escape_uri(p, uri.data, uri.len, NGX_ESCAPE_URI);
+    p = escape ? (u_char *) ngx_escape_uri(p, uri.data, uri.len,
+                                           NGX_ESCAPE_URI)
+               : ngx_cpymem(p, uri.data, uri.len);
 
     if (r->args.len) {
         *p++ = '?';
