@@ -360,7 +360,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
         p = ngx_ailink_write_uint(ngx_ailink_audit_key(p, "cached_tokens"),
                                   ctx->usage.cached);
         p = ngx_sprintf(ngx_ailink_audit_key(p, "cost_usd"), "%.8f",
-                        ngx_ailink_cost(conf, &ctx->model, &ctx->usage));
+                        ngx_ailink_request_cost(conf, ctx));
 
     } else if (ctx->cache_hit) {
         p = ngx_cpymem(p, ",\"prompt_tokens\":null,\"completion_tokens\":null,"

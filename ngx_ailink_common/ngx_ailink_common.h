@@ -210,6 +210,9 @@ typedef struct {
 
     ngx_str_t                   upstream_path;  /* set by a translator */
     ngx_ailink_usage_t          usage;
+    void                       *price;          /* ngx_ailink_request_cost()'s
+                                                   lookup, for price_model */
+    u_char                     *price_model;
     ngx_msec_int_t              ttft;           /* ms to a stream's first
                                                    event; -1: not a stream */
     void                       *response;       /* the response filter's */
@@ -657,6 +660,7 @@ ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,
     cJSON *overrides);
 double ngx_ailink_cost(ngx_ailink_conf_t *conf, ngx_str_t *model,
     ngx_ailink_usage_t *usage);
+double ngx_ailink_request_cost(ngx_ailink_conf_t *conf, ngx_ailink_ctx_t *ctx);
 
 /* ngx_ailink_sse.c */
 ngx_int_t ngx_ailink_sse_init(ngx_ailink_sse_t *sse, ngx_pool_t *pool,

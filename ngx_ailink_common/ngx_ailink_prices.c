@@ -228,12 +228,10 @@ ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices, cJSON *overrides)
  * prompt count the same way.  Without a price for a model the cost is 0.
  */
 
-double
-ngx_ailink_cost(ngx_ailink_conf_t *conf, ngx_str_t *model,
-    ngx_ailink_usage_t *usage)
+static ngx_ailink_price_t *
+ngx_ailink_price_find(ngx_ailink_conf_t *conf, ngx_str_t *model)
 {
-    double               cost;
-    ngx_uint_t           i, plain;
+    ngx_uint_t           i;
     ngx_ailink_price_t  *p;
 
     p = conf->prices.elts;
@@ -243,15 +241,23 @@ ngx_ailink_cost(ngx_ailink_conf_t *conf, ngx_str_t *model,
             && ngx_strncmp(model->data, p[i].prefix.data, p[i].prefix.len)
                == 0)
         {
-            break;
+            return &p[i];
         }
     }
 
-    if (i == conf->prices.nelts) {
+    return NULL;
+}
+
+
+static double
+ngx_ailink_price_apply(ngx_ailink_price_t *p, ngx_ailink_usage_t *usage)
+{
+    double      cost;
+    ngx_uint_t  plain;
+
+    if (p == NULL) {
         return 0;
     }
-
-    p = &p[i];
 
     plain = usage->prompt;
     plain -= ngx_min(plain, usage->cached + usage->cache_write);
@@ -262,4 +268,30 @@ ngx_ailink_cost(ngx_ailink_conf_t *conf, ngx_str_t *model,
            + usage->completion * p->output;
 
     return cost / 1000000.0;
+}
+
+
+double
+ngx_ailink_cost(ngx_ailink_conf_t *conf, ngx_str_t *model,
+    ngx_ailink_usage_t *usage)
+{
+    return ngx_ailink_price_apply(ngx_ailink_price_find(conf, model), usage);
+}
+
+
+/*
+ * The cost of the request's usage so far; the log phase asks more than
+ * once (the audit record, spend caps), so the price found for the model
+ * is kept in the request's context
+ */
+
+double
+ngx_ailink_request_cost(ngx_ailink_conf_t *conf, ngx_ailink_ctx_t *ctx)
+{
+    if (ctx->price_model != ctx->model.data || ctx->price_model == NULL) {
+        ctx->price = ngx_ailink_price_find(conf, &ctx->model);
+        ctx->price_model = ctx->model.data;
+    }
+
+    return ngx_ailink_price_apply(ctx->price, &ctx->usage);
 }

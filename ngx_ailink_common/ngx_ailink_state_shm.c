@@ -296,8 +296,6 @@ ngx_ailink_state_shm_add_op(ngx_ailink_state_t *st, ngx_str_t *key,
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    ngx_ailink_state_shm_expire(shm, now, 0);
-
     n = ngx_ailink_state_shm_lookup(shm, key, hash);
 
     if (n && n->expires && n->expires <= now) {
@@ -307,6 +305,9 @@ ngx_ailink_state_shm_add_op(ngx_ailink_state_t *st, ngx_str_t *key,
     }
 
     if (n == NULL) {
+        /* a little expiry for every new key: the zone grows no faster */
+        ngx_ailink_state_shm_expire(shm, now, 0);
+
         n = ngx_ailink_state_shm_alloc(shm, key, hash, 0, now);
 
         if (n == NULL) {

@@ -385,7 +385,7 @@ ngx_ailink_policy_count_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return;
     }
 
-    cost = ngx_ailink_cost(conf, &ctx->model, &ctx->usage);
+    cost = ngx_ailink_request_cost(conf, ctx);
     nano = (int64_t) (cost * NGX_AILINK_NANO_USD + 0.5);
 
     if (nano <= 0) {
