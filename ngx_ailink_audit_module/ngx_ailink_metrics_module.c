@@ -24,6 +24,11 @@
 
 
 typedef struct {
+    ngx_flag_t                  count;      /* ailink_metrics_count */
+} ngx_ailink_metrics_loc_conf_t;
+
+
+typedef struct {
     ngx_uint_t                  kind;
     ngx_uint_t                  code;
     ngx_str_t                   label[NGX_AILINK_METRICS_LABELS];
@@ -33,6 +38,9 @@ typedef struct {
 
 static ngx_int_t ngx_ailink_metrics_log_handler(ngx_http_request_t *r);
 static void *ngx_ailink_metrics_create_main_conf(ngx_conf_t *cf);
+static void *ngx_ailink_metrics_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_ailink_metrics_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
 static char *ngx_ailink_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_ailink_metrics_init_zone(ngx_shm_zone_t *shm_zone,
@@ -57,6 +65,13 @@ static ngx_command_t  ngx_ailink_metrics_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ailink_metrics_count"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_ailink_metrics_loc_conf_t, count),
+      NULL },
+
     { ngx_string("ailink_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_ailink_conf_set_handler,
@@ -78,8 +93,8 @@ static ngx_http_module_t  ngx_ailink_metrics_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_ailink_metrics_create_loc_conf,    /* create location configuration */
+    ngx_ailink_metrics_merge_loc_conf      /* merge location configuration */
 };
 
 
@@ -419,6 +434,7 @@ ngx_ailink_metrics_log_handler(ngx_http_request_t *r)
     ngx_ailink_metrics_sh_t         *sh;
     ngx_ailink_metrics_key_t         k;
     ngx_ailink_metrics_series_t     *s;
+    ngx_ailink_metrics_loc_conf_t   *mlcf;
     ngx_ailink_metrics_main_conf_t  *mmcf;
 
     if (r != r->main) {
@@ -426,9 +442,10 @@ ngx_ailink_metrics_log_handler(ngx_http_request_t *r)
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_ailink_metrics_module);
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_ailink_metrics_module);
     sh = mmcf->sh;
 
-    if (sh == NULL) {
+    if (sh == NULL || !mlcf->count) {
         return NGX_OK;
     }
 
@@ -578,6 +595,34 @@ ngx_ailink_metrics_create_main_conf(ngx_conf_t *cf)
     }
 
     return mmcf;
+}
+
+
+static void *
+ngx_ailink_metrics_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_ailink_metrics_loc_conf_t  *mlcf;
+
+    mlcf = ngx_palloc(cf->pool, sizeof(ngx_ailink_metrics_loc_conf_t));
+    if (mlcf == NULL) {
+        return NULL;
+    }
+
+    mlcf->count = NGX_CONF_UNSET;
+
+    return mlcf;
+}
+
+
+static char *
+ngx_ailink_metrics_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_ailink_metrics_loc_conf_t *prev = parent;
+    ngx_ailink_metrics_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->count, prev->count, 1);
+
+    return NGX_CONF_OK;
 }
 
 

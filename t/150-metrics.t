@@ -47,6 +47,12 @@ my $server = <<"CONF";
             ailink_cache on;
             include $root/conf-examples/ailink-proxy.conf;
         }
+        location /uncounted/ {
+            rewrite ^/uncounted(/.*)\$ \$1 break;
+            ailink_auth on;
+            ailink_metrics_count off;
+            include $root/conf-examples/ailink-proxy.conf;
+        }
         location / {
             ailink_auth on;
             include $root/conf-examples/ailink-proxy.conf;
@@ -145,6 +151,8 @@ is($m->{'ailink_breaker_state{upstream="openai",state="open"}'}, 0,
 # 2. a known sequence, 40 of them at once over both workers
 parallel(40, sub { chat() });
 chat(stream => 1) for 1 .. 3;
+chat(path => '/uncounted/v1/chat/completions', model => 'mock-uncounted')
+    for 1 .. 2;
 chat('X-Mock-Status' => 500) for 1 .. 2;
 chat(token => 'ailink_v1_proj_nope_nope') for 1 .. 3;
 $http->get("$url/healthz") for 1 .. 4;
@@ -169,6 +177,8 @@ is($m->{'ailink_errors_total{error="invalid_token",code="401"}'}, 3,
 is($m->{'ailink_requests_total{provider="",model="",project="test",'
         . 'code="200",class="2xx"}'}, 2, 'two action-gateway requests');
 ok(!grep({ /healthz/ } keys %$m), 'health probes are not counted');
+ok(!grep({ /mock-uncounted/ } keys %$m),
+   'nor requests of a location with ailink_metrics_count off');
 is($m->{'ailink_requests_total{provider="openai",model="mock-priced",'
         . 'project="other",code="429",class="4xx"}'}, 1,
    'the third request of a limit of 2 per minute: 429');
