@@ -359,8 +359,10 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
                                   ctx->usage.total);
         p = ngx_ailink_write_uint(ngx_ailink_audit_key(p, "cached_tokens"),
                                   ctx->usage.cached);
+        ctx->cost_usd = ngx_ailink_cost(conf, &ctx->model, &ctx->usage);
+        ctx->cost_set = 1;
         p = ngx_sprintf(ngx_ailink_audit_key(p, "cost_usd"), "%.8f",
-                        ngx_ailink_cost(conf, &ctx->model, &ctx->usage));
+                        ctx->cost_usd);
 
     } else if (ctx->cache_hit) {
         p = ngx_cpymem(p, ",\"prompt_tokens\":null,\"completion_tokens\":null,"

@@ -133,11 +133,12 @@ ngx_ailink_metrics_key(ngx_ailink_metrics_key_t *k, u_char *buf)
 }
 
 
+/* the key's hash mixed with what else tells series apart */
+
 static ngx_inline uint32_t
-ngx_ailink_metrics_hash(ngx_uint_t kind, ngx_uint_t code, u_char *key,
-    size_t len)
+ngx_ailink_metrics_hash(uint32_t base, ngx_uint_t kind, ngx_uint_t code)
 {
-    return ngx_murmur_hash2(key, len) ^ (uint32_t) (kind * 0x9e3779b1u)
+    return base ^ (uint32_t) (kind * 0x9e3779b1u)
            ^ (uint32_t) (code * 0x85ebca6bu);
 }
 
@@ -233,7 +234,8 @@ ngx_ailink_metrics_insert(ngx_ailink_metrics_main_conf_t *mmcf,
     }
 
     len = ngx_ailink_metrics_key(k, key);
-    hash = ngx_ailink_metrics_hash(k->kind, k->code, key, len);
+    hash = ngx_ailink_metrics_hash(ngx_murmur_hash2(key, len), k->kind,
+                                   k->code);
 
     s = ngx_ailink_metrics_find(sh, hash, k->kind, k->code, key, len,
                                 &empty);
@@ -269,18 +271,42 @@ ngx_ailink_metrics_insert(ngx_ailink_metrics_main_conf_t *mmcf,
 }
 
 
+/* the stored key of k and its hash; NGX_DECLINED: a label is too long */
+
+static ngx_int_t
+ngx_ailink_metrics_prepare(ngx_ailink_metrics_key_t *k, u_char *key,
+    size_t *len, uint32_t *base)
+{
+    ngx_uint_t  i;
+
+    *len = 0;
+    *base = 0;
+
+    for (i = 0; i < k->nlabels; i++) {
+        if (k->label[i].len > NGX_AILINK_METRICS_LABEL_MAX) {
+            return NGX_DECLINED;
+        }
+    }
+
+    *len = ngx_ailink_metrics_key(k, key);
+    *base = ngx_murmur_hash2(key, *len);
+
+    return NGX_OK;
+}
+
+
 /*
- * The series of k, added when new; the "other" series of its kind when
- * the table holds max_series already or a label cannot be shown; NULL
- * only when not even that has room (counted in "dropped").
+ * The series of k (its key and hash prepared, unless rc is NGX_DECLINED),
+ * added when new; the "other" series of its kind when the table holds
+ * max_series already or a label cannot be shown; NULL only when not even
+ * that has room (counted in "dropped").
  */
 
 static ngx_ailink_metrics_series_t *
-ngx_ailink_metrics_series(ngx_ailink_metrics_main_conf_t *mmcf,
-    ngx_ailink_metrics_key_t *k)
+ngx_ailink_metrics_series_key(ngx_ailink_metrics_main_conf_t *mmcf,
+    ngx_ailink_metrics_key_t *k, ngx_int_t rc, u_char *key, size_t len,
+    uint32_t base)
 {
-    u_char                        key[NGX_AILINK_METRICS_KEY_MAX];
-    size_t                        len;
     uint32_t                      hash;
     ngx_uint_t                    i;
     ngx_ailink_metrics_sh_t      *sh;
@@ -288,14 +314,11 @@ ngx_ailink_metrics_series(ngx_ailink_metrics_main_conf_t *mmcf,
 
     sh = mmcf->sh;
 
-    for (i = 0; i < k->nlabels; i++) {
-        if (k->label[i].len > NGX_AILINK_METRICS_LABEL_MAX) {
-            goto other;
-        }
+    if (rc != NGX_OK) {
+        goto other;
     }
 
-    len = ngx_ailink_metrics_key(k, key);
-    hash = ngx_ailink_metrics_hash(k->kind, k->code, key, len);
+    hash = ngx_ailink_metrics_hash(base, k->kind, k->code);
 
     s = ngx_ailink_metrics_find(sh, hash, k->kind, k->code, key, len,
                                 &empty);
@@ -327,6 +350,21 @@ other:
     }
 
     return s;
+}
+
+
+static ngx_ailink_metrics_series_t *
+ngx_ailink_metrics_series(ngx_ailink_metrics_main_conf_t *mmcf,
+    ngx_ailink_metrics_key_t *k)
+{
+    u_char     key[NGX_AILINK_METRICS_KEY_MAX];
+    size_t     len;
+    uint32_t   base;
+    ngx_int_t  rc;
+
+    rc = ngx_ailink_metrics_prepare(k, key, &len, &base);
+
+    return ngx_ailink_metrics_series_key(mmcf, k, rc, key, len, base);
 }
 
 
@@ -424,7 +462,11 @@ ngx_ailink_metrics_cache(ngx_ailink_metrics_sh_t *sh, ngx_ailink_ctx_t *ctx)
 static ngx_int_t
 ngx_ailink_metrics_log_handler(ngx_http_request_t *r)
 {
+    u_char                           key[NGX_AILINK_METRICS_KEY_MAX];
+    size_t                           len;
     double                           cost;
+    uint32_t                         base;
+    ngx_int_t                        rc;
     ngx_str_t                        empty;
     ngx_uint_t                       status, b;
     ngx_time_t                      *tp;
@@ -479,7 +521,10 @@ ngx_ailink_metrics_log_handler(ngx_http_request_t *r)
     k.label[1] = ctx->model;
     k.label[2] = ctx->token ? ctx->token->project : empty;
 
-    s = ngx_ailink_metrics_series(mmcf, &k);
+    /* one key and hash for the requests and the usage series */
+    rc = ngx_ailink_metrics_prepare(&k, key, &len, &base);
+
+    s = ngx_ailink_metrics_series_key(mmcf, &k, rc, key, len, base);
 
     if (s) {
         (void) ngx_atomic_fetch_add(&s->v[0], 1);
@@ -492,7 +537,7 @@ ngx_ailink_metrics_log_handler(ngx_http_request_t *r)
     k.label[1] = ctx->model;
     k.label[2] = ctx->token ? ctx->token->project : empty;
 
-    s = ngx_ailink_metrics_series(mmcf, &k);
+    s = ngx_ailink_metrics_series_key(mmcf, &k, rc, key, len, base);
 
     if (s) {
         tp = ngx_timeofday();
@@ -521,7 +566,10 @@ ngx_ailink_metrics_log_handler(ngx_http_request_t *r)
             (void) ngx_atomic_fetch_add(&s->v[NGX_AILINK_MV_CACHED],
                                         ctx->usage.cached);
 
-            cost = ngx_ailink_cost(conf, &ctx->model, &ctx->usage);
+            /* the audit's, when it wrote a record */
+            cost = ctx->cost_set ? ctx->cost_usd
+                                 : ngx_ailink_cost(conf, &ctx->model,
+                                                   &ctx->usage);
 
             if (cost > 0) {
                 (void) ngx_atomic_fetch_add(&s->v[NGX_AILINK_MV_COST],

@@ -240,6 +240,10 @@ typedef struct {
     unsigned                    own_response:1;     /* not the upstream's */
     unsigned                    cache_hit:1;        /* answered by the
                                                        cache: cost 0 */
+    unsigned                    cost_set:1;         /* cost_usd below */
+
+    double                      cost_usd;       /* the audit's, for the
+                                                   metrics after it */
 } ngx_ailink_ctx_t;
 
 
