@@ -126,7 +126,11 @@ ngx_ailink_metrics_key(ngx_ailink_metrics_key_t *k, u_char *buf)
 
     for (i = 0; i < k->nlabels; i++) {
         *p++ = (u_char) k->label[i].len;
-        p = ngx_cpymem(p, k->label[i].data, k->label[i].len);
+
+        if (k->label[i].len) {
+            /* an empty label may have no data: never memcpy(NULL) */
+            p = ngx_cpymem(p, k->label[i].data, k->label[i].len);
+        }
     }
 
     return p - buf;
@@ -158,7 +162,8 @@ ngx_ailink_metrics_find(ngx_ailink_metrics_sh_t *sh, uint32_t hash,
     for (i = 0; i < sh->nslots; i++) {
         s = &sh->slots[(hash + i) & mask];
 
-        if (!*(volatile ngx_atomic_t *) &s->ready) {
+        /* acquire: the key written before "ready" is seen with it */
+        if (!__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE)) {
             *empty = s;
             return NULL;
         }
