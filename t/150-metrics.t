@@ -47,6 +47,14 @@ my $server = <<"CONF";
             ailink_cache on;
             include $root/conf-examples/ailink-proxy.conf;
         }
+        location /breaker/ {
+            rewrite ^/breaker(/.*)\$ \$1 break;
+            ailink_auth on;
+            ailink_breaker on;
+            ailink_breaker_threshold 1;
+            ailink_breaker_cooldown 60s;
+            include $root/conf-examples/ailink-proxy.conf;
+        }
         location /uncounted/ {
             rewrite ^/uncounted(/.*)\$ \$1 break;
             ailink_auth on;
@@ -258,6 +266,16 @@ chat();
 ($m) = scrape();
 is($m->{"ailink_requests_total{$L,code=\"200\",class=\"2xx\"}"}, $before + 1,
    'reload: the counters go on');
+
+# breakers: one failure opens the openai breaker (threshold 1)
+chat(path => '/breaker/v1/chat/completions', 'X-Mock-Status' => 500);
+($m) = scrape();
+is($m->{'ailink_breaker_state{upstream="openai",state="open"}'}, 1,
+   'breaker gauge: openai open');
+is($m->{'ailink_breaker_state{upstream="openai",state="closed"}'}, 0,
+   '... and not closed');
+is($m->{'ailink_breaker_state{upstream="openai",state="half_open"}'}, 0,
+   '... nor half-open');
 
 # 5. max_series: a second gateway with room for 6 series
 my $small = start_nginx(master => 1, workers => 2,
