@@ -73,6 +73,8 @@ AILink gateway on http://127.0.0.1:8080, OpenAI models served by $mode.
 
   curl -s http://127.0.0.1:8081/api/v1/tokens -H "Authorization: Bearer <admin key>"
 
+  metrics:     curl -s http://127.0.0.1:8081/metrics   (Prometheus text format)
+
   audit records: $repo/.run/audit.jsonl     (Ctrl-C stops)
 
 MSG

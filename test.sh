@@ -24,6 +24,9 @@ python3 -c 'import openai, pytest' 2>/dev/null \
 # the approvals page's browser test (t/e2e/test_approvals_page_browser.py)
 python3 -c 'import selenium' 2>/dev/null \
     || python3 -m pip install -q selenium || exit 1
+# Prometheus's parser reads GET /metrics (t/e2e/test_metrics_prometheus.py)
+python3 -c 'import prometheus_client' 2>/dev/null \
+    || python3 -m pip install -q prometheus_client || exit 1
 
 if [ ! -d t/e2e/node_modules/openai ]; then
     npm ci --prefix t/e2e --no-audit --no-fund --loglevel=error || exit 1

@@ -26,8 +26,24 @@ ngx_int_t ngx_ailink_auth_cache_flush(ngx_cycle_t *cycle);
 
 /* ngx_ailink_endpoints.c */
 ngx_int_t ngx_ailink_health_handler(ngx_http_request_t *r);
-ngx_int_t ngx_ailink_ready_handler(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_error_page_handler(ngx_http_request_t *r);
+/* GET or HEAD only, the body (a C string) with the given status */
+ngx_int_t ngx_ailink_endpoint_json(ngx_http_request_t *r, ngx_uint_t status,
+    const char *body);
+
+/*
+ * ngx_ailink_ready.c: /readyz and its checks.  A check returns "ok" or
+ * the state that makes the gateway not ready ("down", "missing"), from
+ * what it keeps; it never waits for a dependency.
+ */
+typedef const char *(*ngx_ailink_ready_check_pt)(ngx_http_request_t *r,
+    void *data);
+
+extern ngx_module_t  ngx_ailink_ready_module;
+
+ngx_int_t ngx_ailink_ready_handler(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_ready_add_check(ngx_conf_t *cf, const char *name,
+    ngx_ailink_ready_check_pt check, void *data);
 
 
 #endif /* _NGX_AILINK_AUTH_H_INCLUDED_ */

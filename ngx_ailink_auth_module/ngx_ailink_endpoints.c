@@ -63,7 +63,7 @@ static ngx_ailink_status_t  ngx_ailink_status_server = {
 };
 
 
-static ngx_int_t
+ngx_int_t
 ngx_ailink_endpoint_json(ngx_http_request_t *r, ngx_uint_t status,
     const char *body)
 {
@@ -97,21 +97,7 @@ ngx_ailink_health_handler(ngx_http_request_t *r)
 }
 
 
-ngx_int_t
-ngx_ailink_ready_handler(ngx_http_request_t *r)
-{
-    /* the embedded tier has one dependency: the loaded configuration */
-
-    if (ngx_ailink_get_conf(r) == NULL) {
-        return ngx_ailink_endpoint_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                           "{\"status\":\"not_ready\","
-                           "\"checks\":{\"config\":\"missing\"}}\n");
-    }
-
-    return ngx_ailink_endpoint_json(r, NGX_HTTP_OK,
-                                    "{\"status\":\"ready\","
-                                    "\"checks\":{\"config\":\"ok\"}}\n");
-}
+/* ngx_ailink_ready_handler(): ngx_ailink_ready.c */
 
 
 /*
