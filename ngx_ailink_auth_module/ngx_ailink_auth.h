@@ -11,11 +11,25 @@
 #include "ngx_ailink_common.h"
 
 
+typedef struct {
+    ngx_ailink_conf_t          *conf;
+    ngx_array_t                *admin_keys;     /* ngx_ailink_admin_key_t:
+                                                   ailink_admin_key and the
+                                                   file's admin_keys */
+} ngx_ailink_auth_main_conf_t;
+
+
 /* ngx_ailink_credential.c */
 ngx_int_t ngx_ailink_inject_credential(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_ailink_inject_t *inject, ngx_str_t *secret,
     ngx_uint_t llm);
 ngx_int_t ngx_ailink_byok_key(ngx_http_request_t *r, ngx_str_t *key);
+
+/* ngx_ailink_admin_key.c */
+char *ngx_ailink_admin_key_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_ailink_admin_keys_merge(ngx_conf_t *cf,
+    ngx_ailink_auth_main_conf_t *amcf);
 
 /* ngx_ailink_endpoints.c */
 ngx_int_t ngx_ailink_health_handler(ngx_http_request_t *r);
