@@ -1262,7 +1262,11 @@ ngx_ailink_admin_body(ngx_http_request_t *r)
     for (cl = r->request_body ? r->request_body->bufs : NULL; cl;
          cl = cl->next)
     {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        /* an empty body (POST /cache/flush) may come as a buffer with no
+           memory: memcpy() takes no NULL, even for 0 bytes */
+        if (cl->buf->last != cl->buf->pos) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
     }
 
     *p = '\0';
