@@ -6,12 +6,13 @@
  * and the store behind it ("ailink_store_dir").  Requests carry an admin
  * key, "Authorization: Bearer ailink_admin_...", whose SHA-256 is declared
  * with "ailink_admin_key" or the file's "admin_keys" (one set, checked by
- * ngx_ailink_admin_key_match() of the auth module); JSON in and out, errors in the contract's
- * envelope.  The store's objects are compiled by each worker into an
- * overlay of the config-as-code file (same loader, same structures), and
- * recompiled when the store's generation changes: a token created,
- * patched or revoked through the API is seen by every worker on its next
- * request.  Objects of the file are read-only through the API (409).
+ * ngx_ailink_admin_key_match() of the auth module); JSON in and out,
+ * errors in the contract's envelope.  The store's objects are compiled by
+ * each worker into an overlay of the config-as-code file (same loader,
+ * same structures), and recompiled when the store's generation changes:
+ * a token created, patched or revoked through the API is seen by every
+ * worker on its next request.  Objects of the file are read-only through
+ * the API (409).
  */
 
 

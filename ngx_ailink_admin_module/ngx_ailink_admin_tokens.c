@@ -6,8 +6,9 @@
  * SHA-256 is stored), list, get, patch, revoke.  A record of the store is
  * a token of the config-as-code file ("id", "name", "project", "hash",
  * "upstream", "credential", "credentials", "expires_at", "agent_name",
- * "enabled", "policies", "circuit_breaker") plus "created_at" and "revoked_at"; the API's own names
- * ("upstream_url", "credential_id") are mapped onto it.  Tokens of the
+ * "enabled", "policies", "circuit_breaker") plus "created_at" and
+ * "revoked_at"; the API's own names ("upstream_url", "credential_id") are
+ * mapped onto it.  Tokens of the
  * file are listed too, with "source": "yaml", and are read-only (409).
  */
 
