@@ -72,6 +72,7 @@ AILink gateway on http://127.0.0.1:8080, OpenAI models served by $mode.
   admin key:   ${admin_key:-(minted on the first run and shown then; rm .run/admin.conf for a new one)}
 
   curl -s http://127.0.0.1:8081/api/v1/tokens -H "Authorization: Bearer <admin key>"
+  (also /approvals, /cache/stats, /health/upstreams, /spend?group_by=model, /audit)
 
   metrics:     curl -s http://127.0.0.1:8081/metrics   (Prometheus text format)
 

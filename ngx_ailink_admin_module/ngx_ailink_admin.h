@@ -20,7 +20,6 @@ extern ngx_module_t  ngx_ailink_admin_module;
 
 typedef struct {
     ngx_ailink_store_t         *store;
-    ngx_array_t                 keys;       /* u_char[32]: admin key hashes */
     u_char                      master[NGX_AILINK_VAULT_KEY_LEN];
     ngx_str_t                   master_source;
     ngx_flag_t                  master_set;
@@ -102,6 +101,28 @@ ngx_int_t ngx_ailink_admin_audit(ngx_ailink_admin_req_t *ar);
 
 /* ngx_ailink_admin_tokens.c */
 ngx_int_t ngx_ailink_admin_tokens(ngx_ailink_admin_req_t *ar);
+
+/* ngx_ailink_admin_routes.c: approvals, cache, health, circuit breakers */
+ngx_int_t ngx_ailink_admin_routes_init(void);
+ngx_int_t ngx_ailink_admin_breaker(ngx_ailink_admin_req_t *ar);
+ngx_ailink_token_t *ngx_ailink_admin_token_find_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+
+/* ngx_ailink_admin_audit.c: the audit file's tail, read in a thread */
+#define NGX_AILINK_AUDIT_TAIL  (4 * 1024 * 1024)
+
+typedef struct {
+    ngx_http_request_t         *request;
+    ngx_str_t                   path;       /* NUL-terminated */
+    ngx_str_t                   data;       /* the tail read */
+    ngx_pool_t                 *pool;
+    ngx_err_t                   err;
+} ngx_ailink_admin_audit_read_t;
+
+void ngx_ailink_admin_audit_read(void *data, ngx_log_t *log);
+
+/* ngx_ailink_admin_spend.c: GET /spend */
+ngx_int_t ngx_ailink_admin_spend(ngx_ailink_admin_req_t *ar);
 
 /* ngx_ailink_vault.c */
 ngx_int_t ngx_ailink_vault_encrypt(ngx_pool_t *pool, u_char *key,

@@ -15,19 +15,9 @@
 #include <ngx_thread_pool.h>
 
 
-#define NGX_AILINK_AUDIT_TAIL  (4 * 1024 * 1024)
+/* in the thread pool: the last NGX_AILINK_AUDIT_TAIL bytes of the file */
 
-
-typedef struct {
-    ngx_http_request_t         *request;
-    ngx_str_t                   path;       /* NUL-terminated */
-    ngx_str_t                   data;       /* the tail read */
-    ngx_pool_t                 *pool;
-    ngx_err_t                   err;
-} ngx_ailink_admin_audit_read_t;
-
-
-static void
+void
 ngx_ailink_admin_audit_read(void *data, ngx_log_t *log)
 {
     ngx_ailink_admin_audit_read_t  *t = data;

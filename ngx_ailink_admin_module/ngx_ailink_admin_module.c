@@ -5,12 +5,14 @@
  * The admin API ("ailink_admin_api;" on a location the operator chooses)
  * and the store behind it ("ailink_store_dir").  Requests carry an admin
  * key, "Authorization: Bearer ailink_admin_...", whose SHA-256 is declared
- * with "ailink_admin_key"; JSON in and out, errors in the contract's
- * envelope.  The store's objects are compiled by each worker into an
- * overlay of the config-as-code file (same loader, same structures), and
- * recompiled when the store's generation changes: a token created,
- * patched or revoked through the API is seen by every worker on its next
- * request.  Objects of the file are read-only through the API (409).
+ * with "ailink_admin_key" or the file's "admin_keys" (one set, checked by
+ * ngx_ailink_admin_key_match() of the auth module); JSON in and out,
+ * errors in the contract's envelope.  The store's objects are compiled by
+ * each worker into an overlay of the config-as-code file (same loader,
+ * same structures), and recompiled when the store's generation changes:
+ * a token created, patched or revoked through the API is seen by every
+ * worker on its next request.  Objects of the file are read-only through
+ * the API (409).
  */
 
 
@@ -21,7 +23,6 @@
 #include <ngx_thread_pool.h>
 
 
-#define NGX_AILINK_ADMIN_PREFIX   "ailink_admin_"
 #define NGX_AILINK_ADMIN_ROUTES   16
 
 
@@ -33,8 +34,6 @@ typedef struct {
 
 static void *ngx_ailink_admin_create_main_conf(ngx_conf_t *cf);
 static char *ngx_ailink_admin_data_dir(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_ailink_admin_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_ailink_admin_master_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -54,6 +53,7 @@ static ngx_int_t ngx_ailink_admin_service_find(ngx_http_request_t *r,
     ngx_str_t *name, ngx_ailink_base_url_t **base,
     ngx_ailink_credential_t **credential);
 static ngx_int_t ngx_ailink_admin_init_module(ngx_cycle_t *cycle);
+static void ngx_ailink_admin_audit_what(ngx_ailink_admin_req_t *ar);
 
 
 static ngx_command_t  ngx_ailink_admin_commands[] = {
@@ -61,13 +61,6 @@ static ngx_command_t  ngx_ailink_admin_commands[] = {
     { ngx_string("ailink_store_dir"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_ailink_admin_data_dir,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ailink_admin_key"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_ailink_admin_key,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -194,12 +187,6 @@ ngx_ailink_admin_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    if (ngx_array_init(&amcf->keys, cf->pool, 2, NGX_AILINK_SHA256_LEN)
-        != NGX_OK)
-    {
-        return NULL;
-    }
-
     return amcf;
 }
 
@@ -247,16 +234,6 @@ ngx_ailink_admin_data_dir(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static ngx_int_t
-ngx_ailink_admin_sha256(u_char *data, size_t len, u_char *out)
-{
-    unsigned int  n;
-
-    return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1
-           ? NGX_OK : NGX_ERROR;
-}
-
-
-static ngx_int_t
 ngx_ailink_admin_hex(ngx_str_t *hex, u_char *out, size_t n)
 {
     ngx_int_t   c;
@@ -276,45 +253,6 @@ ngx_ailink_admin_hex(ngx_str_t *hex, u_char *out, size_t n)
     }
 
     return NGX_OK;
-}
-
-
-static char *
-ngx_ailink_admin_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_ailink_admin_main_conf_t *amcf = conf;
-
-    u_char      *hash;
-    ngx_str_t   *value, hex;
-    ngx_uint_t   i;
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        hex = value[i];
-
-        if (hex.len > 7 && ngx_strncmp(hex.data, "sha256:", 7) == 0) {
-            hex.data += 7;
-            hex.len -= 7;
-        }
-
-        hash = ngx_array_push(&amcf->keys);
-        if (hash == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_ailink_admin_hex(&hex, hash, NGX_AILINK_SHA256_LEN)
-            != NGX_OK)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "ailink_admin_key \"%V\": must be 64 hex "
-                               "digits of the key's SHA-256 (never the key: "
-                               "scripts/ailink-admin mints one)", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
 }
 
 
@@ -475,9 +413,10 @@ static ngx_int_t
 ngx_ailink_admin_preconfiguration(ngx_conf_t *cf)
 {
     ngx_ailink_token_find_store = NULL;
+    ngx_ailink_token_find_id_store = NULL;
     ngx_ailink_service_find = NULL;
 
-    return NGX_OK;
+    return ngx_ailink_admin_routes_init();
 }
 
 
@@ -490,6 +429,7 @@ ngx_ailink_admin_postconfiguration(ngx_conf_t *cf)
 
     if (amcf->store) {
         ngx_ailink_token_find_store = ngx_ailink_admin_token_find;
+        ngx_ailink_token_find_id_store = ngx_ailink_admin_token_find_id;
         ngx_ailink_service_find = ngx_ailink_admin_service_find;
     }
 
@@ -732,7 +672,9 @@ ngx_ailink_admin_compile(ngx_http_request_t *r,
         cJSON_AddItemToArray(list, copy);
     }
 
-    if (ngx_ailink_conf_load_tokens(&cf, &ov->conf, root) != NGX_OK) {
+    if (ngx_ailink_conf_load_tokens(&cf, &ov->conf, root) != NGX_OK
+        || ngx_ailink_breaker_conf_load(&cf, &ov->conf, root) != NGX_OK)
+    {
         cJSON_Delete(root);
         goto failed;
     }
@@ -1152,9 +1094,8 @@ static ngx_int_t
 ngx_ailink_admin_authorize(ngx_http_request_t *r,
     ngx_ailink_admin_main_conf_t *amcf, ngx_int_t *rc)
 {
-    u_char      hash[NGX_AILINK_SHA256_LEN], *key;
-    ngx_str_t   token;
-    ngx_uint_t  i, ok;
+    ngx_str_t                token;
+    ngx_ailink_admin_key_t  *k;
 
     if (r->headers_in.authorization == NULL) {
         goto unauthorized;
@@ -1182,26 +1123,12 @@ ngx_ailink_admin_authorize(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    if (token.len <= sizeof(NGX_AILINK_ADMIN_PREFIX) - 1
-        || token.len > 256
-        || ngx_strncmp(token.data, NGX_AILINK_ADMIN_PREFIX,
-                       sizeof(NGX_AILINK_ADMIN_PREFIX) - 1) != 0
-        || ngx_ailink_admin_sha256(token.data, token.len, hash) != NGX_OK)
-    {
-        goto unauthorized;
-    }
+    /* the one key set of every admin endpoint (ngx_ailink_admin_key.c) */
+    k = ngx_ailink_admin_key_match(r);
 
-    key = amcf->keys.elts;
-    ok = 0;
-
-    for (i = 0; i < amcf->keys.nelts; i++) {
-        ok |= (CRYPTO_memcmp(hash, key + i * NGX_AILINK_SHA256_LEN,
-                             NGX_AILINK_SHA256_LEN) == 0);
-    }
-
-    if (ok) {
+    if (k) {
         /* who, for the audit of mutations: the hash's first bytes */
-        ngx_hex_dump(ngx_ailink_admin_who, hash, 4);
+        ngx_hex_dump(ngx_ailink_admin_who, k->hash, 4);
         return NGX_OK;
     }
 
@@ -1210,7 +1137,8 @@ unauthorized:
     *rc = ngx_ailink_send_error(r, NGX_HTTP_UNAUTHORIZED, "invalid_token",
                                 "the admin API needs \"Authorization: "
                                 "Bearer ailink_admin_...\" with a key "
-                                "declared by \"ailink_admin_key\"", NULL);
+                                "declared by \"ailink_admin_key\" or the "
+                                "config file's \"admin_keys\"", NULL);
     return NGX_DECLINED;
 }
 
@@ -1335,7 +1263,11 @@ ngx_ailink_admin_body(ngx_http_request_t *r)
     for (cl = r->request_body ? r->request_body->bufs : NULL; cl;
          cl = cl->next)
     {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        /* an empty body (POST /cache/flush) may come as a buffer with no
+           memory: memcpy() takes no NULL, even for 0 bytes */
+        if (cl->buf->last != cl->buf->pos) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
     }
 
     *p = '\0';
@@ -1439,6 +1371,10 @@ ngx_ailink_admin_dispatch(ngx_http_request_t *r)
     }
 
     ar->status = NGX_HTTP_OK;
+
+    if (ar->retries == 0) {
+        ngx_ailink_admin_audit_what(ar);
+    }
 
     rc = route->handler(ar);
 
@@ -1549,7 +1485,31 @@ ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc)
     }
 
     /* audited: who (the admin key's SHA-256 prefix), what, never a
-       secret */
+       secret; in the audit record (the object created named by its id) and
+       in the error log */
+    if (ar->id.len == 0 && ar->answer.len) {
+        cJSON       *out, *v;
+        ngx_str_t    object;
+
+        out = cJSON_ParseWithLength((char *) ar->answer.data,
+                                    ar->answer.len);
+        v = ngx_ailink_json_get(out, "id");
+        v = cJSON_IsString(v) ? v : ngx_ailink_json_get(out, "name");
+
+        if (cJSON_IsString(v)) {
+            object.len = ngx_strlen(v->valuestring);
+            object.data = ngx_pnalloc(r->pool, object.len);
+
+            if (object.data) {
+                ngx_memcpy(object.data, v->valuestring, object.len);
+                (void) ngx_ailink_admin_key_audit(r, NULL, &ar->resource,
+                                                  &object);
+            }
+        }
+
+        cJSON_Delete(out);
+    }
+
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "ailink admin: key sha256:%*s... %V %V: %V", (size_t) 8,
                   ar->who, &r->method_name, &r->uri, &ar->audit);
@@ -1560,6 +1520,56 @@ ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
+
+
+/*
+ * What a mutation touches, for its audit record: the resource ("tokens",
+ * "tokens/circuit-breaker"), and the object's id from the path, or the
+ * name the body gives it (never anything else of the body).
+ */
+
+static void
+ngx_ailink_admin_audit_what(ngx_ailink_admin_req_t *ar)
+{
+    cJSON               *v;
+    ngx_str_t            resource, object;
+    ngx_http_request_t  *r;
+
+    r = ar->request;
+
+    if (r->method == NGX_HTTP_GET || r->method == NGX_HTTP_HEAD) {
+        return;
+    }
+
+    resource = ar->resource;
+    object = ar->id;
+
+    if (ar->sub.len) {
+        resource.len = ar->resource.len + 1 + ar->sub.len;
+        resource.data = ngx_pnalloc(r->pool, resource.len);
+        if (resource.data == NULL) {
+            return;
+        }
+
+        ngx_sprintf(resource.data, "%V/%V", &ar->resource, &ar->sub);
+    }
+
+    if (object.len == 0 && ar->json) {
+        v = ngx_ailink_json_get(ar->json, "name");
+
+        if (cJSON_IsString(v)) {
+            object.len = ngx_strlen(v->valuestring);
+            object.data = ngx_pnalloc(r->pool, object.len);
+            if (object.data == NULL) {
+                return;
+            }
+
+            ngx_memcpy(object.data, v->valuestring, object.len);
+        }
+    }
+
+    (void) ngx_ailink_admin_key_audit(r, NULL, &resource, &object);
+}
 
 
 /* a changed document compiles, or the change is refused with the reason */

@@ -6,8 +6,9 @@
  * SHA-256 is stored), list, get, patch, revoke.  A record of the store is
  * a token of the config-as-code file ("id", "name", "project", "hash",
  * "upstream", "credential", "credentials", "expires_at", "agent_name",
- * "enabled") plus "created_at" and "revoked_at"; the API's own names
- * ("upstream_url", "credential_id") are mapped onto it.  Tokens of the
+ * "enabled", "policies", "circuit_breaker") plus "created_at" and
+ * "revoked_at"; the API's own names ("upstream_url", "credential_id") are
+ * mapped onto it.  Tokens of the
  * file are listed too, with "source": "yaml", and are read-only (409).
  */
 
@@ -34,6 +35,7 @@ static ngx_ailink_admin_field_t  ngx_ailink_admin_token_fields[] = {
     { "agent_name", "agent_name", cJSON_String },
     { "enabled", "enabled", cJSON_True|cJSON_False },
     { "policies", "policies", cJSON_Array },
+    { "circuit_breaker", "circuit_breaker", cJSON_Object },
     { NULL, NULL, 0 }
 };
 
@@ -430,9 +432,8 @@ ngx_ailink_admin_tokens(ngx_ailink_admin_req_t *ar)
     st = ar->amcf->store;
 
     if (ar->sub.len) {
-        /* "circuit-breaker": the circuit breakers' branch plugs in here */
-        return ngx_ailink_admin_fail(ar, NGX_HTTP_NOT_FOUND, "not_found",
-                                     "no such admin resource");
+        /* "circuit-breaker": ngx_ailink_admin_routes.c */
+        return ngx_ailink_admin_breaker(ar);
     }
 
     if (ar->id.len == 0) {

@@ -11,6 +11,14 @@
 #include "ngx_ailink_common.h"
 
 
+typedef struct {
+    ngx_ailink_conf_t          *conf;
+    ngx_array_t                *admin_keys;     /* ngx_ailink_admin_key_t:
+                                                   ailink_admin_key and the
+                                                   file's admin_keys */
+} ngx_ailink_auth_main_conf_t;
+
+
 /* ngx_ailink_credential.c */
 ngx_int_t ngx_ailink_inject_credential(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_ailink_inject_t *inject, ngx_str_t *secret,
@@ -23,6 +31,11 @@ ngx_ailink_token_t *ngx_ailink_auth_cache_find(ngx_ailink_conf_t *conf,
 void ngx_ailink_auth_cache_add(ngx_ailink_conf_t *conf, uint64_t mac[2],
     ngx_ailink_token_t *token);
 ngx_int_t ngx_ailink_auth_cache_flush(ngx_cycle_t *cycle);
+/* ngx_ailink_admin_key.c */
+char *ngx_ailink_admin_key_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_ailink_admin_keys_merge(ngx_conf_t *cf,
+    ngx_ailink_auth_main_conf_t *amcf);
 
 /* ngx_ailink_endpoints.c */
 ngx_int_t ngx_ailink_health_handler(ngx_http_request_t *r);

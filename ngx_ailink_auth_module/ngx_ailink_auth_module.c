@@ -20,11 +20,6 @@
 
 
 typedef struct {
-    ngx_ailink_conf_t  *conf;
-} ngx_ailink_auth_main_conf_t;
-
-
-typedef struct {
     ngx_flag_t          enable;
 } ngx_ailink_auth_loc_conf_t;
 
@@ -50,6 +45,13 @@ static ngx_command_t  ngx_ailink_auth_commands[] = {
     { ngx_string("ailink_config"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_ailink_auth_config,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ailink_admin_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_ailink_admin_key_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -120,6 +122,7 @@ ngx_module_t  ngx_ailink_auth_module = {
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 ngx_ailink_token_find_pt  ngx_ailink_token_find_store;
+ngx_ailink_token_find_id_pt  ngx_ailink_token_find_id_store;
 
 
 ngx_ailink_conf_t *
@@ -524,6 +527,13 @@ ngx_ailink_auth_postconfiguration(ngx_conf_t *cf)
 {
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
+
+    if (ngx_ailink_admin_keys_merge(cf,
+            ngx_http_conf_get_module_main_conf(cf, ngx_ailink_auth_module))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 

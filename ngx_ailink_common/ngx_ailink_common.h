@@ -230,6 +230,10 @@ typedef struct {
     ngx_str_t                   cache_audit;    /* ,"cache":"HIT",...:
                                                    the cache writes, the
                                                    audit reads */
+    ngx_str_t                   admin_audit;    /* ,"admin":{...}: who
+                                                   changed what through an
+                                                   admin endpoint */
+    void                       *admin_key;      /* ngx_ailink_admin_key_t */
 
     /* /v1/proxy/services/<name>/...: the registered service's */
     ngx_ailink_base_url_t      *service_base;
@@ -624,6 +628,12 @@ typedef ngx_ailink_token_t *(*ngx_ailink_token_find_pt)(ngx_http_request_t *r,
 
 extern ngx_ailink_token_find_pt  ngx_ailink_token_find_store;
 
+/* a token of the store by id (the breakers' API), held for r */
+typedef ngx_ailink_token_t *(*ngx_ailink_token_find_id_pt)(
+    ngx_http_request_t *r, ngx_str_t *id);
+
+extern ngx_ailink_token_find_id_pt  ngx_ailink_token_find_id_store;
+
 /* a registered service by name (the admin API's store), held for r */
 typedef ngx_int_t (*ngx_ailink_service_find_pt)(ngx_http_request_t *r,
     ngx_str_t *name, ngx_ailink_base_url_t **base,
@@ -650,10 +660,14 @@ ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
 ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,
     ngx_ailink_conf_t *conf, cJSON *root);
 
-/* ngx_ailink_admin_key.c: the "admin_keys" of the file */
+/* ngx_ailink_admin_key.c: one set of admin keys, one check */
 ngx_int_t ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+ngx_ailink_admin_key_t *ngx_ailink_admin_key_match(ngx_http_request_t *r);
 ngx_str_t *ngx_ailink_admin_key_find(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_admin_key_check(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_admin_key_audit(ngx_http_request_t *r,
+    ngx_ailink_admin_key_t *k, ngx_str_t *resource, ngx_str_t *object);
 
 /* ngx_ailink_prices.c */
 ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,

@@ -2,8 +2,8 @@
 /*
  * Copyright (C) AILink
  *
- * The tokens' breaker settings and the breakers' small API, until the
- * admin API absorbs it (its handlers are the functions named below):
+ * The tokens' breaker settings and the breakers' small API, also served
+ * by the admin API (ngx_ailink_admin_routes.c) through the same handler:
  *
  *   GET   /api/v1/health/upstreams             every provider's breaker
  *   GET   /api/v1/tokens/<id>/circuit-breaker  a token's settings
@@ -236,6 +236,11 @@ ngx_ailink_breaker_find_token(ngx_http_request_t *r, ngx_str_t *id)
         {
             return &tok[i];
         }
+    }
+
+    /* a token created through the admin API */
+    if (ngx_ailink_token_find_id_store) {
+        return ngx_ailink_token_find_id_store(r, id);
     }
 
     return NULL;

@@ -27,5 +27,8 @@ void ngx_ailink_cache_key_free(void);
 /* ngx_ailink_admin_key.c: an "admin_keys" check for the small APIs */
 ngx_int_t ngx_ailink_admin_key_check(ngx_http_request_t *r);
 
+/* ngx_ailink_cache_module.c: GET .../stats, POST .../flush */
+ngx_int_t ngx_ailink_cache_api_handler(ngx_http_request_t *r);
+
 
 #endif /* _NGX_AILINK_CACHE_H_INCLUDED_ */

@@ -90,7 +90,6 @@ static ngx_int_t ngx_ailink_cache_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_ailink_cache_store(ngx_http_request_t *r,
     ngx_ailink_cache_ctx_t *cc);
-static ngx_int_t ngx_ailink_cache_api_handler(ngx_http_request_t *r);
 static void *ngx_ailink_cache_create_main_conf(ngx_conf_t *cf);
 static void *ngx_ailink_cache_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_ailink_cache_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -802,10 +801,10 @@ ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
 /*
  * GET .../stats: statistics; POST .../flush (or DELETE): every entry is
  * dropped.
- * Until the admin API absorbs it, guarded by an admin key.
+ * Guarded by an admin key; also the admin API's "cache" resource.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_ailink_cache_api_handler(ngx_http_request_t *r)
 {
     u_char                        *p;

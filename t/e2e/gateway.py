@@ -122,11 +122,13 @@ http {{
     ailink_config {repo}/t/conf/ailink.yaml;
     ailink_cache_zone ailink_e2e_cache 4m;
     ailink_state_zone ailink_e2e 4m;   # idempotency keys, approvals
+    ailink_breaker_zone ailink_e2e_breaker 1m;   # /health/upstreams
 
     # the admin API (ARCHITECTURE.md 4.7) with its store and vault
     ailink_store_dir {prefix}/data;
     ailink_admin_key {admin_hash};
     ailink_vault_master_key file:{prefix}/master.key;
+    ailink_admin_audit_source {prefix}/logs/audit.jsonl;   # /audit, /spend
 
     server {{
         listen 127.0.0.1:{port};

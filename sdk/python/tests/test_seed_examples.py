@@ -494,7 +494,6 @@ def test_per_request_guardrails(gateway):
 
 # --------------------------------------------------------------------------- Admin
 
-@xfail_gateway("the admin API and circuit breakers")
 def test_circuit_breaker(gateway):
     admin = AIlinkClient.admin(admin_key=ADMIN_KEY)
 

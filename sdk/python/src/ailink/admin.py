@@ -111,7 +111,13 @@ class Tokens(_Crud):
     path = "/tokens"
 
     def create(self, name: str, **fields: Any) -> Dict[str, Any]:  # type: ignore[override]
-        return self._admin._json("POST", self.path, json=dict(name=name, **fields))
+        """Fields as the gateway takes them (``project``, ``upstream_url``,
+        ``credential_id``, ``circuit_breaker``...); the answer's ``id`` is also
+        given as ``token_id``."""
+        out = self._admin._json("POST", self.path, json=dict(name=name, **fields))
+        if isinstance(out, dict) and "id" in out:
+            out.setdefault("token_id", out["id"])
+        return out
 
     def revoke(self, token_id: str) -> Any:
         return self._admin._json("DELETE", "%s/%s" % (self.path, token_id))
@@ -209,18 +215,23 @@ class Audit(_Resource):
 
 
 class Spend(_Resource):
-    """``/spend``: by token, project, model and period."""
+    """``GET /spend``: totals (requests, prompt_tokens, completion_tokens,
+    cost_usd) grouped by ``token``, ``project``, ``model`` or ``day``, for
+    ``since``/``until`` (RFC 3339 prefixes) and a ``token_id``, ``project``
+    or ``model``.  ``admin.spend(group_by="model")`` is ``admin.spend.get(...)``."""
 
     path = "/spend"
 
-    def get(self, *, token_id: Optional[str] = None, project: Optional[str] = None,
-            model: Optional[str] = None, period: Optional[str] = None,
-            group_by: Optional[str] = None, **filters: Any) -> Any:
-        params = dict(token_id=token_id, project=project, model=model, period=period,
-                      group_by=group_by, **filters)
+    def get(self, *, group_by: Optional[str] = None, since: Optional[str] = None,
+            until: Optional[str] = None, token_id: Optional[str] = None,
+            project: Optional[str] = None, model: Optional[str] = None,
+            **filters: Any) -> Any:
+        params = dict(group_by=group_by, since=since, until=until, token_id=token_id,
+                      project=project, model=model, **filters)
         return self._admin._json("GET", self.path, params=params)
 
     query = get
+    __call__ = get
 
 
 class Config(_Resource):
