@@ -103,6 +103,9 @@ ngx_int_t ngx_ailink_admin_audit(ngx_ailink_admin_req_t *ar);
 /* ngx_ailink_admin_tokens.c */
 ngx_int_t ngx_ailink_admin_tokens(ngx_ailink_admin_req_t *ar);
 
+/* ngx_ailink_admin_policies.c */
+ngx_int_t ngx_ailink_admin_policies(ngx_ailink_admin_req_t *ar);
+
 /* ngx_ailink_vault.c */
 ngx_int_t ngx_ailink_vault_encrypt(ngx_pool_t *pool, u_char *key,
     ngx_str_t *name, ngx_str_t *plain, ngx_str_t *sealed);

@@ -183,6 +183,8 @@ typedef struct {
                                                it caps or reads */
     ngx_flag_t                  needs_body;
     ngx_flag_t                  limits;
+    ngx_str_t                   source;     /* as written (JSON): for the
+                                               admin API's GET and export */
 } ngx_ailink_policy_t;
 
 
@@ -208,6 +210,12 @@ typedef struct {
     ngx_uint_t                  nspend;
     ngx_flag_t                  needs_body;
     ngx_flag_t                  limits;     /* rate limits or spend caps */
+    ngx_array_t                *own;        /* ngx_str_t: the names the
+                                               token itself gave */
+    uint64_t                    serial;     /* unique in the process: the
+                                               memo's key, as a set's
+                                               address may be reused once
+                                               an admin overlay is freed */
 } ngx_ailink_policy_set_t;
 
 
