@@ -1933,8 +1933,10 @@ ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
  * shape), compiled by the same loader after the file's: conf->policies
  * becomes the file's followed by the API's, and the tokens compiled next
  * (ngx_ailink_policy_conf_token) attach to them by the same rules.  A
- * name of the file, an unknown token in apply_to, or a limit without
- * "ailink_state_zone" is refused, naming the policy.
+ * name of the file, an unknown token or one of the file in apply_to, or
+ * a limit without "ailink_state_zone" is refused, naming the policy.  The
+ * file's tokens were compiled with the file's policies only: an API
+ * policy's apply_to (all, projects) reaches the API's tokens.
  */
 
 ngx_int_t
@@ -2005,9 +2007,15 @@ ngx_ailink_policy_conf_store(ngx_http_request_t *r, ngx_conf_t *cf,
             s = p->tokens->elts;
 
             for (j = 0; j < p->tokens->nelts; j++) {
-                if (ngx_ailink_policy_token(conf, &s[j]) == NULL
-                    && ngx_ailink_policy_token(file, &s[j]) == NULL)
-                {
+                if (ngx_ailink_policy_token(file, &s[j])) {
+                    ngx_ailink_policy_error(&ld, "apply_to.tokens: \"%V\" "
+                                            "is a token of the config file, "
+                                            "which only the file's policies "
+                                            "reach", &s[j]);
+                    return NGX_ERROR;
+                }
+
+                if (ngx_ailink_policy_token(conf, &s[j]) == NULL) {
                     ngx_ailink_policy_error(&ld, "apply_to.tokens: unknown "
                                             "token id \"%V\"", &s[j]);
                     return NGX_ERROR;

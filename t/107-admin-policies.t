@@ -191,6 +191,20 @@ like $r->{json}{request_id}, qr/^apr_/, '... an approval id';
 $r = admin($gw, 'POST', '/policies', { name => 'ghost-apply', apply_to => { tokens => ['tok_nobody'] },
                                        rules => [{ then => 'log' }] });
 is $r->{status}, 400, 'apply_to an unknown token: 400';
+$r = admin($gw, 'POST', '/policies', { name => 'file-apply', apply_to => { tokens => ['tok_action'] },
+                                       rules => [{ then => 'log' }] });
+is $r->{status}, 400, 'apply_to a token of the file: 400';
+like $r->{json}{error}{message}, qr/"tok_action" is a token of the config file/, '... saying so';
+
+# apply_to: all reaches the API's tokens, not the file's
+$r = admin($gw, 'POST', '/policies', { name => 'everyone', apply_to => 'all',
+    rules => [{ when => { field => 'request.path', op => 'eq', value => '/v1/everyone' },
+                then => { deny => { reason => 'nobody' } } }] });
+is $r->{status}, 201, 'an API policy for all';
+is call($gw, $tok, 'GET', '/v1/everyone')->{status}, 403, '... denies an API token';
+is call($gw, $ACTION_TOKEN, 'GET', '/v1/everyone')->{status}, 200,
+   '... not a token of the file (documented)';
+is admin($gw, 'DELETE', '/policies/everyone')->{status}, 200, '... deleted';
 
 # --- rate limits: counted by policy name like the file's
 
