@@ -268,6 +268,8 @@ ngx_ailink_admin_policies(ngx_ailink_admin_req_t *ar)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /* what GET adds is not part of the policy */
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "source");
         cJSON_DeleteItemFromObjectCaseSensitive(rec, "created_at");
         cJSON_DeleteItemFromObjectCaseSensitive(rec, "updated_at");
         ngx_ailink_admin_time(ngx_time(), rec, "created_at");
@@ -285,7 +287,8 @@ ngx_ailink_admin_policies(ngx_ailink_admin_req_t *ar)
 
         cJSON_ArrayForEach(v, ar->json) {
             if (ngx_strcmp(v->string, "created_at") == 0
-                || ngx_strcmp(v->string, "updated_at") == 0)
+                || ngx_strcmp(v->string, "updated_at") == 0
+                || ngx_strcmp(v->string, "source") == 0)
             {
                 continue;
             }

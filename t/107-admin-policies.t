@@ -164,6 +164,12 @@ is $r->{status}, 400, 'PATCH with an unknown action: 400';
 like $r->{json}{error}{message}, qr/"api-deny".*nope/, '... naming it';
 is call($gw, $tok, 'POST', '/v1/refunds', '{}')->{status}, 403, '... the policy unchanged';
 
+# what GET answers can be sent back as it is
+my $got = admin($gw, 'GET', '/policies/api-deny')->{json};
+$r = admin($gw, 'PATCH', '/policies/api-deny', $got);
+is $r->{status}, 200, 'PATCH with what GET answered (source, created_at)';
+is $r->{json}{source}, 'api', '... still an API policy';
+
 $r = admin($gw, 'PATCH', '/policies/api-deny', { name => 'renamed' });
 is $r->{status}, 400, 'a rename: 400';
 is admin($gw, 'PATCH', '/policies/none', { mode => 'shadow' })->{status}, 404,
