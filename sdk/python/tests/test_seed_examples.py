@@ -229,6 +229,9 @@ def _approval_setup(gateway, approver_decision="approve"):
     action ("require_approval", {"deny": {"reason": ...}}), not
     {"action": ..., ...} as this setup first guessed."""
     admin = AIlinkClient.admin(admin_key=ADMIN_KEY, gateway_url=gateway.url)
+    # the approver needs the approvals on the admin API: without them the
+    # setup fails here at once, not after the example's 300 s wait
+    admin.approvals.list(status="pending")
     name = "charges-need-approval-" + uuid.uuid4().hex[:8]
     admin.policies.create(
         name=name, mode="enforce", phase="pre",
