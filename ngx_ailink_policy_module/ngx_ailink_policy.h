@@ -100,10 +100,21 @@ enum {
 #define NGX_AILINK_RL_N                 4
 
 
+/* a time zone (ngx_ailink_policy_tz.c); NULL stands for UTC */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   key;        /* in spend counters' keys */
+    time_t                      fixed;      /* without transitions */
+    time_t                     *at;         /* transitions, ascending */
+    time_t                     *offset;     /* seconds east from at[i] */
+    ngx_uint_t                  ntransitions;
+} ngx_ailink_policy_tz_t;
+
+
 typedef struct {
     ngx_uint_t                  scope;      /* NGX_AILINK_SPEND_TOKEN, ... */
     ngx_uint_t                  period;     /* NGX_AILINK_SPEND_DAY, ... */
-    time_t                      offset;     /* time zone, seconds east */
+    ngx_ailink_policy_tz_t     *tz;
 } ngx_ailink_policy_spend_t;
 
 
@@ -142,6 +153,7 @@ typedef struct {
 
     /* rate_limit */
     int64_t                     limits[NGX_AILINK_RL_N];    /* 0: none */
+    ngx_str_t                   limit_text[NGX_AILINK_RL_N];
     ngx_uint_t                 *key_fields; /* NGX_AILINK_PF_* */
     ngx_str_t                  *key_args;
     ngx_uint_t                  nkeys;
@@ -162,6 +174,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   name;
+    ngx_str_t                   name_json;  /* escaped for JSON */
     ngx_ailink_policy_cond_t   *when;
     ngx_ailink_policy_action_t *actions;
     ngx_uint_t                  nactions;
@@ -171,12 +184,13 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   name;
+    ngx_str_t                   name_json;  /* escaped for JSON */
     ngx_flag_t                  shadow;
     ngx_flag_t                  post;
     ngx_flag_t                  all;        /* attached to every token */
     ngx_array_t                *tokens;     /* ngx_str_t ids */
     ngx_array_t                *projects;   /* ngx_str_t */
-    time_t                      offset;     /* context.time time zone */
+    ngx_ailink_policy_tz_t     *tz;         /* of context.time */
     ngx_ailink_policy_rule_t   *rules;
     ngx_uint_t                  nrules;
     ngx_array_t                 spends;     /* ngx_ailink_policy_spend_t
@@ -185,6 +199,7 @@ typedef struct {
     ngx_flag_t                  limits;
     ngx_str_t                   source;     /* as written (JSON): for the
                                                admin API's GET and export */
+    ngx_flag_t                  guardrails; /* redact or block_content */
 } ngx_ailink_policy_t;
 
 
@@ -193,7 +208,7 @@ typedef struct {
     ngx_uint_t                  field;      /* NGX_AILINK_PF_* */
     ngx_str_t                   arg;        /* header name */
     ngx_ailink_policy_cond_t   *cond;       /* body: the leaf with the path */
-    time_t                      offset;     /* context.time: the time zone */
+    ngx_ailink_policy_tz_t     *tz;         /* context.time: the zone */
 } ngx_ailink_policy_memo_field_t;
 
 
@@ -204,6 +219,9 @@ typedef struct {
     ngx_uint_t                  nrules;     /* of the pre policies, together */
     ngx_ailink_policy_memo_field_t  *memo_fields;   /* NULL: no memo */
     ngx_uint_t                  nmemo_fields;
+    ngx_uint_t                 *rule_policy;    /* with the memo: a pre */
+    ngx_uint_t                 *rule_base;      /* rule's policy, and a
+                                                   policy's first rule */
     ngx_ailink_policy_t       **post;
     ngx_uint_t                  npost;
     ngx_ailink_policy_spend_t  *spend;      /* counters to add spend to */
@@ -216,6 +234,8 @@ typedef struct {
                                                memo's key, as a set's
                                                address may be reused once
                                                an admin overlay is freed */
+    ngx_flag_t                  guardrails; /* an enforced pre policy
+                                               requires guardrails */
 } ngx_ailink_policy_set_t;
 
 
@@ -255,14 +275,14 @@ typedef struct {
     ngx_ailink_policy_decision_t *final;    /* the refusal, if any */
 
     /* x-ratelimit-* of the most constrained enforced limits */
-    int64_t                     rl_limit[2];     /* requests, tokens */
+    ngx_str_t                  *rl_limit[2];     /* requests, tokens */
     int64_t                     rl_remaining[2];
     time_t                      rl_reset[2];
     time_t                      retry_after;
 
     ngx_tm_t                    tm;         /* context.time, once */
-    time_t                      tm_offset;
-    time_t                      offset;     /* the policy being run */
+    ngx_ailink_policy_tz_t     *tm_tz;
+    ngx_ailink_policy_tz_t     *tz;         /* the policy being run's */
 
     unsigned                    decided:1;
     unsigned                    body_reading:1;
@@ -313,7 +333,13 @@ ngx_int_t ngx_ailink_policy_field(ngx_http_request_t *r,
     ngx_str_t *arg, ngx_ailink_policy_cond_t *cond,
     ngx_ailink_policy_value_t *v);
 ngx_int_t ngx_ailink_policy_number(ngx_str_t *s, double *n);
-void ngx_ailink_policy_time(ngx_ailink_policy_ctx_t *pctx, time_t offset);
+void ngx_ailink_policy_time(ngx_ailink_policy_ctx_t *pctx,
+    ngx_ailink_policy_tz_t *tz);
+
+/* ngx_ailink_policy_tz.c */
+ngx_int_t ngx_ailink_policy_tz_get(ngx_conf_t *cf, ngx_array_t *zones,
+    ngx_str_t *name, ngx_ailink_policy_tz_t **tz, char **err);
+time_t ngx_ailink_policy_tz_offset(ngx_ailink_policy_tz_t *tz, time_t now);
 void ngx_ailink_policy_eval_exit(void);
 
 /* ngx_ailink_policy_memo.c */

@@ -34,6 +34,7 @@ typedef struct {
     ngx_conf_t                 *cf;
     ngx_ailink_conf_t          *conf;
     ngx_ailink_policy_t        *policy;
+    ngx_array_t                *zones;      /* ngx_ailink_policy_tz_t * */
     char                        where[256];
 } ngx_ailink_policy_loader_t;
 
@@ -167,45 +168,49 @@ ngx_ailink_policy_keys(ngx_ailink_policy_loader_t *ld, cJSON *obj,
 }
 
 
-/* "UTC", "Z", "+HH:MM", "-HH:MM": seconds east of UTC */
+/* "UTC" (the default), "+HH:MM", "-HH:MM" or an IANA name */
 
 static ngx_int_t
 ngx_ailink_policy_timezone(ngx_ailink_policy_loader_t *ld, cJSON *item,
-    time_t *offset)
+    ngx_ailink_policy_tz_t **tz)
 {
-    char  *s;
+    char       *err;
+    ngx_str_t   name;
 
-    *offset = 0;
+    *tz = NULL;
 
     if (item == NULL) {
         return NGX_OK;
     }
 
-    s = cJSON_IsString(item) ? item->valuestring : NULL;
-
-    if (s && (strcmp(s, "UTC") == 0 || strcmp(s, "Z") == 0)) {
-        return NGX_OK;
+    if (!cJSON_IsString(item)) {
+        ngx_ailink_policy_error(ld, "timezone must be a string: \"UTC\", "
+                                "an offset such as \"+02:00\" or a name "
+                                "such as \"Europe/Paris\"");
+        return NGX_ERROR;
     }
 
-    if (s && (s[0] == '+' || s[0] == '-') && strlen(s) == 6 && s[3] == ':'
-        && isdigit((u_char) s[1]) && isdigit((u_char) s[2])
-        && isdigit((u_char) s[4]) && isdigit((u_char) s[5]))
-    {
-        *offset = ((s[1] - '0') * 10 + (s[2] - '0')) * 3600
-                  + ((s[4] - '0') * 10 + (s[5] - '0')) * 60;
-
-        if (*offset <= 14 * 3600) {
-            if (s[0] == '-') {
-                *offset = -*offset;
-            }
-
-            return NGX_OK;
+    if (ld->zones == NULL) {
+        ld->zones = ngx_array_create(ld->cf->pool, 2, sizeof(void *));
+        if (ld->zones == NULL) {
+            return NGX_ERROR;
         }
     }
 
-    ngx_ailink_policy_error(ld, "timezone must be \"UTC\" or an offset "
-                            "such as \"+02:00\"");
-    return NGX_ERROR;
+    name.data = (u_char *) item->valuestring;
+    name.len = ngx_strlen(name.data);
+
+    if (ngx_ailink_policy_tz_get(ld->cf, ld->zones, &name, tz, &err)
+        != NGX_OK)
+    {
+        if (err) {
+            ngx_ailink_policy_error(ld, "timezone \"%V\": %s", &name, err);
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -220,7 +225,7 @@ ngx_ailink_policy_add_spend(ngx_ailink_policy_loader_t *ld,
 
     for (i = 0; i < ld->policy->spends.nelts; i++) {
         if (s[i].scope == sp->scope && s[i].period == sp->period
-            && s[i].offset == sp->offset)
+            && s[i].tz == sp->tz)
         {
             return NGX_OK;
         }
@@ -577,7 +582,7 @@ ngx_ailink_policy_cond(ngx_ailink_policy_loader_t *ld, cJSON *obj,
     if (c->field == NGX_AILINK_PF_SPEND) {
         c->spend.scope = f->scope;
         c->spend.period = f->period;
-        c->spend.offset = 0;
+        c->spend.tz = NULL;
 
         if (ngx_ailink_policy_add_spend(ld, &c->spend) != NGX_OK) {
             return NULL;
@@ -772,6 +777,15 @@ ngx_ailink_policy_rate_limit_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 
         a->limits[i] = (int64_t) item->valuedouble;
         any = 1;
+
+        /* the x-ratelimit-limit-* value, written once */
+        p = ngx_pnalloc(ld->cf->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        a->limit_text[i].data = p;
+        a->limit_text[i].len = ngx_ailink_write_int(p, a->limits[i]) - p;
     }
 
     if (!any) {
@@ -900,7 +914,7 @@ ngx_ailink_policy_spend_cap_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
     }
 
     if (ngx_ailink_policy_timezone(ld, ngx_ailink_json_get(v, "timezone"),
-                                   &a->spend.offset)
+                                   &a->spend.tz)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1001,6 +1015,8 @@ ngx_ailink_policy_approval_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 
     return NGX_OK;
 }
+
+
 static ngx_int_t ngx_ailink_policy_guard_conf(ngx_ailink_policy_loader_t *ld,
     cJSON *v, ngx_ailink_policy_action_t *a);
 
@@ -1158,6 +1174,7 @@ ngx_ailink_policy_guard_conf(ngx_ailink_policy_loader_t *ld, cJSON *v,
 
     a->guardrails = (a->type == NGX_AILINK_PA_REDACT)
                     ? NGX_AILINK_GUARD_PII : NGX_AILINK_GUARD_INJECTION;
+    ld->policy->guardrails = 1;
 
     if (v == NULL || cJSON_IsTrue(v) || cJSON_IsNull(v)) {
         return NGX_OK;
@@ -1347,6 +1364,21 @@ ngx_ailink_policy_names(ngx_ailink_policy_loader_t *ld, cJSON *list,
 
 
 static ngx_int_t
+ngx_ailink_policy_escape(ngx_ailink_policy_loader_t *ld, ngx_str_t *s,
+    ngx_str_t *json)
+{
+    json->data = ngx_pnalloc(ld->cf->pool, ngx_ailink_json_escape_len(s) + 1);
+    if (json->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    json->len = ngx_ailink_json_escape(json->data, s) - json->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
     ngx_uint_t index, ngx_ailink_policy_t *p)
 {
@@ -1460,7 +1492,7 @@ ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
     }
 
     if (ngx_ailink_policy_timezone(ld, ngx_ailink_json_get(item, "timezone"),
-                                   &p->offset)
+                                   &p->tz)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1546,6 +1578,20 @@ ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
 
     /* later messages name the policy only */
     ld->where[len] = '\0';
+
+    /* the audit record's names, escaped once */
+    if (ngx_ailink_policy_escape(ld, &p->name, &p->name_json) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < p->nrules; i++) {
+        if (ngx_ailink_policy_escape(ld, &p->rules[i].name,
+                                     &p->rules[i].name_json)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
@@ -1646,6 +1692,7 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
 
         set->needs_body |= p[i].needs_body;
         set->limits |= p[i].limits;
+        set->guardrails |= !p[i].post && !p[i].shadow && p[i].guardrails;
         nspend += p[i].spends.nelts;
     }
 
@@ -1678,7 +1725,7 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
                 for (k = 0; k < set->nspend; k++) {
                     if (s[k].scope == sp[j].scope
                         && s[k].period == sp[j].period
-                        && s[k].offset == sp[j].offset)
+                        && s[k].tz == sp[j].tz)
                     {
                         break;
                     }

@@ -40,14 +40,18 @@ ngx_ailink_policy_number(ngx_str_t *s, double *n)
 
 
 void
-ngx_ailink_policy_time(ngx_ailink_policy_ctx_t *pctx, time_t offset)
+ngx_ailink_policy_time(ngx_ailink_policy_ctx_t *pctx,
+    ngx_ailink_policy_tz_t *tz)
 {
-    if (pctx->tm_set && pctx->tm_offset == offset) {
+    time_t  now;
+
+    if (pctx->tm_set && pctx->tm_tz == tz) {
         return;
     }
 
-    ngx_gmtime(ngx_time() + offset, &pctx->tm);
-    pctx->tm_offset = offset;
+    now = ngx_time();
+    ngx_gmtime(now + ngx_ailink_policy_tz_offset(tz, now), &pctx->tm);
+    pctx->tm_tz = tz;
     pctx->tm_set = 1;
 }
 
@@ -220,7 +224,7 @@ ngx_ailink_policy_field(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     case NGX_AILINK_PF_HOUR:
     case NGX_AILINK_PF_MINUTE:
     case NGX_AILINK_PF_WEEKDAY:
-        ngx_ailink_policy_time(pctx, pctx->offset);
+        ngx_ailink_policy_time(pctx, pctx->tz);
         v->number = (field == NGX_AILINK_PF_HOUR) ? pctx->tm.ngx_tm_hour
                     : (field == NGX_AILINK_PF_MINUTE) ? pctx->tm.ngx_tm_min
                     : pctx->tm.ngx_tm_wday;

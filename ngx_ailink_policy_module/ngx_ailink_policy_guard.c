@@ -15,29 +15,12 @@
 #include "ngx_ailink_policy.h"
 
 
-static ngx_uint_t
-ngx_ailink_policy_guard_actions(ngx_ailink_policy_rule_t *rule)
-{
-    ngx_uint_t  k;
-
-    for (k = 0; k < rule->nactions; k++) {
-        if (rule->actions[k].type == NGX_AILINK_PA_REDACT
-            || rule->actions[k].type == NGX_AILINK_PA_BLOCK_CONTENT)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 ngx_int_t
 ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_str_t *body, ngx_uint_t *mask)
 {
     ngx_int_t                  rc;
-    ngx_uint_t                 i, j, k, allow, any;
+    ngx_uint_t                 i, j, k, allow;
     ngx_ailink_policy_t       *p;
     ngx_ailink_policy_ctx_t    pctx;
     ngx_ailink_policy_set_t   *set;
@@ -48,17 +31,8 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     }
 
     set = ctx->token->policies;
-    any = 0;
 
-    for (i = 0; i < set->npre && !any; i++) {
-        p = set->pre[i];
-
-        for (j = 0; j < p->nrules && !any; j++) {
-            any = !p->shadow && ngx_ailink_policy_guard_actions(&p->rules[j]);
-        }
-    }
-
-    if (!any) {
+    if (!set->guardrails) {
         return NGX_OK;
     }
 
@@ -70,11 +44,11 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     for (i = 0; i < set->npre; i++) {
         p = set->pre[i];
 
-        if (p->shadow) {
+        if (p->shadow || !p->guardrails) {
             continue;
         }
 
-        pctx.offset = p->offset;
+        pctx.tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
             rule = &p->rules[j];

@@ -89,14 +89,14 @@ ngx_ailink_policy_memo_dynamic(ngx_ailink_policy_cond_t *c)
 
 static ngx_uint_t
 ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
-    ngx_ailink_policy_cond_t *c, time_t offset)
+    ngx_ailink_policy_cond_t *c, ngx_ailink_policy_tz_t *tz)
 {
     ngx_uint_t                       i, time;
     ngx_ailink_policy_memo_field_t  *f;
 
     if (c->type != NGX_AILINK_POLICY_LEAF) {
         for (i = 0; i < c->nchildren; i++) {
-            if (!ngx_ailink_policy_memo_collect(set, c->children[i], offset)) {
+            if (!ngx_ailink_policy_memo_collect(set, c->children[i], tz)) {
                 return 0;
             }
         }
@@ -119,7 +119,7 @@ ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
             && f->arg.len == c->arg.len
             && (c->arg.len == 0
                 || ngx_strncmp(f->arg.data, c->arg.data, c->arg.len) == 0)
-            && (!time || f->offset == offset))
+            && (!time || f->tz == tz))
         {
             return 1;
         }
@@ -133,7 +133,7 @@ ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
     f->field = c->field;
     f->arg = c->arg;
     f->cond = c;
-    f->offset = offset;
+    f->tz = tz;
 
     return 1;
 }
@@ -142,7 +142,7 @@ ngx_ailink_policy_memo_collect(ngx_ailink_policy_set_t *set,
 ngx_int_t
 ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
 {
-    ngx_uint_t                 i, j, pure, fit;
+    ngx_uint_t                 i, j, n, pure, fit;
     ngx_ailink_policy_t       *p;
     ngx_ailink_policy_rule_t  *rule;
 
@@ -173,8 +173,7 @@ ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
             pure++;
 
             if (fit) {
-                fit = ngx_ailink_policy_memo_collect(set, rule->when,
-                                                     p->offset);
+                fit = ngx_ailink_policy_memo_collect(set, rule->when, p->tz);
             }
         }
     }
@@ -182,6 +181,24 @@ ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
     /* a key of that many fields, or one rule, is not worth keeping */
     if (!fit || pure < 2) {
         set->memo_fields = NULL;
+        return NGX_OK;
+    }
+
+    /* from a rule's bit to its policy, to skip policies with none set */
+    set->rule_policy = ngx_palloc(pool, set->nrules * sizeof(ngx_uint_t));
+    set->rule_base = ngx_palloc(pool, set->npre * sizeof(ngx_uint_t));
+    if (set->rule_policy == NULL || set->rule_base == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    for (i = 0; i < set->npre; i++) {
+        set->rule_base[i] = n;
+
+        for (j = 0; j < set->pre[i]->nrules; j++) {
+            set->rule_policy[n++] = i;
+        }
     }
 
     return NGX_OK;
@@ -207,7 +224,7 @@ ngx_ailink_policy_memo_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->nmemo_fields; i++) {
         f = &set->memo_fields[i];
-        pctx->offset = f->offset;
+        pctx->tz = f->tz;
 
         if (ngx_ailink_policy_field(r, ctx, pctx, f->field, &f->arg, f->cond,
                                     &v)
@@ -308,7 +325,7 @@ ngx_ailink_policy_memo(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->npre; i++) {
         p = set->pre[i];
-        pctx->offset = p->offset;
+        pctx->tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
             rc = p->rules[j].dynamic

@@ -563,8 +563,20 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     base = 0;
 
     for (i = 0; i < set->npre; i++, base += p->nrules) {
+
+        if (bits) {
+            /* straight to the policy of the next rule to run */
+            j = ngx_ailink_policy_memo_next(bits, base, set->nrules);
+            if (j == set->nrules) {
+                break;
+            }
+
+            i = set->rule_policy[j];
+            base = set->rule_base[i];
+        }
+
         p = set->pre[i];
-        pctx->offset = p->offset;
+        pctx->tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
 
@@ -774,7 +786,7 @@ ngx_ailink_policy_run_post(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->npost; i++) {
         p = set->post[i];
-        pctx->offset = p->offset;
+        pctx->tz = p->tz;
 
         for (j = 0; j < p->nrules; j++) {
             rule = &p->rules[j];
@@ -841,8 +853,7 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
     for (i = 0; i < pctx->decisions.nelts; i++) {
         len += sizeof("{\"policy\":\"\",\"rule\":\"\",\"action\":\"\","
                       "\"mode\":\"enforce\",\"result\":\"\"},")
-               + ngx_ailink_json_escape_len(&d[i].policy->name)
-               + ngx_ailink_json_escape_len(&d[i].rule->name)
+               + d[i].policy->name_json.len + d[i].rule->name_json.len
                + d[i].action->name.len + ngx_strlen(d[i].result);
 
         if (d[i].action->type == NGX_AILINK_PA_DENY) {
@@ -877,10 +888,11 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
         }
 
         p = ngx_cpymem(p, "{\"policy\":\"", sizeof("{\"policy\":\"") - 1);
-        p = ngx_ailink_json_escape(p, &d[i].policy->name);
-        *p++ = '"';
-        p = ngx_ailink_policy_json_member(p, "rule", &d[i].rule->name);
-        p = ngx_cpymem(p, ",\"action\":\"", sizeof(",\"action\":\"") - 1);
+        p = ngx_cpymem(p, d[i].policy->name_json.data,
+                       d[i].policy->name_json.len);
+        p = ngx_cpymem(p, "\",\"rule\":\"", sizeof("\",\"rule\":\"") - 1);
+        p = ngx_cpymem(p, d[i].rule->name_json.data, d[i].rule->name_json.len);
+        p = ngx_cpymem(p, "\",\"action\":\"", sizeof("\",\"action\":\"") - 1);
         p = ngx_cpymem(p, d[i].action->name.data, d[i].action->name.len);
         p = d[i].policy->shadow
             ? ngx_cpymem(p, "\",\"mode\":\"shadow",
@@ -1004,38 +1016,80 @@ ngx_ailink_policy_log_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * x-ratelimit-{limit,remaining,reset}-{requests,tokens} of the enforced
+ * limits closest to their end, and Retry-After on a refusal
+ */
+
 static ngx_int_t
-ngx_ailink_policy_add_header(ngx_http_request_t *r, const char *name,
-    size_t len, int64_t n, ngx_uint_t secs)
+ngx_ailink_policy_rl_headers(ngx_http_request_t *r,
+    ngx_ailink_policy_ctx_t *pctx)
 {
     u_char           *p;
+    ngx_uint_t        kind, i;
     ngx_table_elt_t  *h;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
+    static ngx_str_t  names[2][3] = {
+        { ngx_string("x-ratelimit-limit-requests"),
+          ngx_string("x-ratelimit-remaining-requests"),
+          ngx_string("x-ratelimit-reset-requests") },
+        { ngx_string("x-ratelimit-limit-tokens"),
+          ngx_string("x-ratelimit-remaining-tokens"),
+          ngx_string("x-ratelimit-reset-tokens") }
+    };
 
-    if (h == NULL || p == NULL) {
+    /* the remaining counts, the resets and Retry-After */
+    p = ngx_pnalloc(r->pool, 5 * (NGX_INT64_LEN + 1));
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = len;
-    h->value.data = p;
-    p = ngx_ailink_write_int(p, n);
+    for (kind = 0; kind < 2; kind++) {
+        if (!(pctx->rl_set & (1 << kind))) {
+            continue;
+        }
 
-    if (secs) {
-        *p++ = 's';
+        for (i = 0; i < 3; i++) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_ERROR;
+            }
+
+            h->hash = 1;
+            h->key = names[kind][i];
+
+            if (i == 0) {
+                h->value = *pctx->rl_limit[kind];
+                continue;
+            }
+
+            h->value.data = p;
+            p = ngx_ailink_write_int(p, (i == 1) ? pctx->rl_remaining[kind]
+                                                 : pctx->rl_reset[kind]);
+            if (i == 2) {
+                *p++ = 's';
+            }
+
+            h->value.len = p - h->value.data;
+        }
     }
 
-    h->value.len = p - h->value.data;
+    if (r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS
+        && pctx->retry_after)
+    {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.data = p;
+        h->value.len = ngx_ailink_write_int(p, pctx->retry_after) - p;
+    }
 
     return NGX_OK;
 }
-
-
-#define ngx_ailink_policy_header(r, name, n, secs)                            \
-    ngx_ailink_policy_add_header(r, name, sizeof(name) - 1, n, secs)
 
 
 static ngx_int_t
@@ -1055,33 +1109,7 @@ ngx_ailink_policy_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if ((pctx->rl_set & 1)
-        && (ngx_ailink_policy_header(r, "x-ratelimit-limit-requests",
-                                     pctx->rl_limit[0], 0) != NGX_OK
-            || ngx_ailink_policy_header(r, "x-ratelimit-remaining-requests",
-                                        pctx->rl_remaining[0], 0) != NGX_OK
-            || ngx_ailink_policy_header(r, "x-ratelimit-reset-requests",
-                                        pctx->rl_reset[0], 1) != NGX_OK))
-    {
-        return NGX_ERROR;
-    }
-
-    if ((pctx->rl_set & 2)
-        && (ngx_ailink_policy_header(r, "x-ratelimit-limit-tokens",
-                                     pctx->rl_limit[1], 0) != NGX_OK
-            || ngx_ailink_policy_header(r, "x-ratelimit-remaining-tokens",
-                                        pctx->rl_remaining[1], 0) != NGX_OK
-            || ngx_ailink_policy_header(r, "x-ratelimit-reset-tokens",
-                                        pctx->rl_reset[1], 1) != NGX_OK))
-    {
-        return NGX_ERROR;
-    }
-
-    if (r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS
-        && pctx->retry_after
-        && ngx_ailink_policy_header(r, "Retry-After", pctx->retry_after, 0)
-           != NGX_OK)
-    {
+    if (ngx_ailink_policy_rl_headers(r, pctx) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 packages=(nginx nginx-dev libpcre2-dev libcjson-dev libhiredis-dev libpq-dev
-          libssl-dev libyaml-dev gcc make curl python3 openssl ca-certificates)
+          libssl-dev libyaml-dev gcc make curl python3 openssl ca-certificates
+          tzdata)  # policies in IANA time zones
 
 if [ "${1:-}" = test ]; then
     packages+=(perl libtest-base-perl libtext-diff-perl libtest-longstring-perl

@@ -150,12 +150,51 @@ policies:
         then: {spend_cap: {period: day}}
 YAML
 
-rejects('bad time zone', <<'YAML', qr/policies\[0\] \("p"\): timezone must be "UTC" or an offset/);
+rejects('unknown time zone', <<'YAML', qr/policies\[0\] \("p"\): timezone "Mars\/Olympus": unknown time zone \(no such file/);
 policies:
   - name: p
-    timezone: Europe/Paris
+    timezone: Mars/Olympus
     rules:
       - then: deny
+YAML
+
+rejects('a time zone that leaves the database', <<'YAML', qr/policies\[0\] \("p"\): timezone "\.\.\/\.\.\/etc\/passwd": unknown time zone in /);
+policies:
+  - name: p
+    timezone: ../../etc/passwd
+    rules:
+      - then: deny
+YAML
+
+rejects('a file of the database that is no zone', <<'YAML', qr/timezone "leapseconds": unknown time zone \(not a time zone file\)/);
+policies:
+  - name: p
+    timezone: leapseconds
+    rules:
+      - then: deny
+YAML
+
+rejects('a folder of the database', <<'YAML', qr/timezone "America": unknown time zone \(not a time zone file\)/);
+policies:
+  - name: p
+    timezone: America
+    rules:
+      - then: deny
+YAML
+
+rejects('an offset past 14 hours', <<'YAML', qr/policies\[0\] \("p"\): timezone "\+15:00": an offset must be/);
+policies:
+  - name: p
+    timezone: "+15:00"
+    rules:
+      - then: deny
+YAML
+
+rejects('a spend cap in an unknown zone', <<'YAML', qr/timezone "Nowhere": unknown time zone/, $zone);
+policies:
+  - name: p
+    rules:
+      - then: {spend_cap: {limit_usd: 5, period: day, timezone: Nowhere}}
 YAML
 
 rejects('unknown token', <<'YAML', qr/policies\[0\] \("p"\): apply_to\.tokens: unknown token id "tok_nope"/);
