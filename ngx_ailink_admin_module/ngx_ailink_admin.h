@@ -123,6 +123,8 @@ void ngx_ailink_admin_audit_read(void *data, ngx_log_t *log);
 
 /* ngx_ailink_admin_spend.c: GET /spend */
 ngx_int_t ngx_ailink_admin_spend(ngx_ailink_admin_req_t *ar);
+/* ngx_ailink_admin_policies.c */
+ngx_int_t ngx_ailink_admin_policies(ngx_ailink_admin_req_t *ar);
 
 /* ngx_ailink_vault.c */
 ngx_int_t ngx_ailink_vault_encrypt(ngx_pool_t *pool, u_char *key,

@@ -202,6 +202,11 @@ ngx_ailink_admin_export_token(ngx_ailink_token_t *tok)
         ngx_ailink_admin_add_str(out, "credential", &tok->credential->name);
     }
 
+    map = ngx_ailink_policy_conf_token_own(tok);
+    if (map) {
+        cJSON_AddItemToObject(out, "policies", map);
+    }
+
     if (tok->provider_creds.nelts) {
         map = cJSON_AddObjectToObject(out, "credentials");
         pc = tok->provider_creds.elts;
@@ -332,6 +337,23 @@ ngx_ailink_admin_export(ngx_ailink_admin_req_t *ar)
         cJSON_AddItemToArray(list, c);
     }
 
+    /* policies: the file's as written, then the store's */
+    list = ngx_ailink_policy_conf_file_list(ar->request);
+    if (list == NULL) {
+        cJSON_Delete(doc);
+        cJSON_Delete(out);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cJSON_AddItemToObject(out, "policies", list);
+
+    cJSON_ArrayForEach(item, ngx_ailink_json_get(doc, "policies")) {
+        c = cJSON_Duplicate(item, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(c, "created_at");
+        cJSON_DeleteItemFromObjectCaseSensitive(c, "updated_at");
+        cJSON_AddItemToArray(list, c);
+    }
+
     list = cJSON_AddArrayToObject(out, "services");
 
     cJSON_ArrayForEach(item, ngx_ailink_json_get(doc, "services")) {
@@ -424,6 +446,124 @@ ngx_ailink_admin_json_cleanup(void *data)
 }
 
 
+/*
+ * The policies of an import: those of the file must come back as written
+ * (else 409), the others are upserted by name in the locked document;
+ * counts: created, updated, unchanged.
+ */
+
+static ngx_int_t
+ngx_ailink_admin_import_policies(ngx_ailink_admin_req_t *ar, cJSON *root,
+    ngx_uint_t *counts)
+{
+    cJSON  *file, *list, *item, *v, *mine, *rec, *yaml, *meta;
+    int     same;
+
+    counts[0] = counts[1] = counts[2] = 0;
+
+    v = ngx_ailink_json_get(root, "policies");
+
+    if (v == NULL || cJSON_IsNull(v)) {
+        return NGX_OK;
+    }
+
+    if (!cJSON_IsArray(v)) {
+        return ngx_ailink_admin_fail(ar, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "policies: must be a list");
+    }
+
+    file = ngx_ailink_policy_conf_file_list(ar->request);
+    if (file == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    list = ngx_ailink_json_get(ar->doc, "policies");
+    if (list == NULL) {
+        list = cJSON_AddArrayToObject(ar->doc, "policies");
+    }
+
+    cJSON_ArrayForEach(item, v) {
+        if (!cJSON_IsObject(item)
+            || !cJSON_IsString(ngx_ailink_json_get(item, "name")))
+        {
+            cJSON_Delete(file);
+            return ngx_ailink_admin_fail(ar, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "policies: every policy needs "
+                                         "\"name\"");
+        }
+
+        mine = ngx_ailink_admin_find_key(file, "name",
+                                         ngx_ailink_json_get(item, "name"));
+
+        if (mine) {
+            if (!cJSON_Compare(mine, item, 1)) {
+                (void) ngx_ailink_admin_fail(ar, NGX_HTTP_CONFLICT,
+                                             "conflict",
+                                             "policy \"%s\" is managed by "
+                                             "the config file and is "
+                                             "read-only through the API",
+                                             ngx_ailink_json_get(item, "name")
+                                                 ->valuestring);
+                cJSON_Delete(file);
+                return NGX_DECLINED;
+            }
+
+            counts[2]++;
+            continue;
+        }
+
+        mine = ngx_ailink_admin_find_key(list, "name",
+                                         ngx_ailink_json_get(item, "name"));
+        rec = cJSON_Duplicate(item, 1);
+        if (rec == NULL) {
+            cJSON_Delete(file);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "created_at");
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "updated_at");
+
+        if (mine == NULL) {
+            ngx_ailink_admin_time(ngx_time(), rec, "created_at");
+            cJSON_AddItemToArray(list, rec);
+            counts[0]++;
+            continue;
+        }
+
+        yaml = cJSON_Duplicate(mine, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(yaml, "created_at");
+        cJSON_DeleteItemFromObjectCaseSensitive(yaml, "updated_at");
+        same = cJSON_Compare(yaml, rec, 1);
+        cJSON_Delete(yaml);
+
+        meta = ngx_ailink_json_get(mine, "created_at");
+        if (meta) {
+            cJSON_AddItemToObject(rec, "created_at",
+                                  cJSON_Duplicate(meta, 1));
+        }
+
+        meta = ngx_ailink_json_get(mine, "updated_at");
+
+        if (!same) {
+            ngx_ailink_admin_time(ngx_time(), rec, "updated_at");
+
+        } else if (meta) {
+            cJSON_AddItemToObject(rec, "updated_at",
+                                  cJSON_Duplicate(meta, 1));
+        }
+
+        counts[same ? 2 : 1]++;
+        cJSON_ReplaceItemViaPointer(list, mine, rec);
+    }
+
+    cJSON_Delete(file);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_ailink_admin_import(ngx_ailink_admin_req_t *ar)
 {
@@ -432,14 +572,14 @@ ngx_ailink_admin_import(ngx_ailink_admin_req_t *ar)
     ngx_log_t            log;
     ngx_str_t            name, arg;
     ngx_uint_t           i, dry, created, updated, unchanged, screated,
-                         supdated;
+                         supdated, counts[3];
     ngx_conf_t           cf;
     ngx_ailink_conf_t   *conf;
     ngx_ailink_token_t  *tok;
     ngx_pool_cleanup_t  *cln;
 
     static const char  *top[] = { "tokens", "services", "credentials",
-                                  NULL };
+                                  "policies", NULL };
 
     dry = (ngx_http_arg(ar->request, (u_char *) "dry_run", 7, &arg) == NGX_OK
            && arg.len == 4 && ngx_strncmp(arg.data, "true", 4) == 0);
@@ -487,8 +627,9 @@ ngx_ailink_admin_import(ngx_ailink_admin_req_t *ar)
             return ngx_ailink_admin_fail(ar, NGX_HTTP_BAD_REQUEST,
                                          "invalid_request",
                                          "\"%s\" cannot be imported through "
-                                         "the API (tokens, services and "
-                                         "credential references can)",
+                                         "the API (tokens, services, "
+                                         "policies and credential "
+                                         "references can)",
                                          item->string);
         }
     }
@@ -537,6 +678,13 @@ ngx_ailink_admin_import(ngx_ailink_admin_req_t *ar)
                                          "credentials.%V: no such credential "
                                          "in the file or the vault", &cn);
         }
+    }
+
+    /* policies: the file's come back unchanged; the rest by name */
+
+    rc = ngx_ailink_admin_import_policies(ar, root, counts);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     /* tokens: the file's come back unchanged; the rest upserted by name */
@@ -686,6 +834,10 @@ ngx_ailink_admin_import(ngx_ailink_admin_req_t *ar)
     v = cJSON_AddObjectToObject(item, "services");
     cJSON_AddNumberToObject(v, "created", screated);
     cJSON_AddNumberToObject(v, "updated", supdated);
+    v = cJSON_AddObjectToObject(item, "policies");
+    cJSON_AddNumberToObject(v, "created", counts[0]);
+    cJSON_AddNumberToObject(v, "updated", counts[1]);
+    cJSON_AddNumberToObject(v, "unchanged", counts[2]);
     cJSON_AddBoolToObject(item, "dry_run", dry);
 
     if (dry) {

@@ -141,6 +141,7 @@ static ngx_ailink_admin_route_t  ngx_ailink_admin_routes[
     { ngx_string("services"), ngx_ailink_admin_services },
     { ngx_string("config"), ngx_ailink_admin_config },
     { ngx_string("audit"), ngx_ailink_admin_audit },
+    { ngx_string("policies"), ngx_ailink_admin_policies },
     { ngx_null_string, NULL }
 };
 
@@ -702,7 +703,34 @@ ngx_ailink_admin_compile(ngx_http_request_t *r,
         }
     }
 
-    /* the file's policies that apply to each (the loader sorted them) */
+    /* the API's policies, after the file's, by the file's loader */
+
+    root = cJSON_CreateArray();
+    if (root == NULL) {
+        goto failed;
+    }
+
+    cJSON_ArrayForEach(item, ngx_ailink_json_get(doc, "policies")) {
+        copy = ngx_ailink_admin_strip(item, (const char *[]) {
+                   "created_at", "updated_at", NULL });
+        if (copy == NULL) {
+            cJSON_Delete(root);
+            goto failed;
+        }
+
+        cJSON_AddItemToArray(root, copy);
+    }
+
+    if (ngx_ailink_policy_conf_store(r, &cf, &ov->conf, yaml, root)
+        != NGX_OK)
+    {
+        cJSON_Delete(root);
+        goto failed;
+    }
+
+    cJSON_Delete(root);
+
+    /* the policies that apply to each (the loader sorted them) */
 
     i = 0;
 

@@ -144,6 +144,10 @@ typedef struct {
     ngx_array_t                 prices;         /* longest prefix first */
     ngx_array_t                *admin_keys;     /* ngx_ailink_admin_key_t */
     void                       *guard;          /* custom guardrails */
+    /* ngx_array_t of ngx_ailink_policy_t: the file's and the admin API's,
+       set by ngx_ailink_policy_conf_store() on the admin overlay's copy;
+       NULL: the policy module's (the file's) */
+    void                       *policies;
 } ngx_ailink_conf_t;
 
 
@@ -651,6 +655,12 @@ ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
 ngx_int_t ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
     ngx_ailink_conf_t *conf, ngx_ailink_token_t *tok, cJSON *own,
     const char *where);
+
+/* ngx_ailink_policy_conf.c: the admin API's policies (a JSON list) */
+ngx_int_t ngx_ailink_policy_conf_store(ngx_http_request_t *r, ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, ngx_ailink_conf_t *file, cJSON *list);
+cJSON *ngx_ailink_policy_conf_file_list(ngx_http_request_t *r);
+cJSON *ngx_ailink_policy_conf_token_own(ngx_ailink_token_t *tok);
 
 /* ngx_ailink_cache_module.c: the tokens' "cache_ttl_secs" */
 ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,

@@ -197,6 +197,8 @@ typedef struct {
                                                it caps or reads */
     ngx_flag_t                  needs_body;
     ngx_flag_t                  limits;
+    ngx_str_t                   source;     /* as written (JSON): for the
+                                               admin API's GET and export */
     ngx_flag_t                  guardrails; /* redact or block_content */
 } ngx_ailink_policy_t;
 
@@ -226,6 +228,12 @@ typedef struct {
     ngx_uint_t                  nspend;
     ngx_flag_t                  needs_body;
     ngx_flag_t                  limits;     /* rate limits or spend caps */
+    ngx_array_t                *own;        /* ngx_str_t: the names the
+                                               token itself gave */
+    uint64_t                    serial;     /* unique in the process: the
+                                               memo's key, as a set's
+                                               address may be reused once
+                                               an admin overlay is freed */
     ngx_flag_t                  guardrails; /* an enforced pre policy
                                                requires guardrails */
 } ngx_ailink_policy_set_t;

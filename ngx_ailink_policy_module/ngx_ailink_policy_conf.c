@@ -1416,6 +1416,29 @@ ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
     ngx_snprintf((u_char *) ld->where, sizeof(ld->where),
                  "policies[%ui] (\"%V\")%Z", index, &p->name);
 
+    /* as written, for the admin API (GET /policies, export) */
+    {
+        char  *t;
+
+        t = cJSON_PrintUnformatted(item);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        p->source.len = ngx_strlen(t);
+        p->source.data = ngx_pnalloc(ld->cf->pool, p->source.len);
+
+        if (p->source.data) {
+            ngx_memcpy(p->source.data, t, p->source.len);
+        }
+
+        cJSON_free(t);
+
+        if (p->source.data == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     v = ngx_ailink_json_get(item, "mode");
 
     if (v == NULL
@@ -1628,8 +1651,14 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
     ngx_ailink_policy_set_t    *set;
     ngx_ailink_policy_spend_t  *sp, *s;
 
-    p = pcf->policies.elts;
-    n = pcf->policies.nelts;
+    if (ld->conf->policies) {
+        p = ((ngx_array_t *) ld->conf->policies)->elts;
+        n = ((ngx_array_t *) ld->conf->policies)->nelts;
+
+    } else {
+        p = pcf->policies.elts;
+        n = pcf->policies.nelts;
+    }
 
     set = ngx_pcalloc(ld->cf->pool, sizeof(ngx_ailink_policy_set_t));
     if (set == NULL) {
@@ -1673,6 +1702,7 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
 
     set->npre = pre;
     set->npost = post;
+    set->own = own;
 
     if (ngx_ailink_policy_memo_init(ld->cf->pool, set) != NGX_OK) {
         return NGX_ERROR;
@@ -1882,12 +1912,15 @@ ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
     cJSON                       *nm;
     ngx_str_t                   *s;
     ngx_uint_t                   j;
-    ngx_array_t                 *names;
+    ngx_array_t                 *names, *all;
     ngx_ailink_policy_t         *p;
     ngx_ailink_policy_conf_t    *pcf;
     ngx_ailink_policy_loader_t   ld;
 
     pcf = ngx_http_get_module_main_conf(r, ngx_ailink_policy_module);
+
+    /* the file's policies, or the file's and the API's together */
+    all = conf->policies ? conf->policies : (pcf ? &pcf->policies : NULL);
 
     ngx_memzero(&ld, sizeof(ngx_ailink_policy_loader_t));
     ld.cf = cf;
@@ -1917,9 +1950,9 @@ ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
                 return NGX_ERROR;
             }
 
-            p = pcf ? pcf->policies.elts : NULL;
+            p = all ? all->elts : NULL;
 
-            for (j = 0; pcf && j < pcf->policies.nelts; j++) {
+            for (j = 0; all && j < all->nelts; j++) {
                 if (p[j].name.len == s->len
                     && ngx_strcmp(p[j].name.data, s->data) == 0)
                 {
@@ -1927,16 +1960,188 @@ ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
                 }
             }
 
-            if (pcf == NULL || j == pcf->policies.nelts) {
+            if (all == NULL || j == all->nelts) {
                 ngx_ailink_policy_error(&ld, "unknown policy \"%V\"", s);
                 return NGX_ERROR;
             }
         }
     }
 
-    if (pcf == NULL || pcf->policies.nelts == 0) {
+    if (pcf == NULL || all == NULL || all->nelts == 0) {
         return NGX_OK;
     }
 
     return ngx_ailink_policy_token_set(&ld, pcf, tok, names);
+}
+
+
+/*
+ * The admin API's policies (the store's "policies", a list in the file's
+ * shape), compiled by the same loader after the file's: conf->policies
+ * becomes the file's followed by the API's, and the tokens compiled next
+ * (ngx_ailink_policy_conf_token) attach to them by the same rules.  A
+ * name of the file, an unknown token or one of the file in apply_to, or
+ * a limit without "ailink_state_zone" is refused, naming the policy.  The
+ * file's tokens were compiled with the file's policies only: an API
+ * policy's apply_to (all, projects) reaches the API's tokens.
+ */
+
+ngx_int_t
+ngx_ailink_policy_conf_store(ngx_http_request_t *r, ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, ngx_ailink_conf_t *file, cJSON *list)
+{
+    cJSON                       *item;
+    ngx_str_t                   *s;
+    ngx_uint_t                   i, j, n, nfile;
+    ngx_array_t                 *all;
+    ngx_ailink_policy_t         *p;
+    ngx_ailink_policy_conf_t    *pcf;
+    ngx_ailink_policy_loader_t   ld;
+
+    pcf = ngx_http_get_module_main_conf(r, ngx_ailink_policy_module);
+
+    n = cJSON_GetArraySize(list);
+
+    if (pcf == NULL || n == 0) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&ld, sizeof(ngx_ailink_policy_loader_t));
+    ld.cf = cf;
+    ld.conf = conf;
+
+    nfile = pcf->policies.nelts;
+
+    /* sized once: the sets keep pointers into it */
+    all = ngx_array_create(cf->pool, nfile + n, sizeof(ngx_ailink_policy_t));
+    if (all == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (nfile) {
+        ngx_memcpy(ngx_array_push_n(all, nfile), pcf->policies.elts,
+                   nfile * sizeof(ngx_ailink_policy_t));
+    }
+
+    i = 0;
+
+    cJSON_ArrayForEach(item, list) {
+        p = ngx_array_push(all);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(p, sizeof(ngx_ailink_policy_t));
+
+        if (ngx_ailink_policy_one(&ld, item, i++, p) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < all->nelts - 1; j++) {
+            if (((ngx_ailink_policy_t *) all->elts)[j].name.len == p->name.len
+                && ngx_strcmp(((ngx_ailink_policy_t *) all->elts)[j].name.data,
+                              p->name.data) == 0)
+            {
+                ngx_ailink_policy_error(&ld, "the name \"%V\" is %s",
+                                        &p->name, j < nfile
+                                        ? "a policy of the config file"
+                                        : "used twice");
+                return NGX_ERROR;
+            }
+        }
+
+        if (p->tokens) {
+            s = p->tokens->elts;
+
+            for (j = 0; j < p->tokens->nelts; j++) {
+                if (ngx_ailink_policy_token(file, &s[j])) {
+                    ngx_ailink_policy_error(&ld, "apply_to.tokens: \"%V\" "
+                                            "is a token of the config file, "
+                                            "which only the file's policies "
+                                            "reach", &s[j]);
+                    return NGX_ERROR;
+                }
+
+                if (ngx_ailink_policy_token(conf, &s[j]) == NULL) {
+                    ngx_ailink_policy_error(&ld, "apply_to.tokens: unknown "
+                                            "token id \"%V\"", &s[j]);
+                    return NGX_ERROR;
+                }
+            }
+        }
+
+        if (p->limits && pcf->state == NULL) {
+            ngx_ailink_policy_error(&ld, "rate limits and spend caps need "
+                                    "\"ailink_state_zone\"");
+            return NGX_ERROR;
+        }
+    }
+
+    conf->policies = all;
+
+    return NGX_OK;
+}
+
+
+/* the file's policies as written, for the admin API; NULL on error */
+
+cJSON *
+ngx_ailink_policy_conf_file_list(ngx_http_request_t *r)
+{
+    cJSON                     *out, *item;
+    ngx_uint_t                 i;
+    ngx_ailink_policy_t       *p;
+    ngx_ailink_policy_conf_t  *pcf;
+
+    out = cJSON_CreateArray();
+    if (out == NULL) {
+        return NULL;
+    }
+
+    pcf = ngx_http_get_module_main_conf(r, ngx_ailink_policy_module);
+    if (pcf == NULL) {
+        return out;
+    }
+
+    p = pcf->policies.elts;
+
+    for (i = 0; i < pcf->policies.nelts; i++) {
+        item = cJSON_ParseWithLength((char *) p[i].source.data,
+                                     p[i].source.len);
+        if (item == NULL) {
+            cJSON_Delete(out);
+            return NULL;
+        }
+
+        cJSON_AddItemToArray(out, item);
+    }
+
+    return out;
+}
+
+
+/* the policies a token names itself ("policies: [...]"), or NULL */
+
+cJSON *
+ngx_ailink_policy_conf_token_own(ngx_ailink_token_t *tok)
+{
+    cJSON                    *out;
+    ngx_str_t                *s;
+    ngx_uint_t                i;
+    ngx_ailink_policy_set_t  *set;
+
+    set = tok->policies;
+
+    if (set == NULL || set->own == NULL || set->own->nelts == 0) {
+        return NULL;
+    }
+
+    out = cJSON_CreateArray();
+    s = set->own->elts;
+
+    for (i = 0; out && i < set->own->nelts; i++) {
+        cJSON_AddItemToArray(out, ngx_ailink_json_string(&s[i]));
+    }
+
+    return out;
 }

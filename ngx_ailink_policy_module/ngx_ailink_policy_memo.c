@@ -29,6 +29,7 @@
 typedef struct {
     ngx_cycle_t                *cycle;      /* a reload is another cycle */
     ngx_ailink_policy_set_t    *set;
+    uint64_t                    serial;     /* of the set */
     uint32_t                    hash;
     size_t                      len;
     u_char                     *key;
@@ -38,6 +39,8 @@ typedef struct {
 
 static ngx_ailink_policy_memo_entry_t
     ngx_ailink_policy_memo_table[NGX_AILINK_POLICY_MEMO_SLOTS];
+
+static uint64_t  ngx_ailink_policy_memo_serial;
 
 
 /* fields whose value cannot change between two requests of one token */
@@ -151,6 +154,7 @@ ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
 
     set->nmemo_fields = 0;
     set->nrules = 0;
+    set->serial = ++ngx_ailink_policy_memo_serial;
     pure = 0;
     fit = 1;
 
@@ -298,7 +302,8 @@ ngx_ailink_policy_memo(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     e = &ngx_ailink_policy_memo_table[hash % NGX_AILINK_POLICY_MEMO_SLOTS];
 
-    if (e->set == set && e->cycle == (ngx_cycle_t *) ngx_cycle
+    if (e->set == set && e->serial == set->serial
+        && e->cycle == (ngx_cycle_t *) ngx_cycle
         && e->hash == hash && e->len == len
         && ngx_memcmp(e->key, buf, len) == 0)
     {
@@ -346,6 +351,7 @@ ngx_ailink_policy_memo(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     e->cycle = (ngx_cycle_t *) ngx_cycle;
     e->set = set;
+    e->serial = set->serial;
     e->hash = hash;
     e->len = len;
     e->bits = bits;

@@ -149,7 +149,7 @@ def test_admin_api_requests(stub):
               ("PATCH", "/api/v1/tokens/tok_1/circuit-breaker"), ("GET", "/api/v1/health/upstreams"),
               ("POST", "/api/v1/credentials"), ("GET", "/api/v1/credentials"),
               ("POST", "/api/v1/services"), ("DELETE", "/api/v1/services/stripe"),
-              ("POST", "/api/v1/policies"), ("PUT", "/api/v1/policies/p1"),
+              ("POST", "/api/v1/policies"), ("PATCH", "/api/v1/policies/p1"),
               ("GET", "/api/v1/approvals"), ("POST", "/api/v1/approvals/apr_1/decision"),
               ("GET", "/api/v1/audit"), ("GET", "/api/v1/spend")]
     for m, p in routes:

@@ -166,12 +166,26 @@ class Services(_Crud):
 
 
 class Policies(_Crud):
-    """``/policies``: create, list, get, update, delete."""
+    """``/policies``: create, list, get, update, delete.
+
+    A policy is the config file's shape: ``name``, ``mode`` (``enforce`` |
+    ``shadow``), ``phase`` (``pre`` | ``post``), ``apply_to`` (``"all"`` or
+    ``{"tokens": [...], "projects": [...]}``), ``timezone``, ``description``
+    and ``rules`` (``[{"name", "when", "then"}]``). ``update`` replaces the
+    fields given (``None`` removes one); the policies of the config file are
+    read-only (409)."""
 
     path = "/policies"
 
-    def update(self, policy_id: str, **fields: Any) -> Dict[str, Any]:
-        return self._admin._json("PUT", "%s/%s" % (self.path, policy_id), json=fields)
+    def create(self, name: str, rules: Any = None,  # type: ignore[override]
+               **fields: Any) -> Dict[str, Any]:
+        body = dict(name=name, **fields)
+        if rules is not None:
+            body["rules"] = rules
+        return self._admin._json("POST", self.path, json=body)
+
+    def update(self, name: str, **fields: Any) -> Dict[str, Any]:
+        return self._admin._json("PATCH", "%s/%s" % (self.path, name), json=fields)
 
 
 class Approvals(_Resource):
