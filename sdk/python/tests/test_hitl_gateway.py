@@ -2,8 +2,7 @@
 (not the contract stub): a gateway with a require_approval policy and the
 approvals API (the fixture of t/e2e/test_approvals_python.py), the SDK's
 admin client deciding, the agent's client waiting (poll + claim), in sync
-mode, rejected and timed out.  The seed examples themselves stay strict
-xfails until the admin API can create their policy and token.
+mode, rejected and timed out.
 """
 
 import threading

@@ -256,7 +256,6 @@ def _approval_setup(gateway, approver_decision="approve"):
     return AIlinkClient(api_key=token, gateway_url=gateway.url), t
 
 
-@xfail_gateway("approvals on the admin API (/api/v1/approvals: branch adminunify)")
 def test_hitl_async_mode(gateway, capsys):
     client, approver = _approval_setup(gateway)
 
@@ -277,7 +276,6 @@ def test_hitl_async_mode(gateway, capsys):
     assert "Approved! Response:" in capsys.readouterr().out
 
 
-@xfail_gateway("approvals on the admin API (/api/v1/approvals: branch adminunify)")
 def test_hitl_sync_mode(gateway):
     client, approver = _approval_setup(gateway)
 
