@@ -289,7 +289,8 @@ extern ngx_ailink_policy_hook_pt  ngx_ailink_policy_hooks[NGX_AILINK_PA_MAX];
 
 /* ngx_ailink_policy_guard.c */
 ngx_int_t ngx_ailink_policy_guardrails(ngx_http_request_t *r,
-    ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *mask);
+    ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *mask,
+    ngx_uint_t *shadow);
 
 
 /* ngx_ailink_policy_conf.c */

@@ -9,6 +9,8 @@
  * require of this request (their rules evaluated as the policy phase will
  * evaluate them, the body being the client's), and the policy phase's
  * hook then only checks that they ran (ngx_ailink_guard_module.c).
+ * Shadow policies' guardrails are reported apart (*shadow): they run
+ * and are audited, but redact and block nothing.
  */
 
 
@@ -34,7 +36,7 @@ ngx_ailink_policy_guard_actions(ngx_ailink_policy_rule_t *rule)
 
 ngx_int_t
 ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
-    ngx_str_t *body, ngx_uint_t *mask)
+    ngx_str_t *body, ngx_uint_t *mask, ngx_uint_t *shadow)
 {
     ngx_int_t                  rc;
     ngx_uint_t                 i, j, k, allow, any;
@@ -54,7 +56,7 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         p = set->pre[i];
 
         for (j = 0; j < p->nrules && !any; j++) {
-            any = !p->shadow && ngx_ailink_policy_guard_actions(&p->rules[j]);
+            any = ngx_ailink_policy_guard_actions(&p->rules[j]);
         }
     }
 
@@ -69,11 +71,6 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->npre; i++) {
         p = set->pre[i];
-
-        if (p->shadow) {
-            continue;
-        }
-
         pctx.offset = p->offset;
 
         for (j = 0; j < p->nrules; j++) {
@@ -95,7 +92,9 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                 if (rule->actions[k].type == NGX_AILINK_PA_REDACT
                     || rule->actions[k].type == NGX_AILINK_PA_BLOCK_CONTENT)
                 {
-                    *mask |= rule->actions[k].guardrails;
+                    /* a shadow policy's run, audited, changing nothing */
+                    *(p->shadow ? shadow : mask) |=
+                                                 rule->actions[k].guardrails;
                 }
 
                 allow |= (rule->actions[k].type == NGX_AILINK_PA_ALLOW);
