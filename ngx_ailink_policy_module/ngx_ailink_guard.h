@@ -110,6 +110,8 @@ ngx_int_t ngx_ailink_guard_restore(ngx_ailink_guard_session_t *s,
 ngx_int_t ngx_ailink_guard_inject_scan(ngx_ailink_guard_session_t *s,
     ngx_str_t *text);
 ngx_uint_t ngx_ailink_guard_inject_score(ngx_ailink_guard_session_t *s);
+ngx_uint_t ngx_ailink_guard_pii_worth(ngx_ailink_guard_engine_t *engine,
+    u_char *p, size_t len);
 ngx_int_t ngx_ailink_guard_pii_find(ngx_ailink_guard_engine_t *engine,
     ngx_pool_t *pool, ngx_str_t *text, ngx_ailink_guard_match_t **matches,
     ngx_uint_t *n);
@@ -255,6 +257,10 @@ size_t ngx_ailink_guard_custom_audit_len(ngx_ailink_guard_req_t *gr);
 #define NGX_AILINK_GUARD_AUDIT_RESPONSE     2
 u_char *ngx_ailink_guard_custom_audit(u_char *p, ngx_ailink_guard_req_t *gr,
     ngx_uint_t what, ngx_uint_t mask);
+
+/* a clean body's pass (ngx_ailink_guard_scan.c) */
+ngx_int_t ngx_ailink_guard_scan_clean(ngx_ailink_guard_engine_t *engine,
+    ngx_str_t *body);
 
 /* streamed output (ngx_ailink_guard_stream.c): OpenAI chunks, redacted
  * with a bounded look-behind; flushes come out through emit */

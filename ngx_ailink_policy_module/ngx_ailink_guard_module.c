@@ -566,6 +566,18 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     }
     ctx->guard = gr;
 
+    /*
+     * pii_redaction alone on a body none of whose texts is worth a
+     * pattern (the usual case): nothing would change, so no parse
+     */
+    if (gr->guardrails == NGX_AILINK_GUARD_PII
+        && ngx_ailink_guard_scan_clean(gmcf->engine, body) == NGX_OK)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "ailink guard: request clean at a glance");
+        return NGX_OK;
+    }
+
     ngx_ailink_json_arena(r->pool);
 
     json = ngx_ailink_json_parse(body);

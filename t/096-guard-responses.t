@@ -340,3 +340,45 @@ X-AILink-Guardrails: pii_redaction
 --- response_body_like eval
 [qr/^ok \|ERR:upstream_error\|DONE\n\z/,
 qr/"response":"refused_event"\}\}\n\z/]
+
+
+
+=== TEST 9: a clean body is let through at a glance; a value behind a \u escape is still found, and a body that is not strict JSON still refused
+--- user_files eval
+AILink::Policy::policy_files('')
+--- config
+    ailink_audit_log logs/audit.jsonl;
+    location = /audit {
+        ailink_audit_log off;
+        default_type text/plain;
+        alias logs/audit.jsonl;
+    }
+    location /_mock/ {
+        ailink_audit_log off;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK_PORT;
+    }
+    location / {
+        ailink_auth on;
+        include $TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
+    }
+--- request eval
+["POST /v1/chat/completions\n" . q{{"model":"gpt-4o-mini", "messages":[{"role":"user","content":"plain words, \"quoted\"\nand a new line"}]}},
+"GET /_mock/requests/last",
+"POST /v1/chat/completions\n" . q{{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Mail ann\u0040example.com"}]}},
+"GET /_mock/requests/last",
+"POST /v1/chat/completions\n" . qq{{"model":"gpt-4o-mini","messages":[{"role":"user","content":"tab\there"}]}},
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-AILink-Guardrails: pii_redaction
+--- error_code eval
+[200, 200, 200, 200, 400, 200]
+--- response_body_like eval
+[qr/Mock reply/,
+qr/"body":"\{\\"model\\":\\"gpt-4o-mini\\", \\"messages\\":\[\{\\"role\\":\\"user\\",\\"content\\":\\"plain words, \\\\\\"quoted\\\\\\"\\\\nand a new line\\"\}\]\}"/,
+qr/Mock reply/,
+qr/"content":"Mail \[EMAIL_1\]"/,
+qr/"code":"invalid_request","message":"the request body is not JSON the guardrails can read"/,
+qr/"pii":\{\},"response_pii":\{\},"response":"checked"\}\}\n[^\n]*"pii":\{"email":1\},[^\n]*\n[^\n]*"status":400,[^\n]*\n\z/]
+--- no_error_log
+[error]
