@@ -407,46 +407,53 @@ ngx_ailink_guard_glance_init(void)
 #if (defined __SSE2__)
 
 /*
- * Sixteen bytes at a time: the classes by comparisons, the digits
- * counted, and only the bytes a secret may start at (a few in prose)
- * looked at one by one, until a secret start is seen.
+ * Sixteen bytes at a time: the classes by comparisons, OR-ed into
+ * vectors read once at the end, the digits counted per lane (summed
+ * every 255 blocks), and only the bytes a secret may start at (a few in
+ * prose) looked at one by one, until a secret start is seen.
  */
 
 static u_char *
 ngx_ailink_guard_glance16(u_char *p, u_char *last, u_char *start,
     ngx_uint_t *digits, u_char *seen, ngx_ailink_guard_glance_t *g)
 {
-    int      mask;
-    __m128i  v, d, u, t;
+    int          mask;
+    __m128i      v, t, d, ndig, at, dot, colon, upper, zero;
+    ngx_uint_t   n;
+
+    zero = _mm_setzero_si128();
+    at = zero;
+    dot = zero;
+    colon = zero;
+    upper = zero;
 
     while (last - p >= 16) {
-        v = _mm_loadu_si128((const __m128i *) p);
 
-        /* x in [a, a + n]: (x - a) as unsigned, its minimum with n is it */
-        t = _mm_sub_epi8(v, _mm_set1_epi8('0'));
-        d = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t);
+        /* digits per lane in bytes: summed before a lane can wrap */
+        ndig = zero;
 
-        t = _mm_sub_epi8(v, _mm_set1_epi8('A'));
-        u = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(25)), t);
+        for (n = 0; n < 255 && last - p >= 16; n++, p += 16) {
+            v = _mm_loadu_si128((const __m128i *) p);
 
-        mask = _mm_movemask_epi8(d);
-        *digits += __builtin_popcount(mask);
-        *seen |= mask ? NGX_AILINK_GLANCE_DIGIT : 0;
-        *seen |= _mm_movemask_epi8(u) ? NGX_AILINK_GLANCE_UPPER : 0;
+            /* x in [a, a + n]: (x - a) unsigned, its minimum with n is it */
+            t = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+            d = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t);
+            ndig = _mm_sub_epi8(ndig, d);
 
-        if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('@')))) {
-            *seen |= NGX_AILINK_GLANCE_AT;
-        }
+            t = _mm_sub_epi8(v, _mm_set1_epi8('A'));
+            upper = _mm_or_si128(upper,
+                        _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(25)),
+                                       t));
 
-        if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')))) {
-            *seen |= NGX_AILINK_GLANCE_DOT;
-        }
+            at = _mm_or_si128(at, _mm_cmpeq_epi8(v, _mm_set1_epi8('@')));
+            dot = _mm_or_si128(dot, _mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+            colon = _mm_or_si128(colon,
+                                 _mm_cmpeq_epi8(v, _mm_set1_epi8(':')));
 
-        if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(':')))) {
-            *seen |= NGX_AILINK_GLANCE_COLON;
-        }
+            if (g->secret) {
+                continue;
+            }
 
-        if (!g->secret) {
             t = _mm_or_si128(
                     _mm_or_si128(
                         _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('k')),
@@ -476,8 +483,16 @@ ngx_ailink_guard_glance16(u_char *p, u_char *last, u_char *start,
             }
         }
 
-        p += 16;
+        /* the lanes' counts, summed in two halves */
+        t = _mm_sad_epu8(ndig, zero);
+        *digits += (ngx_uint_t) _mm_cvtsi128_si32(t)
+                   + (ngx_uint_t) _mm_cvtsi128_si32(_mm_srli_si128(t, 8));
     }
+
+    *seen |= (_mm_movemask_epi8(at) ? NGX_AILINK_GLANCE_AT : 0)
+             | (_mm_movemask_epi8(dot) ? NGX_AILINK_GLANCE_DOT : 0)
+             | (_mm_movemask_epi8(colon) ? NGX_AILINK_GLANCE_COLON : 0)
+             | (_mm_movemask_epi8(upper) ? NGX_AILINK_GLANCE_UPPER : 0);
 
     return p;
 }
