@@ -1034,16 +1034,6 @@ ngx_ailink_guard_response_send(ngx_http_request_t *r,
     changed = 0;
     gr->session.in_response = 1;
 
-    /* pii_redaction alone, nothing to restore: a clean answer, unparsed */
-    if (!gr->restore && !ngx_ailink_guard_customs(gr) && text.len
-        && ngx_ailink_guard_scan_clean(gr->session.engine, &text) == NGX_OK)
-    {
-        gr->response = "checked";
-        json = NULL;
-        rc = NGX_OK;
-        goto send;
-    }
-
     ngx_ailink_json_arena(r->pool);
 
     json = text.len ? ngx_ailink_json_parse(&text) : NULL;
@@ -1063,8 +1053,6 @@ ngx_ailink_guard_response_send(ngx_http_request_t *r,
 
     ngx_ailink_json_delete(json);
     ngx_ailink_json_arena(NULL);
-
-send:
 
     if (rc != NGX_OK) {
         return NGX_ERROR;
