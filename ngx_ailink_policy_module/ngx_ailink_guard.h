@@ -110,6 +110,8 @@ ngx_int_t ngx_ailink_guard_restore(ngx_ailink_guard_session_t *s,
 ngx_int_t ngx_ailink_guard_inject_scan(ngx_ailink_guard_session_t *s,
     ngx_str_t *text);
 ngx_uint_t ngx_ailink_guard_inject_score(ngx_ailink_guard_session_t *s);
+ngx_uint_t ngx_ailink_guard_pii_worth(ngx_ailink_guard_engine_t *engine,
+    u_char *p, size_t len);
 ngx_int_t ngx_ailink_guard_pii_find(ngx_ailink_guard_engine_t *engine,
     ngx_pool_t *pool, ngx_str_t *text, ngx_ailink_guard_match_t **matches,
     ngx_uint_t *n);
@@ -212,8 +214,14 @@ typedef struct {
     /* custom guardrails: hits per guardrail, values and placeholders */
     ngx_ailink_guard_conf_t    *gc;
     ngx_uint_t                 *custom_hits;
+    ngx_uint_t                 *response_custom_hits;
     ngx_array_t                *custom_values;  /* ngx_keyval_t */
     ngx_int_t                   custom_blocked; /* index, or -1 */
+
+    /* shadow policies' guardrails (and not enforced ones): they run and
+     * are audited, the text and the outcome left as they were */
+    ngx_uint_t                  shadow;
+    ngx_uint_t                  would_block;    /* guardrail bits */
 
     unsigned                    scored:1;
     unsigned                    blocked:1;
@@ -235,9 +243,24 @@ ngx_int_t ngx_ailink_guard_names(ngx_ailink_guard_conf_t *gc,
     ngx_str_t *list, ngx_uint_t *mask, ngx_str_t *bad);
 ngx_int_t ngx_ailink_guard_custom_text(ngx_ailink_guard_req_t *gr,
     ngx_str_t *text, ngx_str_t *out);
+ngx_int_t ngx_ailink_guard_custom_hold(ngx_ailink_guard_req_t *gr,
+    u_char *p, size_t len, size_t *h);
+ngx_uint_t ngx_ailink_guard_response_wanted(ngx_ailink_guard_req_t *gr);
+ngx_int_t ngx_ailink_guard_output_text(ngx_ailink_guard_req_t *gr,
+    ngx_str_t *text, ngx_str_t *out);
+ngx_uint_t ngx_ailink_guard_customs(ngx_ailink_guard_req_t *gr);
+ngx_int_t ngx_ailink_guard_blocked_extra(ngx_pool_t *pool,
+    ngx_ailink_guard_req_t *gr, ngx_str_t *extra, ngx_str_t *name);
 size_t ngx_ailink_guard_custom_audit_len(ngx_ailink_guard_req_t *gr);
+#define NGX_AILINK_GUARD_AUDIT_COUNTS       0
+#define NGX_AILINK_GUARD_AUDIT_NAMES        1
+#define NGX_AILINK_GUARD_AUDIT_RESPONSE     2
 u_char *ngx_ailink_guard_custom_audit(u_char *p, ngx_ailink_guard_req_t *gr,
-    ngx_uint_t requested);
+    ngx_uint_t what, ngx_uint_t mask);
+
+/* a clean body's pass (ngx_ailink_guard_scan.c) */
+ngx_int_t ngx_ailink_guard_scan_clean(ngx_ailink_guard_engine_t *engine,
+    ngx_str_t *body);
 
 /* streamed output (ngx_ailink_guard_stream.c): OpenAI chunks, redacted
  * with a bounded look-behind; flushes come out through emit */
@@ -251,6 +274,10 @@ ngx_int_t ngx_ailink_guard_stream_chunk(ngx_ailink_guard_stream_t *gs,
 ngx_int_t ngx_ailink_guard_stream_end(ngx_ailink_guard_stream_t *gs,
     ngx_ailink_guard_emit_pt emit, void *data);
 ngx_int_t ngx_ailink_guard_stream_unreadable(ngx_ailink_guard_stream_t *gs);
+ngx_int_t ngx_ailink_guard_stream_oversized(ngx_ailink_guard_stream_t *gs);
+ngx_uint_t ngx_ailink_guard_stream_observes(ngx_ailink_guard_stream_t *gs);
+cJSON *ngx_ailink_guard_stream_blocked(ngx_ailink_guard_stream_t *gs,
+    ngx_str_t *request_id);
 u_char *ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx);
 #endif
 

@@ -328,7 +328,9 @@ ngx_ailink_guard_conf_one(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cln->handler = (ngx_pool_cleanup_pt) pcre2_code_free;
     cln->data = c->code;
 
-    (void) pcre2_jit_compile(c->code, PCRE2_JIT_COMPLETE);
+    /* partial matches find what a stream's next event may complete */
+    (void) pcre2_jit_compile(c->code, PCRE2_JIT_COMPLETE
+                                      | PCRE2_JIT_PARTIAL_HARD);
 
     gc->ncustoms++;
 
@@ -602,7 +604,7 @@ ngx_ailink_guard_custom_text(ngx_ailink_guard_req_t *gr, ngx_str_t *text,
     u_char                     *p;
     size_t                      offset, start, end;
     ngx_str_t                   cur, ph;
-    ngx_uint_t                  i, changed;
+    ngx_uint_t                  i, changed, bit, shadow, *hits;
     PCRE2_SIZE                 *ov;
     ngx_ailink_guard_conf_t    *gc;
     ngx_ailink_guard_custom_t  *c;
@@ -615,13 +617,18 @@ ngx_ailink_guard_custom_text(ngx_ailink_guard_req_t *gr, ngx_str_t *text,
     }
 
     cur = *text;
+    hits = gr->session.in_response ? gr->response_custom_hits
+                                   : gr->custom_hits;
 
     for (i = 0; i < gc->ncustoms; i++) {
-        if (!(gr->guardrails
-              & ((ngx_uint_t) 1 << (NGX_AILINK_GUARD_CUSTOM_SHIFT + i))))
-        {
+        bit = (ngx_uint_t) 1 << (NGX_AILINK_GUARD_CUSTOM_SHIFT + i);
+
+        if (!(gr->guardrails & bit)) {
             continue;
         }
+
+        /* a shadow policy's: counted, what it would do recorded */
+        shadow = gr->shadow & bit;
 
         c = &gc->customs[i];
         changed = 0;
@@ -653,7 +660,16 @@ ngx_ailink_guard_custom_text(ngx_ailink_guard_req_t *gr, ngx_str_t *text,
                 continue;
             }
 
-            gr->custom_hits[i]++;
+            hits[i]++;
+
+            if (shadow) {
+                if (c->action == NGX_AILINK_GUARD_ACT_BLOCK) {
+                    gr->would_block |= bit;
+                }
+
+                offset = end;
+                continue;
+            }
 
             if (c->action == NGX_AILINK_GUARD_ACT_BLOCK) {
                 if (gr->custom_blocked < 0) {
@@ -701,6 +717,95 @@ ngx_ailink_guard_custom_text(ngx_ailink_guard_req_t *gr, ngx_str_t *text,
 }
 
 
+/* the custom guardrails a request has, as mask bits */
+
+ngx_uint_t
+ngx_ailink_guard_customs(ngx_ailink_guard_req_t *gr)
+{
+    if (gr->gc == NULL || gr->gc->ncustoms == 0) {
+        return 0;
+    }
+
+    return gr->guardrails & ~(ngx_uint_t) (NGX_AILINK_GUARD_PII
+                                           | NGX_AILINK_GUARD_INJECTION);
+}
+
+
+/*
+ * A stream's text (p, len), of which what is before *h is to go now: *h
+ * moves back to the start of a custom match that reaches past it, or of
+ * a partial match at the end (PCRE2_PARTIAL_HARD: the next event may
+ * complete it).
+ */
+
+ngx_int_t
+ngx_ailink_guard_custom_hold(ngx_ailink_guard_req_t *gr, u_char *p,
+    size_t len, size_t *h)
+{
+    int                       rc;
+    size_t                    offset, start, end;
+    ngx_uint_t                i;
+    PCRE2_SIZE               *ov;
+    ngx_ailink_guard_conf_t  *gc;
+
+    if (!ngx_ailink_guard_customs(gr) || len == 0) {
+        return NGX_OK;
+    }
+
+    gc = gr->gc;
+
+    for (i = 0; i < gc->ncustoms; i++) {
+        if (!(gr->guardrails
+              & ((ngx_uint_t) 1 << (NGX_AILINK_GUARD_CUSTOM_SHIFT + i))))
+        {
+            continue;
+        }
+
+        offset = 0;
+
+        while (offset <= len) {
+            rc = pcre2_match(gc->customs[i].code, (PCRE2_SPTR) p, len,
+                             offset, PCRE2_NO_UTF_CHECK | PCRE2_PARTIAL_HARD,
+                             gc->match_data, NULL);
+
+            if (rc == PCRE2_ERROR_NOMATCH) {
+                break;
+            }
+
+            ov = pcre2_get_ovector_pointer(gc->match_data);
+
+            if (rc == PCRE2_ERROR_PARTIAL) {
+                if (ov[0] < *h) {
+                    *h = ov[0];
+                }
+
+                break;
+            }
+
+            if (rc < 0) {
+                return NGX_ERROR;
+            }
+
+            start = ov[0];
+            end = ov[1];
+
+            if (start >= *h) {
+                break;
+            }
+
+            if (end > *h) {
+                *h = start;
+                break;
+            }
+
+            offset = (end > start) ? end : start + 1;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* the audit: "custom":{"name":hits,...} */
 
 size_t
@@ -713,35 +818,50 @@ ngx_ailink_guard_custom_audit_len(ngx_ailink_guard_req_t *gr)
         return 0;
     }
 
-    len = sizeof(",\"custom\":{}");
+    len = sizeof(",\"custom\":{},\"response_custom\":{}");
 
     for (i = 0; i < gr->gc->ncustoms; i++) {
-        len += 2 * gr->gc->customs[i].name.len + NGX_INT_T_LEN + 8;
+        /* in requested, shadow, would_block and two counts */
+        len += 5 * (gr->gc->customs[i].name.len + 4) + 2 * NGX_INT_T_LEN;
     }
 
     return len;
 }
 
 
-/* requested: the names for "requested"; else the counts */
+/*
+ * what: NGX_AILINK_GUARD_AUDIT_NAMES, the names of the guardrails in mask
+ * (for "requested", "shadow", "would_block"); else "custom" or
+ * "response_custom" and their counts
+ */
 
 u_char *
 ngx_ailink_guard_custom_audit(u_char *p, ngx_ailink_guard_req_t *gr,
-    ngx_uint_t requested)
+    ngx_uint_t what, ngx_uint_t mask)
 {
     u_char      *start;
-    ngx_uint_t   i, bit;
+    ngx_uint_t   i, bit, *hits;
 
     if (gr->gc == NULL) {
         return p;
     }
 
-    if (!requested) {
-        if (!(gr->guardrails >> NGX_AILINK_GUARD_CUSTOM_SHIFT)) {
+    hits = NULL;
+
+    if (what != NGX_AILINK_GUARD_AUDIT_NAMES) {
+        if (!(mask >> NGX_AILINK_GUARD_CUSTOM_SHIFT)) {
             return p;
         }
 
-        p = ngx_cpymem(p, ",\"custom\":{", sizeof(",\"custom\":{") - 1);
+        if (what == NGX_AILINK_GUARD_AUDIT_RESPONSE) {
+            hits = gr->response_custom_hits;
+            p = ngx_cpymem(p, ",\"response_custom\":{",
+                           sizeof(",\"response_custom\":{") - 1);
+
+        } else {
+            hits = gr->custom_hits;
+            p = ngx_cpymem(p, ",\"custom\":{", sizeof(",\"custom\":{") - 1);
+        }
     }
 
     start = p;
@@ -749,11 +869,11 @@ ngx_ailink_guard_custom_audit(u_char *p, ngx_ailink_guard_req_t *gr,
     for (i = 0; i < gr->gc->ncustoms; i++) {
         bit = (ngx_uint_t) 1 << (NGX_AILINK_GUARD_CUSTOM_SHIFT + i);
 
-        if (!(gr->guardrails & bit)) {
+        if (!(mask & bit)) {
             continue;
         }
 
-        if (requested) {
+        if (what == NGX_AILINK_GUARD_AUDIT_NAMES) {
             if (p[-1] != '[') {
                 *p++ = ',';
             }
@@ -767,10 +887,10 @@ ngx_ailink_guard_custom_audit(u_char *p, ngx_ailink_guard_req_t *gr,
         }
 
         p = ngx_sprintf(p, "\"%V\":%ui", &gr->gc->customs[i].name,
-                        gr->custom_hits ? gr->custom_hits[i] : 0);
+                        hits ? hits[i] : 0);
     }
 
-    if (!requested) {
+    if (what != NGX_AILINK_GUARD_AUDIT_NAMES) {
         *p++ = '}';
     }
 

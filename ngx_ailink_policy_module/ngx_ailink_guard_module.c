@@ -164,6 +164,11 @@ ngx_ailink_guard_text(ngx_ailink_guard_req_t *gr, cJSON *item,
         if (ngx_ailink_guard_redact(&gr->session, &text, &out) != NGX_OK) {
             return NGX_ERROR;
         }
+
+        if (gr->shadow & NGX_AILINK_GUARD_PII) {
+            /* counted only */
+            out = text;
+        }
     }
 
     if (gr->guardrails >> NGX_AILINK_GUARD_CUSTOM_SHIFT) {
@@ -349,25 +354,21 @@ static ngx_int_t
 ngx_ailink_guard_block_custom(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_guard_req_t *gr)
 {
-    u_char      *p, *msg;
+    u_char      *msg;
     ngx_str_t   *name;
 
     name = &gr->gc->customs[gr->custom_blocked].name;
 
-    p = ngx_pnalloc(r->pool, 2 * name->len
-                             + sizeof(",\"guardrail\":\"\","
-                                      "\"matches\":[\"\"]"));
     msg = ngx_pnalloc(r->pool, name->len
                                + sizeof("the request was blocked by the  "
                                         "guardrail"));
-    if (p == NULL || msg == NULL) {
+    if (msg == NULL
+        || ngx_ailink_guard_blocked_extra(r->pool, gr, &ctx->error_extra,
+                                          name)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    ctx->error_extra.data = p;
-    ctx->error_extra.len = ngx_sprintf(p, ",\"guardrail\":\"%V\","
-                                       "\"matches\":[\"%V\"]", name, name)
-                           - p;
 
     ngx_sprintf(msg, "the request was blocked by the %V guardrail%Z", name);
 
@@ -379,6 +380,30 @@ ngx_ailink_guard_block_custom(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_FORBIDDEN,
                                  "content_blocked", NULL, (char *) msg);
+}
+
+
+/* the envelope's extra members of a custom block: its name, not the text */
+
+ngx_int_t
+ngx_ailink_guard_blocked_extra(ngx_pool_t *pool, ngx_ailink_guard_req_t *gr,
+    ngx_str_t *extra, ngx_str_t *name)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, 2 * name->len
+                          + sizeof(",\"guardrail\":\"\","
+                                   "\"matches\":[\"\"]"));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    extra->data = p;
+    extra->len = ngx_sprintf(p, ",\"guardrail\":\"%V\","
+                             "\"matches\":[\"%V\"]", name, name)
+                 - p;
+
+    return NGX_OK;
 }
 
 
@@ -455,7 +480,7 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     cJSON                         *json;
     ngx_int_t                      rc;
     ngx_str_t                      bad;
-    ngx_uint_t                     mask;
+    ngx_uint_t                     mask, shadow;
     ngx_table_elt_t               *h;
     ngx_ailink_conf_t             *conf;
     ngx_ailink_guard_req_t        *gr;
@@ -474,7 +499,11 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         mask |= ctx->token->guardrails;
     }
 
-    if (ngx_ailink_policy_guardrails(r, ctx, body, &mask) != NGX_OK) {
+    shadow = 0;
+
+    if (ngx_ailink_policy_guardrails(r, ctx, body, &mask, &shadow)
+        != NGX_OK)
+    {
         return ngx_ailink_guard_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "internal_error", NULL,
                                      "the policies' guardrails could not be "
@@ -502,7 +531,10 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                                      (char *) msg);
     }
 
-    if (mask == 0) {
+    /* what only shadow policies ask for runs in shadow */
+    shadow &= ~mask;
+
+    if ((mask | shadow) == 0) {
         return NGX_OK;
     }
 
@@ -514,7 +546,8 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     }
 
     ngx_ailink_guard_session_init(&gr->session, r->pool, gmcf->engine);
-    gr->guardrails = mask;
+    gr->guardrails = mask | shadow;
+    gr->shadow = shadow;
     gr->response_on = glcf->response;
     gr->restore = glcf->restore;
     gr->unchecked_refuse = (glcf->unchecked
@@ -524,12 +557,26 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     if (gc && gc->ncustoms) {
         gr->custom_hits = ngx_pcalloc(r->pool,
-                                      gc->ncustoms * sizeof(ngx_uint_t));
+                                      2 * gc->ncustoms * sizeof(ngx_uint_t));
         if (gr->custom_hits == NULL) {
             return NGX_ERROR;
         }
+
+        gr->response_custom_hits = gr->custom_hits + gc->ncustoms;
     }
     ctx->guard = gr;
+
+    /*
+     * pii_redaction alone on a body none of whose texts is worth a
+     * pattern (the usual case): nothing would change, so no parse
+     */
+    if (gr->guardrails == NGX_AILINK_GUARD_PII
+        && ngx_ailink_guard_scan_clean(gmcf->engine, body) == NGX_OK)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "ailink guard: request clean at a glance");
+        return NGX_OK;
+    }
 
     ngx_ailink_json_arena(r->pool);
 
@@ -599,7 +646,12 @@ ngx_ailink_guard_request_tree(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                        gr->score, gr->session.rules);
 
         if (gr->score >= glcf->threshold) {
-            return ngx_ailink_guard_block(r, ctx, gr);
+            if (gr->shadow & NGX_AILINK_GUARD_INJECTION) {
+                gr->would_block |= NGX_AILINK_GUARD_INJECTION;
+
+            } else {
+                return ngx_ailink_guard_block(r, ctx, gr);
+            }
         }
     }
 
@@ -665,8 +717,7 @@ ngx_ailink_guard_header_filter(ngx_http_request_t *r)
     ctx = ngx_ailink_get_ctx(r);
     gr = ctx ? ctx->guard : NULL;
 
-    if (gr == NULL || !(gr->guardrails & NGX_AILINK_GUARD_PII)
-        || !(gr->response_on || gr->restore)
+    if (gr == NULL || !ngx_ailink_guard_response_wanted(gr)
         || ctx->own_response || r->upstream == NULL || gr->response)
     {
         return ngx_http_next_header_filter(r);
@@ -708,6 +759,75 @@ ngx_ailink_guard_header_filter(ngx_http_request_t *r)
 }
 
 
+/*
+ * Whether the model's output is read: pii_redaction or custom guardrails
+ * with ailink_guardrails_response on (shadow ones too: counted), or the
+ * request's placeholders to be restored.
+ */
+
+ngx_uint_t
+ngx_ailink_guard_response_wanted(ngx_ailink_guard_req_t *gr)
+{
+    if (gr->response_on
+        && ((gr->guardrails & NGX_AILINK_GUARD_PII)
+            || ngx_ailink_guard_customs(gr)))
+    {
+        return 1;
+    }
+
+    return gr->restore
+           && (gr->guardrails & ~gr->shadow & NGX_AILINK_GUARD_PII);
+}
+
+
+/*
+ * A text of the model's output: PII redacted, custom guardrails applied
+ * (a block is remembered in gr->custom_blocked), then the request's
+ * placeholders restored if asked; shadow guardrails only count.  out is
+ * text itself when nothing changed.
+ */
+
+ngx_int_t
+ngx_ailink_guard_output_text(ngx_ailink_guard_req_t *gr, ngx_str_t *text,
+    ngx_str_t *out)
+{
+    ngx_str_t  cur, next;
+
+    cur = *text;
+
+    if (gr->response_on && (gr->guardrails & NGX_AILINK_GUARD_PII)) {
+        if (ngx_ailink_guard_redact(&gr->session, &cur, &next) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (!(gr->shadow & NGX_AILINK_GUARD_PII)) {
+            cur = next;
+        }
+    }
+
+    if (gr->response_on && ngx_ailink_guard_customs(gr)) {
+        if (ngx_ailink_guard_custom_text(gr, &cur, &next) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        cur = next;
+    }
+
+    if (gr->restore && (gr->guardrails & ~gr->shadow & NGX_AILINK_GUARD_PII))
+    {
+        if (ngx_ailink_guard_restore(&gr->session, &cur, &next) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        cur = next;
+    }
+
+    *out = cur;
+
+    return NGX_OK;
+}
+
+
 /* one string of the model's output: redacted, then restored if asked */
 
 static ngx_int_t
@@ -722,20 +842,9 @@ ngx_ailink_guard_output(ngx_ailink_guard_req_t *gr, cJSON *item,
 
     text.data = (u_char *) item->valuestring;
     text.len = ngx_strlen(item->valuestring);
-    out = text;
 
-    if (gr->response_on) {
-        if (ngx_ailink_guard_redact(&gr->session, &text, &out) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        text = out;
-    }
-
-    if (gr->restore) {
-        if (ngx_ailink_guard_restore(&gr->session, &text, &out) != NGX_OK) {
-            return NGX_ERROR;
-        }
+    if (ngx_ailink_guard_output_text(gr, &text, &out) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (out.data != (u_char *) item->valuestring) {
@@ -813,6 +922,95 @@ ngx_ailink_guard_response_tree(ngx_ailink_guard_req_t *gr, cJSON *json,
 }
 
 
+/*
+ * A custom guardrail with action block matched the model's output: the
+ * client gets, instead of it, 403 content_blocked naming the guardrail
+ * (the headers were held, so nothing of the answer went out).
+ */
+
+static ngx_int_t
+ngx_ailink_guard_response_blocked(ngx_http_request_t *r,
+    ngx_ailink_guard_req_t *gr)
+{
+    u_char            *msg;
+    ngx_int_t          rc;
+    ngx_buf_t         *b;
+    ngx_str_t          json, name;
+    ngx_chain_t        cl;
+    ngx_ailink_ctx_t  *ctx;
+
+    ctx = ngx_ailink_get_ctx(r);
+    name = gr->gc->customs[gr->custom_blocked].name;
+
+    gr->response = "blocked";
+
+    if (ngx_ailink_guard_blocked_extra(r->pool, gr, &ctx->error_extra,
+                                       &name)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    msg = ngx_pnalloc(r->pool, name.len
+                               + sizeof("the response was blocked by the  "
+                                        "guardrail"));
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(msg, "the response was blocked by the %V guardrail%Z",
+                &name);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "ailink guard: \"%V\" blocked the response", &name);
+
+    if (ngx_ailink_error_body(r, NGX_HTTP_FORBIDDEN, "content_blocked",
+                              (char *) msg, NULL, &json)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_FORBIDDEN;
+    r->headers_out.status_line.len = 0;
+    r->headers_out.content_length_n = json.len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    ngx_http_clear_etag(r);
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = json.data;
+    b->last = json.data + json.len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    cl.buf = b;
+    cl.next = NULL;
+
+    return ngx_http_next_body_filter(r, &cl);
+}
+
+
 static ngx_int_t
 ngx_ailink_guard_response_send(ngx_http_request_t *r,
     ngx_ailink_guard_req_t *gr)
@@ -858,6 +1056,10 @@ ngx_ailink_guard_response_send(ngx_http_request_t *r,
 
     if (rc != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (gr->custom_blocked >= 0) {
+        return ngx_ailink_guard_response_blocked(r, gr);
     }
 
     r->headers_out.content_length_n = out.len;
@@ -1033,6 +1235,8 @@ ngx_ailink_guard_audit_len(ngx_ailink_ctx_t *ctx)
     }
 
     len = sizeof(",\"guardrails\":{\"requested\":[\"pii_redaction\","
+                 "\"prompt_injection\"],\"shadow\":[\"pii_redaction\","
+                 "\"prompt_injection\"],\"would_block\":["
                  "\"prompt_injection\"],\"pii\":{},\"response_pii\":{},"
                  "\"injection\":{\"score\":1.00,\"blocked\":false,"
                  "\"rules\":[]},\"response\":\"\"}")
@@ -1074,6 +1278,32 @@ ngx_ailink_guard_audit_counts(u_char *p, ngx_uint_t *counts)
 }
 
 
+/* the built-in names in mask, after a '[' */
+
+static u_char *
+ngx_ailink_guard_audit_names(u_char *p, ngx_ailink_guard_req_t *gr,
+    ngx_uint_t mask)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 2; i++) {
+        if (mask & (1u << i)) {
+            if (p[-1] != '[') {
+                *p++ = ',';
+            }
+
+            p = ngx_sprintf(p, "\"%s\"", ngx_ailink_guard_builtin[i]);
+        }
+    }
+
+    p = ngx_ailink_guard_custom_audit(p, gr, NGX_AILINK_GUARD_AUDIT_NAMES,
+                                      mask);
+    *p++ = ']';
+
+    return p;
+}
+
+
 u_char *
 ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx)
 {
@@ -1089,21 +1319,28 @@ ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx)
 
     p = ngx_cpymem(p, ",\"guardrails\":{\"requested\":[",
                    sizeof(",\"guardrails\":{\"requested\":[") - 1);
-    start = p;
+    p = ngx_ailink_guard_audit_names(p, gr, gr->guardrails & ~gr->shadow);
 
-    for (i = 0; i < 2; i++) {
-        if (gr->guardrails & (1u << i)) {
-            if (p != start) {
-                *p++ = ',';
-            }
+    if (gr->shadow) {
+        /* run for shadow policies: counted, nothing changed or blocked */
+        p = ngx_cpymem(p, ",\"shadow\":[", sizeof(",\"shadow\":[") - 1);
+        p = ngx_ailink_guard_audit_names(p, gr, gr->shadow);
 
-            p = ngx_sprintf(p, "\"%s\"", ngx_ailink_guard_builtin[i]);
+        if (gr->would_block) {
+            p = ngx_cpymem(p, ",\"would_block\":[",
+                           sizeof(",\"would_block\":[") - 1);
+            p = ngx_ailink_guard_audit_names(p, gr, gr->would_block);
         }
     }
 
-    p = ngx_ailink_guard_custom_audit(p, gr, 1);
-    *p++ = ']';
-    p = ngx_ailink_guard_custom_audit(p, gr, 0);
+    p = ngx_ailink_guard_custom_audit(p, gr, NGX_AILINK_GUARD_AUDIT_COUNTS,
+                                      gr->guardrails);
+
+    if (gr->response_on) {
+        p = ngx_ailink_guard_custom_audit(p, gr,
+                                          NGX_AILINK_GUARD_AUDIT_RESPONSE,
+                                          gr->guardrails);
+    }
 
     if (gr->guardrails & NGX_AILINK_GUARD_PII) {
         p = ngx_cpymem(p, ",\"pii\":", sizeof(",\"pii\":") - 1);
@@ -1135,7 +1372,9 @@ ngx_ailink_guard_audit(u_char *p, ngx_ailink_ctx_t *ctx)
         *p++ = '}';
     }
 
-    if (gr->guardrails & NGX_AILINK_GUARD_PII) {
+    if ((gr->guardrails & NGX_AILINK_GUARD_PII)
+        || ngx_ailink_guard_response_wanted(gr))
+    {
         p = ngx_cpymem(p, ",\"response\":", sizeof(",\"response\":") - 1);
 
         if (gr->response) {

@@ -34,6 +34,10 @@
 #define NGX_AILINK_GUARD_STREAM_SLOTS    64
 #define NGX_AILINK_GUARD_STREAM_GROUPS   64
 
+/* a slot's part: a tool call's arguments (from 0), or these */
+#define NGX_AILINK_GUARD_STREAM_CONTENT  -1     /* delta.content */
+#define NGX_AILINK_GUARD_STREAM_TEXT     -2     /* a legacy choice's text */
+
 
 typedef struct {
     ngx_int_t                   choice;
@@ -54,6 +58,10 @@ struct ngx_ailink_guard_stream_s {
     double                      created;
 
     unsigned                    refused:1;
+    unsigned                    blocked:1;
+    unsigned                    legacy:1;   /* /v1/completions chunks */
+    unsigned                    observe:1;  /* shadow only: nothing sent
+                                               changes */
 };
 
 
@@ -71,9 +79,7 @@ ngx_ailink_guard_stream_start(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     *gsp = NULL;
     gr = ctx->guard;
 
-    if (gr == NULL || !(gr->guardrails & NGX_AILINK_GUARD_PII)
-        || !(gr->response_on || gr->restore))
-    {
+    if (gr == NULL || !ngx_ailink_guard_response_wanted(gr)) {
         return NGX_OK;
     }
 
@@ -104,6 +110,12 @@ ngx_ailink_guard_stream_start(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     gs->request = r;
     gs->gr = gr;
+
+    /* only shadow guardrails on the output: it is read, never changed */
+    gs->observe = !((gr->guardrails & ~gr->shadow & NGX_AILINK_GUARD_PII)
+                    && (gr->response_on || gr->restore))
+                  && !(ngx_ailink_guard_customs(gr) & ~gr->shadow
+                       && gr->response_on);
 
     gr->response = "checked";
     gr->session.in_response = 1;
@@ -244,11 +256,75 @@ ngx_ailink_guard_stream_hold(u_char *p, size_t len)
 }
 
 
+/*
+ * Where the text that can go now ends (*h): before the tail that could
+ * still grow into a value; a value found, or a custom guardrail's match
+ * or partial match (PCRE2_PARTIAL_HARD), that reaches into that tail is
+ * held whole.
+ */
+
+static ngx_int_t
+ngx_ailink_guard_stream_tail(ngx_ailink_guard_stream_t *gs, u_char *p,
+    size_t len, size_t *hp)
+{
+    size_t                     h, prev;
+    ngx_str_t                  text;
+    ngx_uint_t                 i, n, round, pii;
+    ngx_ailink_guard_req_t    *gr;
+    ngx_ailink_guard_match_t  *m;
+
+    gr = gs->gr;
+    pii = (gr->guardrails & NGX_AILINK_GUARD_PII) && gr->response_on;
+
+    h = (pii || gr->restore) ? ngx_ailink_guard_stream_hold(p, len) : len;
+
+    n = 0;
+    m = NULL;
+
+    if (pii && h > 0 && h < len) {
+        text.data = p;
+        text.len = len;
+
+        if (ngx_ailink_guard_pii_find(gr->session.engine, gs->temp, &text,
+                                      &m, &n)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* a few rounds: moving back may put the cut in another match */
+    for (round = 0; round < 4; round++) {
+        prev = h;
+
+        for (i = 0; i < n; i++) {
+            if (m[i].start < h && m[i].end > h) {
+                h = m[i].start;
+            }
+        }
+
+        if (gr->response_on
+            && ngx_ailink_guard_custom_hold(gr, p, len, &h) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (h == prev) {
+            break;
+        }
+    }
+
+    *hp = h;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_ailink_guard_stream_refuse(ngx_ailink_guard_stream_t *gs,
     const char *refused, const char *unchecked)
 {
-    if (gs->gr->unchecked_refuse) {
+    if (gs->gr->unchecked_refuse && !gs->observe) {
         gs->gr->response = refused;
         gs->refused = 1;
 
@@ -278,13 +354,11 @@ ngx_ailink_guard_stream_text(ngx_ailink_guard_stream_t *gs,
     ngx_ailink_guard_slot_t *slot, ngx_str_t *in, ngx_uint_t final,
     ngx_str_t *out)
 {
-    u_char                    *p;
-    size_t                     len, h;
-    ngx_int_t                  rc;
-    ngx_str_t                  text, redacted;
-    ngx_uint_t                 i, n;
-    ngx_ailink_guard_req_t    *gr;
-    ngx_ailink_guard_match_t  *m;
+    u_char                  *p;
+    size_t                   len, h;
+    ngx_int_t                rc;
+    ngx_str_t                text;
+    ngx_ailink_guard_req_t  *gr;
 
     gr = gs->gr;
     len = slot->len + in->len;
@@ -312,26 +386,11 @@ ngx_ailink_guard_stream_text(ngx_ailink_guard_stream_t *gs,
 
     p[len] = '\0';
 
-    h = final ? len : ngx_ailink_guard_stream_hold(p, len);
+    if (final) {
+        h = len;
 
-    if (h > 0 && h < len && gr->response_on) {
-        /* a value found that reaches into the tail is held whole */
-        text.data = p;
-        text.len = len;
-
-        if (ngx_ailink_guard_pii_find(gr->session.engine, gs->temp, &text,
-                                      &m, &n)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        for (i = 0; i < n; i++) {
-            if (m[i].start < h && m[i].end > h) {
-                h = m[i].start;
-                break;
-            }
-        }
+    } else if (ngx_ailink_guard_stream_tail(gs, p, len, &h) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (len - h > NGX_AILINK_GUARD_STREAM_WINDOW) {
@@ -367,27 +426,23 @@ ngx_ailink_guard_stream_text(ngx_ailink_guard_stream_t *gs,
     text.data = p;
     text.len = h;
 
-    if (gr->response_on) {
-        if (ngx_ailink_guard_redact(&gr->session, &text, &redacted)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        text = redacted;
+    if (ngx_ailink_guard_output_text(gr, &text, out) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    if (gr->restore) {
-        if (ngx_ailink_guard_restore(&gr->session, &text, &redacted)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (gr->custom_blocked >= 0) {
+        /* a custom guardrail blocks: nothing more of the stream goes */
+        gr->response = "blocked";
+        gs->refused = 1;
+        gs->blocked = 1;
+        slot->len = 0;
 
-        text = redacted;
+        ngx_log_error(NGX_LOG_WARN, gs->request->connection->log, 0,
+                      "ailink guard: \"%V\" blocked the stream's output",
+                      &gr->gc->customs[gr->custom_blocked].name);
+
+        return NGX_DECLINED;
     }
-
-    *out = text;
 
     return NGX_OK;
 }
@@ -469,8 +524,15 @@ ngx_ailink_guard_stream_item(ngx_ailink_guard_stream_t *gs, cJSON *parent,
 
     item = ngx_ailink_json_get(parent, key);
 
-    if (!cJSON_IsString(item)) {
+    if (item == NULL || cJSON_IsNull(item)) {
         return NGX_OK;
+    }
+
+    if (!cJSON_IsString(item)) {
+        /* text in a shape not read (parts, a number): not passed as if
+         * it had been checked */
+        return ngx_ailink_guard_stream_refuse(gs, "refused_event",
+                                              "unchecked_event");
     }
 
     slot = ngx_ailink_guard_stream_slot(gs, choice, tool);
@@ -489,7 +551,9 @@ ngx_ailink_guard_stream_item(ngx_ailink_guard_stream_t *gs, cJSON *parent,
         return rc;
     }
 
-    if (out.len == in.len && ngx_memcmp(out.data, in.data, in.len) == 0) {
+    if (gs->observe
+        || (out.len == in.len && ngx_memcmp(out.data, in.data, in.len) == 0))
+    {
         return NGX_OK;
     }
 
@@ -522,6 +586,18 @@ ngx_ailink_guard_stream_finish(ngx_ailink_guard_stream_t *gs, cJSON *choice,
             return rc;
         }
 
+        if (gs->observe) {
+            continue;
+        }
+
+        if (slot[i].tool == NGX_AILINK_GUARD_STREAM_TEXT) {
+            if (ngx_ailink_guard_stream_put(choice, "text", &out) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
         delta = ngx_ailink_json_get(choice, "delta");
 
         if (!cJSON_IsObject(delta)) {
@@ -539,7 +615,7 @@ ngx_ailink_guard_stream_finish(ngx_ailink_guard_stream_t *gs, cJSON *choice,
             }
         }
 
-        if (slot[i].tool < 0) {
+        if (slot[i].tool == NGX_AILINK_GUARD_STREAM_CONTENT) {
             if (ngx_ailink_guard_stream_put(delta, "content", &out)
                 != NGX_OK)
             {
@@ -590,8 +666,24 @@ ngx_ailink_guard_stream_choice(ngx_ailink_guard_stream_t *gs, cJSON *choice,
     final = (finish != NULL && !cJSON_IsNull(finish));
     delta = ngx_ailink_json_get(choice, "delta");
 
+    /* a legacy /v1/completions choice: its text */
+    rc = ngx_ailink_guard_stream_item(gs, choice, "text", index,
+                                      NGX_AILINK_GUARD_STREAM_TEXT, final);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (delta != NULL && !cJSON_IsNull(delta) && !cJSON_IsObject(delta)) {
+        rc = ngx_ailink_guard_stream_refuse(gs, "refused_event",
+                                            "unchecked_event");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
     if (cJSON_IsObject(delta)) {
-        rc = ngx_ailink_guard_stream_item(gs, delta, "content", index, -1,
+        rc = ngx_ailink_guard_stream_item(gs, delta, "content", index,
+                                          NGX_AILINK_GUARD_STREAM_CONTENT,
                                           final);
         if (rc != NGX_OK) {
             return rc;
@@ -650,7 +742,9 @@ ngx_ailink_guard_stream_flush(ngx_ailink_guard_stream_t *gs,
         }
 
         cJSON_AddStringToObject(chunk, "id", gs->id ? gs->id : "");
-        cJSON_AddStringToObject(chunk, "object", "chat.completion.chunk");
+        cJSON_AddStringToObject(chunk, "object",
+                                gs->legacy ? "text_completion"
+                                           : "chat.completion.chunk");
         cJSON_AddNumberToObject(chunk, "created", gs->created);
         cJSON_AddStringToObject(chunk, "model", gs->model ? gs->model : "");
         choices = cJSON_AddArrayToObject(chunk, "choices");
@@ -664,11 +758,14 @@ ngx_ailink_guard_stream_flush(ngx_ailink_guard_stream_t *gs,
 
         cJSON_AddItemToArray(choices, choice);
         cJSON_AddNumberToObject(choice, "index", (double) slot[i].choice);
-        cJSON_AddObjectToObject(choice, "delta");
+
+        if (!gs->legacy) {
+            cJSON_AddObjectToObject(choice, "delta");
+        }
 
         rc = ngx_ailink_guard_stream_finish(gs, choice, slot[i].choice);
 
-        if (rc == NGX_OK) {
+        if (rc == NGX_OK && !gs->observe) {
             cJSON_AddNullToObject(choice, "finish_reason");
             rc = emit(data, chunk);
         }
@@ -726,6 +823,10 @@ ngx_ailink_guard_stream_chunk(ngx_ailink_guard_stream_t *gs, cJSON *chunk,
 
         item = ngx_ailink_json_get(chunk, "created");
         gs->created = cJSON_IsNumber(item) ? item->valuedouble : 0;
+
+        item = ngx_ailink_json_get(chunk, "object");
+        gs->legacy = cJSON_IsString(item)
+                     && ngx_strcmp(item->valuestring, "text_completion") == 0;
 
         if (gs->id == NULL || gs->model == NULL) {
             return NGX_ERROR;
@@ -788,4 +889,101 @@ ngx_ailink_guard_stream_unreadable(ngx_ailink_guard_stream_t *gs)
 
     return ngx_ailink_guard_stream_refuse(gs, "refused_event",
                                           "unchecked_event");
+}
+
+
+/*
+ * An event larger than ailink_stream_event_max_size: the parser dropped
+ * it, so the stream cannot go on checked; the caller ends it.  The audit
+ * says so whatever ailink_guardrails_unchecked says (nothing unchecked
+ * went out).  A stream only observed (shadow) passed it as it came.
+ */
+
+ngx_int_t
+ngx_ailink_guard_stream_oversized(ngx_ailink_guard_stream_t *gs)
+{
+    if (gs->refused) {
+        return NGX_DECLINED;
+    }
+
+    if (gs->observe) {
+        gs->gr->response = "unchecked_event";
+        return NGX_OK;
+    }
+
+    gs->refused = 1;
+    gs->gr->response = "refused_event";
+
+    return NGX_DECLINED;
+}
+
+
+/* only shadow guardrails read the output: it goes as the provider sent */
+
+ngx_uint_t
+ngx_ailink_guard_stream_observes(ngx_ailink_guard_stream_t *gs)
+{
+    return gs->observe;
+}
+
+
+/*
+ * The error event that ends a stream a custom guardrail blocked, or NULL
+ * when the stream was refused for another reason.
+ */
+
+cJSON *
+ngx_ailink_guard_stream_blocked(ngx_ailink_guard_stream_t *gs,
+    ngx_str_t *request_id)
+{
+    cJSON       *root, *err, *matches;
+    ngx_str_t   *name;
+    ngx_uint_t   ok;
+    u_char       msg[NGX_MAX_ERROR_STR];
+    u_char       id[64];
+
+    if (!gs->blocked) {
+        return NULL;
+    }
+
+    name = &gs->gr->gc->customs[gs->gr->custom_blocked].name;
+
+    ngx_snprintf(msg, sizeof(msg) - 1,
+                 "the response was blocked by the %V guardrail%Z", name);
+    msg[sizeof(msg) - 1] = '\0';
+
+    root = cJSON_CreateObject();
+    err = cJSON_AddObjectToObject(root, "error");
+    ok = (err != NULL);
+
+    ok = ok && cJSON_AddStringToObject(err, "type", "permission_error");
+    ok = ok && cJSON_AddStringToObject(err, "code", "content_blocked");
+    ok = ok && cJSON_AddStringToObject(err, "message", (char *) msg);
+    ok = ok && cJSON_AddNullToObject(err, "param");
+
+    /* the name was checked at load: lowercase letters, digits, "_" */
+    ngx_memcpy(msg, name->data, ngx_min(name->len, sizeof(msg) - 1));
+    msg[ngx_min(name->len, sizeof(msg) - 1)] = '\0';
+
+    ok = ok && cJSON_AddStringToObject(err, "guardrail", (char *) msg);
+    matches = ok ? cJSON_AddArrayToObject(err, "matches") : NULL;
+    ok = ok && matches != NULL;
+
+    if (ok) {
+        ok = cJSON_AddItemToArray(matches, cJSON_CreateString((char *) msg));
+    }
+
+    if (ok) {
+        ngx_cpystrn(id, request_id->data,
+                    ngx_min(request_id->len + 1, sizeof(id)));
+        ok = (cJSON_AddStringToObject(err, "request_id", (char *) id)
+              != NULL);
+    }
+
+    if (!ok) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+
+    return root;
 }

@@ -234,8 +234,8 @@ typedef struct {
                                                memo's key, as a set's
                                                address may be reused once
                                                an admin overlay is freed */
-    ngx_flag_t                  guardrails; /* an enforced pre policy
-                                               requires guardrails */
+    ngx_flag_t                  guardrails; /* a pre policy (enforced or
+                                               shadow) requires guardrails */
 } ngx_ailink_policy_set_t;
 
 
@@ -317,7 +317,8 @@ extern ngx_ailink_policy_hook_pt  ngx_ailink_policy_hooks[NGX_AILINK_PA_MAX];
 
 /* ngx_ailink_policy_guard.c */
 ngx_int_t ngx_ailink_policy_guardrails(ngx_http_request_t *r,
-    ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *mask);
+    ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *mask,
+    ngx_uint_t *shadow);
 
 
 /* ngx_ailink_policy_conf.c */

@@ -1692,7 +1692,7 @@ ngx_ailink_policy_token_set(ngx_ailink_policy_loader_t *ld,
 
         set->needs_body |= p[i].needs_body;
         set->limits |= p[i].limits;
-        set->guardrails |= !p[i].post && !p[i].shadow && p[i].guardrails;
+        set->guardrails |= !p[i].post && p[i].guardrails;
         nspend += p[i].spends.nelts;
     }
 

@@ -9,6 +9,8 @@
  * require of this request (their rules evaluated as the policy phase will
  * evaluate them, the body being the client's), and the policy phase's
  * hook then only checks that they ran (ngx_ailink_guard_module.c).
+ * Shadow policies' guardrails are reported apart (*shadow): they run
+ * and are audited, but redact and block nothing.
  */
 
 
@@ -17,7 +19,7 @@
 
 ngx_int_t
 ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
-    ngx_str_t *body, ngx_uint_t *mask)
+    ngx_str_t *body, ngx_uint_t *mask, ngx_uint_t *shadow)
 {
     ngx_int_t                  rc;
     ngx_uint_t                 i, j, k, allow;
@@ -44,7 +46,7 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     for (i = 0; i < set->npre; i++) {
         p = set->pre[i];
 
-        if (p->shadow || !p->guardrails) {
+        if (!p->guardrails) {
             continue;
         }
 
@@ -69,7 +71,9 @@ ngx_ailink_policy_guardrails(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                 if (rule->actions[k].type == NGX_AILINK_PA_REDACT
                     || rule->actions[k].type == NGX_AILINK_PA_BLOCK_CONTENT)
                 {
-                    *mask |= rule->actions[k].guardrails;
+                    /* a shadow policy's run, audited, changing nothing */
+                    *(p->shadow ? shadow : mask) |=
+                                                 rule->actions[k].guardrails;
                 }
 
                 allow |= (rule->actions[k].type == NGX_AILINK_PA_ALLOW);

@@ -684,7 +684,7 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
                     result = (rc == NGX_DECLINED)
                              ? (p->shadow ? "would_deny" : "denied")
-                             : "applied";
+                             : (p->shadow ? "would_apply" : "applied");
                     break;
                 }
 

@@ -160,6 +160,44 @@ ngx_ailink_resp_print(void *data, cJSON *chunk)
 
 
 /*
+ * The output guardrails refused the stream: it ends with an error event,
+ * content_blocked when a guardrail blocked it, and [DONE].
+ */
+
+static ngx_int_t
+ngx_ailink_resp_guard_refused(ngx_ailink_xstream_t *st)
+{
+    cJSON              *err;
+    ngx_int_t           rc;
+    ngx_ailink_resp_t  *rs = st->data;
+
+    if (st->done) {
+        return NGX_OK;
+    }
+
+    err = ngx_ailink_guard_stream_blocked(rs->guard, &rs->ctx->request_id);
+
+    if (err == NULL) {
+        return ngx_ailink_stream_error(st, "api_error",
+                                       "the stream's output could not be "
+                                       "checked by the guardrails");
+    }
+
+    st->finished = 1;
+    st->done = 1;
+
+    rc = ngx_ailink_resp_print(rs, err);
+    cJSON_Delete(err);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_ailink_resp_print(rs, NULL);
+}
+
+
+/*
  * st->emit: a chunk through the output guardrails, if any, then printed.
  * A chunk they refuse is not sent: the stream ends with an error event
  * (which, as [DONE], they let through).
@@ -178,9 +216,7 @@ ngx_ailink_resp_emit(ngx_ailink_xstream_t *st, cJSON *chunk)
                                                  ngx_ailink_resp_print, rs);
 
         if (rc == NGX_DECLINED) {
-            return ngx_ailink_stream_error(st, "api_error",
-                                           "the stream's output could not "
-                                           "be checked by the guardrails");
+            return ngx_ailink_resp_guard_refused(st);
         }
 
         if (rc != NGX_OK) {
@@ -315,7 +351,9 @@ ngx_ailink_resp_reemits(ngx_ailink_resp_t *rs)
 {
     return rs->mode == NGX_AILINK_RESP_XLATE_SSE
            || (rs->mode == NGX_AILINK_RESP_OPENAI_SSE
-               && (rs->ctx->strip_usage || rs->guard));
+               && (rs->ctx->strip_usage
+                   || (rs->guard
+                       && !ngx_ailink_guard_stream_observes(rs->guard))));
 }
 
 
@@ -339,6 +377,11 @@ ngx_ailink_resp_oversized(ngx_ailink_resp_t *rs)
 
     tlcf = ngx_http_get_module_loc_conf(rs->request,
                                         ngx_ailink_translate_module);
+
+    if (rs->guard && !rs->xstream.done && !rs->failed) {
+        /* the guardrails did not read it: the audit says so */
+        (void) ngx_ailink_guard_stream_oversized(rs->guard);
+    }
 
     if (!ngx_ailink_resp_reemits(rs)) {
         ngx_log_error(NGX_LOG_INFO, rs->request->connection->log, 0,
@@ -414,6 +457,40 @@ ngx_ailink_resp_guard_event(ngx_ailink_resp_t *rs, ngx_str_t *payload,
 }
 
 
+/* an event passed through, read by shadow guardrails (nothing emitted) */
+
+static ngx_int_t
+ngx_ailink_resp_no_emit(void *data, cJSON *chunk)
+{
+    return NGX_OK;
+}
+
+
+static void
+ngx_ailink_resp_guard_observe(ngx_ailink_resp_t *rs, ngx_str_t *payload,
+    ngx_uint_t done)
+{
+    cJSON  *json;
+
+    if (done) {
+        (void) ngx_ailink_guard_stream_end(rs->guard,
+                                           ngx_ailink_resp_no_emit, rs);
+        return;
+    }
+
+    json = ngx_ailink_json_parse(payload);
+
+    if (json == NULL) {
+        (void) ngx_ailink_guard_stream_unreadable(rs->guard);
+        return;
+    }
+
+    (void) ngx_ailink_guard_stream_chunk(rs->guard, json,
+                                         ngx_ailink_resp_no_emit, rs);
+    ngx_ailink_json_delete(json);
+}
+
+
 /* OpenAI SSE events: read usage; drop the usage chunk the client did not
  * ask for, re-emitting every other event as it came */
 
@@ -447,6 +524,12 @@ ngx_ailink_resp_openai_event(void *data, ngx_str_t *event, ngx_str_t *payload)
 
     if (!ngx_ailink_resp_reemits(rs)) {
         /* passed through: the client has the upstream's own end */
+
+        if (rs->guard && !rs->xstream.done) {
+            /* shadow guardrails read it, and change nothing */
+            ngx_ailink_resp_guard_observe(rs, payload, done);
+        }
+
         rs->xstream.done |= done;
         return;
     }

@@ -149,7 +149,7 @@ X-AILink-Guardrails: project_codes
 --- response_body_like eval
 [qr/Mock reply/,
 qr/^Context: \[PROJECT_1\]\nStatus of \[PROJECT_1\] and \[PROJECT_2\]\? Mail ann\@example\.com\n\z/,
-qr/"guardrails":\{"requested":\["project_codes"\],"custom":\{"project_codes":3\}\}\}\n\z/]
+qr/"guardrails":\{"requested":\["project_codes"\],"custom":\{"project_codes":3\},"response_custom":\{"project_codes":0\},"response":"checked"\}\}\n\z/]
 --- no_error_log
 [error]
 
@@ -170,7 +170,7 @@ X-AILink-Guardrails: secret_projects
 --- response_body_like eval
 [qr/^\{"error":\{"type":"permission_error","code":"content_blocked","message":"the request was blocked by the secret_projects guardrail","param":null,"guardrail":"secret_projects","matches":\["secret_projects"\],"request_id":"[0-9a-f]{32}"\}\}$/,
 qr/Mock reply from openai to: Bluebirds and nightowls/,
-qr/"status":403,.*"custom":\{"secret_projects":1\}\}\}\n.*"status":200,.*"custom":\{"secret_projects":0\}\}\}\n\z/s]
+qr/"status":403,.*"custom":\{"secret_projects":1\},"response_custom":\{"secret_projects":0\},"response":null\}\}\n.*"status":200,.*"custom":\{"secret_projects":0\},"response_custom":\{"secret_projects":0\},"response":"checked"\}\}\n\z/s]
 
 
 
@@ -188,7 +188,7 @@ X-AILink-Guardrails: competitors
 --- response_body_like eval
 [qr/Mock reply/,
 qr/^Is ACME better than Acme Corp\?\n\z/,
-qr/"requested":\["competitors"\],"custom":\{"competitors":2\}\}\}\n\z/]
+qr/"requested":\["competitors"\],"custom":\{"competitors":2\},"response_custom":\{"competitors":2\},"response":"checked"\}\}\n\z/]
 --- no_error_log
 [error]
 
@@ -209,7 +209,7 @@ X-AILink-Guardrails: competitors
 --- response_body_like eval
 [qr/Mock reply/,
 qr/^\[PROJECT_1\] for \[EMAIL_1\], ACME\n\z/,
-qr/"requested":\["pii_redaction","project_codes","competitors"\],"custom":\{"project_codes":1,"competitors":1\},"pii":\{"email":1\}/]
+qr/"requested":\["pii_redaction","project_codes","competitors"\],"custom":\{"project_codes":1,"competitors":1\},"response_custom":\{"project_codes":0,"competitors":1\},"pii":\{"email":1\}/]
 --- no_error_log
 [error]
 
