@@ -38,6 +38,7 @@
 #define NGX_AILINK_ROUTE_ACTION       1    /* token bound to an upstream */
 #define NGX_AILINK_ROUTE_LLM          2    /* model-routed, body parsed */
 #define NGX_AILINK_ROUTE_LLM_PASS     3    /* OpenAI API path, no model */
+#define NGX_AILINK_ROUTE_REALTIME     4    /* GET /v1/realtime, WebSocket */
 
 
 typedef struct {
@@ -227,6 +228,11 @@ typedef struct {
     ngx_str_t                   cache_audit;    /* ,"cache":"HIT",...:
                                                    the cache writes, the
                                                    audit reads */
+
+    /* GET /v1/realtime: the session's tap (the realtime module's) and
+       ,"realtime":{...}: the realtime module writes, the audit reads */
+    void                       *realtime;
+    ngx_str_t                   realtime_audit;
 
     /* /v1/proxy/services/<name>/...: the registered service's */
     ngx_ailink_base_url_t      *service_base;
@@ -651,6 +657,12 @@ ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,
 ngx_int_t ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
 ngx_str_t *ngx_ailink_admin_key_find(ngx_http_request_t *r);
+
+/* ngx_ailink_realtime_module.c: GET /v1/realtime */
+ngx_int_t ngx_ailink_realtime_token(ngx_http_request_t *r, ngx_str_t *token);
+ngx_uint_t ngx_ailink_realtime_request(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_realtime_route(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
 
 /* ngx_ailink_prices.c */
 ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,
