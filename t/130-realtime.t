@@ -405,6 +405,9 @@ $e = refused('no Upgrade header', 400, 'invalid_request', token => $LLM_TOKEN,
              no_upgrade => 1);
 like($e->{message}, qr/WebSocket/, 'no Upgrade header: the message says so');
 
+$e = refused('guardrails asked for', 400, 'invalid_request',
+             token => $LLM_TOKEN, headers => ['X-AILink-Guardrails: pii_redaction']);
+
 {
     my $seq = mock_seq();
     my $ws = ws_open(token => $LLM_TOKEN, headers => ['X-Mock-Status: 401']);
