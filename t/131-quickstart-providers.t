@@ -79,7 +79,7 @@ $ENV{AILINK_DEMO_TOKEN_HASH} = sha256_hex($token);
 
 my $pid = fork // die;
 if ($pid == 0) {
-    exec '/usr/sbin/nginx', '-p', "$prefix/", '-c', $conf_file;
+    exec $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx', '-p', "$prefix/", '-c', $conf_file;
     die;
 }
 
