@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs AILink in the foreground on http://127.0.0.1:8080 with
 # conf-examples/quickstart.conf: installs what is missing, builds the
-# module, mints a demo token and prints it.  Without OPENAI_API_KEY the
-# OpenAI provider is the project's mock provider, so it works with no keys;
-# with OPENAI_API_KEY set, gpt-* models reach the real OpenAI API.
+# module, mints a demo token and prints it.  Each of OpenAI, Anthropic and
+# Gemini without its key (OPENAI_API_KEY, ANTHROPIC_API_KEY,
+# GEMINI_API_KEY) is served by the project's mock provider, so gpt-*,
+# claude-* and gemini-* all work with no keys; a provider whose key is set
+# is the real API.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")" && pwd)
@@ -44,22 +46,30 @@ mock_pid=
 cleanup() { [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
-if [ -z "${OPENAI_API_KEY:-}" ]; then
-    mode="the mock provider (set OPENAI_API_KEY to reach OpenAI)"
+# each provider without a key is served by the project's mock provider
+# (OpenAI, Anthropic Messages and Gemini formats), so claude-* and gemini-*
+# work through translation with no keys at all
+mock_port=9901
+. scripts/quickstart-providers.sh "$mock_port"
+mocked=$quickstart_mocked
+served=$quickstart_served
+
+if [ -n "$mocked" ]; then
     rm -f .run/mock.ready
-    python3 t/mock/mock_provider.py --port 9901 --ready-file .run/mock.ready \
-        --log-level WARNING &
+    python3 t/mock/mock_provider.py --port "$mock_port" \
+        --ready-file .run/mock.ready --log-level WARNING &
     mock_pid=$!
     for _ in $(seq 100); do [ -s .run/mock.ready ] && break; sleep 0.05; done
-    export OPENAI_API_KEY=mock-key-not-a-secret
-    export OPENAI_BASE_URL=http://127.0.0.1:9901/v1
+    mode="the mock provider for${mocked} (set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY for the real APIs)"
+    [ -n "$served" ] && mode="$mode; the real API for${served}"
 else
-    mode="the OpenAI API"
+    mode="the real APIs of OpenAI, Anthropic and Gemini"
 fi
 
 cat <<MSG
 
-AILink gateway on http://127.0.0.1:8080, OpenAI models served by $mode.
+AILink gateway on http://127.0.0.1:8080; models served by
+$mode.
 
   demo token:  $token
 
@@ -67,6 +77,8 @@ AILink gateway on http://127.0.0.1:8080, OpenAI models served by $mode.
     -H "Authorization: Bearer $token" \\
     -H "Content-Type: application/json" \\
     -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'
+
+  (or "claude-sonnet-4-5", "gemini-2.5-flash": same request, translated)
 
   admin API:   http://127.0.0.1:8081/api/v1/  (127.0.0.1 only)
   admin key:   ${admin_key:-(minted on the first run and shown then; rm .run/admin.conf for a new one)}

@@ -293,7 +293,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"cached_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cost_usd\":") + 32
           + ctx->policy_audit.len + ctx->cache_audit.len
-          + ctx->admin_audit.len
+          + ctx->admin_audit.len + ctx->realtime_audit.len
           + ngx_ailink_guard_audit_len(ctx);
 
     line = ngx_pnalloc(r->pool, len);
@@ -395,6 +395,11 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     /* an admin endpoint's change: who, what (ngx_ailink_admin_key.c) */
     if (ctx->admin_audit.len) {
         p = ngx_cpymem(p, ctx->admin_audit.data, ctx->admin_audit.len);
+    }
+
+    /* "realtime": a WebSocket session's duration, bytes and events */
+    if (ctx->realtime_audit.len) {
+        p = ngx_cpymem(p, ctx->realtime_audit.data, ctx->realtime_audit.len);
     }
 
     *p++ = '}';

@@ -251,26 +251,30 @@ ngx_ailink_auth_handler(ngx_http_request_t *r)
     }
 
     if (r->headers_in.authorization == NULL) {
-        return ngx_ailink_auth_refuse(r, "missing bearer token in the "
-                                         "Authorization header");
-    }
+        /* a browser's WebSocket carries it in Sec-WebSocket-Protocol */
+        if (ngx_ailink_realtime_token(r, &token) != NGX_OK) {
+            return ngx_ailink_auth_refuse(r, "missing bearer token in the "
+                                             "Authorization header");
+        }
 
-    token = r->headers_in.authorization->value;
+    } else {
+        token = r->headers_in.authorization->value;
 
-    if (token.len <= sizeof("Bearer ") - 1
-        || ngx_strncasecmp(token.data, (u_char *) "Bearer ",
-                           sizeof("Bearer ") - 1) != 0)
-    {
-        return ngx_ailink_auth_refuse(r, "the Authorization header must be "
-                                         "\"Bearer <token>\"");
-    }
+        if (token.len <= sizeof("Bearer ") - 1
+            || ngx_strncasecmp(token.data, (u_char *) "Bearer ",
+                               sizeof("Bearer ") - 1) != 0)
+        {
+            return ngx_ailink_auth_refuse(r, "the Authorization header must "
+                                             "be \"Bearer <token>\"");
+        }
 
-    token.data += sizeof("Bearer ") - 1;
-    token.len -= sizeof("Bearer ") - 1;
+        token.data += sizeof("Bearer ") - 1;
+        token.len -= sizeof("Bearer ") - 1;
 
-    while (token.len && token.data[0] == ' ') {
-        token.data++;
-        token.len--;
+        while (token.len && token.data[0] == ' ') {
+            token.data++;
+            token.len--;
+        }
     }
 
     if (token.len > NGX_AILINK_TOKEN_MAX_LEN

@@ -38,6 +38,7 @@
 #define NGX_AILINK_ROUTE_ACTION       1    /* token bound to an upstream */
 #define NGX_AILINK_ROUTE_LLM          2    /* model-routed, body parsed */
 #define NGX_AILINK_ROUTE_LLM_PASS     3    /* OpenAI API path, no model */
+#define NGX_AILINK_ROUTE_REALTIME     4    /* GET /v1/realtime, WebSocket */
 
 
 typedef struct {
@@ -238,6 +239,11 @@ typedef struct {
                                                    changed what through an
                                                    admin endpoint */
     void                       *admin_key;      /* ngx_ailink_admin_key_t */
+
+    /* GET /v1/realtime: the session's tap (the realtime module's) and
+       ,"realtime":{...}: the realtime module writes, the audit reads */
+    void                       *realtime;
+    ngx_str_t                   realtime_audit;
 
     /* /v1/proxy/services/<name>/...: the registered service's */
     ngx_ailink_base_url_t      *service_base;
@@ -678,6 +684,12 @@ ngx_str_t *ngx_ailink_admin_key_find(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_admin_key_check(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_admin_key_audit(ngx_http_request_t *r,
     ngx_ailink_admin_key_t *k, ngx_str_t *resource, ngx_str_t *object);
+
+/* ngx_ailink_realtime_module.c: GET /v1/realtime */
+ngx_int_t ngx_ailink_realtime_token(ngx_http_request_t *r, ngx_str_t *token);
+ngx_uint_t ngx_ailink_realtime_request(ngx_http_request_t *r);
+ngx_int_t ngx_ailink_realtime_route(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
 
 /* ngx_ailink_prices.c */
 ngx_int_t ngx_ailink_prices_init(ngx_conf_t *cf, ngx_array_t *prices,

@@ -41,6 +41,12 @@ static ngx_ailink_default_price_t  ngx_ailink_default_prices[] = {
     { "o3",                     2.00,   8.00,  0.50,   0 },
     { "o3-mini",                1.10,   4.40,  0.55,   0 },
     { "o4-mini",                1.10,   4.40,  0.275,  0 },
+    /* Realtime API: text token rates (audio tokens cost more: the audit
+       record has them apart, see README "Realtime") */
+    { "gpt-realtime",           4.00,  16.00,  0.40,   0 },
+    { "gpt-realtime-mini",      0.60,   2.40,  0.06,   0 },
+    { "gpt-4o-realtime",        5.00,  20.00,  2.50,   0 },
+    { "gpt-4o-mini-realtime",   0.60,   2.40,  0.30,   0 },
     { "text-embedding-3-small", 0.02,   0,     0,      0 },
     { "text-embedding-3-large", 0.13,   0,     0,      0 },
 

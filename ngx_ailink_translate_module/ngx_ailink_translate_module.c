@@ -182,6 +182,15 @@ ngx_ailink_translate_handler(ngx_http_request_t *r)
         ctx->route = NGX_AILINK_ROUTE_ACTION;
         rc = ngx_ailink_translate_route(r, ctx);
 
+    } else if (ngx_ailink_realtime_request(r)) {
+        /* GET /v1/realtime: a WebSocket, routed by its "model" argument */
+        ctx->route = NGX_AILINK_ROUTE_REALTIME;
+        rc = ngx_ailink_realtime_route(r, ctx);
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_translate_route(r, ctx);
+        }
+
     } else if (r->method == NGX_HTTP_POST
                && ngx_ailink_path_in(&r->uri, ngx_ailink_model_paths, 1))
     {

@@ -537,7 +537,8 @@ def classify(req):
         if "anthropic-version" in req.h or ("x-api-key" in req.h and "authorization" not in req.h):
             return "anthropic"
         return "openai"
-    for pre in ("/v1/chat/completions", "/v1/embeddings", "/v1/files", "/v1/batches", "/v1/fine_tuning"):
+    for pre in ("/v1/chat/completions", "/v1/embeddings", "/v1/files", "/v1/batches", "/v1/fine_tuning",
+                "/v1/realtime"):
         if p == pre or p.startswith(pre + "/"):
             return "openai"
     return "rest"
@@ -663,6 +664,7 @@ async def dispatch(req, resp):
         h.update(nxt["headers"])
     ctl = Ctl(h)
     rec = make_record(req, provider, ctl)
+    req.rec = rec
     resp.extra.append(("X-Mock-Seq", str(rec["seq"])))
     if ctl.retry_after is not None:
         resp.extra.append(("Retry-After", ctl.retry_after))
@@ -714,6 +716,241 @@ async def dispatch(req, resp):
         if resp.started:
             raise
         await resp.send_json(e.status, api_error_body(provider, e), indent=2 if provider == "gemini" else None)
+
+
+# --------------------------------------------------------------------------- OpenAI realtime (WebSocket)
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_frame(op, data, fin=True, rsv1=False):
+    """One unmasked (server) frame."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | op
+    n = len(data)
+    if n < 126:
+        hdr = bytes([b0, n])
+    elif n < 65536:
+        hdr = bytes([b0, 126]) + struct.pack("!H", n)
+    else:
+        hdr = bytes([b0, 127]) + struct.pack("!Q", n)
+    return hdr + data
+
+
+def ws_unmask(data, mask):
+    if not data:
+        return data
+    m = int.from_bytes((mask * (len(data) // 4 + 1))[:len(data)], "big")
+    return (int.from_bytes(data, "big") ^ m).to_bytes(len(data), "big")
+
+
+async def ws_read_frame(reader):
+    """(fin, opcode, masked, payload) of the next frame."""
+    h = await reader.readexactly(2)
+    fin, op, masked, n = h[0] & 0x80, h[0] & 0x0f, h[1] & 0x80, h[1] & 0x7f
+    if n == 126:
+        n = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", await reader.readexactly(8))[0]
+    mask = await reader.readexactly(4) if masked else None
+    data = await reader.readexactly(n) if n else b""
+    if mask:
+        data = ws_unmask(data, mask)
+    return bool(fin), op, bool(masked), data
+
+
+class RealtimeSession:
+    """A session of the mock Realtime API: events out, what came in recorded."""
+
+    def __init__(self, req, resp, ctl, rec):
+        self.req, self.resp, self.ctl, self.rec = req, resp, ctl, rec
+        self.w = resp.w
+        self.model = req.args.get("model", "")
+        self.n = 0
+        self.session = {"id": rid("sess_mock"), "object": "realtime.session", "model": self.model,
+                        "modalities": ["text", "audio"], "instructions": "", "voice": "alloy"}
+        self.last_text = "Hello"
+        self.responses = 0
+
+    def ev(self, typ, **kw):
+        self.n += 1
+        d = {"type": typ, "event_id": "event_mock_%d" % self.n}
+        d.update(kw)
+        return jdump(d)
+
+    async def write(self, data):
+        """Frames as bytes; scenario ws_split trickles them a few bytes at a time."""
+        if self.ctl.scenario == "ws_split":
+            for i in range(0, len(data), 7):
+                self.w.write(data[i:i + 7])
+                await self.w.drain()
+                await asyncio.sleep(0.001)
+            return
+        self.w.write(data)
+        await self.w.drain()
+
+    async def send_text(self, payload):
+        sc = self.ctl.scenario
+        if sc == "ws_fragmented" and len(payload) > 8:
+            # the message in pieces, a ping between two of them
+            k = max(1, len(payload) // 4)
+            parts = [payload[i:i + k] for i in range(0, len(payload), k)]
+            out = b""
+            for i, part in enumerate(parts):
+                out += ws_frame(0x1 if i == 0 else 0x0, part, fin=(i == len(parts) - 1))
+                if i == 0:
+                    out += ws_frame(0x9, b"mock-ping")
+            return await self.write(out)
+        if sc == "ws_compressed":
+            return await self.write(ws_frame(0x1, payload, rsv1=True))
+        await self.write(ws_frame(0x1, payload))
+
+    async def respond(self):
+        self.responses += 1
+        ctl = self.ctl
+        resp_id = rid("resp_mock")
+        item_id = rid("item_mock")
+        reply = reply_text("openai realtime", self.last_text)
+        pieces, streamed = split_reply(reply, ctl.events)
+        reply = streamed or reply
+        base = {"object": "realtime.response", "id": resp_id}
+        await self.send_text(self.ev("response.created", response=dict(base, status="in_progress",
+                                                                        output=[], usage=None)))
+        await self.send_text(self.ev("response.output_item.added", response_id=resp_id, output_index=0,
+                                     item={"id": item_id, "object": "realtime.item", "type": "message",
+                                           "role": "assistant", "content": []}))
+        if ctl.scenario == "ws_large_delta":
+            # an audio delta as large as X-Mock-Size (base64): read past, never kept
+            audio = base64.b64encode(b"\0" * max(1, ctl.size * 3 // 4)).decode()
+            await self.send_text(self.ev("response.audio.delta", response_id=resp_id, item_id=item_id,
+                                         output_index=0, content_index=0, delta=audio))
+        for piece in pieces:
+            await self.send_text(self.ev("response.text.delta", response_id=resp_id, item_id=item_id,
+                                         output_index=0, content_index=0, delta=piece))
+        await self.send_text(self.ev("response.text.done", response_id=resp_id, item_id=item_id,
+                                     output_index=0, content_index=0, text=reply))
+        in_toks = est_tokens(len(self.last_text))
+        out_toks = len(words(reply))
+        usage = {"total_tokens": in_toks + out_toks, "input_tokens": in_toks, "output_tokens": out_toks,
+                 "input_token_details": {"cached_tokens": 0, "text_tokens": in_toks, "audio_tokens": 0},
+                 "output_token_details": {"text_tokens": out_toks, "audio_tokens": 0}}
+        done = dict(base, status="completed", status_details=None,
+                    output=[{"id": item_id, "object": "realtime.item", "type": "message",
+                             "status": "completed", "role": "assistant",
+                             "content": [{"type": "text", "text": reply}]}],
+                    usage=usage)
+        if ctl.scenario == "ws_large_done":
+            done["metadata"] = {"pad": "x" * ctl.size}
+        await self.send_text(self.ev("response.done", response=done))
+
+    async def handle(self, typ, ev):
+        if typ == "session.update":
+            s = ev.get("session")
+            if isinstance(s, dict):
+                self.session.update(s)
+            await self.send_text(self.ev("session.updated", session=self.session))
+        elif typ == "conversation.item.create":
+            item = ev.get("item") or {}
+            texts = [c.get("text", "") for c in (item.get("content") or [])
+                     if isinstance(c, dict) and c.get("type") in ("input_text", "text")]
+            if texts:
+                self.last_text = " ".join(texts)
+            await self.send_text(self.ev("conversation.item.created", previous_item_id=None,
+                                         item=dict(item, id=rid("item_mock"), object="realtime.item")))
+        elif typ == "response.create":
+            await self.respond()
+            if self.ctl.scenario == "ws_close_after_done":
+                await self.write(ws_frame(0x8, struct.pack("!H", 1000) + b"done"))
+                return False
+        elif typ in ("input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
+                     "response.cancel", "conversation.item.truncate", "conversation.item.delete"):
+            pass
+        else:
+            await self.send_text(self.ev("error", error={
+                "type": "invalid_request_error", "code": "invalid_value", "param": "type",
+                "message": "Invalid value: '%s'. Supported values are: 'session.update', ..." % typ,
+                "event_id": ev.get("event_id")}))
+        return True
+
+    async def run(self, reader):
+        await self.send_text(self.ev("session.created", session=self.session))
+        msg, msg_op = b"", None
+        while True:
+            try:
+                fin, op, masked, data = await ws_read_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                self.rec["ws"]["closed_by"] = "eof"
+                return
+            self.rec["ws"]["bytes_in"] += len(data)
+            if not masked:
+                self.rec["ws"]["unmasked"] += 1
+            if op == 0x8:
+                self.rec["ws"]["closed_by"] = "client"
+                self.rec["ws"]["close"] = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+                await self.write(ws_frame(0x8, data[:2]))
+                return
+            if op == 0x9:
+                await self.write(ws_frame(0xA, data))
+                continue
+            if op == 0xA:
+                continue
+            if op in (0x1, 0x2):
+                msg, msg_op = data, op
+            elif op == 0x0:
+                msg += data
+            if not fin:
+                continue
+            if msg_op != 0x1:
+                self.rec["ws"]["binary"] += 1
+                continue
+            try:
+                ev = json.loads(msg.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                ev = None
+            typ = ev.get("type") if isinstance(ev, dict) else None
+            self.rec["ws"]["received"].append(typ)
+            if typ is None:
+                await self.send_text(self.ev("error", error={"type": "invalid_request_error",
+                                                             "code": "invalid_json",
+                                                             "message": "could not parse the event"}))
+                continue
+            if not await self.handle(typ, ev):
+                self.rec["ws"]["closed_by"] = "server"
+                return
+
+
+async def openai_realtime(req, resp, ctl):
+    """GET /v1/realtime?model=... with a WebSocket upgrade (openai_auth already passed)."""
+    if "websocket" not in req.h.get("upgrade", "").lower() \
+            or "upgrade" not in req.h.get("connection", "").lower():
+        raise ApiError(400, "This endpoint requires a WebSocket upgrade.")
+    key = req.h.get("sec-websocket-key", "")
+    if req.h.get("sec-websocket-version") != "13" or not key:
+        raise ApiError(400, "Sec-WebSocket-Key and Sec-WebSocket-Version: 13 are required.")
+    if not req.args.get("model"):
+        raise ApiError(400, "Missing required parameter: 'model'.", param="model")
+    rec = req.rec
+    rec["ws"] = {"received": [], "bytes_in": 0, "unmasked": 0, "binary": 0, "closed_by": None,
+                 "close": None}
+    accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+    hs = [("Upgrade", "websocket"), ("Sec-WebSocket-Accept", accept)]
+    offered = [p.strip() for p in req.h.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if "realtime" in offered:
+        hs.append(("Sec-WebSocket-Protocol", "realtime"))
+    out = ["HTTP/1.1 101 Switching Protocols", "Connection: Upgrade"]
+    out += ["%s: %s" % kv for kv in hs + resp.extra]
+    resp.status = 101
+    resp.started = True
+    resp.close = True
+    resp.w.write(("\r\n".join(out) + "\r\n\r\n").encode())
+    await resp.w.drain()
+    session = RealtimeSession(req, resp, ctl, rec)
+    await session.run(resp.reader)
+    try:
+        await resp.w.drain()
+    finally:
+        resp.w.close()
 
 
 # --------------------------------------------------------------------------- REST echo
@@ -1037,6 +1274,8 @@ async def openai_route(req, resp, ctl):
         return await openai_chat(req, resp, ctl)
     if p == "/v1/embeddings" and m == "POST":
         return await openai_embeddings(req, resp)
+    if p == "/v1/realtime" and m == "GET":
+        return await openai_realtime(req, resp, ctl)
     if p == "/v1/models" and m in ("GET", "HEAD"):
         return await resp.send_json(200, {"object": "list", "data": [
             {"id": x, "object": "model", "created": 1700000000, "owned_by": "openai"} for x in OPENAI_MODELS]})
@@ -2520,6 +2759,7 @@ async def handle_conn(reader, writer, tls):
             req.tls = tls
             req.conn = conn
             resp = Responder(writer, req)
+            resp.reader = reader
             t0 = time.monotonic()
             try:
                 await dispatch(req, resp)

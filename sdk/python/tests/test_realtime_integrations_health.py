@@ -1,5 +1,5 @@
-"""Realtime (contract test against a local WebSocket stub; the gateway side is in
-test_seed_examples.py::test_realtime), the LangChain and CrewAI tools (real
+"""Realtime (a contract test against a local WebSocket stub, and sessions through
+the real gateway; the seed example is test_seed_examples.py::test_realtime), the LangChain and CrewAI tools (real
 gateway, and the stub for policy answers), and the health pollers switching as
 a real gateway stops and starts."""
 
@@ -102,6 +102,67 @@ def test_realtime_async_client_and_errors(ws_stub):
         dead = AIlinkClient(api_key=TOKEN, gateway_url=dead_url())
         with pytest.raises(GatewayUnavailableError):
             async with dead.realtime("gpt-4o-realtime-preview"):
+                pass
+
+    asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- realtime (gateway)
+
+def test_realtime_session_through_the_gateway(gateway):
+    """send/recv through the real gateway to the mock's Realtime API: the
+    provider sees the real key, and the session is one audit record with
+    the usage of its response.done events."""
+    from sdktest import LLM_TOKEN
+
+    n = len(gateway.audit_records())
+    client = AIlinkClient(api_key=LLM_TOKEN, gateway_url=gateway.url, agent_name="voice-bot")
+
+    async def session():
+        async with client.realtime("gpt-4o-realtime-preview") as ws:
+            assert (await ws.recv())["type"] == "session.created"
+            await ws.send({"type": "conversation.item.create",
+                           "item": {"type": "message", "role": "user",
+                                    "content": [{"type": "input_text", "text": "Hello there"}]}})
+            assert (await ws.recv())["type"] == "conversation.item.created"
+            await ws.send({"type": "response.create"})
+            events = []
+            async for ev in ws:
+                events.append(ev)
+                if ev["type"] == "response.done":
+                    break
+            return events
+
+    events = asyncio.run(asyncio.wait_for(session(), 10))
+    assert "".join(e["delta"] for e in events if e["type"] == "response.text.delta") \
+        .startswith("Mock reply from openai realtime to: Hello there")
+    usage = events[-1]["response"]["usage"]
+    rec = gateway.mock_requests()[-1]
+    assert rec["path"] == "/v1/realtime" and rec["args"]["model"] == "gpt-4o-realtime-preview"
+    assert rec["headers"]["authorization"] == "Bearer " + gateway.upstream_keys["AILINK_TEST_OPENAI_KEY"]
+    assert LLM_TOKEN not in json.dumps(rec)
+    audit = gateway.wait_audit(n + 1)[n:]
+    assert len(audit) == 1
+    a = audit[0]
+    assert a["status"] == 101 and a["agent_name"] == "voice-bot"
+    assert a["prompt_tokens"] == usage["input_tokens"]
+    assert a["completion_tokens"] == usage["output_tokens"]
+    assert a["realtime"]["responses"] == 1 and a["realtime"]["bytes_upstream_to_client"] > 0
+
+
+def test_realtime_gateway_refusals(gateway):
+    from ailink import InvalidRequestError
+    from sdktest import BOGUS_TOKEN, LLM_TOKEN
+
+    async def run():
+        client = AsyncClient(api_key=LLM_TOKEN, gateway_url=gateway.url)
+        with pytest.raises(InvalidRequestError) as e:
+            async with client.realtime("claude-3-5-sonnet-20241022"):
+                pass
+        assert e.value.status_code == 400 and "anthropic" in str(e.value)
+        bad = AIlinkClient(api_key=BOGUS_TOKEN, gateway_url=gateway.url)
+        with pytest.raises(AuthenticationError):
+            async with bad.realtime("gpt-4o-realtime-preview"):
                 pass
 
     asyncio.run(run())

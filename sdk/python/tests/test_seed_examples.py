@@ -131,7 +131,6 @@ def test_batches_and_fine_tuning(gateway):
     assert job.training_file == "file-abc" and job.status == "queued"
 
 
-@xfail_gateway("realtime WebSocket (GET /v1/realtime upgrade)")
 def test_realtime(gateway):
     client = AIlinkClient(api_key=LLM_TOKEN, gateway_url=gateway.url)
 
