@@ -6,11 +6,8 @@ Only URLs, keys and model names are changed: the gateway is the test's
 public fixtures of t/conf/ailink.yaml, and the fallback ``openai.OpenAI`` of
 the resilience patterns reaches the mock provider directly through
 ``$OPENAI_BASE_URL``.  Where an example leaves something out (``...``, an
-undefined ``llm``), the test fills it in and says so.
-
-Examples that need a gateway feature still being built are strict xfails with
-the feature named: they become failures the moment the feature lands, and
-must then be switched on.
+undefined ``llm``), the test fills it in and says so.  None is skipped or
+expected to fail.
 """
 
 import asyncio
@@ -28,13 +25,6 @@ from sdktest import (ACTION_TOKEN, ADMIN_KEY, LLM_BYOK_TOKEN, LLM_TOKEN, dead_ur
                      mock_reply, wait_until)
 
 from ailink import AIlinkClient, GatewayBypassWarning
-
-GATEWAY_PENDING = "gateway: %s not built yet"
-
-
-def xfail_gateway(feature):
-    return pytest.mark.xfail(strict=True, reason=GATEWAY_PENDING % feature)
-
 
 def audit_since(gateway, n):
     return gateway.wait_audit(n + 1)[n:]
