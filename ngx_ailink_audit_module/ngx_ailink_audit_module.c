@@ -293,6 +293,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"cached_tokens\":") + NGX_INT_T_LEN
           + sizeof(",\"cost_usd\":") + 32
           + ctx->policy_audit.len + ctx->cache_audit.len
+          + ctx->fallback_audit.len
           + ngx_ailink_guard_audit_len(ctx);
 
     line = ngx_pnalloc(r->pool, len);
@@ -389,6 +390,11 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     /* "cache" and, for a hit, what it saved (its cost_usd is 0) */
     if (ctx->cache_audit.len) {
         p = ngx_cpymem(p, ctx->cache_audit.data, ctx->cache_audit.len);
+    }
+
+    /* the targets tried before the one that answered */
+    if (ctx->fallback_audit.len) {
+        p = ngx_cpymem(p, ctx->fallback_audit.data, ctx->fallback_audit.len);
     }
 
     *p++ = '}';

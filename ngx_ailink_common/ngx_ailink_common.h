@@ -144,6 +144,9 @@ typedef struct {
     ngx_array_t                 prices;         /* longest prefix first */
     ngx_array_t                *admin_keys;     /* ngx_ailink_admin_key_t */
     void                       *guard;          /* custom guardrails */
+    ngx_array_t                *fallbacks;      /* "fallbacks": set by
+                                                   ngx_ailink_fallback_conf_
+                                                   load(), NULL if none */
 } ngx_ailink_conf_t;
 
 
@@ -226,6 +229,13 @@ typedef struct {
                                                    writes, audit reads */
     ngx_str_t                   cache_audit;    /* ,"cache":"HIT",...:
                                                    the cache writes, the
+                                                   audit reads */
+    void                       *fallback;       /* the fallback
+                                                   module's, when the
+                                                   model has fallbacks */
+    ngx_str_t                   fallback_audit; /* ,"fallback_attempts":
+                                                   [...]: the fallback
+                                                   module writes, the
                                                    audit reads */
 
     /* /v1/proxy/services/<name>/...: the registered service's */
@@ -642,6 +652,17 @@ ngx_int_t ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
 /* ngx_ailink_cache_module.c: the tokens' "cache_ttl_secs" */
 ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+
+/* ngx_ailink_fallback_conf.c: the "fallbacks" of the file */
+ngx_int_t ngx_ailink_fallback_conf_load(ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, cJSON *root);
+
+/*
+ * Set by the fallback module: called by the error page first, so that a
+ * connection error or a timeout of an upstream with a fallback left is
+ * retried there instead of answered; NGX_DONE when it was.
+ */
+extern ngx_int_t (*ngx_ailink_fallback_error)(ngx_http_request_t *r);
 
 /* ngx_ailink_breaker_api.c: the tokens' "circuit_breaker" */
 ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,
