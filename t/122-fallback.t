@@ -7,103 +7,10 @@
 
 use lib 't/lib';
 use AILink::Test;
+use AILink::Fallback;
 use Test::Nginx::Socket 'no_plan';
 
-our $YAML = <<'YAML';
-providers:
-  openai:
-    base_url: http://127.0.0.1:${TEST_NGINX_MOCK_PORT}/v1
-  anthropic:
-    base_url: http://127.0.0.1:${TEST_NGINX_MOCK_PORT}/v1
-  gemini:
-    base_url: http://127.0.0.1:${TEST_NGINX_MOCK_PORT}/v1beta
-  openai-down:
-    type: openai
-    base_url: http://127.0.0.1:1/v1
-  anthropic-keyed:
-    type: anthropic
-    base_url: https://127.0.0.1:1/v1
-routes:
-  - { prefix: gpt-down, provider: openai-down }
-  - { prefix: claude-keyed, provider: anthropic-keyed }
-credentials:
-  openai: { env: AILINK_TEST_OPENAI_KEY }
-  anthropic: { env: AILINK_TEST_ANTHROPIC_KEY }
-  gemini: { env: AILINK_TEST_GEMINI_KEY }
-tokens:
-  - id: tok_llm
-    project: test
-    hash: 3db0ccb2481b4bf8de27af48aa74736c884db6030c77fc055ee12db3b46cc89f
-    credentials: { openai: openai, anthropic: anthropic, gemini: gemini,
-                   openai-down: openai }
-fallbacks:
-  gpt-4o: [claude-sonnet-4-5, gemini-2.5-pro]
-  "gpt-down*": [claude-sonnet-4-5]
-  "gpt-chain-*": [claude-keyed-1, { model: gpt-4o-mini, provider: openai }]
-YAML
-
-our $HTTP = <<'CONF';
-    ailink_config $TEST_NGINX_HTML_DIR/fallback.yaml;
-    ailink_breaker_zone ailink_breaker 1m;
-CONF
-
-sub config {
-    my ($extra) = @_;
-    $extra //= '';
-    return <<"CONF";
-    ailink_audit_log logs/audit.jsonl;
-
-    include \$TEST_NGINX_AILINK_ROOT/conf-examples/ailink-errors.conf;
-
-    location = /audit {
-        ailink_audit_log off;
-        default_type text/plain;
-        alias logs/audit.jsonl;
-    }
-
-    location /_mock/ {
-        ailink_audit_log off;
-        proxy_pass http://127.0.0.1:\$TEST_NGINX_MOCK_PORT;
-    }
-
-    location ~ ^/api/v1/health/upstreams\$ {
-        ailink_audit_log off;
-        ailink_breaker_api;
-    }
-
-    location / {
-        ailink_auth on;
-        $extra
-        include \$TEST_NGINX_AILINK_ROOT/conf-examples/ailink-proxy.conf;
-    }
-CONF
-}
-
-our $AUTH = "Authorization: Bearer $LLM_TOKEN";
-
-sub chat {
-    my ($model, $text, $extra) = @_;
-    $extra //= '';
-    return "POST /v1/chat/completions\n"
-           . "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\","
-           . "\"content\":\"$text\"}]$extra}";
-}
-
-sub mock_fail {
-    my ($prefix, $status, $count) = @_;
-    $count //= 1;
-    return "POST /_mock/fail\n{\"path_prefix\":\"$prefix\","
-           . "\"status\":$status,\"count\":$count}";
-}
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', $HTTP) unless defined $block->http_config;
-    $block->set_value('config', config()) unless defined $block->config;
-    $block->set_value('user_files', [['fallback.yaml', $YAML]])
-        unless defined $block->user_files;
-});
-
+add_block_preprocessor(\&AILink::Fallback::defaults);
 no_shuffle();
 no_root_location();
 run_tests();
@@ -112,12 +19,12 @@ __DATA__
 
 === TEST 1: OpenAI answers 503: Claude answers, from an Anthropic body with the Anthropic key and no OpenAI key
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 503),
- main::chat("gpt-4o", "hello there"),
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 503),
+ AILink::Fallback::chat("gpt-4o", "hello there"),
  "GET /_mock/requests?path_prefix=/v1/messages",
  "GET /_mock/requests?path_prefix=/v1/chat/completions"]
 --- more_headers eval
-["", "", $main::AUTH, "", ""]
+["", "", $AILink::Fallback::AUTH, "", ""]
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_headers eval
@@ -136,10 +43,10 @@ __DATA__
 
 === TEST 2: the audit record names the target that answered and the attempt that failed
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 500),
- main::chat("gpt-4o", "audit me"), "GET /audit"]
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 500),
+ AILink::Fallback::chat("gpt-4o", "audit me"), "GET /audit"]
 --- more_headers eval
-["", "", $main::AUTH, ""]
+["", "", $AILink::Fallback::AUTH, ""]
 --- error_code eval
 [200, 200, 200, 200]
 --- response_body_like eval
@@ -152,11 +59,11 @@ __DATA__
 
 === TEST 3: 429 falls back; OpenAI and Anthropic both failing leave Gemini, translated
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 429),
- main::mock_fail("/v1/messages", 529), main::chat("gpt-4o", "third time"),
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 429),
+ AILink::Fallback::mock_fail("/v1/messages", 529), AILink::Fallback::chat("gpt-4o", "third time"),
  "GET /_mock/requests?path_prefix=/v1beta", "GET /audit"]
 --- more_headers eval
-["", "", "", $main::AUTH, "", ""]
+["", "", "", $AILink::Fallback::AUTH, "", ""]
 --- error_code eval
 [200, 200, 200, 200, 200, 200]
 --- response_headers eval
@@ -173,10 +80,10 @@ __DATA__
 
 === TEST 4: connection refused falls back (through the error page)
 --- request eval
-["POST /_mock/reset", main::chat("gpt-down-1", "anyone home"),
+["POST /_mock/reset", AILink::Fallback::chat("gpt-down-1", "anyone home"),
  "GET /_mock/requests?path_prefix=/v1/messages", "GET /audit"]
 --- more_headers eval
-["", $main::AUTH, "", ""]
+["", $AILink::Fallback::AUTH, "", ""]
 --- error_code eval
 [200, 200, 200, 200]
 --- response_headers eval
@@ -193,12 +100,12 @@ __DATA__
 
 === TEST 5: every target failing: the last upstream's own error, in the envelope
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 503),
- main::mock_fail("/v1/messages", 500), main::mock_fail("/v1beta", 502),
- main::chat("gpt-4o", "nobody"),
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 503),
+ AILink::Fallback::mock_fail("/v1/messages", 500), AILink::Fallback::mock_fail("/v1beta", 502),
+ AILink::Fallback::chat("gpt-4o", "nobody"),
  "GET /_mock/requests?path_prefix=/v1", "GET /audit"]
 --- more_headers eval
-["", "", "", "", $main::AUTH, "", ""]
+["", "", "", "", $AILink::Fallback::AUTH, "", ""]
 --- error_code eval
 [200, 200, 200, 200, 502, 200, 200]
 --- response_body_like eval
@@ -214,13 +121,13 @@ __DATA__
 
 === TEST 6: ailink_fallback_tries bounds the attempts: 2 tries, the second target's error is the client's
 --- config eval
-main::config("ailink_fallback_tries 2;")
+AILink::Fallback::config("ailink_fallback_tries 2;")
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 503),
- main::mock_fail("/v1/messages", 500), main::chat("gpt-4o", "twice"),
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 503),
+ AILink::Fallback::mock_fail("/v1/messages", 500), AILink::Fallback::chat("gpt-4o", "twice"),
  "GET /_mock/requests?path_prefix=/v1beta"]
 --- more_headers eval
-["", "", "", $main::AUTH, ""]
+["", "", "", $AILink::Fallback::AUTH, ""]
 --- error_code eval
 [200, 200, 200, 500, 200]
 --- response_body_like eval
@@ -235,13 +142,13 @@ main::config("ailink_fallback_tries 2;")
 
 === TEST 7: ailink_fallback_on without 5xx: a 503 is the client's; 4xx never falls back
 --- config eval
-main::config("ailink_fallback_on error timeout 429;")
+AILink::Fallback::config("ailink_fallback_on error timeout 429;")
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 503),
- main::chat("gpt-4o", "no"), main::mock_fail("/v1/chat/completions", 400),
- main::chat("gpt-4o", "no"), "GET /_mock/requests?path_prefix=/v1/messages"]
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 503),
+ AILink::Fallback::chat("gpt-4o", "no"), AILink::Fallback::mock_fail("/v1/chat/completions", 400),
+ AILink::Fallback::chat("gpt-4o", "no"), "GET /_mock/requests?path_prefix=/v1/messages"]
 --- more_headers eval
-["", "", $main::AUTH, "", $main::AUTH, ""]
+["", "", $AILink::Fallback::AUTH, "", $AILink::Fallback::AUTH, ""]
 --- error_code eval
 [200, 200, 503, 200, 400, 200]
 --- response_body_like eval
@@ -254,10 +161,10 @@ main::config("ailink_fallback_on error timeout 429;")
 
 === TEST 8: a model without fallbacks is unchanged: its 503 is the client's, nothing else is asked
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 503),
- main::chat("gpt-4o-mini", "solo"), "GET /_mock/requests?path_prefix=/v1/"]
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 503),
+ AILink::Fallback::chat("gpt-4o-mini", "solo"), "GET /_mock/requests?path_prefix=/v1/"]
 --- more_headers eval
-["", "", $main::AUTH, ""]
+["", "", $AILink::Fallback::AUTH, ""]
 --- error_code eval
 [200, 200, 503, 200]
 --- response_headers eval
@@ -273,16 +180,16 @@ main::config("ailink_fallback_on error timeout 429;")
 
 === TEST 9: an open breaker moves on without touching its upstream; failed attempts feed their breakers
 --- config eval
-main::config("ailink_breaker on; ailink_breaker_threshold 1; ailink_breaker_cooldown 30s;")
+AILink::Fallback::config("ailink_breaker on; ailink_breaker_threshold 1; ailink_breaker_cooldown 30s;")
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 500),
- main::chat("gpt-4o", "first"), main::chat("gpt-4o", "second"),
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 500),
+ AILink::Fallback::chat("gpt-4o", "first"), AILink::Fallback::chat("gpt-4o", "second"),
  "GET /_mock/requests?path_prefix=/v1/chat/completions",
  "GET /api/v1/health/upstreams", "GET /audit"]
 --- more_headers eval
-["", "", $main::AUTH, $main::AUTH, "", "Authorization: Bearer ailink_admin_test0000000000000000000000001", ""]
+["", "", $AILink::Fallback::AUTH, $AILink::Fallback::AUTH, "", "Authorization: Bearer ailink_admin_test0000000000000000000000001", ""]
 --- user_files eval
-[['fallback.yaml', $main::YAML . "admin_keys:\n  - 01752923a82f2b42fac78da7725c9fccc1ab7c3c32e0d1219410e402054b4a67\n"]]
+[['fallback.yaml', $AILink::Fallback::YAML . "admin_keys:\n  - 01752923a82f2b42fac78da7725c9fccc1ab7c3c32e0d1219410e402054b4a67\n"]]
 --- error_code eval
 [200, 200, 200, 200, 200, 200, 200]
 --- response_headers eval
@@ -300,11 +207,11 @@ main::config("ailink_breaker on; ailink_breaker_threshold 1; ailink_breaker_cool
 
 === TEST 10: a target without a credential for an https provider is skipped; a pinned provider is used
 --- request eval
-["POST /_mock/reset", main::mock_fail("/v1/chat/completions", 503),
- main::chat("gpt-chain-x", "pinned"),
+["POST /_mock/reset", AILink::Fallback::mock_fail("/v1/chat/completions", 503),
+ AILink::Fallback::chat("gpt-chain-x", "pinned"),
  "GET /_mock/requests?path_prefix=/v1/chat/completions", "GET /audit"]
 --- more_headers eval
-["", "", $main::AUTH, "", ""]
+["", "", $AILink::Fallback::AUTH, "", ""]
 --- error_code eval
 [200, 200, 200, 200, 200]
 --- response_headers eval
