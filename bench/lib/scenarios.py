@@ -87,6 +87,15 @@ SCENARIOS = [
     Scenario("openai-guard-100k", "9",
              "OpenAI passthrough with pii_redaction (100 KB body)",
              "POST", CHAT, CHAT, "openai-100k", GUARD, COMPLETION, None),
+    # issue 11: a model with fallbacks whose own upstream answers, within 3
+    # points of scenario 1 (the 0.77 floor); and one whose upstream answers
+    # 503 so that its fallback does (two upstream requests: report only)
+    Scenario("openai-fallback-primary", "10",
+             "OpenAI passthrough of a model with fallbacks, its upstream answering (1 KB body)",
+             "POST", CHAT, CHAT, "openai-fb-ok-1k", LLM, COMPLETION, 0.77),
+    Scenario("openai-fallback-once", "10",
+             "OpenAI chat whose upstream answers 503, its fallback answering (1 KB body)",
+             "POST", CHAT, CHAT, "openai-fb-down-1k", LLM, COMPLETION, None),
 ]
 
 
