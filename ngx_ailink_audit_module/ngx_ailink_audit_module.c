@@ -294,6 +294,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
           + sizeof(",\"cost_usd\":") + 32
           + ctx->policy_audit.len + ctx->cache_audit.len
           + ctx->admin_audit.len + ctx->realtime_audit.len
+          + ctx->fallback_audit.len
           + ngx_ailink_guard_audit_len(ctx);
 
     line = ngx_pnalloc(r->pool, len);
@@ -400,6 +401,11 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     /* "realtime": a WebSocket session's duration, bytes and events */
     if (ctx->realtime_audit.len) {
         p = ngx_cpymem(p, ctx->realtime_audit.data, ctx->realtime_audit.len);
+    }
+
+    /* the targets tried before the one that answered */
+    if (ctx->fallback_audit.len) {
+        p = ngx_cpymem(p, ctx->fallback_audit.data, ctx->fallback_audit.len);
     }
 
     *p++ = '}';

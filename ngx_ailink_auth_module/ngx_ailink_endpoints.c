@@ -137,6 +137,12 @@ ngx_ailink_error_page_handler(ngx_http_request_t *r)
     ngx_ailink_ctx_t     *ctx;
     ngx_ailink_status_t  *s;
 
+    if (ngx_ailink_fallback_error && ngx_ailink_fallback_error(r) == NGX_DONE)
+    {
+        /* an upstream failed and another target takes the request */
+        return NGX_DONE;
+    }
+
     /* reached through error_page: the status nginx was about to send */
     status = r->err_status ? r->err_status : NGX_HTTP_NOT_FOUND;
 

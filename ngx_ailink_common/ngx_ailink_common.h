@@ -149,6 +149,9 @@ typedef struct {
        set by ngx_ailink_policy_conf_store() on the admin overlay's copy;
        NULL: the policy module's (the file's) */
     void                       *policies;
+    ngx_array_t                *fallbacks;      /* "fallbacks": set by
+                                                   ngx_ailink_fallback_conf_
+                                                   load(), NULL if none */
 } ngx_ailink_conf_t;
 
 
@@ -244,6 +247,13 @@ typedef struct {
        ,"realtime":{...}: the realtime module writes, the audit reads */
     void                       *realtime;
     ngx_str_t                   realtime_audit;
+    void                       *fallback;       /* the fallback
+                                                   module's, when the
+                                                   model has fallbacks */
+    ngx_str_t                   fallback_audit; /* ,"fallback_attempts":
+                                                   [...]: the fallback
+                                                   module writes, the
+                                                   audit reads */
 
     /* /v1/proxy/services/<name>/...: the registered service's */
     ngx_ailink_base_url_t      *service_base;
@@ -671,6 +681,17 @@ cJSON *ngx_ailink_policy_conf_token_own(ngx_ailink_token_t *tok);
 /* ngx_ailink_cache_module.c: the tokens' "cache_ttl_secs" */
 ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+
+/* ngx_ailink_fallback_conf.c: the "fallbacks" of the file */
+ngx_int_t ngx_ailink_fallback_conf_load(ngx_conf_t *cf,
+    ngx_ailink_conf_t *conf, cJSON *root);
+
+/*
+ * Set by the fallback module: called by the error page first, so that a
+ * connection error or a timeout of an upstream with a fallback left is
+ * retried there instead of answered; NGX_DONE when it was.
+ */
+extern ngx_int_t (*ngx_ailink_fallback_error)(ngx_http_request_t *r);
 
 /* ngx_ailink_breaker_api.c: the tokens' "circuit_breaker" */
 ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,

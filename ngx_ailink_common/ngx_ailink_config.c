@@ -1392,7 +1392,8 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
 
     static const char  *known[] = { "providers", "routes", "credentials",
                                     "tokens", "prices", "policies",
-                                    "admin_keys", "guardrails", NULL };
+                                    "admin_keys", "guardrails",
+                                    "fallbacks", NULL };
 
     conf = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_conf_t));
     if (conf == NULL) {
@@ -1438,7 +1439,8 @@ ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file)
         && ngx_ailink_policy_conf_load(cf, conf, root) == NGX_OK
         && ngx_ailink_admin_keys_load(cf, conf, root) == NGX_OK
         && ngx_ailink_breaker_conf_load(cf, conf, root) == NGX_OK
-        && ngx_ailink_cache_conf_load(cf, conf, root) == NGX_OK)
+        && ngx_ailink_cache_conf_load(cf, conf, root) == NGX_OK
+        && ngx_ailink_fallback_conf_load(cf, conf, root) == NGX_OK)
     {
         rc = NGX_OK;
     }

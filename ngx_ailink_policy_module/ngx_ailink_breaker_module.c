@@ -29,6 +29,7 @@
 
 
 #include "ngx_ailink_breaker.h"
+#include "ngx_ailink_fallback.h"
 
 
 #define NGX_AILINK_BREAKER_SCOPES  2
@@ -63,6 +64,9 @@ typedef struct {
 
 static ngx_int_t ngx_ailink_breaker_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_ailink_breaker_log_handler(ngx_http_request_t *r);
+static void ngx_ailink_breaker_record(ngx_http_request_t *r,
+    ngx_ailink_breaker_ctx_t *bc, ngx_ailink_state_t *st, ngx_int_t rc,
+    ngx_str_t *why);
 static void *ngx_ailink_breaker_create_main_conf(ngx_conf_t *cf);
 static void *ngx_ailink_breaker_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_ailink_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -321,6 +325,42 @@ ngx_ailink_breaker_refuse(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
+/*
+ * Open: a model with fallbacks is routed to its next target, whose own
+ * breakers are checked in turn; else 503 circuit_open.
+ */
+
+static ngx_int_t
+ngx_ailink_breaker_fallback(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    time_t retry)
+{
+    ngx_int_t  rc;
+    ngx_str_t  why = ngx_string("circuit open");
+
+    rc = ngx_ailink_fallback_skip(r, ctx, &why);
+
+    if (rc == NGX_OK) {
+        ctx->breaker = NULL;
+        return ngx_ailink_breaker_handler(r);
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_ailink_breaker_refuse(r, ctx, retry);
+}
+
+
+/* for a fallback's next target: its breakers, as the phase handler */
+
+ngx_int_t
+ngx_ailink_breaker_check(ngx_http_request_t *r)
+{
+    return ngx_ailink_breaker_handler(r);
+}
+
+
 static ngx_int_t
 ngx_ailink_breaker_handler(ngx_http_request_t *r)
 {
@@ -413,7 +453,7 @@ ngx_ailink_breaker_handler(ngx_http_request_t *r)
 
         if (status == NGX_AILINK_BREAKER_OPEN) {
             bc->n = 0;
-            return ngx_ailink_breaker_refuse(r, ctx, left);
+            return ngx_ailink_breaker_fallback(r, ctx, left);
         }
 
         /* half-open: a bounded number of probes */
@@ -426,7 +466,7 @@ ngx_ailink_breaker_handler(ngx_http_request_t *r)
             != NGX_OK)
         {
             bc->n = 0;
-            return ngx_ailink_breaker_refuse(r, ctx, 1);
+            return ngx_ailink_breaker_fallback(r, ctx, 1);
         }
 
         s->probe = 1;
@@ -481,14 +521,11 @@ ngx_ailink_breaker_outcome(ngx_http_request_t *r,
 static ngx_int_t
 ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
 {
-    int64_t                      failures, value;
-    ngx_int_t                    rc;
-    ngx_str_t                    why, key;
-    ngx_uint_t                   i;
-    ngx_ailink_ctx_t            *ctx;
-    ngx_ailink_state_t          *st;
-    ngx_ailink_breaker_ctx_t    *bc;
-    ngx_ailink_breaker_scope_t  *s;
+    ngx_int_t                  rc;
+    ngx_str_t                  why;
+    ngx_ailink_ctx_t          *ctx;
+    ngx_ailink_state_t        *st;
+    ngx_ailink_breaker_ctx_t  *bc;
 
     if (r != r->main) {
         return NGX_OK;
@@ -508,6 +545,50 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
     }
 
     rc = ngx_ailink_breaker_outcome(r, bc, &why);
+
+    ngx_ailink_breaker_record(r, bc, st, rc, &why);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A fallback's failed attempt, before the next target is routed: its
+ * breakers learn of it now, and the next target's are checked afresh.
+ */
+
+void
+ngx_ailink_breaker_attempt(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *why)
+{
+    ngx_int_t                  rc;
+    ngx_ailink_state_t        *st;
+    ngx_ailink_breaker_ctx_t  *bc;
+
+    bc = ctx->breaker;
+    st = ngx_ailink_breaker_state(r);
+
+    if (bc && bc->n && st) {
+        rc = (status == NGX_HTTP_TOO_MANY_REQUESTS && !bc->on_429)
+             ? NGX_OK : NGX_ERROR;
+
+        ngx_ailink_breaker_record(r, bc, st, rc, why);
+    }
+
+    ctx->breaker = NULL;
+}
+
+
+/* an outcome (NGX_OK, NGX_ERROR: a failure, NGX_DECLINED) for each scope */
+
+static void
+ngx_ailink_breaker_record(ngx_http_request_t *r, ngx_ailink_breaker_ctx_t *bc,
+    ngx_ailink_state_t *st, ngx_int_t rc, ngx_str_t *why)
+{
+    int64_t                      failures, value;
+    ngx_str_t                    key;
+    ngx_uint_t                   i;
+    ngx_ailink_breaker_scope_t  *s;
 
     for (i = 0; i < bc->n; i++) {
         s = &bc->scopes[i];
@@ -555,7 +636,7 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
         if (ngx_ailink_breaker_key(r->pool, 'e', &s->scope, &key)
             == NGX_OK)
         {
-            (void) ngx_ailink_state_set_record(st, &key, &why, 0);
+            (void) ngx_ailink_state_set_record(st, &key, why, 0);
         }
 
         if (s->probe
@@ -565,7 +646,7 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "ailink: circuit \"%V\" opens after %L "
                           "failure(s), the last: %V", &s->scope, failures,
-                          &why);
+                          why);
 
             (void) ngx_ailink_breaker_set(st, r->pool, 'c', &s->scope,
                                           s->conf.cooldown);
@@ -576,8 +657,6 @@ ngx_ailink_breaker_log_handler(ngx_http_request_t *r)
             (void) ngx_ailink_breaker_set(st, r->pool, 'p', &s->scope, 0);
         }
     }
-
-    return NGX_OK;
 }
 
 

@@ -13,6 +13,7 @@
 
 #include "ngx_ailink_translate.h"
 #include "ngx_ailink_guard.h"
+#include "ngx_ailink_fallback.h"
 
 
 static ngx_int_t ngx_ailink_translate_handler(ngx_http_request_t *r);
@@ -24,6 +25,10 @@ ngx_ailink_service_find_pt  ngx_ailink_service_find;
 
 static ngx_int_t ngx_ailink_translate_route(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
+static ngx_int_t ngx_ailink_translate_upstream(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
+static ngx_int_t ngx_ailink_reroute_headers(ngx_http_request_t *r,
+    ngx_ailink_provider_t *prev);
 static ngx_int_t ngx_ailink_translate_tree(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_ailink_translate_scanned(ngx_http_request_t *r,
@@ -219,6 +224,14 @@ ngx_ailink_translate_handler(ngx_http_request_t *r)
 
     if (rc == NGX_OK) {
         ctx->routed = 1;
+
+        if (ctx->route == NGX_AILINK_ROUTE_LLM
+            && ngx_ailink_get_conf(r)->fallbacks
+            && ngx_ailink_fallback_init(r, ctx) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return NGX_DECLINED;
     }
 
@@ -1006,20 +1019,148 @@ invalid:
 }
 
 
+/*
+ * A fallback: the request goes to another model and provider.  The body is
+ * made again from the client's own (as the guardrails left it), never from
+ * the previous translation; the previous provider's credential and
+ * version headers go, the new provider's are set.  NGX_OK, NGX_ERROR, or
+ * the status of a refusal (ctx->error_message): that target cannot take
+ * this request.
+ */
+
+ngx_int_t
+ngx_ailink_translate_reroute(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_str_t *body, ngx_str_t *model, ngx_ailink_provider_t *provider)
+{
+    cJSON                  *json, *name;
+    ngx_int_t               rc;
+    ngx_str_t               text;
+    ngx_ailink_provider_t  *prev;
+
+    prev = ctx->provider;
+
+    ngx_str_null(&ctx->upstream_path);
+    ngx_str_null(&ctx->model);
+    ctx->provider = NULL;
+    ctx->stream = 0;
+    ctx->include_usage = 0;
+    ctx->strip_usage = 0;
+
+    if (provider == NULL) {
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", "model",
+                                         "no provider route for model "
+                                         "\"%V\"", model);
+    }
+
+    if (ngx_ailink_reroute_headers(r, prev) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_ailink_json_arena(r->pool);
+
+    json = ngx_ailink_json_parse(body);
+    name = ngx_ailink_json_string(model);
+
+    rc = NGX_ERROR;
+
+    if (cJSON_IsObject(json) && name) {
+        if (ngx_ailink_json_get(json, "model")) {
+            rc = cJSON_ReplaceItemInObjectCaseSensitive(json, "model", name)
+                 ? NGX_OK : NGX_ERROR;
+
+        } else {
+            rc = cJSON_AddItemToObject(json, "model", name)
+                 ? NGX_OK : NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_ailink_json_to_str(r->pool, json, &text);
+        }
+    }
+
+    ngx_ailink_json_delete(json);
+    ngx_ailink_json_arena(NULL);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ailink_set_request_body_text(r, &text) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ailink_translate_scanned(r, ctx, &text, model, provider);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_ailink_translate_upstream(r, ctx);
+}
+
+
+/* the headers a previous provider was sent that the next must not get */
+
+static ngx_int_t
+ngx_ailink_reroute_headers(ngx_http_request_t *r, ngx_ailink_provider_t *prev)
+{
+    ngx_uint_t        i;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    headers = r->headers_in.headers;
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, 20,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if ((h[i].key.len == sizeof("anthropic-version") - 1
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "anthropic-version",
+                                h[i].key.len) == 0)
+            || (prev && prev->inject.scheme == NGX_AILINK_SCHEME_HEADER
+                && h[i].key.len == prev->inject.name.len
+                && ngx_strncasecmp(h[i].key.data, prev->inject.name.data,
+                                   h[i].key.len) == 0))
+        {
+            continue;
+        }
+
+        nh = ngx_list_push(&r->headers_in.headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
-    u_char                   *p, c;
-    size_t                    len;
-    uintptr_t                 escape;
-    ngx_str_t                 rest, secret, value, query;
-    ngx_int_t                 rc;
-    ngx_uint_t                llm;
-    ngx_ailink_inject_t      *inject;
-    ngx_ailink_base_url_t    *base;
-    ngx_ailink_credential_t  *cred;
-
-    llm = (ctx->route != NGX_AILINK_ROUTE_ACTION);
+    ngx_int_t  rc;
 
     if (ctx->route != NGX_AILINK_ROUTE_LLM) {
         /* asked to be guarded where no guardrail reads the body */
@@ -1040,6 +1181,27 @@ ngx_ailink_translate_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
                                                  &(ngx_str_t)
                                                  ngx_string("openai"));
     }
+
+    return ngx_ailink_translate_upstream(r, ctx);
+}
+
+
+/* the upstream URL and Host of the route chosen, the credential injected */
+
+static ngx_int_t
+ngx_ailink_translate_upstream(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
+    u_char                   *p, c;
+    size_t                    len;
+    uintptr_t                 escape;
+    ngx_str_t                 rest, secret, value, query;
+    ngx_int_t                 rc;
+    ngx_uint_t                llm;
+    ngx_ailink_inject_t      *inject;
+    ngx_ailink_base_url_t    *base;
+    ngx_ailink_credential_t  *cred;
+
+    llm = (ctx->route != NGX_AILINK_ROUTE_ACTION);
 
     if (llm) {
         /* provider base URLs carry the API version: ".../v1" */

@@ -266,6 +266,10 @@ def write_all(work, quick):
         for size, tag in ((1024, "1k"), (100 * 1024, "100k")):
             put("bodies/%s-%s.json" % (prov, tag), chat_body(MODELS[prov], size))
 
+    # issue 11: the 1 KB OpenAI chat for models with fallbacks (scenario 10)
+    put("bodies/openai-fb-ok-1k.json", chat_body("gpt-fb-ok", 1024))
+    put("bodies/openai-fb-down-1k.json", chat_body("gpt-fb-down", 1024))
+
     # issue 15: the same 1 KB chat with reasoning_effort (thinking budget,
     # checks of temperature, top_p and tool_choice); thinking takes no
     # temperature, and its budget needs more than max_tokens 256: neither

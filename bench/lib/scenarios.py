@@ -94,6 +94,15 @@ SCENARIOS = [
              "OpenAI passthrough with Prometheus metrics counted (1 KB body)",
              "POST", CHAT, CHAT, "openai-1k", LLM + "\nHost: metrics.bench",
              COMPLETION, 0.78),
+    # issue 11: a model with fallbacks whose own upstream answers, within 3
+    # points of scenario 1 (the 0.77 floor); and one whose upstream answers
+    # 503 so that its fallback does (two upstream requests: report only)
+    Scenario("openai-fallback-primary", "11",
+             "OpenAI passthrough of a model with fallbacks, its upstream answering (1 KB body)",
+             "POST", CHAT, CHAT, "openai-fb-ok-1k", LLM, COMPLETION, 0.77),
+    Scenario("openai-fallback-once", "11",
+             "OpenAI chat whose upstream answers 503, its fallback answering (1 KB body)",
+             "POST", CHAT, CHAT, "openai-fb-down-1k", LLM, COMPLETION, None),
 ]
 
 
