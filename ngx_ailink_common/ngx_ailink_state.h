@@ -27,6 +27,13 @@
 
 typedef struct ngx_ailink_state_s  ngx_ailink_state_t;
 
+/*
+ * the completion of an asynchronous counter operation: rc as the
+ * synchronous operation's (NGX_OK, NGX_BUSY, NGX_DECLINED, NGX_ERROR)
+ */
+typedef void (*ngx_ailink_state_handler_pt)(void *data, ngx_int_t rc,
+    int64_t value);
+
 typedef struct {
     /*
      * adds delta unless the sum would pass limit (limit < 0: no limit);
@@ -58,6 +65,22 @@ typedef struct {
     ngx_int_t  (*list_records)(ngx_ailink_state_t *st, ngx_str_t *prefix,
                                ngx_pool_t *pool, ngx_array_t *out);
     ngx_int_t  (*delete_record)(ngx_ailink_state_t *st, ngx_str_t *key);
+
+    /*
+     * asynchronous counters (NULL: the synchronous ones serve): done at
+     * once with the synchronous return codes, or NGX_AGAIN when handler
+     * will be called with data; a cleanup on pool (the caller's) makes
+     * sure it is not called once the pool is gone.  With handler NULL,
+     * add is fire-and-forget: NGX_OK once the command is sent.
+     */
+    ngx_int_t  (*add_async)(ngx_ailink_state_t *st, ngx_str_t *key,
+                            int64_t delta, int64_t limit, time_t ttl,
+                            ngx_uint_t flags, int64_t *value,
+                            ngx_pool_t *pool,
+                            ngx_ailink_state_handler_pt handler, void *data);
+    ngx_int_t  (*get_async)(ngx_ailink_state_t *st, ngx_str_t *key,
+                            int64_t *value, ngx_pool_t *pool,
+                            ngx_ailink_state_handler_pt handler, void *data);
 } ngx_ailink_state_ops_t;
 
 
@@ -87,6 +110,17 @@ ngx_ailink_state_window(time_t now, time_t length, time_t offset,
 
 #define ngx_ailink_state_add(st, key, delta, limit, ttl, flags, value)        \
     (st)->ops->add(st, key, delta, limit, ttl, flags, value)
+/* the shared-memory backend has no async operations: one test of a NULL */
+#define ngx_ailink_state_add_async(st, key, delta, limit, ttl, flags, value, \
+                                   pool, handler, data)                       \
+    ((st)->ops->add_async                                                     \
+     ? (st)->ops->add_async(st, key, delta, limit, ttl, flags, value, pool,   \
+                            handler, data)                                    \
+     : (st)->ops->add(st, key, delta, limit, ttl, flags, value))
+#define ngx_ailink_state_get_async(st, key, value, pool, handler, data)       \
+    ((st)->ops->get_async                                                     \
+     ? (st)->ops->get_async(st, key, value, pool, handler, data)              \
+     : (st)->ops->get(st, key, value))
 #define ngx_ailink_state_get(st, key, value)                                  \
     (st)->ops->get(st, key, value)
 #define ngx_ailink_state_set_record(st, key, value, ttl)                      \
@@ -106,6 +140,24 @@ ngx_ailink_state_t *ngx_ailink_state_shm_add(ngx_conf_t *cf, ngx_str_t *name,
     size_t size, void *tag);
 void ngx_ailink_state_shm_persist(ngx_ailink_state_t *st, ngx_str_t *path);
 ngx_int_t ngx_ailink_state_shm_save(ngx_ailink_state_t *st, ngx_log_t *log);
+
+/*
+ * ngx_ailink_state_redis.c: counters in Redis, records in the shared
+ * memory of shm (approvals, idempotency, ... stay local for now)
+ */
+ngx_ailink_state_t *ngx_ailink_state_redis_create(ngx_conf_t *cf,
+    ngx_ailink_state_t *shm);
+ngx_int_t ngx_ailink_state_is_redis(ngx_ailink_state_t *st);
+
+/* ngx_ailink_redis.c: the per-worker connection */
+typedef void (*ngx_ailink_redis_reply_pt)(void *data, void *reply);
+
+ngx_int_t ngx_ailink_redis_configured(ngx_conf_t *cf);
+ngx_int_t ngx_ailink_redis_ready(ngx_str_t *why);
+ngx_int_t ngx_ailink_redis_command(int argc, const char **argv,
+    const size_t *argvlen, ngx_ailink_redis_reply_pt handler, void *data);
+ngx_int_t ngx_ailink_redis_add_script(ngx_conf_t *cf, ngx_str_t *script,
+    u_char *sha);
 
 
 #endif /* _NGX_AILINK_STATE_H_INCLUDED_ */

@@ -245,6 +245,9 @@ typedef struct {
     ngx_flag_t                  needs_state;
     ngx_str_t                   file;       /* the config-as-code file */
     ngx_ailink_state_t         *state;      /* ailink_state_zone */
+    ngx_ailink_state_t         *counters;   /* backend=redis: limits */
+    ngx_flag_t                  rl_fail_open;
+    ngx_flag_t                  spend_fail_open;
     ngx_str_t                   data_dir;   /* ailink_data_dir */
     ngx_msec_t                  save_interval;
 } ngx_ailink_policy_conf_t;
@@ -266,6 +269,21 @@ typedef struct {
 } ngx_ailink_policy_tpm_t;
 
 
+/* the limits being counted, across replies of an asynchronous store */
+typedef struct {
+    void                       *pend;       /* the pending actions */
+    ngx_uint_t                  npending;
+    ngx_uint_t                  k;          /* 0 spend caps, 1 rate limits */
+    ngx_uint_t                  i;          /* the pending action */
+    ngx_uint_t                  step;       /* the window being counted */
+    time_t                      now;
+    int64_t                     value;      /* the reply */
+    ngx_int_t                   rc;
+    unsigned                    waiting:1;
+    unsigned                    replied:1;
+} ngx_ailink_policy_limits_t;
+
+
 /* the request's policy state (ctx->policy) */
 typedef struct {
     ngx_ailink_policy_set_t    *set;
@@ -273,6 +291,7 @@ typedef struct {
     ngx_array_t                *tpm;        /* ngx_ailink_policy_tpm_t */
     ngx_str_t                   body;
     ngx_ailink_policy_decision_t *final;    /* the refusal, if any */
+    ngx_ailink_policy_limits_t *limits;     /* waiting for the store */
 
     /* x-ratelimit-* of the most constrained enforced limits */
     ngx_str_t                  *rl_limit[2];     /* requests, tokens */
@@ -376,10 +395,15 @@ ngx_ailink_policy_memo_next(uint64_t *bits, ngx_uint_t n, ngx_uint_t end)
 ngx_int_t ngx_ailink_policy_rate_limit(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_ailink_policy_ctx_t *pctx,
     ngx_ailink_state_t *st, ngx_ailink_policy_t *policy,
-    ngx_ailink_policy_action_t *a, const char **result);
+    ngx_ailink_policy_action_t *a, ngx_ailink_policy_limits_t *lim,
+    const char **result);
 ngx_int_t ngx_ailink_policy_spend_cap(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_ailink_state_t *st,
-    ngx_ailink_policy_action_t *a, double *spent);
+    ngx_ailink_policy_action_t *a, ngx_ailink_policy_limits_t *lim,
+    double *spent);
+void ngx_ailink_policy_limits_reply(void *data, ngx_int_t rc,
+    int64_t value);
+ngx_ailink_state_t *ngx_ailink_policy_counters(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_policy_spend_get(ngx_ailink_ctx_t *ctx,
     ngx_ailink_state_t *st, ngx_ailink_policy_spend_t *sp, double *usd);
 void ngx_ailink_policy_count_usage(ngx_http_request_t *r,

@@ -105,7 +105,7 @@ ngx_int_t
 ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_ctx_t *pctx, ngx_ailink_state_t *st,
     ngx_ailink_policy_t *policy, ngx_ailink_policy_action_t *a,
-    const char **result)
+    ngx_ailink_policy_limits_t *lim, const char **result)
 {
     u_char                      buf[NGX_AILINK_STATE_KEY_MAX];
     time_t                      now;
@@ -128,11 +128,12 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    now = ngx_time();
+    now = lim->now;
     wkey.data = buf;
     over = 0;
 
-    for (i = 0; i < NGX_AILINK_RL_N; i++) {
+    /* after a reply of an asynchronous store: from the window it answers */
+    for (i = lim->step; i < NGX_AILINK_RL_N; i++) {
         if (a->limits[i] == 0) {
             continue;
         }
@@ -140,10 +141,30 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         ngx_ailink_state_window(now, ngx_ailink_policy_windows[i], 0, &w[i]);
         ngx_ailink_policy_window_key(&key, i, w[i].start, &wkey);
 
-        if (i == NGX_AILINK_RL_TOKENS_MINUTE) {
-            kind = 1;
-            rc = ngx_ailink_state_get(st, &wkey, &value);
+        kind = (i == NGX_AILINK_RL_TOKENS_MINUTE);
 
+        if (lim->replied) {
+            lim->replied = 0;
+            rc = lim->rc;
+            value = lim->value;
+
+        } else if (kind) {
+            rc = ngx_ailink_state_get_async(st, &wkey, &value, r->pool,
+                                            ngx_ailink_policy_limits_reply,
+                                            r);
+        } else {
+            rc = ngx_ailink_state_add_async(st, &wkey, 1,
+                                      policy->shadow ? -1 : a->limits[i],
+                                      w[i].left + 1, 0, &value, r->pool,
+                                      ngx_ailink_policy_limits_reply, r);
+        }
+
+        if (rc == NGX_AGAIN) {
+            lim->step = i;
+            return NGX_AGAIN;
+        }
+
+        if (kind) {
             if (rc == NGX_ERROR) {
                 goto failed;
             }
@@ -151,11 +172,6 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
             rc = (value >= a->limits[i]) ? NGX_BUSY : NGX_OK;
 
         } else {
-            kind = 0;
-            rc = ngx_ailink_state_add(st, &wkey, 1,
-                                      policy->shadow ? -1 : a->limits[i],
-                                      w[i].left + 1, 0, &value);
-
             if (rc == NGX_ERROR) {
                 goto failed;
             }
@@ -195,14 +211,19 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                     continue;
                 }
 
+                ngx_ailink_state_window(now, ngx_ailink_policy_windows[j],
+                                        0, &w[j]);
                 ngx_ailink_policy_window_key(&key, j, w[j].start, &wkey);
-                (void) ngx_ailink_state_add(st, &wkey, -1, -1,
-                                            w[j].left + 1, 0, &value);
+                (void) ngx_ailink_state_add_async(st, &wkey, -1, -1,
+                                                  w[j].left + 1, 0, &value,
+                                                  NULL, NULL, NULL);
             }
 
             break;
         }
     }
+
+    lim->step = 0;
 
     if (a->limits[NGX_AILINK_RL_TOKENS_MINUTE] && !over) {
         if (pctx->tpm == NULL) {
@@ -227,6 +248,8 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     return over ? NGX_BUSY : NGX_OK;
 
 failed:
+
+    lim->step = 0;
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "ailink policy \"%V\": the state store cannot count "
@@ -318,9 +341,39 @@ ngx_ailink_policy_spend_get(ngx_ailink_ctx_t *ctx, ngx_ailink_state_t *st,
 
 ngx_int_t
 ngx_ailink_policy_spend_cap(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
-    ngx_ailink_state_t *st, ngx_ailink_policy_action_t *a, double *spent)
+    ngx_ailink_state_t *st, ngx_ailink_policy_action_t *a,
+    ngx_ailink_policy_limits_t *lim, double *spent)
 {
-    if (ngx_ailink_policy_spend_get(ctx, st, &a->spend, spent) != NGX_OK) {
+    u_char     buf[NGX_AILINK_STATE_KEY_MAX];
+    time_t     ttl;
+    int64_t    value;
+    ngx_int_t  rc;
+    ngx_str_t  key;
+
+    value = 0;
+
+    if (lim->replied) {
+        lim->replied = 0;
+        rc = lim->rc;
+        value = lim->value;
+
+    } else if (st == NULL
+               || ngx_ailink_policy_spend_key(ctx, &a->spend, buf, &key, &ttl)
+                  != NGX_OK)
+    {
+        rc = NGX_ERROR;
+
+    } else {
+        rc = ngx_ailink_state_get_async(st, &key, &value, r->pool,
+                                        ngx_ailink_policy_limits_reply, r);
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+    }
+
+    *spent = (double) value / NGX_AILINK_NANO_USD;
+
+    if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "ailink policy: the state store cannot read spend "
                       "for budget \"%V\"", &a->budget);
@@ -366,8 +419,11 @@ ngx_ailink_policy_count_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                                          NGX_AILINK_RL_TOKENS_MINUTE,
                                          w.start, &key);
 
-            if (ngx_ailink_state_add(st, &key, (int64_t) ctx->usage.total, -1,
-                                     w.left + 1, 0, &value)
+            /* nobody waits for the sum: no reply handler */
+            if (ngx_ailink_state_add_async(st, &key,
+                                           (int64_t) ctx->usage.total, -1,
+                                           w.left + 1, 0, &value,
+                                           NULL, NULL, NULL)
                 == NGX_ERROR)
             {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -395,13 +451,15 @@ ngx_ailink_policy_count_usage(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     for (i = 0; i < set->nspend; i++) {
         if (ngx_ailink_policy_spend_key(ctx, &set->spend[i], buf, &key, &ttl)
             != NGX_OK
-            || ngx_ailink_state_add(st, &key, nano, -1, ttl,
-                                    NGX_AILINK_STATE_PERSIST, &value)
+            || ngx_ailink_state_add_async(st, &key, nano, -1, ttl,
+                                          NGX_AILINK_STATE_PERSIST, &value,
+                                          NULL, NULL, NULL)
                == NGX_ERROR)
         {
             ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
                           "ailink policy: spend of token \"%V\" not counted: "
-                          "the state store has no room", &ctx->token->id);
+                          "the state store did not take it",
+                          &ctx->token->id);
             continue;
         }
 

@@ -40,6 +40,11 @@ static ngx_int_t ngx_ailink_policy_handler(ngx_http_request_t *r);
 static void ngx_ailink_policy_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_ailink_policy_run_pre(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_ailink_policy_ctx_t *pctx);
+static ngx_int_t ngx_ailink_policy_run_limits(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_ailink_policy_ctx_t *pctx,
+    ngx_ailink_policy_limits_t *lim);
+static ngx_int_t ngx_ailink_policy_limits_wait(ngx_http_request_t *r,
+    ngx_ailink_policy_ctx_t *pctx);
 static void ngx_ailink_policy_log_hook(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
 static ngx_int_t ngx_ailink_policy_log_handler(ngx_http_request_t *r);
@@ -58,7 +63,7 @@ static ngx_int_t ngx_ailink_policy_postconfiguration(ngx_conf_t *cf);
 static ngx_command_t  ngx_ailink_policy_commands[] = {
 
     { ngx_string("ailink_state_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_ailink_policy_state_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -155,6 +160,17 @@ ngx_ailink_policy_state(ngx_http_request_t *r)
 }
 
 
+ngx_ailink_state_t *
+ngx_ailink_policy_counters(ngx_http_request_t *r)
+{
+    ngx_ailink_policy_conf_t  *pcf;
+
+    pcf = ngx_http_get_module_main_conf(r, ngx_ailink_policy_module);
+
+    return pcf->counters ? pcf->counters : pcf->state;
+}
+
+
 static ngx_ailink_policy_ctx_t *
 ngx_ailink_policy_create_ctx(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
@@ -214,7 +230,20 @@ ngx_ailink_policy_handler(ngx_http_request_t *r)
         }
 
     } else if (pctx->decided) {
-        return NGX_DECLINED;
+        if (pctx->limits == NULL) {
+            return NGX_DECLINED;
+        }
+
+        if (pctx->limits->waiting) {
+            return NGX_DONE;
+        }
+
+        if (!pctx->limits->replied) {
+            return NGX_DECLINED;
+        }
+
+        rc = ngx_ailink_policy_run_limits(r, ctx, pctx, pctx->limits);
+        goto done;
     }
 
     if (set->needs_body && !pctx->body_ready) {
@@ -247,8 +276,14 @@ ngx_ailink_policy_handler(ngx_http_request_t *r)
 
     rc = ngx_ailink_policy_run_pre(r, ctx, pctx);
 
+done:
+
     if (rc == NGX_OK) {
         return NGX_DECLINED;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return ngx_ailink_policy_limits_wait(r, pctx);
     }
 
     if (rc == NGX_ERROR) {
@@ -542,17 +577,16 @@ static ngx_int_t
 ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_ctx_t *pctx)
 {
-    double                         spent;
     uint64_t                      *bits;
     ngx_int_t                      rc;
     ngx_uint_t                     i, j, k, npending, allow, base;
     const char                    *result;
-    ngx_ailink_state_t            *st;
     ngx_ailink_policy_t           *p;
     ngx_ailink_policy_set_t       *set;
     ngx_ailink_policy_rule_t      *rule;
     ngx_ailink_policy_action_t    *a;
     ngx_ailink_policy_decision_t  *d;
+    ngx_ailink_policy_limits_t     lim, *plim;
     ngx_ailink_policy_pending_t    pending[16], *pend;
 
     set = pctx->set;
@@ -712,35 +746,107 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NGX_OK;
     }
 
-    st = ngx_ailink_policy_state(r);
+    ngx_memzero(&lim, sizeof(ngx_ailink_policy_limits_t));
+    lim.pend = pend;
+    lim.npending = npending;
+    lim.now = ngx_time();
+
+    rc = ngx_ailink_policy_run_limits(r, ctx, pctx, &lim);
+
+    if (rc == NGX_AGAIN) {
+        /* the store answers later: what the loop knows moves to the pool */
+        plim = ngx_palloc(r->pool, sizeof(ngx_ailink_policy_limits_t));
+        if (plim == NULL) {
+            return NGX_ERROR;
+        }
+
+        *plim = lim;
+
+        if (pend == pending) {
+            plim->pend = ngx_palloc(r->pool, sizeof(pending));
+            if (plim->pend == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(plim->pend, pending, sizeof(pending));
+        }
+
+        pctx->limits = plim;
+    }
+
+    return rc;
+}
+
+
+/*
+ * spend caps, then rate limits, from where lim says: NGX_AGAIN when an
+ * asynchronous store answers later (ngx_ailink_policy_limits_reply)
+ */
+
+static ngx_int_t
+ngx_ailink_policy_run_limits(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_policy_ctx_t *pctx, ngx_ailink_policy_limits_t *lim)
+{
+    double                         spent;
+    ngx_int_t                      rc;
+    ngx_flag_t                     fail_open;
+    const char                    *result;
+    ngx_ailink_state_t            *st;
+    ngx_ailink_policy_t           *p;
+    ngx_ailink_policy_action_t    *a;
+    ngx_ailink_policy_conf_t      *pcf;
+    ngx_ailink_policy_decision_t  *d;
+    ngx_ailink_policy_pending_t   *pend;
+
+    pcf = ngx_http_get_module_main_conf(r, ngx_ailink_policy_module);
+    st = pcf->counters ? pcf->counters : pcf->state;
+    pend = lim->pend;
 
     /* spend caps before rate limits: a refused request spends no limit */
-    for (k = 0; k < 2; k++) {
-        for (i = 0; i < npending; i++) {
-            p = pend[i].policy;
-            a = pend[i].action;
+    for ( /* void */ ; lim->k < 2; lim->k++, lim->i = 0) {
+        for ( /* void */ ; lim->i < lim->npending; lim->i++) {
+            p = pend[lim->i].policy;
+            a = pend[lim->i].action;
 
-            if ((k == 0) != (a->type == NGX_AILINK_PA_SPEND_CAP)) {
+            if ((lim->k == 0) != (a->type == NGX_AILINK_PA_SPEND_CAP)) {
                 continue;
             }
 
             spent = 0;
 
-            if (k == 0) {
-                rc = ngx_ailink_policy_spend_cap(r, ctx, st, a, &spent);
+            if (lim->k == 0) {
+                rc = ngx_ailink_policy_spend_cap(r, ctx, st, a, lim, &spent);
+                if (rc == NGX_AGAIN) {
+                    return NGX_AGAIN;
+                }
+
                 result = (rc == NGX_BUSY) ? (p->shadow ? "would_exceed"
                                                        : "exceeded")
                          : (rc == NGX_OK) ? "within" : "error";
+                fail_open = pcf->spend_fail_open;
 
             } else {
                 rc = ngx_ailink_policy_rate_limit(r, ctx, pctx, st, p, a,
-                                                  &result);
+                                                  lim, &result);
+                if (rc == NGX_AGAIN) {
+                    return NGX_AGAIN;
+                }
+
                 if (rc == NGX_BUSY && p->shadow) {
                     result = "would_limit";
                 }
+
+                fail_open = pcf->rl_fail_open;
             }
 
-            if (ngx_ailink_policy_decide(r, pctx, p, pend[i].rule, a, result)
+            if (rc == NGX_ERROR && fail_open) {
+                /* configured so: an unreachable store lets requests on */
+                rc = NGX_OK;
+                result = "unavailable";
+            }
+
+            if (ngx_ailink_policy_decide(r, pctx, p, pend[lim->i].rule, a,
+                                         result)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -751,7 +857,7 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
             }
 
             if (rc == NGX_ERROR) {
-                return ngx_ailink_policy_fail(r, p, pend[i].rule,
+                return ngx_ailink_policy_fail(r, p, pend[lim->i].rule,
                                               NGX_HTTP_SERVICE_UNAVAILABLE);
             }
 
@@ -765,6 +871,56 @@ ngx_ailink_policy_run_pre(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/* the asynchronous store's answer: the phases run again, once */
+
+void
+ngx_ailink_policy_limits_reply(void *data, ngx_int_t rc, int64_t value)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_connection_t            *c;
+    ngx_ailink_ctx_t            *ctx;
+    ngx_ailink_policy_limits_t  *lim;
+
+    ctx = ngx_ailink_get_ctx(r);
+    lim = ((ngx_ailink_policy_ctx_t *) ctx->policy)->limits;
+    c = r->connection;
+
+    if (lim == NULL || !lim->waiting) {
+        return;
+    }
+
+    lim->waiting = 0;
+    lim->replied = 1;
+    lim->rc = rc;
+    lim->value = value;
+
+    r->main->count--;
+
+    if (c->error) {
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_ailink_policy_limits_wait(ngx_http_request_t *r,
+    ngx_ailink_policy_ctx_t *pctx)
+{
+    pctx->limits->waiting = 1;
+    r->main->count++;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    return NGX_DONE;
 }
 
 
@@ -970,7 +1126,8 @@ ngx_ailink_policy_log_hook(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 
     pctx->logged = 1;
 
-    ngx_ailink_policy_count_usage(r, ctx, pctx, ngx_ailink_policy_state(r));
+    ngx_ailink_policy_count_usage(r, ctx, pctx,
+                                  ngx_ailink_policy_counters(r));
 
     if (pctx->set->npost) {
         ngx_ailink_policy_run_post(r, ctx, pctx);
@@ -1264,6 +1421,72 @@ ngx_ailink_policy_create_main_conf(ngx_conf_t *cf)
 }
 
 
+/* ailink_state_zone ... [backend=shm|redis] [rate_limits=fail_open|
+ * fail_closed] [spend_caps=fail_open|fail_closed] */
+
+static char *
+ngx_ailink_policy_state_backend(ngx_conf_t *cf, ngx_ailink_policy_conf_t *pcf)
+{
+    ngx_str_t   *value, v;
+    ngx_uint_t   i, redis;
+    ngx_flag_t  *flag;
+
+    value = cf->args->elts;
+    redis = 0;
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "backend=redis") == 0) {
+            redis = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "backend=shm") == 0) {
+            redis = 0;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "rate_limits=", 12) == 0) {
+            flag = &pcf->rl_fail_open;
+            v.data = value[i].data + 12;
+
+        } else if (ngx_strncmp(value[i].data, "spend_caps=", 11) == 0) {
+            flag = &pcf->spend_fail_open;
+            v.data = value[i].data + 11;
+
+        } else {
+            goto invalid;
+        }
+
+        if (ngx_strcmp(v.data, "fail_open") == 0) {
+            *flag = 1;
+
+        } else if (ngx_strcmp(v.data, "fail_closed") == 0) {
+            *flag = 0;
+
+        } else {
+            goto invalid;
+        }
+    }
+
+    if (redis) {
+        pcf->counters = ngx_ailink_state_redis_create(cf, pcf->state);
+        if (pcf->counters == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "ailink_state_zone: invalid parameter \"%V\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
 static char *
 ngx_ailink_policy_state_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1294,7 +1517,7 @@ ngx_ailink_policy_state_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_ailink_policy_state_backend(cf, pcf);
 }
 
 
