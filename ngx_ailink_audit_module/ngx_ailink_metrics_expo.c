@@ -13,6 +13,7 @@
 
 #include "ngx_ailink_metrics.h"
 #include "ngx_ailink_breaker.h"
+#include "ngx_ailink_auth.h"
 
 
 #define NGX_AILINK_METRICS_CHUNK  65536
@@ -589,6 +590,42 @@ ngx_ailink_metrics_cache_breakers(ngx_ailink_metrics_out_t *o,
 }
 
 
+/* the readiness checks of the multi-node tier's connections, as gauges */
+
+static ngx_int_t
+ngx_ailink_metrics_backends(ngx_ailink_metrics_out_t *o)
+{
+    ngx_str_t           names[8];
+    ngx_uint_t          up[8], i, n;
+    static const char  *bnames[] = { "backend" };
+
+    n = ngx_ailink_ready_backends(o->r, names, up, 8);
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_ailink_metrics_family(o, "ailink_backend_up", "gauge",
+            "Each configured backend's connection in the worker that "
+            "answered: 1 connected, 0 not.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_ailink_metrics_sample(o, "ailink_backend_up", bnames,
+                                      &names[i], 1, "", up[i] ? "1" : "0")
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_ailink_metrics_self(ngx_ailink_metrics_out_t *o,
     ngx_ailink_metrics_sh_t *sh)
@@ -709,6 +746,7 @@ ngx_ailink_metrics_handler(ngx_http_request_t *r)
            != NGX_OK
         || ngx_ailink_metrics_errors(&o, sh) != NGX_OK
         || ngx_ailink_metrics_cache_breakers(&o, sh) != NGX_OK
+        || ngx_ailink_metrics_backends(&o) != NGX_OK
         || ngx_ailink_metrics_collect(&o, mmcf) != NGX_OK
         || ngx_ailink_metrics_self(&o, sh) != NGX_OK)
     {

@@ -57,6 +57,9 @@ extern ngx_module_t  ngx_ailink_ready_module;
 ngx_int_t ngx_ailink_ready_handler(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_ready_add_check(ngx_conf_t *cf, const char *name,
     ngx_ailink_ready_check_pt check, void *data);
+/* the dependencies' checks (all but "config"): up to n names and states */
+ngx_uint_t ngx_ailink_ready_backends(ngx_http_request_t *r, ngx_str_t *names,
+    ngx_uint_t *up, ngx_uint_t n);
 
 
 #endif /* _NGX_AILINK_AUTH_H_INCLUDED_ */

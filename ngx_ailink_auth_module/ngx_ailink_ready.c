@@ -94,6 +94,30 @@ ngx_ailink_ready_add_check(ngx_conf_t *cf, const char *name,
 }
 
 
+/* for ailink_backend_up: the checks other modules added, 1 when "ok" */
+
+ngx_uint_t
+ngx_ailink_ready_backends(ngx_http_request_t *r, ngx_str_t *names,
+    ngx_uint_t *up, ngx_uint_t n)
+{
+    ngx_uint_t                     i, k;
+    ngx_ailink_ready_check_t      *c;
+    ngx_ailink_ready_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_ailink_ready_module);
+    c = rmcf->checks.elts;
+
+    /* checks[0] is the configuration's, added at creation */
+
+    for (i = 1, k = 0; i < rmcf->checks.nelts && k < n; i++, k++) {
+        names[k] = c[i].name;
+        up[k] = (ngx_strcmp(c[i].check(r, c[i].data), "ok") == 0);
+    }
+
+    return k;
+}
+
+
 static void *
 ngx_ailink_ready_create_main_conf(ngx_conf_t *cf)
 {

@@ -22,6 +22,7 @@
 #include <openssl/sha.h>
 
 #include "ngx_ailink_state.h"
+#include "ngx_ailink_auth.h"
 
 
 #define NGX_AILINK_REDIS_BACKOFF_MIN   100
@@ -145,6 +146,15 @@ ngx_module_t  ngx_ailink_redis_module = {
 
 
 static ngx_ailink_redis_t  ngx_ailink_redis;
+
+
+/* GET /readyz's "redis" and ailink_backend_up{backend="redis"} */
+
+static const char *
+ngx_ailink_redis_ready_check(ngx_http_request_t *r, void *data)
+{
+    return ngx_ailink_redis_ready(NULL) == NGX_OK ? "ok" : "down";
+}
 
 
 /*
@@ -920,6 +930,13 @@ ngx_ailink_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (rcf->user.len && rcf->password.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "ailink_redis: \"user=\" needs a password");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_ailink_ready_add_check(cf, "redis", ngx_ailink_redis_ready_check,
+                                   NULL)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

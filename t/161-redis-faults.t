@@ -230,3 +230,47 @@ Authorization: Bearer ailink_v1_proj_test_tok_action00000000000000000001
 --- response_body_like eval
 qr/"code":"internal_error","message":"a policy could not be decided"/
 
+
+
+
+=== TEST 7: readiness and metrics: Redis unreachable is "down" and 0
+--- http_config
+    ailink_config $TEST_NGINX_HTML_DIR/policy.yaml;
+    ailink_redis 127.0.0.1:3952;
+    ailink_state_zone ailink_state 1m backend=redis;
+    ailink_metrics_zone ailink_metrics;
+--- config
+    location = /readyz { ailink_ready; }
+    location = /metrics { ailink_metrics; }
+--- user_files eval
+AILink::Policy::policy_files("policies: []\n")
+--- request eval
+["GET /readyz", "GET /metrics"]
+--- error_code eval
+[503, 200]
+--- response_body_like eval
+[qr/^\{"status":"not_ready","checks":\{"config":"ok","redis":"down"\}\}$/,
+ qr/^# TYPE ailink_backend_up gauge\nailink_backend_up\{backend="redis"\} 0$/m]
+
+
+
+=== TEST 8: readiness and metrics: Redis connected is "ok" and 1
+--- http_config
+    ailink_config $TEST_NGINX_HTML_DIR/policy.yaml;
+    ailink_redis 127.0.0.1:3951 password=s3cret;
+    ailink_state_zone ailink_state 1m backend=redis;
+    ailink_metrics_zone ailink_metrics;
+--- config
+    location = /readyz { ailink_ready; }
+    location = /metrics { ailink_metrics; }
+--- user_files eval
+AILink::Policy::policy_files("policies: []\n")
+--- init
+select undef, undef, undef, 0.3;  # the worker's connection comes up
+--- request eval
+["GET /readyz", "GET /metrics"]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/^\{"status":"ready","checks":\{"config":"ok","redis":"ok"\}\}$/,
+ qr/^ailink_backend_up\{backend="redis"\} 1$/m]
