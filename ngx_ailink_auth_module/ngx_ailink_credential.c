@@ -14,15 +14,25 @@
 #include "ngx_ailink_auth.h"
 
 
+typedef struct {
+    ngx_ailink_inject_t        *inject;
+    ngx_uint_t                  llm;
+} ngx_ailink_inject_headers_t;
+
+
+/* the headers the upstream never gets: NGX_DECLINED */
+
 static ngx_int_t
-ngx_ailink_drop_header(ngx_table_elt_t *h, ngx_ailink_inject_t *inject,
-    ngx_uint_t llm)
+ngx_ailink_inject_keep_header(ngx_http_request_t *r, ngx_table_elt_t *h,
+    void *data)
 {
+    ngx_ailink_inject_headers_t  *ih = data;
+
     if (h->key.len >= sizeof("X-AILink-") - 1
         && ngx_strncasecmp(h->key.data, (u_char *) "X-AILink-",
                            sizeof("X-AILink-") - 1) == 0)
     {
-        return 1;
+        return NGX_DECLINED;
     }
 
     if ((h->key.len == sizeof("Authorization") - 1
@@ -33,26 +43,27 @@ ngx_ailink_drop_header(ngx_table_elt_t *h, ngx_ailink_inject_t *inject,
                                sizeof("Proxy-Authorization") - 1) == 0))
     {
         /* the virtual token, wherever a client put it */
-        return 1;
+        return NGX_DECLINED;
     }
 
-    if (inject->scheme == NGX_AILINK_SCHEME_HEADER
-        && h->key.len == inject->name.len
-        && ngx_strncasecmp(h->key.data, inject->name.data, h->key.len) == 0)
+    if (ih->inject->scheme == NGX_AILINK_SCHEME_HEADER
+        && h->key.len == ih->inject->name.len
+        && ngx_strncasecmp(h->key.data, ih->inject->name.data, h->key.len)
+           == 0)
     {
-        return 1;
+        return NGX_DECLINED;
     }
 
     /* the gateway reads LLM responses for usage: no compression */
-    if (llm
+    if (ih->llm
         && h->key.len == sizeof("Accept-Encoding") - 1
         && ngx_strncasecmp(h->key.data, (u_char *) "Accept-Encoding",
                            sizeof("Accept-Encoding") - 1) == 0)
     {
-        return 1;
+        return NGX_DECLINED;
     }
 
-    return 0;
+    return NGX_OK;
 }
 
 
@@ -93,48 +104,18 @@ ngx_int_t
 ngx_ailink_inject_credential(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_inject_t *inject, ngx_str_t *secret, ngx_uint_t llm)
 {
-    u_char           *p;
-    ngx_str_t         scheme, value;
-    ngx_uint_t        i;
-    ngx_list_t        headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
+    u_char                       *p;
+    ngx_str_t                     scheme, value;
+    ngx_table_elt_t              *nh;
+    ngx_ailink_inject_headers_t   ih;
 
-    /* a list points into itself: copy the old one, init the new in place */
-    headers = r->headers_in.headers;
+    ih.inject = inject;
+    ih.llm = llm;
 
-    if (ngx_list_init(&r->headers_in.headers, r->pool, 20,
-                      sizeof(ngx_table_elt_t))
+    if (ngx_ailink_rebuild_headers(r, ngx_ailink_inject_keep_header, &ih)
         != NGX_OK)
     {
         return NGX_ERROR;
-    }
-
-    part = &headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (ngx_ailink_drop_header(&h[i], inject, llm)) {
-            continue;
-        }
-
-        nh = ngx_list_push(&r->headers_in.headers);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        *nh = h[i];
     }
 
     r->headers_in.authorization = NULL;

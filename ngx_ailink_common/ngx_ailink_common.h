@@ -298,6 +298,15 @@ ngx_ailink_conf_t *ngx_ailink_get_conf(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_add_variables(ngx_conf_t *cf);
 ngx_table_elt_t *ngx_ailink_find_header(ngx_http_request_t *r,
     const char *name, size_t len);
+/*
+ * rebuilds the request's headers with the ones keep() answers NGX_OK for
+ * (NGX_DECLINED: left out; NGX_ERROR: fails); keep() may change the value
+ * of the copy it is given
+ */
+typedef ngx_int_t (*ngx_ailink_header_keep_pt)(ngx_http_request_t *r,
+    ngx_table_elt_t *h, void *data);
+ngx_int_t ngx_ailink_rebuild_headers(ngx_http_request_t *r,
+    ngx_ailink_header_keep_pt keep, void *data);
 
 /* ngx_ailink_error.c */
 ngx_int_t ngx_ailink_error_body(ngx_http_request_t *r, ngx_uint_t status,

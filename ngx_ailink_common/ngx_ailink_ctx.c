@@ -391,3 +391,65 @@ ngx_ailink_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     return NGX_OK;
 }
+
+
+ngx_int_t
+ngx_ailink_rebuild_headers(ngx_http_request_t *r,
+    ngx_ailink_header_keep_pt keep, void *data)
+{
+    ngx_int_t         rc;
+    ngx_uint_t        i;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh, elt;
+
+    /*
+     * a list points into itself: copy the old one, init the new in place;
+     * the old elements stay where r->headers_in's pointers find them
+     */
+    headers = r->headers_in.headers;
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, 20,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        elt = h[i];
+
+        rc = keep(r, &elt, data);
+
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        nh = ngx_list_push(&r->headers_in.headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = elt;
+    }
+
+    return NGX_OK;
+}

@@ -242,92 +242,52 @@ ngx_ailink_realtime_token(ngx_http_request_t *r, ngx_str_t *token)
  */
 
 static ngx_int_t
-ngx_ailink_realtime_headers(ngx_http_request_t *r)
+ngx_ailink_realtime_keep_header(ngx_http_request_t *r, ngx_table_elt_t *h,
+    void *data)
 {
-    u_char           *p, *last, *d;
-    ngx_str_t         entry;
-    ngx_uint_t        i;
-    ngx_list_t        headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
+    u_char     *p, *last, *d;
+    ngx_str_t   entry;
 
-    headers = r->headers_in.headers;
-
-    if (ngx_list_init(&r->headers_in.headers, r->pool, 20,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
+    if (ngx_ailink_realtime_is_header(h, "Sec-WebSocket-Extensions",
+                                sizeof("Sec-WebSocket-Extensions") - 1))
     {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_ailink_realtime_is_header(h, "Sec-WebSocket-Protocol",
+                                 sizeof("Sec-WebSocket-Protocol") - 1))
+    {
+        return NGX_OK;
+    }
+
+    d = ngx_pnalloc(r->pool, h->value.len);
+    if (d == NULL) {
         return NGX_ERROR;
     }
 
-    part = &headers.part;
-    h = part->elts;
+    p = h->value.data;
+    last = p + h->value.len;
+    h->value.data = d;
 
-    for (i = 0; /* void */; i++) {
+    while (p < last) {
+        p = ngx_ailink_realtime_entry(p, last, &entry);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (ngx_ailink_realtime_is_header(&h[i], "Sec-WebSocket-Extensions",
-                                    sizeof("Sec-WebSocket-Extensions") - 1))
-        {
+        if (entry.len == 0 || ngx_ailink_realtime_key_entry(&entry)) {
             continue;
         }
 
-        nh = ngx_list_push(&r->headers_in.headers);
-        if (nh == NULL) {
-            return NGX_ERROR;
+        if (d != h->value.data) {
+            *d++ = ',';
+            *d++ = ' ';
         }
 
-        *nh = h[i];
-
-        if (!ngx_ailink_realtime_is_header(&h[i], "Sec-WebSocket-Protocol",
-                                    sizeof("Sec-WebSocket-Protocol") - 1))
-        {
-            continue;
-        }
-
-        d = ngx_pnalloc(r->pool, h[i].value.len);
-        if (d == NULL) {
-            return NGX_ERROR;
-        }
-
-        nh->value.data = d;
-
-        p = h[i].value.data;
-        last = p + h[i].value.len;
-
-        while (p < last) {
-            p = ngx_ailink_realtime_entry(p, last, &entry);
-
-            if (entry.len == 0 || ngx_ailink_realtime_key_entry(&entry)) {
-                continue;
-            }
-
-            if (d != nh->value.data) {
-                *d++ = ',';
-                *d++ = ' ';
-            }
-
-            d = ngx_cpymem(d, entry.data, entry.len);
-        }
-
-        nh->value.len = d - nh->value.data;
-
-        if (nh->value.len == 0) {
-            /* the token was the only entry: no header at all */
-            r->headers_in.headers.last->nelts--;
-        }
+        d = ngx_cpymem(d, entry.data, entry.len);
     }
 
-    return NGX_OK;
+    h->value.len = d - h->value.data;
+
+    /* the token was the only entry: no header at all */
+    return h->value.len ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -430,7 +390,9 @@ ngx_ailink_realtime_route(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
                    "/v1/realtime", &model, &prov->name);
     }
 
-    if (ngx_ailink_realtime_headers(r) != NGX_OK) {
+    if (ngx_ailink_rebuild_headers(r, ngx_ailink_realtime_keep_header, NULL)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

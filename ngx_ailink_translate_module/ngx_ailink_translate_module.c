@@ -27,8 +27,8 @@ static ngx_int_t ngx_ailink_translate_route(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
 static ngx_int_t ngx_ailink_translate_upstream(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
-static ngx_int_t ngx_ailink_reroute_headers(ngx_http_request_t *r,
-    ngx_ailink_provider_t *prev);
+static ngx_int_t ngx_ailink_reroute_keep_header(ngx_http_request_t *r,
+    ngx_table_elt_t *h, void *data);
 static ngx_int_t ngx_ailink_translate_tree(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_ailink_translate_scanned(ngx_http_request_t *r,
@@ -1053,7 +1053,9 @@ ngx_ailink_translate_reroute(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                                          "\"%V\"", model);
     }
 
-    if (ngx_ailink_reroute_headers(r, prev) != NGX_OK) {
+    if (ngx_ailink_rebuild_headers(r, ngx_ailink_reroute_keep_header, prev)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1103,54 +1105,20 @@ ngx_ailink_translate_reroute(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 /* the headers a previous provider was sent that the next must not get */
 
 static ngx_int_t
-ngx_ailink_reroute_headers(ngx_http_request_t *r, ngx_ailink_provider_t *prev)
+ngx_ailink_reroute_keep_header(ngx_http_request_t *r, ngx_table_elt_t *h,
+    void *data)
 {
-    ngx_uint_t        i;
-    ngx_list_t        headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
+    ngx_ailink_provider_t  *prev = data;
 
-    headers = r->headers_in.headers;
-
-    if (ngx_list_init(&r->headers_in.headers, r->pool, 20,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
+    if ((h->key.len == sizeof("anthropic-version") - 1
+         && ngx_strncasecmp(h->key.data, (u_char *) "anthropic-version",
+                            h->key.len) == 0)
+        || (prev && prev->inject.scheme == NGX_AILINK_SCHEME_HEADER
+            && h->key.len == prev->inject.name.len
+            && ngx_strncasecmp(h->key.data, prev->inject.name.data,
+                               h->key.len) == 0))
     {
-        return NGX_ERROR;
-    }
-
-    part = &headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if ((h[i].key.len == sizeof("anthropic-version") - 1
-             && ngx_strncasecmp(h[i].key.data, (u_char *) "anthropic-version",
-                                h[i].key.len) == 0)
-            || (prev && prev->inject.scheme == NGX_AILINK_SCHEME_HEADER
-                && h[i].key.len == prev->inject.name.len
-                && ngx_strncasecmp(h[i].key.data, prev->inject.name.data,
-                                   h[i].key.len) == 0))
-        {
-            continue;
-        }
-
-        nh = ngx_list_push(&r->headers_in.headers);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        *nh = h[i];
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
