@@ -165,7 +165,8 @@ ngx_ailink_admin_add_str(cJSON *obj, const char *key, ngx_str_t *s)
 /* a token of the file, in the file's shape (hash, never a token) */
 
 static cJSON *
-ngx_ailink_admin_export_token(ngx_ailink_token_t *tok)
+ngx_ailink_admin_export_token(ngx_ailink_conf_t *conf,
+    ngx_ailink_token_t *tok)
 {
     u_char                       hex[2 * NGX_AILINK_SHA256_LEN];
     cJSON                       *out, *map;
@@ -205,6 +206,21 @@ ngx_ailink_admin_export_token(ngx_ailink_token_t *tok)
     map = ngx_ailink_policy_conf_token_own(tok);
     if (map) {
         cJSON_AddItemToObject(out, "policies", map);
+    }
+
+    map = ngx_ailink_guard_conf_token_own(conf, tok);
+    if (map) {
+        cJSON_AddItemToObject(out, "guardrails", map);
+    }
+
+    map = ngx_ailink_breaker_conf_token_own(tok);
+    if (map) {
+        cJSON_AddItemToObject(out, "circuit_breaker", map);
+    }
+
+    map = ngx_ailink_cache_conf_token_own(tok);
+    if (map) {
+        cJSON_AddItemToObject(out, "cache_ttl_secs", map);
     }
 
     if (tok->provider_creds.nelts) {
@@ -324,7 +340,8 @@ ngx_ailink_admin_export(ngx_ailink_admin_req_t *ar)
     tok = conf ? conf->tokens.elts : NULL;
 
     for (i = 0; conf && i < conf->tokens.nelts; i++) {
-        cJSON_AddItemToArray(list, ngx_ailink_admin_export_token(&tok[i]));
+        cJSON_AddItemToArray(list,
+                             ngx_ailink_admin_export_token(conf, &tok[i]));
     }
 
     cJSON_ArrayForEach(item, ngx_ailink_json_get(doc, "tokens")) {
@@ -712,7 +729,7 @@ ngx_ailink_admin_import(ngx_ailink_admin_req_t *ar)
         }
 
         if (tok) {
-            yaml = ngx_ailink_admin_export_token(tok);
+            yaml = ngx_ailink_admin_export_token(conf, tok);
             i = cJSON_Compare(yaml, item, 1);
             cJSON_Delete(yaml);
 

@@ -675,6 +675,8 @@ extern ngx_ailink_service_find_pt  ngx_ailink_service_find;
 /* ngx_ailink_policy_conf.c: the "policies" of the file */
 ngx_int_t ngx_ailink_guard_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+cJSON *ngx_ailink_guard_conf_token_own(ngx_ailink_conf_t *conf,
+    ngx_ailink_token_t *tok);
 ngx_int_t ngx_ailink_policy_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
 ngx_int_t ngx_ailink_policy_conf_token(ngx_http_request_t *r, ngx_conf_t *cf,
@@ -690,6 +692,7 @@ cJSON *ngx_ailink_policy_conf_token_own(ngx_ailink_token_t *tok);
 /* ngx_ailink_cache_module.c: the tokens' "cache_ttl_secs" */
 ngx_int_t ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
     cJSON *root);
+cJSON *ngx_ailink_cache_conf_token_own(ngx_ailink_token_t *tok);
 
 /* ngx_ailink_fallback_conf.c: the "fallbacks" of the file */
 ngx_int_t ngx_ailink_fallback_conf_load(ngx_conf_t *cf,
@@ -705,6 +708,7 @@ extern ngx_int_t (*ngx_ailink_fallback_error)(ngx_http_request_t *r);
 /* ngx_ailink_breaker_api.c: the tokens' "circuit_breaker" */
 ngx_int_t ngx_ailink_breaker_conf_load(ngx_conf_t *cf,
     ngx_ailink_conf_t *conf, cJSON *root);
+cJSON *ngx_ailink_breaker_conf_token_own(ngx_ailink_token_t *tok);
 
 /* ngx_ailink_admin_key.c: one set of admin keys, one check */
 ngx_int_t ngx_ailink_admin_keys_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,

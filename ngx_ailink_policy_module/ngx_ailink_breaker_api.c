@@ -126,6 +126,42 @@ invalid:
 }
 
 
+/* a token's "circuit_breaker" as the file has it (for the export), or NULL */
+
+cJSON *
+ngx_ailink_breaker_conf_token_own(ngx_ailink_token_t *tok)
+{
+    cJSON                        *cb;
+    ngx_ailink_breaker_fields_t  *f;
+
+    f = tok->breaker;
+
+    if (f == NULL) {
+        return NULL;
+    }
+
+    cb = cJSON_CreateObject();
+
+    if (f->enabled != -1) {
+        cJSON_AddBoolToObject(cb, "enabled", f->enabled);
+    }
+
+    if (f->threshold != -1) {
+        cJSON_AddNumberToObject(cb, "failure_threshold", f->threshold);
+    }
+
+    if (f->cooldown != -1) {
+        cJSON_AddNumberToObject(cb, "recovery_cooldown_secs", f->cooldown);
+    }
+
+    if (f->half_open != -1) {
+        cJSON_AddNumberToObject(cb, "half_open_max_requests", f->half_open);
+    }
+
+    return cb;
+}
+
+
 static void
 ngx_ailink_breaker_apply(ngx_ailink_breaker_fields_t *f,
     ngx_ailink_breaker_conf_t *out)

@@ -798,6 +798,19 @@ ngx_ailink_cache_conf_load(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
 }
 
 
+/* a token's "cache_ttl_secs" as the file has it (for the export), or NULL */
+
+cJSON *
+ngx_ailink_cache_conf_token_own(ngx_ailink_token_t *tok)
+{
+    if (tok->cache == NULL) {
+        return NULL;
+    }
+
+    return cJSON_CreateNumber((double) *(time_t *) tok->cache);
+}
+
+
 /*
  * GET .../stats: statistics; POST .../flush (or DELETE): every entry is
  * dropped.

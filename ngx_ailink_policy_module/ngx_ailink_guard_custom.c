@@ -467,6 +467,48 @@ ngx_ailink_guard_conf_cleanup(void *data)
 }
 
 
+/*
+ * a token's "guardrails" for the export: the built-in ones, then the
+ * custom ones in the order the file declares them
+ */
+
+cJSON *
+ngx_ailink_guard_conf_token_own(ngx_ailink_conf_t *conf,
+    ngx_ailink_token_t *tok)
+{
+    cJSON                    *list;
+    ngx_uint_t                i;
+    ngx_ailink_guard_conf_t  *gc;
+
+    if (tok->guardrails == 0) {
+        return NULL;
+    }
+
+    list = cJSON_CreateArray();
+
+    if (tok->guardrails & NGX_AILINK_GUARD_PII) {
+        cJSON_AddItemToArray(list, cJSON_CreateString("pii_redaction"));
+    }
+
+    if (tok->guardrails & NGX_AILINK_GUARD_INJECTION) {
+        cJSON_AddItemToArray(list, cJSON_CreateString("prompt_injection"));
+    }
+
+    gc = conf->guard;
+
+    for (i = 0; gc && i < gc->ncustoms; i++) {
+        if (tok->guardrails
+            & ((ngx_uint_t) 1 << (NGX_AILINK_GUARD_CUSTOM_SHIFT + i)))
+        {
+            cJSON_AddItemToArray(list, ngx_ailink_json_string(
+                                           &gc->customs[i].name));
+        }
+    }
+
+    return list;
+}
+
+
 /* "pii_redaction, project_codes" → a mask; the first unknown name */
 
 ngx_int_t

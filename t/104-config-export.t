@@ -135,4 +135,41 @@ like $out, qr/test is successful/, 'the export is accepted by ailink_config (ngi
     or diag $out;
 
 stop_gateway($gw);
+
+# a file token's guardrails, circuit breaker and cache TTL are exported
+# (they were left out) and the export imports back unchanged
+my $fdir = tempdir(CLEANUP => 1);
+open my $fy, '>', "$fdir/ailink.yaml" or die;
+print $fy <<"YAML";
+credentials:
+  action: { env: AILINK_TEST_ACTION_KEY }
+guardrails:
+  - name: project_codes
+    pattern: 'PRJ-[0-9]{4}'
+    action: redact
+tokens:
+  - id: tok_guarded
+    name: guarded
+    project: p
+    hash: "@{[ '4' x 64 ]}"
+    upstream: http://127.0.0.1:$mock/api
+    credential: action
+    guardrails: [project_codes, pii_redaction]
+    circuit_breaker: { enabled: true, failure_threshold: 3, recovery_cooldown_secs: 20 }
+    cache_ttl_secs: 60
+YAML
+close $fy;
+$gw = admin_gateway(config => "$fdir/ailink.yaml");
+$yaml = admin($gw, 'GET', '/config/export')->{content};
+like $yaml, qr/"guardrails":\n\s+- "pii_redaction"\n\s+- "project_codes"/,
+     'a file token\'s guardrails are exported' or diag $yaml;
+like $yaml, qr/"circuit_breaker":\n\s+"enabled": true\n\s+"failure_threshold": 3\n\s+"recovery_cooldown_secs": 20\n/,
+     '... its circuit breaker, the fields the file sets';
+unlike $yaml, qr/half_open_max_requests/, '... and none it leaves out';
+like $yaml, qr/"cache_ttl_secs": 60/, '... its cache TTL';
+$r = admin($gw, 'POST', '/config/import', $yaml, type => 'application/yaml');
+is $r->{status}, 200, 'the export imports back';
+is $r->{json}{tokens}{unchanged}, 1, '... the file token unchanged';
+stop_gateway($gw);
+
 done_testing();
