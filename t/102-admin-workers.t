@@ -115,7 +115,7 @@ is call($gw, $named, 'GET', '/v1/optin')->{status}, 403, 'a policy the token nam
 is call($gw, $acme, 'GET', '/v1/acme')->{status}, 403, 'apply_to: projects covers it';
 is call($gw, $plain, 'GET', '/v1/acme')->{status}, 200, '... not other projects';
 
-my $r = admin($gw, 'POST', '/tokens', { name => 'bad', policies => ['nope'] });
+$r = admin($gw, 'POST', '/tokens', { name => 'bad', policies => ['nope'] });
 is $r->{status}, 400, 'an unknown policy: 400';
 like $r->{json}{error}{message}, qr/unknown policy "nope"/, '... naming it';
 
