@@ -116,6 +116,7 @@ typedef struct {
     ngx_str_t                   path;       /* NUL-terminated */
     ngx_str_t                   data;       /* the tail read */
     ngx_pool_t                 *pool;
+    ngx_flag_t                  cut;        /* the tail starts mid-file */
     ngx_err_t                   err;
 } ngx_ailink_admin_audit_read_t;
 

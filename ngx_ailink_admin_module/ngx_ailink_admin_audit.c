@@ -39,6 +39,7 @@ ngx_ailink_admin_audit_read(void *data, ngx_log_t *log)
     size = st.st_size;
     from = size > NGX_AILINK_AUDIT_TAIL ? size - NGX_AILINK_AUDIT_TAIL : 0;
 
+    t->cut = (from > 0);
     t->data.len = 0;
 
     while (from + (off_t) t->data.len < size) {
@@ -87,7 +88,7 @@ ngx_ailink_admin_audit_match(cJSON *rec, const char *key, ngx_str_t *want)
 static void
 ngx_ailink_admin_audit_done(ngx_event_t *ev)
 {
-    u_char                         *p, *last, *line;
+    u_char                         *p, *first, *last, *line;
     cJSON                          *out, *list, *rec, *t;
     ngx_str_t                       token, agent, session, status, since,
                                     until, arg;
@@ -155,19 +156,26 @@ ngx_ailink_admin_audit_done(ngx_event_t *ev)
 
     skipped = 0;
     n = 0;
-    last = rd->data.data + rd->data.len;
+    first = rd->data.data;
+    last = first + rd->data.len;
+
+    /* the tail may start inside a record: from the first whole line */
+    if (rd->cut) {
+        first = ngx_strlchr(first, last, '\n');
+        first = first ? first + 1 : last;
+    }
 
     /* newest first: the lines from the end */
-    while (last > rd->data.data && n < limit) {
+    while (last > first && n < limit) {
         p = last - 1;
 
-        while (p > rd->data.data && p[-1] != '\n') {
+        while (p > first && p[-1] != '\n') {
             p--;
         }
 
         line = p;
         p = last;
-        last = (line > rd->data.data) ? line - 1 : rd->data.data;
+        last = (line > first) ? line - 1 : first;
 
         if (p - line < 2 || line[0] != '{') {
             continue;

@@ -196,7 +196,7 @@ ngx_ailink_spend_thread(void *data, ngx_log_t *log)
     last = p + sp->read.data.len;
 
     /* the tail may start inside a record: from the first whole line */
-    if (sp->read.data.len == NGX_AILINK_AUDIT_TAIL) {
+    if (sp->read.cut) {
         p = ngx_strlchr(p, last, '\n');
         p = p ? p + 1 : last;
     }

@@ -284,4 +284,19 @@ ok !(grep { ($_->{admin}{object} // '') eq 'refused' } @adm),
 ok((grep { $_->{status} == 401 && $_->{path} eq '/api/v1/tokens' } records()),
    '... its request is still in the audit (401)');
 
+# GET /audit reads the file's last 4 MB: a tail that starts inside a
+# record is read from its first whole line (a nested object that happens
+# to start the tail was returned as a record)
+{
+    my $TAIL = 4 * 1024 * 1024;
+    my $ghost_head = '{"token_id":"ghost","status":200,"pad":"';
+    my $ghost = $ghost_head . ('y' x ($TAIL - length($ghost_head) - 4)) . '"}';
+    open my $f, '>>', $audit_file or die $!;
+    print $f '{"filler":"x","inner":' . $ghost . "}\n";
+    close $f;
+    my $r = admin('GET', '/audit?token_id=ghost');
+    is $r->{status}, 200, 'GET /audit over a tail cut inside a record';
+    is scalar @{ $r->{json}{data} }, 0, '... no half record taken for one';
+}
+
 done_testing;
