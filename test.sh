@@ -7,8 +7,8 @@
 # (sdk/python/tests), then the libFuzzer targets for a bounded time
 # (fuzz/, corpora replayed first).
 # Any sanitizer report fails the run.  Ends with one line:
-# "N passed, N failed, N skipped" (skipped: SDK examples whose gateway
-# feature is not built yet, strict xfails).
+# "N passed, N failed, N skipped" (skipped: SDK tests marked as strict
+# expected failures; none is today).
 #
 #   ./test.sh               everything
 #   ./test.sh t/010-auth.t  only these nginx suites, release build only
@@ -94,10 +94,9 @@ if [ $# -eq 0 ]; then
     echo "== Python SDK (sdk/python), against the gateway and the contract stub"
     python3 -m pip install -q "./sdk/python[all,test]" 2>&1 | tail -5
     python3 -m pytest -q -p no:cacheprovider sdk/python/tests 2>&1 | tee "$logs/sdk.log"
-    # the last line is pytest's summary: an expected failure (a seed example
-    # whose gateway feature is not built yet, strict xfail) counts as
-    # skipped, never as passed; a strict xfail that passed is among
-    # pytest's "failed", so a feature that lands turns it on
+    # the last line is pytest's summary: an expected failure (strict
+    # xfail) counts as skipped, never as passed; a strict xfail that
+    # passed is among pytest's "failed"
     sdk_sum=$(tail -1 "$logs/sdk.log")
     sdk_n() {
         local n
