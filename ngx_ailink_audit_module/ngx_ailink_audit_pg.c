@@ -355,15 +355,16 @@ ngx_ailink_audit_pg_add(ngx_log_t *log, u_char *line, size_t len)
             return;
         }
 
-        /* the spool cannot take it: memory, while there is some room */
+    }
 
-        if (pg->n >= 2 * pg->conf->queue) {
-            ngx_log_error(NGX_LOG_ALERT, log, 0,
-                          "ailink audit pg: spool and queue full, "
-                          "record %uL of stream \"%s\" lost",
-                          pg->seq, pg->stream);
-            return;
-        }
+    /* the spool cannot take it: memory, while there is some room */
+
+    if (pg->n >= 2 * pg->conf->queue) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "ailink audit pg: spool and queue full, "
+                      "record %uL of stream \"%s\" lost",
+                      pg->seq, pg->stream);
+        return;
     }
 
     rec = ngx_alloc(offsetof(ngx_ailink_audit_pg_rec_t, data) + len, log);

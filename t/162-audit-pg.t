@@ -273,7 +273,67 @@ is(wait_for("SELECT count(*) FROM ailink_audit"
 kill 'QUIT', $_->{pid} for $n2, $n3;
 waitpid($_->{pid}, 0) for $n2, $n3;
 
-# 5. configuration errors at nginx -t, naming the bad token
+# 5. a small queue: past 5 records in memory they go by the spool, in order
+my $n4 = start_nginx(master => 1, workers => 1,
+                     http => http_conf("$tmp/spoolC",
+                                       "queue=5 batch=1000 flush=60s"),
+                     server => $server);
+ok(wait_http("$n4->{url}/readyz", qr/"postgresql":"ok"/), 'queue=5: up');
+is(call($n4->{url}, 'small-q', $_)->{status}, 200, "small queue: $_")
+    for 1 .. 23;
+my $small = wait_for("SELECT count(*) FROM ailink_audit"
+                     . " WHERE record->>'session_id' = 'small-q'", 20);
+ok($small >= 20, "the records past the queue's 5 sent at once ($small)");
+
+# 6. PostgreSQL slow: the table locked for 3 s, batches time out (1 s) and
+# go to the spool; the statements that waited commit all the same when
+# the lock goes, and the batches sent again add nothing twice
+my $n5 = start_nginx(master => 1, workers => 2,
+                     http => http_conf("$tmp/spoolD",
+                                       "batch=5 flush=50ms timeout=1s"),
+                     server => $server);
+ok(wait_http("$n5->{url}/readyz", qr/"postgresql":"ok"/), 'timeout=1s: up');
+my $locker = fork // die "fork: $!";
+if ($locker == 0) {
+    $pg->psql("BEGIN; LOCK TABLE ailink_audit IN ACCESS EXCLUSIVE MODE;"
+              . " SELECT pg_sleep(3); COMMIT;");
+    POSIX::_exit(0);
+}
+Time::HiRes::sleep(0.3);
+for my $i (1 .. 60) {
+    is(call($n5->{url}, 'slow-pg', $i)->{status}, 200, "PostgreSQL slow: $i")
+        if $i % 20 == 0;
+    call($n5->{url}, 'slow-pg', $i) if $i % 20;
+    Time::HiRes::sleep(0.05);
+}
+waitpid($locker, 0);
+is(wait_for("SELECT count(*) FROM ailink_audit"
+            . " WHERE record->>'session_id' = 'slow-pg'", 60), '60',
+   'the 60 records of the slow period arrive');
+is(q1("SELECT count(DISTINCT record->'properties'->>'n') FROM ailink_audit"
+      . " WHERE record->>'session_id' = 'slow-pg'"), '60', 'each once');
+like(join('', error_log($n5)), qr/unavailable \(query: timed out\)/,
+     'the timeout logged');
+is(scalar(grep { /\[alert\]|\[crit\]/ } error_log($n5), error_log($n4)), 0,
+   'no alert');
+
+kill 'QUIT', $_->{pid} for $n4, $n5;
+waitpid($_->{pid}, 0) for $n4, $n5;
+is(q1("SELECT count(*) FROM (SELECT stream, min(seq) mi, max(seq) ma,"
+      . " count(*) c FROM ailink_audit GROUP BY stream) d"
+      . " WHERE mi <> 1 OR ma <> c"), '0', 'in the end, every stream whole');
+my @left = map { open my $f, '<', $_ or die $!; <$f> }
+            glob("$tmp/spoolC/*.spool");
+is(scalar(@left), 23 - $small, 'the queued rest spooled when nginx stopped');
+my $n6 = start_nginx(master => 1, workers => 1,
+                     http => http_conf("$tmp/spoolC"), server => $server);
+is(wait_for("SELECT count(*) FROM ailink_audit WHERE record->>'session_id'"
+            . " = 'small-q'", 23), '23',
+   'and sent by the next nginx: the small queue\'s 23 records');
+kill 'QUIT', $n6->{pid};
+waitpid($n6->{pid}, 0);
+
+# 7. configuration errors at nginx -t, naming the bad token
 sub nginx_t {
     my $directive = shift;
     my $dir = tempdir(CLEANUP => 1);
