@@ -354,7 +354,6 @@ ngx_ailink_audit_pg_add(ngx_log_t *log, u_char *line, size_t len)
             ngx_ailink_audit_pg_send_next(pg, 0);
             return;
         }
-
     }
 
     /* the spool cannot take it: memory, while there is some room */
