@@ -2019,7 +2019,7 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_int_t             n;
     ngx_str_t            *value, arg, name, spool, zone;
     ngx_url_t             u;
-    ngx_uint_t            i, k, nopts;
+    ngx_uint_t            i, k, nopts, gssenc;
     ngx_path_t           *path;
     PQconninfoOption     *opts, *o;
     u_char                addr[NGX_SOCKADDR_STRLEN + 1];
@@ -2163,8 +2163,9 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
-    pcf->keywords = ngx_pcalloc(cf->pool, (nopts + 4) * sizeof(char *));
-    pcf->values = ngx_pcalloc(cf->pool, (nopts + 4) * sizeof(char *));
+    /* and password, application_name, hostaddr, gssencmode, NULL */
+    pcf->keywords = ngx_pcalloc(cf->pool, (nopts + 5) * sizeof(char *));
+    pcf->values = ngx_pcalloc(cf->pool, (nopts + 5) * sizeof(char *));
     if (pcf->keywords == NULL || pcf->values == NULL) {
         PQconninfoFree(opts);
         return NGX_CONF_ERROR;
@@ -2175,6 +2176,7 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     port = NULL;
     dbname = NULL;
     appname = NULL;
+    gssenc = 0;
     k = 0;
 
     for (o = opts; o->keyword; o++) {
@@ -2210,6 +2212,9 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
         } else if (ngx_strcmp(o->keyword, "application_name") == 0) {
             appname = s;
+
+        } else if (ngx_strcmp(o->keyword, "gssencmode") == 0) {
+            gssenc = 1;
         }
 
         k++;
@@ -2225,6 +2230,12 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     if (appname == NULL) {
         pcf->keywords[k] = "application_name";
         pcf->values[k++] = "ailink-audit";
+    }
+
+    if (!gssenc) {
+        /* GSSAPI negotiation may ask a Kerberos server, blocking */
+        pcf->keywords[k] = "gssencmode";
+        pcf->values[k++] = "disable";
     }
 
     /* a host name resolved now: no resolver in the workers */
