@@ -142,6 +142,8 @@ typedef struct {
     ngx_uint_t                  source;     /* of the batch in flight */
     ngx_uint_t                  inflight;   /* its records */
     u_char                      first[NGX_INT64_LEN + 1];
+    u_char                     *bstream;    /* its stream */
+    ngx_uint_t                  refused;    /* to send one by one */
 
     u_char                     *out;        /* the batch: a JSON array */
     size_t                      out_size;
@@ -151,6 +153,7 @@ typedef struct {
     ngx_ailink_audit_pg_slot_t *slot;
     u_char                      why[256];
     u_char                      error[256];
+    u_char                      sqlstate[6];
 } ngx_ailink_audit_pg_t;
 
 
@@ -169,6 +172,8 @@ static void ngx_ailink_audit_pg_read_handler(ngx_event_t *ev);
 static void ngx_ailink_audit_pg_write_handler(ngx_event_t *ev);
 static void ngx_ailink_audit_pg_done(ngx_ailink_audit_pg_t *pg);
 static void ngx_ailink_audit_pg_ack(ngx_ailink_audit_pg_t *pg);
+static void ngx_ailink_audit_pg_refused(ngx_ailink_audit_pg_t *pg);
+static void ngx_ailink_audit_pg_reject(ngx_ailink_audit_pg_t *pg);
 static void ngx_ailink_audit_pg_send_next(ngx_ailink_audit_pg_t *pg,
     ngx_uint_t force);
 static ngx_int_t ngx_ailink_audit_pg_send(ngx_ailink_audit_pg_t *pg,
@@ -747,7 +752,8 @@ ngx_ailink_audit_pg_write_handler(ngx_event_t *ev)
 static void
 ngx_ailink_audit_pg_read_handler(ngx_event_t *ev)
 {
-    char                   *msg;
+    char                   *msg, *state;
+    u_char                 *p;
     PGresult               *res;
     ExecStatusType          st;
     ngx_connection_t       *c;
@@ -794,6 +800,18 @@ ngx_ailink_audit_pg_read_handler(ngx_event_t *ev)
             msg = PQresultErrorMessage(res);
             (void) ngx_cpystrn(pg->error, (u_char *) (msg ? msg : "?"),
                                sizeof(pg->error));
+
+            /* its first line, for the log */
+            for (p = pg->error; *p && *p != LF && *p != CR; p++) {
+                /* void */
+            }
+
+            *p = '\0';
+
+            state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            (void) ngx_cpystrn(pg->sqlstate,
+                               (u_char *) (state ? state : ""),
+                               sizeof(pg->sqlstate));
         }
 
         PQclear(res);
@@ -811,6 +829,16 @@ ngx_ailink_audit_pg_done(ngx_ailink_audit_pg_t *pg)
     }
 
     if (pg->failed) {
+
+        /* class 22 (data exception), 23 (a constraint): the records */
+        if (pg->state == NGX_AILINK_AUDIT_PG_BUSY
+            && pg->sqlstate[0] == '2'
+            && (pg->sqlstate[1] == '2' || pg->sqlstate[1] == '3'))
+        {
+            ngx_ailink_audit_pg_refused(pg);
+            return;
+        }
+
         ngx_ailink_audit_pg_fail(pg, pg->state == NGX_AILINK_AUDIT_PG_SETUP
                                      ? "schema setup" : "insert",
                                  (char *) pg->error);
@@ -839,6 +867,112 @@ ngx_ailink_audit_pg_done(ngx_ailink_audit_pg_t *pg)
 }
 
 
+/*
+ * PostgreSQL refused a batch for what a record holds: the connection is
+ * fine.  The batch's records go one by one; the one refused alone is
+ * kept aside in "<stream>.rejected" (never lost, never replayed) and the
+ * rest goes on, instead of the spool stopping at it.
+ */
+
+static void
+ngx_ailink_audit_pg_refused(ngx_ailink_audit_pg_t *pg)
+{
+    pg->state = NGX_AILINK_AUDIT_PG_READY;
+
+    if (pg->inflight > 1) {
+        ngx_log_error(NGX_LOG_WARN, pg->log, 0,
+                      "ailink audit pg %V: a batch of %ui records refused "
+                      "(%s), sending them one by one",
+                      &pg->conf->name, pg->inflight, pg->error);
+
+        switch (pg->source) {
+
+        case NGX_AILINK_AUDIT_PG_FROM_OWN:
+            pg->own.sent = pg->own.acked;
+            break;
+
+        case NGX_AILINK_AUDIT_PG_FROM_CLAIMED:
+            pg->claimed.sent = pg->claimed.acked;
+            break;
+
+        default:
+            break;
+        }
+
+        pg->refused = pg->inflight;
+        pg->source = NGX_AILINK_AUDIT_PG_FROM_NONE;
+        pg->inflight = 0;
+
+        ngx_ailink_audit_pg_send_next(pg, 1);
+        return;
+    }
+
+    ngx_ailink_audit_pg_reject(pg);
+    ngx_ailink_audit_pg_ack(pg);
+    ngx_ailink_audit_pg_send_next(pg, 0);
+}
+
+
+/* the one record of the batch in flight ("[record]") to the side file */
+
+static void
+ngx_ailink_audit_pg_reject(ngx_ailink_audit_pg_t *pg)
+{
+    u_char        *name;
+    size_t         len;
+    ssize_t        n;
+    ngx_fd_t       fd;
+    ngx_str_t     *dir;
+    struct iovec   iov[4];
+
+    dir = &pg->conf->spool->name;
+    len = dir->len + 1 + ngx_strlen(pg->bstream) + sizeof(".rejected");
+
+    name = ngx_alloc(len, pg->log);
+    if (name == NULL) {
+        return;
+    }
+
+    (void) ngx_sprintf(name, "%V/%s.rejected%Z", dir, pg->bstream);
+
+    fd = open((char *) name, O_WRONLY|O_CREAT|O_APPEND, 0600);
+
+    if (fd == -1) {
+        ngx_log_error(NGX_LOG_ALERT, pg->log, ngx_errno,
+                      "ailink audit pg: open(\"%s\") failed", name);
+        ngx_free(name);
+        return;
+    }
+
+    len = ngx_strlen(pg->out);
+
+    iov[0].iov_base = pg->first;
+    iov[0].iov_len = ngx_strlen(pg->first);
+    iov[1].iov_base = "\t";
+    iov[1].iov_len = 1;
+    iov[2].iov_base = pg->out + 1;
+    iov[2].iov_len = len - 2;
+    iov[3].iov_base = "\n";
+    iov[3].iov_len = 1;
+
+    n = writev(fd, iov, 4);
+
+    if (n != (ssize_t) (iov[0].iov_len + len)) {
+        ngx_log_error(NGX_LOG_ALERT, pg->log, ngx_errno,
+                      "ailink audit pg: writev(\"%s\") failed", name);
+    }
+
+    (void) ngx_close_file(fd);
+
+    ngx_log_error(NGX_LOG_ERR, pg->log, 0,
+                  "ailink audit pg %V: record %s of stream \"%s\" refused "
+                  "(%s), kept in \"%s\"", &pg->conf->name, pg->first,
+                  pg->bstream, pg->error, name);
+
+    ngx_free(name);
+}
+
+
 /* PostgreSQL has the batch: it leaves the queue or the spool */
 
 static void
@@ -847,6 +981,8 @@ ngx_ailink_audit_pg_ack(ngx_ailink_audit_pg_t *pg)
     ngx_uint_t                    i;
     ngx_ailink_audit_pg_rec_t    *rec;
     ngx_ailink_audit_pg_spool_t  *sp;
+
+    pg->refused -= ngx_min(pg->refused, pg->inflight);
 
     switch (pg->source) {
 
@@ -1000,6 +1136,8 @@ ngx_ailink_audit_pg_send(ngx_ailink_audit_pg_t *pg, u_char *stream)
 {
     const char  *values[3];
 
+    pg->bstream = stream;
+
     values[0] = (const char *) stream;
     values[1] = (const char *) pg->first;
     values[2] = (const char *) pg->out;
@@ -1017,6 +1155,7 @@ ngx_ailink_audit_pg_send(ngx_ailink_audit_pg_t *pg, u_char *stream)
 
     pg->state = NGX_AILINK_AUDIT_PG_BUSY;
     pg->failed = 0;
+    pg->sqlstate[0] = '\0';
 
     if (pg->flush.timer_set && pg->source == NGX_AILINK_AUDIT_PG_FROM_QUEUE
         && pg->inflight == pg->n)
@@ -1035,13 +1174,14 @@ ngx_ailink_audit_pg_queue_batch(ngx_ailink_audit_pg_t *pg)
 {
     u_char                     *p;
     size_t                      len;
-    ngx_uint_t                  n;
+    ngx_uint_t                  n, max;
     ngx_ailink_audit_pg_rec_t  *rec;
 
+    max = pg->refused ? 1 : pg->conf->batch;
     len = sizeof("[]");
     n = 0;
 
-    for (rec = pg->head; rec && n < pg->conf->batch; rec = rec->next) {
+    for (rec = pg->head; rec && n < max; rec = rec->next) {
         len += rec->len + 1;
         n++;
     }
@@ -1056,7 +1196,7 @@ ngx_ailink_audit_pg_queue_batch(ngx_ailink_audit_pg_t *pg)
     *p++ = '[';
     n = 0;
 
-    for (rec = pg->head; rec && n < pg->conf->batch; rec = rec->next) {
+    for (rec = pg->head; rec && n < max; rec = rec->next) {
         if (n) {
             *p++ = ',';
         }
@@ -1136,7 +1276,7 @@ ngx_ailink_audit_pg_spool_batch(ngx_ailink_audit_pg_t *pg,
         count = 0;
         first = 0;
 
-        while (p < last && count < pg->conf->batch) {
+        while (p < last && count < (pg->refused ? 1 : pg->conf->batch)) {
 
             nl = ngx_strlchr(p, last, LF);
             if (nl == NULL) {
