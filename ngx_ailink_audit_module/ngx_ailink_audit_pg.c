@@ -1046,6 +1046,9 @@ ngx_ailink_audit_pg_ack(ngx_ailink_audit_pg_t *pg)
         ngx_memzero(sp, sizeof(ngx_ailink_audit_pg_spool_t));
         sp->fd = NGX_INVALID_FILE;
 
+        /* the next one now, not at the next scan */
+        ngx_ailink_audit_pg_scan_dir(pg);
+
         break;
 
     default:
