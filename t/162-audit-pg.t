@@ -6,7 +6,10 @@
 # three workers under load with PostgreSQL stopped for 4 s (every record
 # exactly once, each worker's in order); a reload and a restart with
 # records in the spool; the spool of the wrong-password block replayed;
-# configuration errors at nginx -t, the password never echoed.
+# a worker killed with a spool, replayed by the next; a queue of 5
+# overflowing to the spool; PostgreSQL slow (a table lock past timeout=1s)
+# with no record twice; a record PostgreSQL refuses kept aside; errors at
+# nginx -t, the password never echoed.
 
 use lib 't/lib';
 use AILink::Test;
@@ -273,7 +276,47 @@ is(wait_for("SELECT count(*) FROM ailink_audit"
 kill 'QUIT', $_->{pid} for $n2, $n3;
 waitpid($_->{pid}, 0) for $n2, $n3;
 
-# 5. a small queue: past 5 records in memory they go by the spool, in order
+# 5. a worker killed (SIGKILL) with records in its spool: the worker
+# started in its place replays the dead one's file
+$pg->stop('fast');
+my $n8 = start_nginx(master => 1, workers => 1,
+                     http => http_conf("$tmp/spoolF", "flush=100ms"),
+                     server => $server);
+ok(wait_http("$n8->{url}/readyz", qr/"postgresql":"down"/), 'kill: down');
+is(call($n8->{url}, 'killed', $_)->{status}, 200, "spooled: $_") for 1 .. 15;
+sub workers_of {
+    my $master = shift;
+    open my $f, '<', "/proc/$master/task/$master/children" or return ();
+    return split ' ', scalar(<$f>) // '';
+}
+my ($victim) = workers_of($n8->{pid});
+ok($victim && kill('KILL', $victim), "worker $victim killed");
+my $new;
+for (1 .. 100) {
+    ($new) = grep { $_ != $victim } workers_of($n8->{pid});
+    last if $new;
+    Time::HiRes::sleep(0.05);
+}
+ok($new, "another worker started: $new");
+$pg->start_again;
+is(wait_for("SELECT count(*) FROM ailink_audit"
+            . " WHERE record->>'session_id' = 'killed'", 15), '15',
+   "the killed worker's 15 spooled records arrive");
+is(q1("SELECT count(DISTINCT record->'properties'->>'n') FROM ailink_audit"
+      . " WHERE record->>'session_id' = 'killed'"), '15', 'each once');
+like(join('', error_log($n8)), qr/replaying spool file "[^"]*-$victim-\d+\.spool" \(15 records\)/,
+     "the dead worker's file claimed");
+my $d8 = -1;
+for (1 .. 30) {
+    $d8 = depth($n8->{url});
+    last if $d8 == 0;
+    Time::HiRes::sleep(0.1);
+}
+is($d8, 0, "depth 0: the dead worker's count not left behind");
+kill 'QUIT', $n8->{pid};
+waitpid($n8->{pid}, 0);
+
+# 6. a small queue: past 5 records in memory they go by the spool, in order
 my $n4 = start_nginx(master => 1, workers => 1,
                      http => http_conf("$tmp/spoolC",
                                        "queue=5 batch=1000 flush=60s"),
@@ -287,7 +330,7 @@ my $small = q1("SELECT count(*) FROM ailink_audit"
                . " WHERE record->>'session_id' = 'small-q'");
 ok($small >= 18, "the records past the queue's 5 sent at once ($small)");
 
-# 6. PostgreSQL slow: the table locked for 3 s, batches time out (1 s) and
+# 7. PostgreSQL slow: the table locked for 3 s, batches time out (1 s) and
 # go to the spool; the statements that waited commit all the same when
 # the lock goes, and the batches sent again add nothing twice
 my $n5 = start_nginx(master => 1, workers => 2,
@@ -335,7 +378,7 @@ is(wait_for("SELECT count(*) FROM ailink_audit WHERE record->>'session_id'"
 kill 'QUIT', $n6->{pid};
 waitpid($n6->{pid}, 0);
 
-# 7. a record PostgreSQL refuses (here a CHECK constraint; in life a value
+# 8. a record PostgreSQL refuses (here a CHECK constraint; in life a value
 # jsonb would not take) is kept in "<stream>.rejected", the others of its
 # batch go one by one, and what follows goes on
 q1("ALTER TABLE ailink_audit ADD CONSTRAINT ailink_test_poison CHECK"
@@ -371,7 +414,7 @@ kill 'QUIT', $n7->{pid};
 waitpid($n7->{pid}, 0);
 q1("ALTER TABLE ailink_audit DROP CONSTRAINT ailink_test_poison");
 
-# 8. configuration errors at nginx -t, naming the bad token
+# 9. configuration errors at nginx -t, naming the bad token
 sub nginx_t {
     my $directive = shift;
     my $dir = tempdir(CLEANUP => 1);
