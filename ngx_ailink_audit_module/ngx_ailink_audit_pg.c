@@ -851,6 +851,11 @@ ngx_ailink_audit_pg_done(ngx_ailink_audit_pg_t *pg)
         pg->backoff = NGX_AILINK_AUDIT_PG_BACKOFF_MIN;
         ngx_ailink_audit_pg_set_up(pg, 1);
 
+        if (pg->own.acked >= pg->own.size) {
+            /* nothing came during the outage: records queue again */
+            pg->spooling = 0;
+        }
+
         if (pg->claimed.fd == NGX_INVALID_FILE) {
             ngx_ailink_audit_pg_scan_dir(pg);
         }
