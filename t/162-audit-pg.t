@@ -385,7 +385,7 @@ q1("ALTER TABLE ailink_audit ADD CONSTRAINT ailink_test_poison CHECK"
    . " (record->>'session_id' IS DISTINCT FROM 'poison')");
 my $n7 = start_nginx(master => 1, workers => 1,
                      http => http_conf("$tmp/spoolE",
-                                       "batch=10 flush=500ms"),
+                                       "batch=10 flush=2s"),
                      server => $server);
 ok(wait_http("$n7->{url}/readyz", qr/"postgresql":"ok"/), 'poison: up');
 is(call($n7->{url}, 'poison-ok', 1)->{status}, 200, 'a record');
@@ -501,7 +501,7 @@ wrong-pw-0xdeadbeef
     location = /metrics { ailink_metrics; ailink_audit_log off; }
 --- request eval
 ["GET /readyz", "GET /readyz", "GET /metrics"]
---- wait: 0.3
+--- wait: 1
 --- response_body_like eval
 [qr/"status"/, qr/^\{"status":"ready","checks":\{"config":"ok","postgresql":"ok"\}\}/,
  qr/# TYPE ailink_audit_spool_depth gauge\nailink_audit_spool_depth 0\n# HELP ailink_backend_up [^\n]*\n# TYPE ailink_backend_up gauge\nailink_backend_up\{backend="postgresql"\} 1\n/]
