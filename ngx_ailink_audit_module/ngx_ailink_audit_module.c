@@ -12,6 +12,7 @@
 
 #include "ngx_ailink_common.h"
 #include "ngx_ailink_guard.h"
+#include "ngx_ailink_audit_pg.h"
 
 
 typedef struct {
@@ -213,6 +214,7 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     size_t                        len;
     ngx_str_t                     props_json, props_text, status_code;
     ngx_str_t                    *token_id, *token_name, *project, *provider;
+    ngx_int_t                     pg;
     ngx_time_t                   *tp;
     ngx_uint_t                    status;
     ngx_msec_int_t                total_ms, upstream_ms;
@@ -222,7 +224,10 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_ailink_audit_module);
 
-    if (alcf->file == NULL || r != r->main) {
+    /* PostgreSQL gets the records wherever "ailink_audit_log off" is not */
+    pg = (alcf->off != 1) && ngx_ailink_audit_pg_enabled(r);
+
+    if ((alcf->file == NULL && !pg) || r != r->main) {
         return NGX_OK;
     }
 
@@ -411,7 +416,13 @@ ngx_ailink_audit_handler(ngx_http_request_t *r)
     *p++ = '}';
     *p++ = '\n';
 
-    ngx_ailink_audit_write(r, alcf->file, line, p - line);
+    if (alcf->file) {
+        ngx_ailink_audit_write(r, alcf->file, line, p - line);
+    }
+
+    if (pg) {
+        ngx_ailink_audit_pg_add(r->connection->log, line, p - line);
+    }
 
     return NGX_OK;
 }

@@ -12,7 +12,7 @@ if [ "${1:-}" = test ]; then
     packages+=(perl libtest-base-perl libtext-diff-perl libtest-longstring-perl
                liblist-moreutils-perl libwww-perl liburi-perl
                libhttp-message-perl libipc-run-perl valgrind
-               python3-pip nodejs npm redis-server
+               python3-pip nodejs npm redis-server postgresql
                chromium chromium-driver fonts-liberation)  # the approvals
                # page's browser test (fonts: a Recommends, not pulled in)
 fi
