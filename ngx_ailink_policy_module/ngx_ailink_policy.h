@@ -146,6 +146,14 @@ typedef struct {
     ngx_uint_t                  type;       /* NGX_AILINK_PA_* */
     ngx_str_t                   name;       /* as the audit shows it */
 
+    /*
+     * its decision in the audit's "policies", written once: up to the
+     * result ({"policy":"..","rule":"..","action":"..","mode":"..",
+     * "result":"), and after it ("} or ","reason":".."})
+     */
+    ngx_str_t                   audit;
+    ngx_str_t                   audit_tail;
+
     /* deny, log: the reason or message; set_header: name and value */
     ngx_str_t                   text;
     ngx_str_t                   header;

@@ -73,29 +73,39 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
 /*
  * the key with its window: "<key><kind>@<start>", the start in 8 hex
- * digits (cheaper than decimal; the window's start until 2106)
+ * digits (cheaper than decimal; the window's start until 2106), written
+ * once per window of each kind and copied until the next
  */
 
 static void
 ngx_ailink_policy_window_key(ngx_str_t *key, ngx_uint_t kind, time_t start,
     ngx_str_t *out)
 {
-    u_char      *p;
+    u_char      *p, *h;
     uint32_t     t;
     ngx_uint_t   i;
 
     static u_char  hex[] = "0123456789abcdef";
+    static time_t  starts[NGX_AILINK_RL_N];
+    static u_char  texts[NGX_AILINK_RL_N][8];
+
+    h = texts[kind];
+
+    if (starts[kind] != start || start == 0) {
+        t = (uint32_t) start;
+
+        for (i = 8; i; i--) {
+            h[i - 1] = hex[t & 0xf];
+            t >>= 4;
+        }
+
+        starts[kind] = start;
+    }
 
     p = ngx_cpymem(out->data, key->data, key->len);
     *p++ = (u_char) ('0' + kind);
     *p++ = '@';
-
-    t = (uint32_t) start;
-
-    for (i = 8; i; i--) {
-        p[i - 1] = hex[t & 0xf];
-        t >>= 4;
-    }
+    ngx_memcpy(p, h, 8);
 
     out->len = p + 8 - out->data;
 }

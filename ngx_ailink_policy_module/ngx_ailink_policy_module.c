@@ -989,53 +989,51 @@ ngx_ailink_policy_run_post(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
-/* [{"policy","rule","action","mode","result"},...] and the tags */
+/*
+ * ,"policies":[{"policy","rule","action","mode","result"},...],"tags":[...]
+ * in one buffer, as the audit record takes it; decisions and tags are the
+ * two arrays in it.  A decision's text but for its result was written
+ * when the file was read (ngx_ailink_policy_audit_texts()).
+ */
 
 static ngx_int_t
 ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
-    ngx_str_t *decisions, ngx_str_t *tags)
+    ngx_str_t *audit, ngx_str_t *decisions, ngx_str_t *tags)
 {
     u_char                        *p;
-    size_t                         len, tlen;
+    size_t                         len, rlen;
     ngx_str_t                     *tag;
     ngx_uint_t                     i, j, ntags;
+    ngx_ailink_policy_action_t    *a;
     ngx_ailink_policy_decision_t  *d;
 
     d = pctx->decisions.elts;
-    len = 2;
-    tlen = 2;
+    len = sizeof(",\"policies\":[],\"tags\":[]") - 1;
     ntags = 0;
 
     for (i = 0; i < pctx->decisions.nelts; i++) {
-        len += sizeof("{\"policy\":\"\",\"rule\":\"\",\"action\":\"\","
-                      "\"mode\":\"enforce\",\"result\":\"\"},")
-               + d[i].policy->name_json.len + d[i].rule->name_json.len
-               + d[i].action->name.len + ngx_strlen(d[i].result);
+        a = d[i].action;
+        len += 1 + a->audit.len + ngx_strlen(d[i].result)
+               + a->audit_tail.len;
 
-        if (d[i].action->type == NGX_AILINK_PA_DENY) {
-            len += sizeof(",\"reason\":\"\"")
-                   + ngx_ailink_json_escape_len(&d[i].action->text);
-        }
+        if (a->type == NGX_AILINK_PA_TAG && !d[i].policy->shadow) {
+            tag = a->tags->elts;
 
-        if (d[i].action->type == NGX_AILINK_PA_TAG
-            && !d[i].policy->shadow)
-        {
-            tag = d[i].action->tags->elts;
-
-            for (j = 0; j < d[i].action->tags->nelts; j++) {
-                tlen += ngx_ailink_json_escape_len(&tag[j]) + 3;
+            for (j = 0; j < a->tags->nelts; j++) {
+                len += ngx_ailink_json_escape_len(&tag[j]) + 3;
                 ntags++;
             }
         }
     }
 
-    decisions->data = ngx_pnalloc(r->pool, len);
-    tags->data = ngx_pnalloc(r->pool, tlen);
-    if (decisions->data == NULL || tags->data == NULL) {
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = decisions->data;
+    audit->data = p;
+    p = ngx_cpymem(p, ",\"policies\":", sizeof(",\"policies\":") - 1);
+    decisions->data = p;
     *p++ = '[';
 
     for (i = 0; i < pctx->decisions.nelts; i++) {
@@ -1043,58 +1041,48 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
             *p++ = ',';
         }
 
-        p = ngx_cpymem(p, "{\"policy\":\"", sizeof("{\"policy\":\"") - 1);
-        p = ngx_cpymem(p, d[i].policy->name_json.data,
-                       d[i].policy->name_json.len);
-        p = ngx_cpymem(p, "\",\"rule\":\"", sizeof("\",\"rule\":\"") - 1);
-        p = ngx_cpymem(p, d[i].rule->name_json.data, d[i].rule->name_json.len);
-        p = ngx_cpymem(p, "\",\"action\":\"", sizeof("\",\"action\":\"") - 1);
-        p = ngx_cpymem(p, d[i].action->name.data, d[i].action->name.len);
-        p = d[i].policy->shadow
-            ? ngx_cpymem(p, "\",\"mode\":\"shadow",
-                         sizeof("\",\"mode\":\"shadow") - 1)
-            : ngx_cpymem(p, "\",\"mode\":\"enforce",
-                         sizeof("\",\"mode\":\"enforce") - 1);
-        p = ngx_cpymem(p, "\",\"result\":\"",
-                       sizeof("\",\"result\":\"") - 1);
-        p = ngx_cpymem(p, d[i].result, ngx_strlen(d[i].result));
-        *p++ = '"';
+        a = d[i].action;
+        rlen = ngx_strlen(d[i].result);
 
-        if (d[i].action->type == NGX_AILINK_PA_DENY) {
-            p = ngx_ailink_policy_json_member(p, "reason",
-                                              &d[i].action->text);
-        }
-
-        *p++ = '}';
+        p = ngx_cpymem(p, a->audit.data, a->audit.len);
+        p = ngx_cpymem(p, d[i].result, rlen);
+        p = ngx_cpymem(p, a->audit_tail.data, a->audit_tail.len);
     }
 
     *p++ = ']';
     decisions->len = p - decisions->data;
 
-    p = tags->data;
+    p = ngx_cpymem(p, ",\"tags\":", sizeof(",\"tags\":") - 1);
+    tags->data = p;
     *p++ = '[';
-    ntags = 0;
 
-    for (i = 0; i < pctx->decisions.nelts; i++) {
-        if (d[i].action->type != NGX_AILINK_PA_TAG || d[i].policy->shadow) {
-            continue;
-        }
+    if (ntags) {
+        ntags = 0;
 
-        tag = d[i].action->tags->elts;
+        for (i = 0; i < pctx->decisions.nelts; i++) {
+            a = d[i].action;
 
-        for (j = 0; j < d[i].action->tags->nelts; j++) {
-            if (ntags++) {
-                *p++ = ',';
+            if (a->type != NGX_AILINK_PA_TAG || d[i].policy->shadow) {
+                continue;
             }
 
-            *p++ = '"';
-            p = ngx_ailink_json_escape(p, &tag[j]);
-            *p++ = '"';
+            tag = a->tags->elts;
+
+            for (j = 0; j < a->tags->nelts; j++) {
+                if (ntags++) {
+                    *p++ = ',';
+                }
+
+                *p++ = '"';
+                p = ngx_ailink_json_escape(p, &tag[j]);
+                *p++ = '"';
+            }
         }
     }
 
     *p++ = ']';
     tags->len = p - tags->data;
+    audit->len = p - audit->data;
 
     return NGX_OK;
 }
@@ -1103,7 +1091,6 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
 static void
 ngx_ailink_policy_log_hook(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
-    u_char                   *p;
     ngx_str_t                 decisions, tags;
     ngx_ailink_policy_ctx_t  *pctx;
 
@@ -1133,22 +1120,8 @@ ngx_ailink_policy_log_hook(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         ngx_ailink_policy_run_post(r, ctx, pctx);
     }
 
-    if (ngx_ailink_policy_render(r, pctx, &decisions, &tags) != NGX_OK) {
-        return;
-    }
-
-    p = ngx_pnalloc(r->pool, sizeof(",\"policies\":,\"tags\":") + decisions.len
-                             + tags.len);
-    if (p == NULL) {
-        return;
-    }
-
-    ctx->policy_audit.data = p;
-    p = ngx_cpymem(p, ",\"policies\":", sizeof(",\"policies\":") - 1);
-    p = ngx_cpymem(p, decisions.data, decisions.len);
-    p = ngx_cpymem(p, ",\"tags\":", sizeof(",\"tags\":") - 1);
-    p = ngx_cpymem(p, tags.data, tags.len);
-    ctx->policy_audit.len = p - ctx->policy_audit.data;
+    (void) ngx_ailink_policy_render(r, pctx, &ctx->policy_audit, &decisions,
+                                    &tags);
 }
 
 
@@ -1279,7 +1252,7 @@ ngx_ailink_policy_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     u_char                        *p;
-    ngx_str_t                      decisions, tags;
+    ngx_str_t                      audit, decisions, tags;
     ngx_ailink_ctx_t              *ctx;
     ngx_ailink_policy_ctx_t       *pctx;
     ngx_ailink_policy_decision_t  *d;
@@ -1321,7 +1294,9 @@ ngx_ailink_policy_variable(ngx_http_request_t *r,
         return NGX_OK;
 
     default:
-        if (ngx_ailink_policy_render(r, pctx, &decisions, &tags) != NGX_OK) {
+        if (ngx_ailink_policy_render(r, pctx, &audit, &decisions, &tags)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
