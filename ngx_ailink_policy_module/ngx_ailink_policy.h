@@ -111,10 +111,22 @@ typedef struct {
 } ngx_ailink_policy_tz_t;
 
 
+#define NGX_AILINK_SPEND_KEY_LEN        64
+
 typedef struct {
     ngx_uint_t                  scope;      /* NGX_AILINK_SPEND_TOKEN, ... */
     ngx_uint_t                  period;     /* NGX_AILINK_SPEND_DAY, ... */
     ngx_ailink_policy_tz_t     *tz;
+
+    /*
+     * the worker's last counter key, in a zone of a fixed offset: the
+     * same from key_from until key_until (a day) for the same id
+     */
+    time_t                      key_from;
+    time_t                      key_until;
+    size_t                      key_len;
+    size_t                      key_id_len;
+    u_char                      key[NGX_AILINK_SPEND_KEY_LEN];
 } ngx_ailink_policy_spend_t;
 
 
@@ -244,6 +256,8 @@ typedef struct {
                                                an admin overlay is freed */
     ngx_flag_t                  guardrails; /* a pre policy (enforced or
                                                shadow) requires guardrails */
+    void                       *memo_last;  /* the worker's memo entry
+                                               this set used last */
 } ngx_ailink_policy_set_t;
 
 
@@ -300,6 +314,11 @@ typedef struct {
     ngx_str_t                   body;
     ngx_ailink_policy_decision_t *final;    /* the refusal, if any */
     ngx_ailink_policy_limits_t *limits;     /* waiting for the store */
+
+    /* the arrays' first elements, without an allocation of their own */
+    ngx_ailink_policy_decision_t  decisions_first[4];
+    ngx_array_t                 tpm_array;
+    ngx_ailink_policy_tpm_t     tpm_first[2];
 
     /* x-ratelimit-* of the most constrained enforced limits */
     ngx_str_t                  *rl_limit[2];     /* requests, tokens */
@@ -398,6 +417,52 @@ ngx_ailink_policy_memo_next(uint64_t *bits, ngx_uint_t n, ngx_uint_t end)
 
     return end;
 }
+
+/*
+ * ngx_ailink_policy_field() for the fields that are a string of the
+ * request or its context, without a call (the memo's and the rate limits'
+ * keys read them on every request); 0 for the other fields
+ */
+
+static ngx_inline ngx_uint_t
+ngx_ailink_policy_field_str(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_uint_t field, ngx_ailink_policy_value_t *v)
+{
+    ngx_str_t  *s;
+
+    switch (field) {
+
+    case NGX_AILINK_PF_METHOD:
+        s = &r->method_name;
+        break;
+
+    case NGX_AILINK_PF_PATH:
+        s = &ctx->path;
+        break;
+
+    case NGX_AILINK_PF_MODEL:
+        s = &ctx->model;
+        break;
+
+    case NGX_AILINK_PF_TOKEN_ID:
+        s = &ctx->token->id;
+        break;
+
+    case NGX_AILINK_PF_AGENT:
+        s = &ctx->agent_name;
+        break;
+
+    default:
+        return 0;
+    }
+
+    v->is_number = 0;
+    v->found = (s->len != 0);
+    v->str = *s;
+
+    return 1;
+}
+
 
 /* ngx_ailink_policy_limit.c */
 ngx_int_t ngx_ailink_policy_rate_limit(ngx_http_request_t *r,

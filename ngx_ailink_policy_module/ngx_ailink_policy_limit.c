@@ -39,9 +39,10 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     len = a->id.len + 2 + NGX_INT64_LEN + 2;
 
     for (i = 0; i < a->nkeys; i++) {
-        if (ngx_ailink_policy_field(r, ctx, pctx, a->key_fields[i],
-                                    &a->key_args[i], NULL, &v[i])
-            != NGX_OK)
+        if (!ngx_ailink_policy_field_str(r, ctx, a->key_fields[i], &v[i])
+            && ngx_ailink_policy_field(r, ctx, pctx, a->key_fields[i],
+                                       &a->key_args[i], NULL, &v[i])
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -237,11 +238,12 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     if (a->limits[NGX_AILINK_RL_TOKENS_MINUTE] && !over) {
         if (pctx->tpm == NULL) {
-            pctx->tpm = ngx_array_create(r->pool, 2,
-                                         sizeof(ngx_ailink_policy_tpm_t));
-            if (pctx->tpm == NULL) {
-                return NGX_ERROR;
-            }
+            pctx->tpm = &pctx->tpm_array;
+            pctx->tpm->elts = pctx->tpm_first;
+            pctx->tpm->nelts = 0;
+            pctx->tpm->size = sizeof(ngx_ailink_policy_tpm_t);
+            pctx->tpm->nalloc = 2;
+            pctx->tpm->pool = r->pool;
         }
 
         tpm = ngx_array_push(pctx->tpm);
@@ -272,7 +274,8 @@ failed:
 /*
  * "sp|<t|p>|<id>|<d|m><period>|<zone>": the zone is its offset in seconds
  * for UTC and fixed offsets, its name for an IANA zone (whose offset
- * changes with daylight saving time, its counters not)
+ * changes with daylight saving time, its counters not).  In a zone of a
+ * fixed offset the key stays the same for a day: the last one is kept.
  */
 
 static ngx_int_t
@@ -280,28 +283,40 @@ ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_spend_t *sp, u_char *buf, ngx_str_t *key, time_t *ttl)
 {
     u_char     *p;
-    time_t      now, offset;
+    time_t      now, offset, day;
     ngx_tm_t    tm;
     ngx_str_t  *id;
     ngx_int_t   period;
 
     now = ngx_time();
-    offset = ngx_ailink_policy_tz_offset(sp->tz, now);
     id = (sp->scope == NGX_AILINK_SPEND_TOKEN) ? &ctx->token->id
                                                : &ctx->token->project;
+
+    *ttl = (sp->period == NGX_AILINK_SPEND_DAY) ? 3 * 86400 : 63 * 86400;
+
+    if (now >= sp->key_from && now < sp->key_until
+        && id->len == sp->key_id_len
+        && ngx_memcmp(sp->key + sizeof("sp|t|") - 1, id->data, id->len) == 0)
+    {
+        key->data = buf;
+        key->len = ngx_cpymem(buf, sp->key, sp->key_len) - buf;
+        return NGX_OK;
+    }
+
+    offset = ngx_ailink_policy_tz_offset(sp->tz, now);
 
     if (id->len > NGX_AILINK_STATE_KEY_MAX - 128) {
         return NGX_ERROR;
     }
 
+    day = (now + offset) / 86400;
+
     if (sp->period == NGX_AILINK_SPEND_DAY) {
-        period = (now + offset) / 86400;
-        *ttl = 3 * 86400;
+        period = day;
 
     } else {
         ngx_gmtime(now + offset, &tm);
         period = tm.ngx_tm_year * 12 + tm.ngx_tm_mon;
-        *ttl = 63 * 86400;
     }
 
     p = ngx_cpymem(buf, "sp|", 3);
@@ -322,6 +337,17 @@ ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
 
     key->data = buf;
     key->len = p - buf;
+
+    if ((sp->tz == NULL || sp->tz->ntransitions == 0)
+        && key->len <= NGX_AILINK_SPEND_KEY_LEN)
+    {
+        /* the day in that zone, when the key changes next */
+        sp->key_from = day * 86400 - offset;
+        sp->key_until = sp->key_from + 86400;
+        sp->key_len = key->len;
+        sp->key_id_len = id->len;
+        ngx_memcpy(sp->key, buf, key->len);
+    }
 
     return NGX_OK;
 }

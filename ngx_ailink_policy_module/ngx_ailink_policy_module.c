@@ -181,12 +181,12 @@ ngx_ailink_policy_create_ctx(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         return NULL;
     }
 
-    if (ngx_array_init(&pctx->decisions, r->pool, 4,
-                       sizeof(ngx_ailink_policy_decision_t))
-        != NGX_OK)
-    {
-        return NULL;
-    }
+    /* a fifth decision moves them to the pool (ngx_array_push()) */
+    pctx->decisions.elts = pctx->decisions_first;
+    pctx->decisions.nelts = 0;
+    pctx->decisions.size = sizeof(ngx_ailink_policy_decision_t);
+    pctx->decisions.nalloc = 4;
+    pctx->decisions.pool = r->pool;
 
     pctx->set = ctx->token->policies;
     ctx->policy = pctx;
