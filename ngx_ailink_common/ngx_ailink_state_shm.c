@@ -93,6 +93,59 @@ static ngx_ailink_state_ops_t  ngx_ailink_state_shm_ops = {
 };
 
 
+/*
+ * The hashes of the counters' latest keys, per worker: a rate limit's
+ * window or a spend counter is the same key for every request of a
+ * minute or a day, and its hash costs several times a comparison.  A few
+ * slots chosen by the key's last bytes; an entry is used only when the
+ * whole key is the same.
+ */
+
+#define NGX_AILINK_STATE_HASHES     8
+#define NGX_AILINK_STATE_HASH_KEY   64
+
+typedef struct {
+    size_t                      len;
+    uint32_t                    hash;
+    u_char                      key[NGX_AILINK_STATE_HASH_KEY];
+} ngx_ailink_state_hash_t;
+
+static ngx_ailink_state_hash_t
+    ngx_ailink_state_hashes[NGX_AILINK_STATE_HASHES];
+
+
+static uint32_t
+ngx_ailink_state_shm_hash(ngx_str_t *key)
+{
+    uint64_t                  a, b;
+    uint32_t                  hash;
+    ngx_ailink_state_hash_t  *e;
+
+    if (key->len < 16 || key->len > NGX_AILINK_STATE_HASH_KEY) {
+        return ngx_murmur_hash2(key->data, key->len);
+    }
+
+    /* the slot: from the last 16 bytes, where windows and periods differ */
+    ngx_memcpy(&a, key->data + key->len - 8, 8);
+    ngx_memcpy(&b, key->data + key->len - 16, 8);
+
+    e = &ngx_ailink_state_hashes[((a ^ (b * 0x9e3779b97f4a7c15ULL) ^ key->len)
+                                  * 0x9e3779b97f4a7c15ULL) >> 61];
+
+    if (e->len == key->len && ngx_memcmp(e->key, key->data, key->len) == 0) {
+        return e->hash;
+    }
+
+    hash = ngx_murmur_hash2(key->data, key->len);
+
+    e->len = key->len;
+    e->hash = hash;
+    ngx_memcpy(e->key, key->data, key->len);
+
+    return hash;
+}
+
+
 static void
 ngx_ailink_state_shm_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
@@ -294,7 +347,7 @@ ngx_ailink_state_shm_add_op(ngx_ailink_state_t *st, ngx_str_t *key,
     }
 
     now = ngx_time();
-    hash = ngx_murmur_hash2(key->data, key->len);
+    hash = ngx_ailink_state_shm_hash(key);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -358,7 +411,7 @@ ngx_ailink_state_shm_get(ngx_ailink_state_t *st, ngx_str_t *key,
 
     shm = st->data;
     now = ngx_time();
-    hash = ngx_murmur_hash2(key->data, key->len);
+    hash = ngx_ailink_state_shm_hash(key);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 

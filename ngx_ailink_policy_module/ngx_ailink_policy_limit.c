@@ -119,7 +119,7 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_limits_t *lim, const char **result)
 {
     u_char                      buf[NGX_AILINK_STATE_KEY_MAX];
-    time_t                      now;
+    time_t                      now, start;
     int64_t                     value, remaining;
     ngx_int_t                   rc, over;
     ngx_str_t                   key, wkey;
@@ -141,6 +141,8 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     now = lim->now;
     wkey.data = buf;
+    wkey.len = 0;
+    start = 0;
     over = 0;
 
     /* after a reply of an asynchronous store: from the window it answers */
@@ -150,7 +152,15 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         }
 
         ngx_ailink_state_window(now, ngx_ailink_policy_windows[i], 0, &w[i]);
-        ngx_ailink_policy_window_key(&key, i, w[i].start, &wkey);
+
+        if (wkey.len && w[i].start == start) {
+            /* the same start as the window before: only its kind differs */
+            buf[key.len] = (u_char) ('0' + i);
+
+        } else {
+            ngx_ailink_policy_window_key(&key, i, w[i].start, &wkey);
+            start = w[i].start;
+        }
 
         kind = (i == NGX_AILINK_RL_TOKENS_MINUTE);
 
@@ -298,8 +308,9 @@ ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
         && id->len == sp->key_id_len
         && ngx_memcmp(sp->key + sizeof("sp|t|") - 1, id->data, id->len) == 0)
     {
-        key->data = buf;
-        key->len = ngx_cpymem(buf, sp->key, sp->key_len) - buf;
+        /* the stores copy what they send or keep */
+        key->data = sp->key;
+        key->len = sp->key_len;
         return NGX_OK;
     }
 
