@@ -209,11 +209,14 @@ ngx_ailink_state_shm_lookup(ngx_ailink_state_shm_t *shm, ngx_str_t *key,
 
         n = (ngx_ailink_state_node_t *) node;
 
-        rc = ngx_memn2cmp(key->data, n->data, key->len, n->key_len);
-
-        if (rc == 0) {
+        /* equal hashes are most often the same key */
+        if (key->len == n->key_len
+            && ngx_memcmp(key->data, n->data, key->len) == 0)
+        {
             return n;
         }
+
+        rc = ngx_memn2cmp(key->data, n->data, key->len, n->key_len);
 
         node = (rc < 0) ? node->left : node->right;
     }

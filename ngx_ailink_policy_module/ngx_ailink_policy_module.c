@@ -996,13 +996,17 @@ ngx_ailink_policy_run_post(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
  * when the file was read (ngx_ailink_policy_audit_texts()).
  */
 
+/* the longest result a decision has ("would_exceed", "unavailable", ...) */
+#define NGX_AILINK_POLICY_RESULT_MAX  16
+
 static ngx_int_t
 ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
     ngx_str_t *audit, ngx_str_t *decisions, ngx_str_t *tags)
 {
     u_char                        *p;
-    size_t                         len, rlen;
+    size_t                         len;
     ngx_str_t                     *tag;
+    const char                    *c;
     ngx_uint_t                     i, j, ntags;
     ngx_ailink_policy_action_t    *a;
     ngx_ailink_policy_decision_t  *d;
@@ -1013,7 +1017,7 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
 
     for (i = 0; i < pctx->decisions.nelts; i++) {
         a = d[i].action;
-        len += 1 + a->audit.len + ngx_strlen(d[i].result)
+        len += 1 + a->audit.len + NGX_AILINK_POLICY_RESULT_MAX
                + a->audit_tail.len;
 
         if (a->type == NGX_AILINK_PA_TAG && !d[i].policy->shadow) {
@@ -1042,11 +1046,23 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
         }
 
         a = d[i].action;
-        rlen = ngx_strlen(d[i].result);
-
         p = ngx_cpymem(p, a->audit.data, a->audit.len);
-        p = ngx_cpymem(p, d[i].result, rlen);
-        p = ngx_cpymem(p, a->audit_tail.data, a->audit_tail.len);
+
+        /* a word of a few letters: copied as it is read */
+        for (c = d[i].result;
+             *c && c < d[i].result + NGX_AILINK_POLICY_RESULT_MAX;
+             c++)
+        {
+            *p++ = *c;
+        }
+
+        if (a->audit_tail.len == 2) {
+            *p++ = '"';
+            *p++ = '}';
+
+        } else {
+            p = ngx_cpymem(p, a->audit_tail.data, a->audit_tail.len);
+        }
     }
 
     *p++ = ']';
