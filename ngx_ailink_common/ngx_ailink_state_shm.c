@@ -96,12 +96,12 @@ static ngx_ailink_state_ops_t  ngx_ailink_state_shm_ops = {
 /*
  * The hashes of the counters' latest keys, per worker: a rate limit's
  * window or a spend counter is the same key for every request of a
- * minute or a day, and its hash costs several times a comparison.  A few
- * slots chosen by the key's last bytes; an entry is used only when the
- * whole key is the same.
+ * minute or a day, and its hash costs several times a comparison.  Sets
+ * of two entries chosen by the key's last bytes (where windows and
+ * periods differ); an entry is used only when the whole key is the same.
  */
 
-#define NGX_AILINK_STATE_HASHES     8
+#define NGX_AILINK_STATE_HASH_SETS  32
 #define NGX_AILINK_STATE_HASH_KEY   64
 
 typedef struct {
@@ -111,7 +111,7 @@ typedef struct {
 } ngx_ailink_state_hash_t;
 
 static ngx_ailink_state_hash_t
-    ngx_ailink_state_hashes[NGX_AILINK_STATE_HASHES];
+    ngx_ailink_state_hashes[NGX_AILINK_STATE_HASH_SETS][2];
 
 
 static uint32_t
@@ -125,22 +125,31 @@ ngx_ailink_state_shm_hash(ngx_str_t *key)
         return ngx_murmur_hash2(key->data, key->len);
     }
 
-    /* the slot: from the last 16 bytes, where windows and periods differ */
     ngx_memcpy(&a, key->data + key->len - 8, 8);
     ngx_memcpy(&b, key->data + key->len - 16, 8);
 
-    e = &ngx_ailink_state_hashes[((a ^ (b * 0x9e3779b97f4a7c15ULL) ^ key->len)
-                                  * 0x9e3779b97f4a7c15ULL) >> 61];
+    e = ngx_ailink_state_hashes[((a ^ (b * 0x9e3779b97f4a7c15ULL) ^ key->len)
+                                 * 0x9e3779b97f4a7c15ULL) >> 59];
 
-    if (e->len == key->len && ngx_memcmp(e->key, key->data, key->len) == 0) {
-        return e->hash;
+    if (e[0].len == key->len
+        && ngx_memcmp(e[0].key, key->data, key->len) == 0)
+    {
+        return e[0].hash;
+    }
+
+    if (e[1].len == key->len
+        && ngx_memcmp(e[1].key, key->data, key->len) == 0)
+    {
+        return e[1].hash;
     }
 
     hash = ngx_murmur_hash2(key->data, key->len);
 
-    e->len = key->len;
-    e->hash = hash;
-    ngx_memcpy(e->key, key->data, key->len);
+    /* the newest first, the one before second */
+    e[1] = e[0];
+    e[0].len = key->len;
+    e[0].hash = hash;
+    ngx_memcpy(e[0].key, key->data, key->len);
 
     return hash;
 }

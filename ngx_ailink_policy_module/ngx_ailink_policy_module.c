@@ -1171,7 +1171,9 @@ static ngx_int_t
 ngx_ailink_policy_rl_headers(ngx_http_request_t *r,
     ngx_ailink_policy_ctx_t *pctx)
 {
-    u_char           *p;
+    u_char           *p, *e;
+    int64_t           v;
+    uint64_t          n, q;
     ngx_uint_t        kind, i;
     ngx_table_elt_t  *h;
 
@@ -1209,14 +1211,37 @@ ngx_ailink_policy_rl_headers(ngx_http_request_t *r,
                 continue;
             }
 
-            h->value.data = p;
-            p = ngx_ailink_write_int(p, (i == 1) ? pctx->rl_remaining[kind]
-                                                 : pctx->rl_reset[kind]);
+            /* backwards from the end of its room: nothing to move */
+            p += NGX_INT64_LEN + 1;
+            e = p;
+
             if (i == 2) {
-                *p++ = 's';
+                *--e = 's';
             }
 
-            h->value.len = p - h->value.data;
+            /* neither is below 0: remaining counts stop there, resets
+             * are in the window's future */
+            v = (i == 1) ? pctx->rl_remaining[kind]
+                         : (int64_t) pctx->rl_reset[kind];
+            n = (v > 0) ? (uint64_t) v : 0;
+
+            while (n >= 100) {
+                q = n / 100;
+                e -= 2;
+                ngx_memcpy(e, &ngx_ailink_digits2[(n - q * 100) * 2], 2);
+                n = q;
+            }
+
+            if (n >= 10) {
+                e -= 2;
+                ngx_memcpy(e, &ngx_ailink_digits2[n * 2], 2);
+
+            } else {
+                *--e = (u_char) ('0' + n);
+            }
+
+            h->value.data = e;
+            h->value.len = p - e;
         }
     }
 
