@@ -1006,7 +1006,6 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
     u_char                        *p;
     size_t                         len;
     ngx_str_t                     *tag;
-    const char                    *c;
     ngx_uint_t                     i, j, ntags;
     ngx_ailink_policy_action_t    *a;
     ngx_ailink_policy_decision_t  *d;
@@ -1048,13 +1047,7 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
         a = d[i].action;
         p = ngx_cpymem(p, a->audit.data, a->audit.len);
 
-        /* a word of a few letters: copied as it is read */
-        for (c = d[i].result;
-             *c && c < d[i].result + NGX_AILINK_POLICY_RESULT_MAX;
-             c++)
-        {
-            *p++ = *c;
-        }
+        p = ngx_cpymem(p, d[i].result, ngx_strlen(d[i].result));
 
         if (a->audit_tail.len == 2) {
             *p++ = '"';
