@@ -291,6 +291,10 @@ typedef struct {
 } ngx_ailink_policy_tpm_t;
 
 
+/* the longest rate-limit key kept in the request's context */
+#define NGX_AILINK_POLICY_TPM_KEY       64
+
+
 /* the limits being counted, across replies of an asynchronous store */
 typedef struct {
     void                       *pend;       /* the pending actions */
@@ -319,6 +323,7 @@ typedef struct {
     ngx_ailink_policy_decision_t  decisions_first[4];
     ngx_array_t                 tpm_array;
     ngx_ailink_policy_tpm_t     tpm_first[2];
+    u_char                      tpm_keys[2][NGX_AILINK_POLICY_TPM_KEY];
 
     /* x-ratelimit-* of the most constrained enforced limits */
     ngx_str_t                  *rl_limit[2];     /* requests, tokens */

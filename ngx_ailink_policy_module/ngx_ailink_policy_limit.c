@@ -24,19 +24,22 @@
 static time_t  ngx_ailink_policy_windows[] = { 1, 60, 3600, 60 };
 
 
-/* "<id><field>|<field>|..." from the request */
+/*
+ * "<id><field>|<field>|..." from the request, into buf (the store's
+ * longest key), with room left for a window
+ */
 
 static ngx_int_t
 ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_ctx_t *pctx, ngx_ailink_policy_action_t *a,
-    ngx_str_t *key)
+    u_char *buf, ngx_str_t *key)
 {
     u_char                     *p;
     size_t                      len;
     ngx_uint_t                  i;
     ngx_ailink_policy_value_t   v[8];
 
-    len = a->id.len + 2 + NGX_INT64_LEN + 2;
+    len = a->id.len;
 
     for (i = 0; i < a->nkeys; i++) {
         if (!ngx_ailink_policy_field_str(r, ctx, a->key_fields[i], &v[i])
@@ -50,13 +53,11 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         len += v[i].found ? v[i].str.len + 1 : 1;
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
+    if (len + 2 + NGX_INT64_LEN > NGX_AILINK_STATE_KEY_MAX) {
         return NGX_ERROR;
     }
 
-    key->data = p;
-    p = ngx_cpymem(p, a->id.data, a->id.len);
+    p = ngx_cpymem(buf, a->id.data, a->id.len);
 
     for (i = 0; i < a->nkeys; i++) {
         if (v[i].found) {
@@ -66,7 +67,8 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         *p++ = '|';
     }
 
-    key->len = p - key->data;
+    key->data = buf;
+    key->len = p - buf;
 
     return NGX_OK;
 }
@@ -103,7 +105,9 @@ ngx_ailink_policy_window_key(ngx_str_t *key, ngx_uint_t kind, time_t start,
         starts[kind] = start;
     }
 
-    p = ngx_cpymem(out->data, key->data, key->len);
+    /* the key may be in place already (rate limits build it there) */
+    p = (out->data == key->data) ? out->data + key->len
+                                 : ngx_cpymem(out->data, key->data, key->len);
     *p++ = (u_char) ('0' + kind);
     *p++ = '@';
     ngx_memcpy(p, h, 8);
@@ -133,9 +137,7 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    if (ngx_ailink_policy_limit_key(r, ctx, pctx, a, &key) != NGX_OK
-        || key.len + 2 + NGX_INT64_LEN > NGX_AILINK_STATE_KEY_MAX)
-    {
+    if (ngx_ailink_policy_limit_key(r, ctx, pctx, a, buf, &key) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -261,7 +263,21 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        tpm->key = key;
+        /* the key for the log phase: in the context, if it fits */
+        if (tpm >= pctx->tpm_first && tpm < pctx->tpm_first + 2
+            && key.len <= NGX_AILINK_POLICY_TPM_KEY)
+        {
+            tpm->key.data = pctx->tpm_keys[tpm - pctx->tpm_first];
+
+        } else {
+            tpm->key.data = ngx_pnalloc(r->pool, key.len);
+            if (tpm->key.data == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_memcpy(tpm->key.data, key.data, key.len);
+        tpm->key.len = key.len;
         tpm->action = a;
     }
 

@@ -1047,7 +1047,10 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
         a = d[i].action;
         p = ngx_cpymem(p, a->audit.data, a->audit.len);
 
-        p = ngx_cpymem(p, d[i].result, ngx_strlen(d[i].result));
+        /* the room counted for it: every result is shorter */
+        len = ngx_strlen(d[i].result);
+        p = ngx_cpymem(p, d[i].result,
+                       ngx_min(len, NGX_AILINK_POLICY_RESULT_MAX));
 
         if (a->audit_tail.len == 2) {
             *p++ = '"';
