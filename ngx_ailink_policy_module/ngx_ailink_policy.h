@@ -326,6 +326,7 @@ typedef struct {
     u_char                      tpm_keys[2][NGX_AILINK_POLICY_TPM_KEY];
 
     /* x-ratelimit-* of the most constrained enforced limits */
+    u_char                      rl_text[5 * (NGX_INT64_LEN + 1)];
     ngx_str_t                  *rl_limit[2];     /* requests, tokens */
     int64_t                     rl_remaining[2];
     time_t                      rl_reset[2];

@@ -331,8 +331,9 @@ ngx_ailink_policy_leaf(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_uint_t                 i;
     ngx_ailink_policy_value_t  v;
 
-    if (ngx_ailink_policy_field(r, ctx, pctx, c->field, &c->arg, c, &v)
-        != NGX_OK)
+    if (!ngx_ailink_policy_field_str(r, ctx, c->field, &v)
+        && ngx_ailink_policy_field(r, ctx, pctx, c->field, &c->arg, c, &v)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -378,9 +378,15 @@ ngx_ailink_policy_decide(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
 {
     ngx_ailink_policy_decision_t  *d;
 
-    d = ngx_array_push(&pctx->decisions);
-    if (d == NULL) {
-        return NGX_ERROR;
+    if (pctx->decisions.nelts < pctx->decisions.nalloc) {
+        d = (ngx_ailink_policy_decision_t *) pctx->decisions.elts
+            + pctx->decisions.nelts++;
+
+    } else {
+        d = ngx_array_push(&pctx->decisions);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     d->policy = p;
@@ -1183,10 +1189,7 @@ ngx_ailink_policy_rl_headers(ngx_http_request_t *r,
     };
 
     /* the remaining counts, the resets and Retry-After */
-    p = ngx_pnalloc(r->pool, 5 * (NGX_INT64_LEN + 1));
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
+    p = pctx->rl_text;
 
     for (kind = 0; kind < 2; kind++) {
         if (!(pctx->rl_set & (1 << kind))) {
