@@ -450,12 +450,34 @@ ngx_ailink_policy_field_str(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         s = &ctx->model;
         break;
 
+    case NGX_AILINK_PF_PROVIDER:
+        if (ctx->provider == NULL) {
+            v->is_number = 0;
+            v->found = 0;
+            return 1;
+        }
+
+        s = &ctx->provider->name;
+        break;
+
     case NGX_AILINK_PF_TOKEN_ID:
         s = &ctx->token->id;
         break;
 
+    case NGX_AILINK_PF_TOKEN_NAME:
+        s = &ctx->token->name;
+        break;
+
+    case NGX_AILINK_PF_PROJECT:
+        s = &ctx->token->project;
+        break;
+
     case NGX_AILINK_PF_AGENT:
         s = &ctx->agent_name;
+        break;
+
+    case NGX_AILINK_PF_SESSION:
+        s = &ctx->session_id;
         break;
 
     default:
