@@ -215,6 +215,7 @@ ngx_ailink_policy_memo_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     u_char                          *p, *last;
     uint32_t                         n;
     ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
     ngx_ailink_policy_value_t        v;
     ngx_ailink_policy_set_t         *set;
     ngx_ailink_policy_memo_field_t  *f;
@@ -226,7 +227,18 @@ ngx_ailink_policy_memo_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     for (i = 0; i < set->nmemo_fields; i++) {
         f = &set->memo_fields[i];
 
-        if (!ngx_ailink_policy_field_str(r, ctx, f->field, &v)) {
+        if (f->field == NGX_AILINK_PF_HEADER) {
+            /* as ngx_ailink_policy_field() */
+            h = ngx_ailink_find_header(r, (char *) f->arg.data, f->arg.len);
+
+            v.is_number = 0;
+            v.found = (h != NULL);
+
+            if (h) {
+                v.str = h->value;
+            }
+
+        } else if (!ngx_ailink_policy_field_str(r, ctx, f->field, &v)) {
             pctx->tz = f->tz;
 
             if (ngx_ailink_policy_field(r, ctx, pctx, f->field, &f->arg,
