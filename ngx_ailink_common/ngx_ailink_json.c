@@ -29,6 +29,15 @@
 static void ngx_ailink_json_free(void *p);
 
 
+/* ngx_ailink_write_uint()'s pairs of digits */
+const u_char  ngx_ailink_digits2[200] =
+    "00010203040506070809" "10111213141516171819"
+    "20212223242526272829" "30313233343536373839"
+    "40414243444546474849" "50515253545556575859"
+    "60616263646566676869" "70717273747576777879"
+    "80818283848586878889" "90919293949596979899";
+
+
 static ngx_pool_t  *ngx_ailink_json_pool;
 static u_char      *ngx_ailink_json_pos;
 static u_char      *ngx_ailink_json_end;

@@ -46,6 +46,7 @@ typedef struct {
     uint64_t                    gen;        /* persistent changes */
     uint64_t                    saved_gen;
     time_t                      full_logged;
+    uint64_t                    freed;      /* nodes freed, ever */
 } ngx_ailink_state_sh_t;
 
 
@@ -91,6 +92,111 @@ static ngx_ailink_state_ops_t  ngx_ailink_state_shm_ops = {
     NULL,                                  /* synchronous counters only */
     NULL
 };
+
+
+/*
+ * The hashes of the counters' latest keys, per worker: a rate limit's
+ * window or a spend counter is the same key for every request of a
+ * minute or a day, and its hash costs several times a comparison.  Sets
+ * of two entries chosen by the key's last bytes (where windows and
+ * periods differ); an entry is used only when the whole key is the same.
+ * An entry also keeps the key's node, good while the zone has freed no
+ * node since (a node is freed only through ngx_ailink_state_shm_free(),
+ * which counts it): no walk of the tree for it then.
+ */
+
+#define NGX_AILINK_STATE_HASH_SETS  32
+#define NGX_AILINK_STATE_HASH_KEY   64
+
+typedef struct {
+    size_t                      len;
+    uint32_t                    hash;
+    ngx_cycle_t                *cycle;
+    ngx_ailink_state_shm_t     *shm;        /* the node's zone */
+    ngx_ailink_state_node_t    *node;       /* NULL: none known */
+    uint64_t                    freed;      /* the zone's count then */
+    u_char                      key[NGX_AILINK_STATE_HASH_KEY];
+} ngx_ailink_state_hash_t;
+
+static ngx_ailink_state_hash_t
+    ngx_ailink_state_hashes[NGX_AILINK_STATE_HASH_SETS][2];
+
+
+static uint32_t
+ngx_ailink_state_shm_hash(ngx_str_t *key, ngx_ailink_state_hash_t **entry)
+{
+    uint64_t                  a, b;
+    uint32_t                  hash;
+    ngx_ailink_state_hash_t  *e;
+
+    *entry = NULL;
+
+    if (key->len < 16 || key->len > NGX_AILINK_STATE_HASH_KEY) {
+        return ngx_murmur_hash2(key->data, key->len);
+    }
+
+    ngx_memcpy(&a, key->data + key->len - 8, 8);
+    ngx_memcpy(&b, key->data + key->len - 16, 8);
+
+    e = ngx_ailink_state_hashes[((a ^ (b * 0x9e3779b97f4a7c15ULL) ^ key->len)
+                                 * 0x9e3779b97f4a7c15ULL) >> 59];
+
+    if (e[0].len == key->len
+        && ngx_memcmp(e[0].key, key->data, key->len) == 0)
+    {
+        *entry = &e[0];
+        return e[0].hash;
+    }
+
+    if (e[1].len == key->len
+        && ngx_memcmp(e[1].key, key->data, key->len) == 0)
+    {
+        *entry = &e[1];
+        return e[1].hash;
+    }
+
+    hash = ngx_murmur_hash2(key->data, key->len);
+
+    /* the newest first, the one before second */
+    e[1] = e[0];
+    e[0].len = key->len;
+    e[0].hash = hash;
+    e[0].node = NULL;
+    ngx_memcpy(e[0].key, key->data, key->len);
+
+    *entry = &e[0];
+
+    return hash;
+}
+
+
+/* under the zone's mutex: the key's node, from the entry if still good */
+
+static ngx_inline ngx_ailink_state_node_t *
+ngx_ailink_state_shm_cached(ngx_ailink_state_shm_t *shm,
+    ngx_ailink_state_hash_t *e)
+{
+    if (e && e->node && e->shm == shm && e->freed == shm->sh->freed
+        && e->cycle == (ngx_cycle_t *) ngx_cycle)
+    {
+        return e->node;
+    }
+
+    return NULL;
+}
+
+
+static ngx_inline void
+ngx_ailink_state_shm_remember(ngx_ailink_state_shm_t *shm,
+    ngx_ailink_state_hash_t *e, ngx_ailink_state_node_t *n)
+{
+    if (e) {
+        e->cycle = (ngx_cycle_t *) ngx_cycle;
+        e->shm = shm;
+        e->node = n;
+        e->freed = shm->sh->freed;
+    }
+}
 
 
 static void
@@ -156,11 +262,14 @@ ngx_ailink_state_shm_lookup(ngx_ailink_state_shm_t *shm, ngx_str_t *key,
 
         n = (ngx_ailink_state_node_t *) node;
 
-        rc = ngx_memn2cmp(key->data, n->data, key->len, n->key_len);
-
-        if (rc == 0) {
+        /* equal hashes are most often the same key */
+        if (key->len == n->key_len
+            && ngx_memcmp(key->data, n->data, key->len) == 0)
+        {
             return n;
         }
+
+        rc = ngx_memn2cmp(key->data, n->data, key->len, n->key_len);
 
         node = (rc < 0) ? node->left : node->right;
     }
@@ -176,6 +285,9 @@ ngx_ailink_state_shm_free(ngx_ailink_state_shm_t *shm,
     ngx_queue_remove(&n->queue);
     ngx_rbtree_delete(&shm->sh->rbtree, &n->node);
     ngx_slab_free_locked(shm->shpool, n);
+
+    /* nodes the workers remember are good no longer */
+    shm->sh->freed++;
 }
 
 
@@ -286,6 +398,7 @@ ngx_ailink_state_shm_add_op(ngx_ailink_state_t *st, ngx_str_t *key,
     ngx_int_t                 rc;
     ngx_ailink_state_shm_t   *shm;
     ngx_ailink_state_node_t  *n;
+    ngx_ailink_state_hash_t  *e;
 
     shm = st->data;
 
@@ -294,11 +407,15 @@ ngx_ailink_state_shm_add_op(ngx_ailink_state_t *st, ngx_str_t *key,
     }
 
     now = ngx_time();
-    hash = ngx_murmur_hash2(key->data, key->len);
+    hash = ngx_ailink_state_shm_hash(key, &e);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    n = ngx_ailink_state_shm_lookup(shm, key, hash);
+    n = ngx_ailink_state_shm_cached(shm, e);
+
+    if (n == NULL) {
+        n = ngx_ailink_state_shm_lookup(shm, key, hash);
+    }
 
     if (n && n->expires && n->expires <= now) {
         /* an expired counter starts again */
@@ -323,6 +440,8 @@ ngx_ailink_state_shm_add_op(ngx_ailink_state_t *st, ngx_str_t *key,
         ngx_queue_remove(&n->queue);
         ngx_queue_insert_head(&shm->sh->queue, &n->queue);
     }
+
+    ngx_ailink_state_shm_remember(shm, e, n);
 
     n->flags |= (u_char) flags;
 
@@ -355,14 +474,20 @@ ngx_ailink_state_shm_get(ngx_ailink_state_t *st, ngx_str_t *key,
     ngx_int_t                 rc;
     ngx_ailink_state_shm_t   *shm;
     ngx_ailink_state_node_t  *n;
+    ngx_ailink_state_hash_t  *e;
 
     shm = st->data;
     now = ngx_time();
-    hash = ngx_murmur_hash2(key->data, key->len);
+    hash = ngx_ailink_state_shm_hash(key, &e);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    n = ngx_ailink_state_shm_lookup(shm, key, hash);
+    n = ngx_ailink_state_shm_cached(shm, e);
+
+    if (n == NULL) {
+        n = ngx_ailink_state_shm_lookup(shm, key, hash);
+        ngx_ailink_state_shm_remember(shm, e, n);
+    }
 
     if (n == NULL || (n->expires && n->expires <= now)) {
         *value = 0;

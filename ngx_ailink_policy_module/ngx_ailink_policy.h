@@ -111,10 +111,22 @@ typedef struct {
 } ngx_ailink_policy_tz_t;
 
 
+#define NGX_AILINK_SPEND_KEY_LEN        64
+
 typedef struct {
     ngx_uint_t                  scope;      /* NGX_AILINK_SPEND_TOKEN, ... */
     ngx_uint_t                  period;     /* NGX_AILINK_SPEND_DAY, ... */
     ngx_ailink_policy_tz_t     *tz;
+
+    /*
+     * the worker's last counter key, in a zone of a fixed offset: the
+     * same from key_from until key_until (a day) for the same id
+     */
+    time_t                      key_from;
+    time_t                      key_until;
+    size_t                      key_len;
+    size_t                      key_id_len;
+    u_char                      key[NGX_AILINK_SPEND_KEY_LEN];
 } ngx_ailink_policy_spend_t;
 
 
@@ -145,6 +157,14 @@ struct ngx_ailink_policy_cond_s {
 typedef struct {
     ngx_uint_t                  type;       /* NGX_AILINK_PA_* */
     ngx_str_t                   name;       /* as the audit shows it */
+
+    /*
+     * its decision in the audit's "policies", written once: up to the
+     * result ({"policy":"..","rule":"..","action":"..","mode":"..",
+     * "result":"), and after it ("} or ","reason":".."})
+     */
+    ngx_str_t                   audit;
+    ngx_str_t                   audit_tail;
 
     /* deny, log: the reason or message; set_header: name and value */
     ngx_str_t                   text;
@@ -236,6 +256,8 @@ typedef struct {
                                                an admin overlay is freed */
     ngx_flag_t                  guardrails; /* a pre policy (enforced or
                                                shadow) requires guardrails */
+    void                       *memo_last;  /* the worker's memo entry
+                                               this set used last */
 } ngx_ailink_policy_set_t;
 
 
@@ -269,6 +291,10 @@ typedef struct {
 } ngx_ailink_policy_tpm_t;
 
 
+/* the longest rate-limit key kept in the request's context */
+#define NGX_AILINK_POLICY_TPM_KEY       64
+
+
 /* the limits being counted, across replies of an asynchronous store */
 typedef struct {
     void                       *pend;       /* the pending actions */
@@ -293,7 +319,14 @@ typedef struct {
     ngx_ailink_policy_decision_t *final;    /* the refusal, if any */
     ngx_ailink_policy_limits_t *limits;     /* waiting for the store */
 
+    /* the arrays' first elements, without an allocation of their own */
+    ngx_ailink_policy_decision_t  decisions_first[4];
+    ngx_array_t                 tpm_array;
+    ngx_ailink_policy_tpm_t     tpm_first[2];
+    u_char                      tpm_keys[2][NGX_AILINK_POLICY_TPM_KEY];
+
     /* x-ratelimit-* of the most constrained enforced limits */
+    u_char                      rl_text[5 * (NGX_INT64_LEN + 1)];
     ngx_str_t                  *rl_limit[2];     /* requests, tokens */
     int64_t                     rl_remaining[2];
     time_t                      rl_reset[2];
@@ -390,6 +423,74 @@ ngx_ailink_policy_memo_next(uint64_t *bits, ngx_uint_t n, ngx_uint_t end)
 
     return end;
 }
+
+/*
+ * ngx_ailink_policy_field() for the fields that are a string of the
+ * request or its context, without a call (the memo's and the rate limits'
+ * keys read them on every request); 0 for the other fields
+ */
+
+static ngx_inline ngx_uint_t
+ngx_ailink_policy_field_str(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_uint_t field, ngx_ailink_policy_value_t *v)
+{
+    ngx_str_t  *s;
+
+    switch (field) {
+
+    case NGX_AILINK_PF_METHOD:
+        s = &r->method_name;
+        break;
+
+    case NGX_AILINK_PF_PATH:
+        s = &ctx->path;
+        break;
+
+    case NGX_AILINK_PF_MODEL:
+        s = &ctx->model;
+        break;
+
+    case NGX_AILINK_PF_PROVIDER:
+        if (ctx->provider == NULL) {
+            v->is_number = 0;
+            v->found = 0;
+            return 1;
+        }
+
+        s = &ctx->provider->name;
+        break;
+
+    case NGX_AILINK_PF_TOKEN_ID:
+        s = &ctx->token->id;
+        break;
+
+    case NGX_AILINK_PF_TOKEN_NAME:
+        s = &ctx->token->name;
+        break;
+
+    case NGX_AILINK_PF_PROJECT:
+        s = &ctx->token->project;
+        break;
+
+    case NGX_AILINK_PF_AGENT:
+        s = &ctx->agent_name;
+        break;
+
+    case NGX_AILINK_PF_SESSION:
+        s = &ctx->session_id;
+        break;
+
+    default:
+        return 0;
+    }
+
+    v->is_number = 0;
+    v->found = (s->len != 0);
+    v->str = *s;
+
+    return 1;
+}
+
 
 /* ngx_ailink_policy_limit.c */
 ngx_int_t ngx_ailink_policy_rate_limit(ngx_http_request_t *r,

@@ -1378,6 +1378,77 @@ ngx_ailink_policy_escape(ngx_ailink_policy_loader_t *ld, ngx_str_t *s,
 }
 
 
+/* each action's decision in the audit record, but for its result */
+
+static ngx_int_t
+ngx_ailink_policy_audit_texts(ngx_ailink_policy_loader_t *ld,
+    ngx_ailink_policy_t *p, ngx_ailink_policy_rule_t *rule)
+{
+    u_char                      *t;
+    size_t                       len;
+    ngx_str_t                    mode;
+    ngx_uint_t                   k;
+    ngx_ailink_policy_action_t  *a;
+
+    if (p->shadow) {
+        ngx_str_set(&mode, "shadow");
+
+    } else {
+        ngx_str_set(&mode, "enforce");
+    }
+
+    for (k = 0; k < rule->nactions; k++) {
+        a = &rule->actions[k];
+
+        len = sizeof("{\"policy\":\"\",\"rule\":\"\",\"action\":\"\","
+                     "\"mode\":\"\",\"result\":\"") - 1
+              + p->name_json.len + rule->name_json.len + a->name.len
+              + mode.len;
+
+        t = ngx_pnalloc(ld->cf->pool, len);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        a->audit.data = t;
+        t = ngx_cpymem(t, "{\"policy\":\"", sizeof("{\"policy\":\"") - 1);
+        t = ngx_cpymem(t, p->name_json.data, p->name_json.len);
+        t = ngx_cpymem(t, "\",\"rule\":\"", sizeof("\",\"rule\":\"") - 1);
+        t = ngx_cpymem(t, rule->name_json.data, rule->name_json.len);
+        t = ngx_cpymem(t, "\",\"action\":\"",
+                       sizeof("\",\"action\":\"") - 1);
+        t = ngx_cpymem(t, a->name.data, a->name.len);
+        t = ngx_cpymem(t, "\",\"mode\":\"", sizeof("\",\"mode\":\"") - 1);
+        t = ngx_cpymem(t, mode.data, mode.len);
+        t = ngx_cpymem(t, "\",\"result\":\"",
+                       sizeof("\",\"result\":\"") - 1);
+        a->audit.len = t - a->audit.data;
+
+        if (a->type != NGX_AILINK_PA_DENY) {
+            ngx_str_set(&a->audit_tail, "\"}");
+            continue;
+        }
+
+        len = sizeof("\",\"reason\":\"\"}") - 1
+              + ngx_ailink_json_escape_len(&a->text);
+
+        t = ngx_pnalloc(ld->cf->pool, len);
+        if (t == NULL) {
+            return NGX_ERROR;
+        }
+
+        a->audit_tail.data = t;
+        t = ngx_cpymem(t, "\",\"reason\":\"", sizeof("\",\"reason\":\"") - 1);
+        t = ngx_ailink_json_escape(t, &a->text);
+        *t++ = '"';
+        *t++ = '}';
+        a->audit_tail.len = t - a->audit_tail.data;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
     ngx_uint_t index, ngx_ailink_policy_t *p)
@@ -1589,6 +1660,10 @@ ngx_ailink_policy_one(ngx_ailink_policy_loader_t *ld, cJSON *item,
                                      &p->rules[i].name_json)
             != NGX_OK)
         {
+            return NGX_ERROR;
+        }
+
+        if (ngx_ailink_policy_audit_texts(ld, p, &p->rules[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }

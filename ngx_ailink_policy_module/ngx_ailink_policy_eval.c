@@ -331,8 +331,9 @@ ngx_ailink_policy_leaf(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_uint_t                 i;
     ngx_ailink_policy_value_t  v;
 
-    if (ngx_ailink_policy_field(r, ctx, pctx, c->field, &c->arg, c, &v)
-        != NGX_OK)
+    if (!ngx_ailink_policy_field_str(r, ctx, c->field, &v)
+        && ngx_ailink_policy_field(r, ctx, pctx, c->field, &c->arg, c, &v)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -451,8 +452,9 @@ ngx_int_t
 ngx_ailink_policy_eval(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_ctx_t *pctx, ngx_ailink_policy_cond_t *cond)
 {
-    ngx_int_t   rc;
-    ngx_uint_t  i;
+    ngx_int_t                  rc;
+    ngx_uint_t                 i;
+    ngx_ailink_policy_cond_t  *c;
 
     switch (cond->type) {
 
@@ -462,13 +464,21 @@ ngx_ailink_policy_eval(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     case NGX_AILINK_POLICY_TRUE:
         return 1;
 
+    /* children that are leaves: without another call of this one */
+
     case NGX_AILINK_POLICY_NOT:
-        rc = ngx_ailink_policy_eval(r, ctx, pctx, cond->children[0]);
+        c = cond->children[0];
+        rc = (c->type == NGX_AILINK_POLICY_LEAF)
+             ? ngx_ailink_policy_leaf(r, ctx, pctx, c)
+             : ngx_ailink_policy_eval(r, ctx, pctx, c);
         return (rc == NGX_ERROR) ? NGX_ERROR : !rc;
 
     case NGX_AILINK_POLICY_ALL:
         for (i = 0; i < cond->nchildren; i++) {
-            rc = ngx_ailink_policy_eval(r, ctx, pctx, cond->children[i]);
+            c = cond->children[i];
+            rc = (c->type == NGX_AILINK_POLICY_LEAF)
+                 ? ngx_ailink_policy_leaf(r, ctx, pctx, c)
+                 : ngx_ailink_policy_eval(r, ctx, pctx, c);
             if (rc != 1) {
                 return rc;
             }
@@ -478,7 +488,10 @@ ngx_ailink_policy_eval(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     case NGX_AILINK_POLICY_ANY:
         for (i = 0; i < cond->nchildren; i++) {
-            rc = ngx_ailink_policy_eval(r, ctx, pctx, cond->children[i]);
+            c = cond->children[i];
+            rc = (c->type == NGX_AILINK_POLICY_LEAF)
+                 ? ngx_ailink_policy_leaf(r, ctx, pctx, c)
+                 : ngx_ailink_policy_eval(r, ctx, pctx, c);
             if (rc != 0) {
                 return rc;
             }

@@ -24,24 +24,28 @@
 static time_t  ngx_ailink_policy_windows[] = { 1, 60, 3600, 60 };
 
 
-/* "<id><field>|<field>|..." from the request */
+/*
+ * "<id><field>|<field>|..." from the request, into buf (the store's
+ * longest key), with room left for a window
+ */
 
 static ngx_int_t
 ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_ctx_t *pctx, ngx_ailink_policy_action_t *a,
-    ngx_str_t *key)
+    u_char *buf, ngx_str_t *key)
 {
     u_char                     *p;
     size_t                      len;
     ngx_uint_t                  i;
     ngx_ailink_policy_value_t   v[8];
 
-    len = a->id.len + 2 + NGX_INT64_LEN + 2;
+    len = a->id.len;
 
     for (i = 0; i < a->nkeys; i++) {
-        if (ngx_ailink_policy_field(r, ctx, pctx, a->key_fields[i],
-                                    &a->key_args[i], NULL, &v[i])
-            != NGX_OK)
+        if (!ngx_ailink_policy_field_str(r, ctx, a->key_fields[i], &v[i])
+            && ngx_ailink_policy_field(r, ctx, pctx, a->key_fields[i],
+                                       &a->key_args[i], NULL, &v[i])
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -49,13 +53,11 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         len += v[i].found ? v[i].str.len + 1 : 1;
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
+    if (len + 2 + NGX_INT64_LEN > NGX_AILINK_STATE_KEY_MAX) {
         return NGX_ERROR;
     }
 
-    key->data = p;
-    p = ngx_cpymem(p, a->id.data, a->id.len);
+    p = ngx_cpymem(buf, a->id.data, a->id.len);
 
     for (i = 0; i < a->nkeys; i++) {
         if (v[i].found) {
@@ -65,7 +67,8 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         *p++ = '|';
     }
 
-    key->len = p - key->data;
+    key->data = buf;
+    key->len = p - buf;
 
     return NGX_OK;
 }
@@ -73,29 +76,41 @@ ngx_ailink_policy_limit_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
 /*
  * the key with its window: "<key><kind>@<start>", the start in 8 hex
- * digits (cheaper than decimal; the window's start until 2106)
+ * digits (cheaper than decimal; the window's start until 2106), written
+ * once per window of each kind and copied until the next
  */
 
 static void
 ngx_ailink_policy_window_key(ngx_str_t *key, ngx_uint_t kind, time_t start,
     ngx_str_t *out)
 {
-    u_char      *p;
+    u_char      *p, *h;
     uint32_t     t;
     ngx_uint_t   i;
 
     static u_char  hex[] = "0123456789abcdef";
+    static time_t  starts[NGX_AILINK_RL_N];
+    static u_char  texts[NGX_AILINK_RL_N][8];
 
-    p = ngx_cpymem(out->data, key->data, key->len);
+    h = texts[kind];
+
+    if (starts[kind] != start || start == 0) {
+        t = (uint32_t) start;
+
+        for (i = 8; i; i--) {
+            h[i - 1] = hex[t & 0xf];
+            t >>= 4;
+        }
+
+        starts[kind] = start;
+    }
+
+    /* the key may be in place already (rate limits build it there) */
+    p = (out->data == key->data) ? out->data + key->len
+                                 : ngx_cpymem(out->data, key->data, key->len);
     *p++ = (u_char) ('0' + kind);
     *p++ = '@';
-
-    t = (uint32_t) start;
-
-    for (i = 8; i; i--) {
-        p[i - 1] = hex[t & 0xf];
-        t >>= 4;
-    }
+    ngx_memcpy(p, h, 8);
 
     out->len = p + 8 - out->data;
 }
@@ -108,7 +123,7 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_limits_t *lim, const char **result)
 {
     u_char                      buf[NGX_AILINK_STATE_KEY_MAX];
-    time_t                      now;
+    time_t                      now, start;
     int64_t                     value, remaining;
     ngx_int_t                   rc, over;
     ngx_str_t                   key, wkey;
@@ -122,14 +137,14 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    if (ngx_ailink_policy_limit_key(r, ctx, pctx, a, &key) != NGX_OK
-        || key.len + 2 + NGX_INT64_LEN > NGX_AILINK_STATE_KEY_MAX)
-    {
+    if (ngx_ailink_policy_limit_key(r, ctx, pctx, a, buf, &key) != NGX_OK) {
         return NGX_ERROR;
     }
 
     now = lim->now;
     wkey.data = buf;
+    wkey.len = 0;
+    start = 0;
     over = 0;
 
     /* after a reply of an asynchronous store: from the window it answers */
@@ -139,7 +154,15 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         }
 
         ngx_ailink_state_window(now, ngx_ailink_policy_windows[i], 0, &w[i]);
-        ngx_ailink_policy_window_key(&key, i, w[i].start, &wkey);
+
+        if (wkey.len && w[i].start == start) {
+            /* the same start as the window before: only its kind differs */
+            buf[key.len] = (u_char) ('0' + i);
+
+        } else {
+            ngx_ailink_policy_window_key(&key, i, w[i].start, &wkey);
+            start = w[i].start;
+        }
 
         kind = (i == NGX_AILINK_RL_TOKENS_MINUTE);
 
@@ -227,11 +250,12 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     if (a->limits[NGX_AILINK_RL_TOKENS_MINUTE] && !over) {
         if (pctx->tpm == NULL) {
-            pctx->tpm = ngx_array_create(r->pool, 2,
-                                         sizeof(ngx_ailink_policy_tpm_t));
-            if (pctx->tpm == NULL) {
-                return NGX_ERROR;
-            }
+            pctx->tpm = &pctx->tpm_array;
+            pctx->tpm->elts = pctx->tpm_first;
+            pctx->tpm->nelts = 0;
+            pctx->tpm->size = sizeof(ngx_ailink_policy_tpm_t);
+            pctx->tpm->nalloc = 2;
+            pctx->tpm->pool = r->pool;
         }
 
         tpm = ngx_array_push(pctx->tpm);
@@ -239,7 +263,21 @@ ngx_ailink_policy_rate_limit(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        tpm->key = key;
+        /* the key for the log phase: in the context, if it fits */
+        if (tpm >= pctx->tpm_first && tpm < pctx->tpm_first + 2
+            && key.len <= NGX_AILINK_POLICY_TPM_KEY)
+        {
+            tpm->key.data = pctx->tpm_keys[tpm - pctx->tpm_first];
+
+        } else {
+            tpm->key.data = ngx_pnalloc(r->pool, key.len);
+            if (tpm->key.data == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_memcpy(tpm->key.data, key.data, key.len);
+        tpm->key.len = key.len;
         tpm->action = a;
     }
 
@@ -262,7 +300,8 @@ failed:
 /*
  * "sp|<t|p>|<id>|<d|m><period>|<zone>": the zone is its offset in seconds
  * for UTC and fixed offsets, its name for an IANA zone (whose offset
- * changes with daylight saving time, its counters not)
+ * changes with daylight saving time, its counters not).  In a zone of a
+ * fixed offset the key stays the same for a day: the last one is kept.
  */
 
 static ngx_int_t
@@ -270,28 +309,41 @@ ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_spend_t *sp, u_char *buf, ngx_str_t *key, time_t *ttl)
 {
     u_char     *p;
-    time_t      now, offset;
+    time_t      now, offset, day;
     ngx_tm_t    tm;
     ngx_str_t  *id;
     ngx_int_t   period;
 
     now = ngx_time();
-    offset = ngx_ailink_policy_tz_offset(sp->tz, now);
     id = (sp->scope == NGX_AILINK_SPEND_TOKEN) ? &ctx->token->id
                                                : &ctx->token->project;
+
+    *ttl = (sp->period == NGX_AILINK_SPEND_DAY) ? 3 * 86400 : 63 * 86400;
+
+    if (now >= sp->key_from && now < sp->key_until
+        && id->len == sp->key_id_len
+        && ngx_memcmp(sp->key + sizeof("sp|t|") - 1, id->data, id->len) == 0)
+    {
+        /* the stores copy what they send or keep */
+        key->data = sp->key;
+        key->len = sp->key_len;
+        return NGX_OK;
+    }
+
+    offset = ngx_ailink_policy_tz_offset(sp->tz, now);
 
     if (id->len > NGX_AILINK_STATE_KEY_MAX - 128) {
         return NGX_ERROR;
     }
 
+    day = (now + offset) / 86400;
+
     if (sp->period == NGX_AILINK_SPEND_DAY) {
-        period = (now + offset) / 86400;
-        *ttl = 3 * 86400;
+        period = day;
 
     } else {
         ngx_gmtime(now + offset, &tm);
         period = tm.ngx_tm_year * 12 + tm.ngx_tm_mon;
-        *ttl = 63 * 86400;
     }
 
     p = ngx_cpymem(buf, "sp|", 3);
@@ -312,6 +364,17 @@ ngx_ailink_policy_spend_key(ngx_ailink_ctx_t *ctx,
 
     key->data = buf;
     key->len = p - buf;
+
+    if ((sp->tz == NULL || sp->tz->ntransitions == 0)
+        && key->len <= NGX_AILINK_SPEND_KEY_LEN)
+    {
+        /* the day in that zone, when the key changes next */
+        sp->key_from = day * 86400 - offset;
+        sp->key_until = sp->key_from + 86400;
+        sp->key_len = key->len;
+        sp->key_id_len = id->len;
+        ngx_memcpy(sp->key, buf, key->len);
+    }
 
     return NGX_OK;
 }

@@ -155,6 +155,7 @@ ngx_ailink_policy_memo_init(ngx_pool_t *pool, ngx_ailink_policy_set_t *set)
     set->nmemo_fields = 0;
     set->nrules = 0;
     set->serial = ++ngx_ailink_policy_memo_serial;
+    set->memo_last = NULL;
     pure = 0;
     fit = 1;
 
@@ -214,6 +215,7 @@ ngx_ailink_policy_memo_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     u_char                          *p, *last;
     uint32_t                         n;
     ngx_uint_t                       i;
+    ngx_table_elt_t                 *h;
     ngx_ailink_policy_value_t        v;
     ngx_ailink_policy_set_t         *set;
     ngx_ailink_policy_memo_field_t  *f;
@@ -224,13 +226,27 @@ ngx_ailink_policy_memo_key(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     for (i = 0; i < set->nmemo_fields; i++) {
         f = &set->memo_fields[i];
-        pctx->tz = f->tz;
 
-        if (ngx_ailink_policy_field(r, ctx, pctx, f->field, &f->arg, f->cond,
-                                    &v)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+        if (f->field == NGX_AILINK_PF_HEADER) {
+            /* as ngx_ailink_policy_field() */
+            h = ngx_ailink_find_header(r, (char *) f->arg.data, f->arg.len);
+
+            v.is_number = 0;
+            v.found = (h != NULL);
+
+            if (h) {
+                v.str = h->value;
+            }
+
+        } else if (!ngx_ailink_policy_field_str(r, ctx, f->field, &v)) {
+            pctx->tz = f->tz;
+
+            if (ngx_ailink_policy_field(r, ctx, pctx, f->field, &f->arg,
+                                        f->cond, &v)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
 
         if (!v.found) {
@@ -297,6 +313,16 @@ ngx_ailink_policy_memo(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NULL;
     }
 
+    /* the same key as the set's last request: no hash */
+    e = set->memo_last;
+
+    if (e && e->set == set && e->serial == set->serial
+        && e->cycle == (ngx_cycle_t *) ngx_cycle
+        && e->len == len && ngx_memcmp(e->key, buf, len) == 0)
+    {
+        return e->bits;
+    }
+
     hash = ngx_murmur_hash2(buf, len)
            ^ (uint32_t) (((uintptr_t) set >> 4) * 2654435761u);
 
@@ -307,6 +333,7 @@ ngx_ailink_policy_memo(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         && e->hash == hash && e->len == len
         && ngx_memcmp(e->key, buf, len) == 0)
     {
+        set->memo_last = e;
         return e->bits;
     }
 
@@ -356,6 +383,7 @@ ngx_ailink_policy_memo(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     e->len = len;
     e->bits = bits;
     e->key = ngx_cpymem(mem + n * sizeof(uint64_t), buf, len) - len;
+    set->memo_last = e;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "ailink policy memo: token \"%V\", new key of %uz bytes",

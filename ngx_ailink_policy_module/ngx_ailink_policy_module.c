@@ -181,12 +181,12 @@ ngx_ailink_policy_create_ctx(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         return NULL;
     }
 
-    if (ngx_array_init(&pctx->decisions, r->pool, 4,
-                       sizeof(ngx_ailink_policy_decision_t))
-        != NGX_OK)
-    {
-        return NULL;
-    }
+    /* a fifth decision moves them to the pool (ngx_array_push()) */
+    pctx->decisions.elts = pctx->decisions_first;
+    pctx->decisions.nelts = 0;
+    pctx->decisions.size = sizeof(ngx_ailink_policy_decision_t);
+    pctx->decisions.nalloc = 4;
+    pctx->decisions.pool = r->pool;
 
     pctx->set = ctx->token->policies;
     ctx->policy = pctx;
@@ -378,9 +378,15 @@ ngx_ailink_policy_decide(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
 {
     ngx_ailink_policy_decision_t  *d;
 
-    d = ngx_array_push(&pctx->decisions);
-    if (d == NULL) {
-        return NGX_ERROR;
+    if (pctx->decisions.nelts < pctx->decisions.nalloc) {
+        d = (ngx_ailink_policy_decision_t *) pctx->decisions.elts
+            + pctx->decisions.nelts++;
+
+    } else {
+        d = ngx_array_push(&pctx->decisions);
+        if (d == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     d->policy = p;
@@ -989,53 +995,54 @@ ngx_ailink_policy_run_post(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 }
 
 
-/* [{"policy","rule","action","mode","result"},...] and the tags */
+/*
+ * ,"policies":[{"policy","rule","action","mode","result"},...],"tags":[...]
+ * in one buffer, as the audit record takes it; decisions and tags are the
+ * two arrays in it.  A decision's text but for its result was written
+ * when the file was read (ngx_ailink_policy_audit_texts()).
+ */
+
+/* the longest result a decision has ("would_exceed", "unavailable", ...) */
+#define NGX_AILINK_POLICY_RESULT_MAX  16
 
 static ngx_int_t
 ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
-    ngx_str_t *decisions, ngx_str_t *tags)
+    ngx_str_t *audit, ngx_str_t *decisions, ngx_str_t *tags)
 {
     u_char                        *p;
-    size_t                         len, tlen;
+    size_t                         len;
     ngx_str_t                     *tag;
     ngx_uint_t                     i, j, ntags;
+    ngx_ailink_policy_action_t    *a;
     ngx_ailink_policy_decision_t  *d;
 
     d = pctx->decisions.elts;
-    len = 2;
-    tlen = 2;
+    len = sizeof(",\"policies\":[],\"tags\":[]") - 1;
     ntags = 0;
 
     for (i = 0; i < pctx->decisions.nelts; i++) {
-        len += sizeof("{\"policy\":\"\",\"rule\":\"\",\"action\":\"\","
-                      "\"mode\":\"enforce\",\"result\":\"\"},")
-               + d[i].policy->name_json.len + d[i].rule->name_json.len
-               + d[i].action->name.len + ngx_strlen(d[i].result);
+        a = d[i].action;
+        len += 1 + a->audit.len + NGX_AILINK_POLICY_RESULT_MAX
+               + a->audit_tail.len;
 
-        if (d[i].action->type == NGX_AILINK_PA_DENY) {
-            len += sizeof(",\"reason\":\"\"")
-                   + ngx_ailink_json_escape_len(&d[i].action->text);
-        }
+        if (a->type == NGX_AILINK_PA_TAG && !d[i].policy->shadow) {
+            tag = a->tags->elts;
 
-        if (d[i].action->type == NGX_AILINK_PA_TAG
-            && !d[i].policy->shadow)
-        {
-            tag = d[i].action->tags->elts;
-
-            for (j = 0; j < d[i].action->tags->nelts; j++) {
-                tlen += ngx_ailink_json_escape_len(&tag[j]) + 3;
+            for (j = 0; j < a->tags->nelts; j++) {
+                len += ngx_ailink_json_escape_len(&tag[j]) + 3;
                 ntags++;
             }
         }
     }
 
-    decisions->data = ngx_pnalloc(r->pool, len);
-    tags->data = ngx_pnalloc(r->pool, tlen);
-    if (decisions->data == NULL || tags->data == NULL) {
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = decisions->data;
+    audit->data = p;
+    p = ngx_cpymem(p, ",\"policies\":", sizeof(",\"policies\":") - 1);
+    decisions->data = p;
     *p++ = '[';
 
     for (i = 0; i < pctx->decisions.nelts; i++) {
@@ -1043,58 +1050,57 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
             *p++ = ',';
         }
 
-        p = ngx_cpymem(p, "{\"policy\":\"", sizeof("{\"policy\":\"") - 1);
-        p = ngx_cpymem(p, d[i].policy->name_json.data,
-                       d[i].policy->name_json.len);
-        p = ngx_cpymem(p, "\",\"rule\":\"", sizeof("\",\"rule\":\"") - 1);
-        p = ngx_cpymem(p, d[i].rule->name_json.data, d[i].rule->name_json.len);
-        p = ngx_cpymem(p, "\",\"action\":\"", sizeof("\",\"action\":\"") - 1);
-        p = ngx_cpymem(p, d[i].action->name.data, d[i].action->name.len);
-        p = d[i].policy->shadow
-            ? ngx_cpymem(p, "\",\"mode\":\"shadow",
-                         sizeof("\",\"mode\":\"shadow") - 1)
-            : ngx_cpymem(p, "\",\"mode\":\"enforce",
-                         sizeof("\",\"mode\":\"enforce") - 1);
-        p = ngx_cpymem(p, "\",\"result\":\"",
-                       sizeof("\",\"result\":\"") - 1);
-        p = ngx_cpymem(p, d[i].result, ngx_strlen(d[i].result));
-        *p++ = '"';
+        a = d[i].action;
+        p = ngx_cpymem(p, a->audit.data, a->audit.len);
 
-        if (d[i].action->type == NGX_AILINK_PA_DENY) {
-            p = ngx_ailink_policy_json_member(p, "reason",
-                                              &d[i].action->text);
+        /* the room counted for it: every result is shorter */
+        len = ngx_strlen(d[i].result);
+        p = ngx_cpymem(p, d[i].result,
+                       ngx_min(len, NGX_AILINK_POLICY_RESULT_MAX));
+
+        if (a->audit_tail.len == 2) {
+            *p++ = '"';
+            *p++ = '}';
+
+        } else {
+            p = ngx_cpymem(p, a->audit_tail.data, a->audit_tail.len);
         }
-
-        *p++ = '}';
     }
 
     *p++ = ']';
     decisions->len = p - decisions->data;
 
-    p = tags->data;
+    p = ngx_cpymem(p, ",\"tags\":", sizeof(",\"tags\":") - 1);
+    tags->data = p;
     *p++ = '[';
-    ntags = 0;
 
-    for (i = 0; i < pctx->decisions.nelts; i++) {
-        if (d[i].action->type != NGX_AILINK_PA_TAG || d[i].policy->shadow) {
-            continue;
-        }
+    if (ntags) {
+        ntags = 0;
 
-        tag = d[i].action->tags->elts;
+        for (i = 0; i < pctx->decisions.nelts; i++) {
+            a = d[i].action;
 
-        for (j = 0; j < d[i].action->tags->nelts; j++) {
-            if (ntags++) {
-                *p++ = ',';
+            if (a->type != NGX_AILINK_PA_TAG || d[i].policy->shadow) {
+                continue;
             }
 
-            *p++ = '"';
-            p = ngx_ailink_json_escape(p, &tag[j]);
-            *p++ = '"';
+            tag = a->tags->elts;
+
+            for (j = 0; j < a->tags->nelts; j++) {
+                if (ntags++) {
+                    *p++ = ',';
+                }
+
+                *p++ = '"';
+                p = ngx_ailink_json_escape(p, &tag[j]);
+                *p++ = '"';
+            }
         }
     }
 
     *p++ = ']';
     tags->len = p - tags->data;
+    audit->len = p - audit->data;
 
     return NGX_OK;
 }
@@ -1103,7 +1109,6 @@ ngx_ailink_policy_render(ngx_http_request_t *r, ngx_ailink_policy_ctx_t *pctx,
 static void
 ngx_ailink_policy_log_hook(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
 {
-    u_char                   *p;
     ngx_str_t                 decisions, tags;
     ngx_ailink_policy_ctx_t  *pctx;
 
@@ -1133,22 +1138,8 @@ ngx_ailink_policy_log_hook(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         ngx_ailink_policy_run_post(r, ctx, pctx);
     }
 
-    if (ngx_ailink_policy_render(r, pctx, &decisions, &tags) != NGX_OK) {
-        return;
-    }
-
-    p = ngx_pnalloc(r->pool, sizeof(",\"policies\":,\"tags\":") + decisions.len
-                             + tags.len);
-    if (p == NULL) {
-        return;
-    }
-
-    ctx->policy_audit.data = p;
-    p = ngx_cpymem(p, ",\"policies\":", sizeof(",\"policies\":") - 1);
-    p = ngx_cpymem(p, decisions.data, decisions.len);
-    p = ngx_cpymem(p, ",\"tags\":", sizeof(",\"tags\":") - 1);
-    p = ngx_cpymem(p, tags.data, tags.len);
-    ctx->policy_audit.len = p - ctx->policy_audit.data;
+    (void) ngx_ailink_policy_render(r, pctx, &ctx->policy_audit, &decisions,
+                                    &tags);
 }
 
 
@@ -1182,7 +1173,9 @@ static ngx_int_t
 ngx_ailink_policy_rl_headers(ngx_http_request_t *r,
     ngx_ailink_policy_ctx_t *pctx)
 {
-    u_char           *p;
+    u_char           *p, *e;
+    int64_t           v;
+    uint64_t          n, q;
     ngx_uint_t        kind, i;
     ngx_table_elt_t  *h;
 
@@ -1196,10 +1189,7 @@ ngx_ailink_policy_rl_headers(ngx_http_request_t *r,
     };
 
     /* the remaining counts, the resets and Retry-After */
-    p = ngx_pnalloc(r->pool, 5 * (NGX_INT64_LEN + 1));
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
+    p = pctx->rl_text;
 
     for (kind = 0; kind < 2; kind++) {
         if (!(pctx->rl_set & (1 << kind))) {
@@ -1220,14 +1210,37 @@ ngx_ailink_policy_rl_headers(ngx_http_request_t *r,
                 continue;
             }
 
-            h->value.data = p;
-            p = ngx_ailink_write_int(p, (i == 1) ? pctx->rl_remaining[kind]
-                                                 : pctx->rl_reset[kind]);
+            /* backwards from the end of its room: nothing to move */
+            p += NGX_INT64_LEN + 1;
+            e = p;
+
             if (i == 2) {
-                *p++ = 's';
+                *--e = 's';
             }
 
-            h->value.len = p - h->value.data;
+            /* neither is below 0: remaining counts stop there, resets
+             * are in the window's future */
+            v = (i == 1) ? pctx->rl_remaining[kind]
+                         : (int64_t) pctx->rl_reset[kind];
+            n = (v > 0) ? (uint64_t) v : 0;
+
+            while (n >= 100) {
+                q = n / 100;
+                e -= 2;
+                ngx_memcpy(e, &ngx_ailink_digits2[(n - q * 100) * 2], 2);
+                n = q;
+            }
+
+            if (n >= 10) {
+                e -= 2;
+                ngx_memcpy(e, &ngx_ailink_digits2[n * 2], 2);
+
+            } else {
+                *--e = (u_char) ('0' + n);
+            }
+
+            h->value.data = e;
+            h->value.len = p - e;
         }
     }
 
@@ -1279,7 +1292,7 @@ ngx_ailink_policy_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     u_char                        *p;
-    ngx_str_t                      decisions, tags;
+    ngx_str_t                      audit, decisions, tags;
     ngx_ailink_ctx_t              *ctx;
     ngx_ailink_policy_ctx_t       *pctx;
     ngx_ailink_policy_decision_t  *d;
@@ -1321,7 +1334,9 @@ ngx_ailink_policy_variable(ngx_http_request_t *r,
         return NGX_OK;
 
     default:
-        if (ngx_ailink_policy_render(r, pctx, &decisions, &tags) != NGX_OK) {
+        if (ngx_ailink_policy_render(r, pctx, &audit, &decisions, &tags)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
