@@ -466,69 +466,6 @@ ngx_ailink_audit_pg_create_main_conf(ngx_conf_t *cf)
 }
 
 
-/* a password from a file: its first line, never logged */
-
-static ngx_int_t
-ngx_ailink_audit_pg_password_file(ngx_conf_t *cf, ngx_str_t *name,
-    char **password)
-{
-    u_char       *p, *last;
-    ssize_t       n;
-    ngx_fd_t      fd;
-    ngx_file_t    file;
-    u_char        buf[1024];
-
-    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "ailink_audit_pg: cannot open password_file "
-                           "\"%V\"", name);
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.fd = fd;
-    file.name = *name;
-    file.log = cf->log;
-
-    n = ngx_read_file(&file, buf, sizeof(buf), 0);
-
-    (void) ngx_close_file(fd);
-
-    if (n == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    last = buf + n;
-
-    for (p = buf; p < last && *p != CR && *p != LF; p++) {
-        /* void */
-    }
-
-    if (p == buf) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ailink_audit_pg: password_file \"%V\" is empty",
-                           name);
-        return NGX_ERROR;
-    }
-
-    *password = ngx_pnalloc(cf->pool, p - buf + 1);
-    if (*password == NULL) {
-        return NGX_ERROR;
-    }
-
-    (void) ngx_cpystrn((u_char *) *password, buf, p - buf + 1);
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    return NGX_OK;
-}
-
-
 static char *
 ngx_ailink_audit_pg_cstr(ngx_conf_t *cf, const char *s)
 {
@@ -568,7 +505,7 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     u_char               *conninfo;
     size_t                len;
     ngx_int_t             n;
-    ngx_str_t            *value, arg, name, spool, zone;
+    ngx_str_t            *value, arg, name, spool, zone, secret;
     ngx_url_t             u;
     ngx_uint_t            i, k, nopts, gssenc;
     ngx_path_t           *path;
@@ -601,11 +538,14 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
             (void) ngx_cpystrn(name.data, arg.data + 14, name.len + 1);
 
-            if (ngx_ailink_audit_pg_password_file(cf, &name, &password)
+            if (ngx_ailink_conf_password_file(cf, "ailink_audit_pg", &name,
+                                              &secret)
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;
             }
+
+            password = (char *) secret.data;
 
             continue;
         }

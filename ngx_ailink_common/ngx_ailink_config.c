@@ -1495,3 +1495,68 @@ ngx_ailink_conf_load_inject(ngx_conf_t *cf, ngx_ailink_conf_t *conf,
 
     return ngx_ailink_conf_inject(&ld, obj, where, inject);
 }
+
+
+/* a directive's password from a file: its first line, never logged */
+
+ngx_int_t
+ngx_ailink_conf_password_file(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *name, ngx_str_t *password)
+{
+    u_char       *p, *last;
+    ssize_t       n;
+    ngx_fd_t      fd;
+    ngx_file_t    file;
+    u_char        buf[1024];
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s: cannot open password_file \"%V\"",
+                           directive, name);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.fd = fd;
+    file.name = *name;
+    file.log = cf->log;
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    (void) ngx_close_file(fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    last = buf + n;
+
+    for (p = buf; p < last && *p != CR && *p != LF; p++) {
+        /* void */
+    }
+
+    if (p == buf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s: password_file \"%V\" is empty",
+                           directive, name);
+        return NGX_ERROR;
+    }
+
+    password->len = p - buf;
+    password->data = ngx_pnalloc(cf->pool, password->len + 1);
+    if (password->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(password->data, buf, password->len);
+    password->data[password->len] = '\0';
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_OK;
+}

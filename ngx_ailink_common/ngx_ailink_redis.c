@@ -740,71 +740,6 @@ ngx_ailink_redis_create_main_conf(ngx_conf_t *cf)
 }
 
 
-/* a password from a file: its first line */
-
-static ngx_int_t
-ngx_ailink_redis_password_file(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *password)
-{
-    u_char       *p, *last;
-    ssize_t       n;
-    ngx_fd_t      fd;
-    ngx_file_t    file;
-    u_char        buf[1024];
-
-    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "ailink_redis: cannot open password_file \"%V\"",
-                           name);
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.fd = fd;
-    file.name = *name;
-    file.log = cf->log;
-
-    n = ngx_read_file(&file, buf, sizeof(buf), 0);
-
-    (void) ngx_close_file(fd);
-
-    if (n == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    last = buf + n;
-
-    for (p = buf; p < last && *p != CR && *p != LF; p++) {
-        /* void */
-    }
-
-    if (p == buf) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ailink_redis: password_file \"%V\" is empty",
-                           name);
-        return NGX_ERROR;
-    }
-
-    password->len = p - buf;
-    password->data = ngx_pnalloc(cf->pool, password->len + 1);
-    if (password->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(password->data, buf, password->len);
-    password->data[password->len] = '\0';
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_ailink_redis_cstr(ngx_conf_t *cf, ngx_str_t *in, size_t skip,
     ngx_str_t *out)
@@ -883,7 +818,8 @@ ngx_ailink_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
             if (rcf->password.len || value[i].len == 14
                 || ngx_ailink_redis_cstr(cf, &value[i], 14, &name) != NGX_OK
-                || ngx_ailink_redis_password_file(cf, &name, &rcf->password)
+                || ngx_ailink_conf_password_file(cf, "ailink_redis", &name,
+                                                 &rcf->password)
                    != NGX_OK)
             {
                 goto invalid;

@@ -160,24 +160,19 @@ ngx_ailink_policy_field(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     ngx_ailink_policy_cond_t *cond, ngx_ailink_policy_value_t *v)
 {
     double              usd;
-    ngx_str_t          *s;
     ngx_uint_t          status;
     ngx_table_elt_t    *h;
     ngx_ailink_conf_t  *conf;
 
+    /* method, path, model, provider, token, project, agent, session */
+    if (ngx_ailink_policy_field_str(r, ctx, field, v)) {
+        return NGX_OK;
+    }
+
     v->found = 0;
     v->is_number = 0;
-    s = NULL;
 
     switch (field) {
-
-    case NGX_AILINK_PF_METHOD:
-        s = &r->method_name;
-        break;
-
-    case NGX_AILINK_PF_PATH:
-        s = &ctx->path;
-        break;
 
     case NGX_AILINK_PF_HEADER:
         h = ngx_ailink_find_header(r, (char *) arg->data, arg->len);
@@ -192,34 +187,6 @@ ngx_ailink_policy_field(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
 
     case NGX_AILINK_PF_BODY:
         return ngx_ailink_policy_body_value(r, pctx, cond->path, v);
-
-    case NGX_AILINK_PF_MODEL:
-        s = &ctx->model;
-        break;
-
-    case NGX_AILINK_PF_PROVIDER:
-        s = ctx->provider ? &ctx->provider->name : NULL;
-        break;
-
-    case NGX_AILINK_PF_TOKEN_ID:
-        s = &ctx->token->id;
-        break;
-
-    case NGX_AILINK_PF_TOKEN_NAME:
-        s = &ctx->token->name;
-        break;
-
-    case NGX_AILINK_PF_PROJECT:
-        s = &ctx->token->project;
-        break;
-
-    case NGX_AILINK_PF_AGENT:
-        s = &ctx->agent_name;
-        break;
-
-    case NGX_AILINK_PF_SESSION:
-        s = &ctx->session_id;
-        break;
 
     case NGX_AILINK_PF_HOUR:
     case NGX_AILINK_PF_MINUTE:
@@ -280,11 +247,6 @@ ngx_ailink_policy_field(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         v->found = 1;
         v->is_number = 1;
         return NGX_OK;
-    }
-
-    if (s && s->len) {
-        v->str = *s;
-        v->found = 1;
     }
 
     return NGX_OK;
