@@ -18,7 +18,10 @@
  *   - our printer writes exactly the length it computed, and the text
  *     parses back with cJSON to the same tree, and with ours to exactly
  *     the same tree: strings to their length ("\u0000" kept), numbers to
- *     the text they were read from.
+ *     the text they were read from;
+ *   - every string knows its length and the length of its printed text,
+ *     as strlen() and the slow path measure them, and a clean one (no
+ *     escape) is that text.
  * And for any bytes at all: the escape writes what its length said, and
  * the escaped text in quotes is a JSON string our strict parser reads.
  */
@@ -28,6 +31,9 @@
 #include "ngx_ailink_common.h"
 
 #include <math.h>
+
+
+#define FUZZ_JSON_KNOWN  (NGX_AILINK_JSON_PRINTED|NGX_AILINK_JSON_CLEAN)
 
 
 /* the same tree: order, keys, types and values, exactly */
@@ -88,7 +94,8 @@ fuzz_json_exact(cJSON *a, cJSON *b)
     cJSON      *ca, *cb;
     ngx_str_t   sa, sb;
 
-    if (a->type != b->type
+    /* what the parser knew of a string's printed text is checked apart */
+    if ((a->type & ~FUZZ_JSON_KNOWN) != (b->type & ~FUZZ_JSON_KNOWN)
         || (a->string == NULL) != (b->string == NULL)
         || (a->string && strcmp(a->string, b->string) != 0))
     {
@@ -158,6 +165,40 @@ fuzz_json_escape(ngx_pool_t *pool, ngx_str_t *text)
     json = ngx_ailink_json_parse(&quoted);
     ngx_fuzz_assert(cJSON_IsString(json));
     ngx_ailink_json_delete(json);
+}
+
+
+/*
+ * What the parser keeps of a string's printed text: its length, and that
+ * a clean string is its own text; both as the printer's slow path says.
+ */
+
+static void
+fuzz_json_printed(cJSON *item)
+{
+    cJSON      *c;
+    ngx_str_t   s;
+
+    if (cJSON_IsString(item)) {
+        ngx_fuzz_assert(item->type & NGX_AILINK_JSON_PRINTED);
+
+        ngx_ailink_json_str(item, &s);
+        ngx_fuzz_assert((size_t) item->valueint
+                        == ngx_ailink_json_escape_len(&s));
+
+        if (!(item->type & NGX_AILINK_JSON_SIZED)) {
+            ngx_fuzz_assert(s.len == ngx_strlen(item->valuestring));
+        }
+
+        if (item->type & NGX_AILINK_JSON_CLEAN) {
+            ngx_fuzz_assert(s.len == (size_t) item->valueint);
+            ngx_fuzz_assert(s.len == ngx_strlen(item->valuestring));
+        }
+    }
+
+    for (c = item->child; c; c = c->next) {
+        fuzz_json_printed(c);
+    }
 }
 
 
@@ -235,6 +276,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     fuzz_json_links(ours);
+    fuzz_json_printed(ours);
 
     theirs = cJSON_ParseWithLengthOpts((const char *) text.data, text.len,
                                        NULL, 0);

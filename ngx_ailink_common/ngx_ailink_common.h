@@ -335,7 +335,24 @@ void ngx_ailink_finalize_error_extra(ngx_http_request_t *r,
 
 #define NGX_AILINK_JSON_SIZED  0x1000
 
+/*
+ * A string the parser read knows its length and the length of its JSON
+ * text (between the quotes, as ngx_ailink_json_print() writes it) from the
+ * reading, kept in valuedouble and valueint, which cJSON leaves unused for
+ * strings: neither strlen() nor the printer's sizing pass runs over long
+ * texts.  A clean one had no escape, so that text is its valuestring,
+ * printed with one copy.  Only the parser sets them; a node
+ * given another text goes through ngx_ailink_json_set_text(), which drops
+ * them, and a copy of the same text keeps them true (cJSON_Duplicate()
+ * does, the text having no NUL).
+ */
+
+#define NGX_AILINK_JSON_PRINTED  0x2000
+#define NGX_AILINK_JSON_CLEAN    0x4000
+
 /* ngx_ailink_json.c */
+/* the short escape of a control byte ('n' for \n), 0 if it has none */
+extern u_char ngx_ailink_json_short_escape[0x20];
 void ngx_ailink_json_init(void);
 void ngx_ailink_json_arena(ngx_pool_t *pool);
 void *ngx_ailink_json_alloc(size_t size);
@@ -383,8 +400,8 @@ ngx_ailink_json_get(const cJSON *object, const char *key)
 static ngx_inline size_t
 ngx_ailink_json_strlen(const cJSON *item)
 {
-    return (item->type & NGX_AILINK_JSON_SIZED) ? (size_t) item->valuedouble
-                                                : ngx_strlen(item->valuestring);
+    return (item->type & (NGX_AILINK_JSON_SIZED|NGX_AILINK_JSON_PRINTED))
+           ? (size_t) item->valuedouble : ngx_strlen(item->valuestring);
 }
 
 
@@ -393,6 +410,20 @@ ngx_ailink_json_str(const cJSON *item, ngx_str_t *s)
 {
     s->data = (u_char *) item->valuestring;
     s->len = ngx_ailink_json_strlen(item);
+}
+
+
+/*
+ * A string node given another NUL-terminated text (in the tree's memory):
+ * what was known of the old text's length and printing no longer holds.
+ */
+
+static ngx_inline void
+ngx_ailink_json_set_text(cJSON *item, u_char *text)
+{
+    item->valuestring = (char *) text;
+    item->type &= ~(NGX_AILINK_JSON_SIZED|NGX_AILINK_JSON_PRINTED
+                    |NGX_AILINK_JSON_CLEAN);
 }
 
 

@@ -157,7 +157,18 @@ ngx_ailink_json_copy(cJSON *item)
 
     if (cJSON_IsString(item)) {
         ngx_ailink_json_str(item, &s);
-        return ngx_ailink_json_string(&s);
+
+        copy = ngx_ailink_json_string(&s);
+
+        if (copy) {
+            /* the same text: what the parser knew of it stays true */
+            copy->type |= item->type
+                          & (NGX_AILINK_JSON_PRINTED|NGX_AILINK_JSON_CLEAN);
+            copy->valueint = item->valueint;
+            copy->valuedouble = item->valuedouble;
+        }
+
+        return copy;
     }
 
     copy = ngx_ailink_json_alloc(sizeof(cJSON));
@@ -282,7 +293,7 @@ ngx_ailink_json_arena(ngx_pool_t *pool)
  * and copied whole; only bytes >= 0x80 take the slow path.
  */
 
-static u_char  ngx_ailink_json_short_escape[0x20] = {
+u_char  ngx_ailink_json_short_escape[0x20] = {
     0,   0,   0,   0,   0,   0,   0,   0,  'b', 't', 'n',  0,  'f', 'r',  0,  0,
     0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,  0
 };
@@ -481,6 +492,10 @@ ngx_ailink_json_string_len(cJSON *item)
         return 2;
     }
 
+    if (item->type & NGX_AILINK_JSON_PRINTED) {
+        return (size_t) item->valueint + 2;
+    }
+
     p = (u_char *) item->valuestring;
 
     return ngx_ailink_json_escaped_len(p, p + ngx_ailink_json_strlen(item))
@@ -495,7 +510,10 @@ ngx_ailink_json_string_print(u_char *p, cJSON *item)
 
     *p++ = '"';
 
-    if (item->valuestring) {
+    if (item->type & NGX_AILINK_JSON_CLEAN) {
+        p = ngx_cpymem(p, item->valuestring, item->valueint);
+
+    } else if (item->valuestring) {
         q = (u_char *) item->valuestring;
         p = ngx_ailink_json_escaped(p, q, q + ngx_ailink_json_strlen(item));
     }

@@ -32,6 +32,7 @@ typedef struct {
     u_char                    *last;
     ngx_uint_t                 depth;
     ngx_uint_t                 escaped;    /* the last string had escapes */
+    ngx_uint_t                 nul;        /* ... and one was "\u0000" */
 } ngx_ailink_scan_t;
 
 
@@ -788,13 +789,17 @@ ngx_ailink_parse_escape(u_char **pp, u_char *last, u_char *dst)
 
 /*
  * A string's text, unescaped and NUL-terminated, its length in *len (a
- * "\u0000" makes it longer than strlen()); at the opening quote.
+ * "\u0000" makes it longer than strlen()); at the opening quote.  In
+ * *printed, the length of the text ngx_ailink_json_print() writes for it:
+ * the text read, less each escape, plus what the printer writes for the
+ * bytes that escape stood for ("\/" is printed "/", "\u00e9" as its two
+ * UTF-8 bytes, "\u000a" as "\n").
  */
 
 static char *
-ngx_ailink_parse_string(ngx_ailink_scan_t *s, size_t *len)
+ngx_ailink_parse_string(ngx_ailink_scan_t *s, size_t *len, size_t *printed)
 {
-    u_char  *p, *q, *last, *dst, *out;
+    u_char  *p, *q, *last, *dst, *out, *c;
 
     p = s->p + 1;
 
@@ -804,6 +809,7 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s, size_t *len)
 
     last = s->p - 1;
     *len = last - p;
+    *printed = *len;
 
     /* unescaping only shortens */
     out = ngx_ailink_json_alloc(*len + 1);
@@ -818,6 +824,7 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s, size_t *len)
     }
 
     dst = out;
+    s->nul = 0;
 
     while (p < last) {
         q = memchr(p, '\\', last - p);
@@ -829,11 +836,21 @@ ngx_ailink_parse_string(ngx_ailink_scan_t *s, size_t *len)
 
         dst = ngx_cpymem(dst, p, q - p);
         p = q;
+        c = dst;
 
         dst = ngx_ailink_parse_escape(&p, last, dst);
         if (dst == NULL) {
             cJSON_free(out);
             return NULL;
+        }
+
+        *printed -= p - q;
+
+        for ( /* void */ ; c < dst; c++) {
+            *printed += (*c == '"' || *c == '\\') ? 2
+                        : (*c >= 0x20) ? 1
+                        : ngx_ailink_json_short_escape[*c] ? 2 : 6;
+            s->nul |= (*c == '\0');
         }
     }
 
@@ -918,7 +935,7 @@ ngx_ailink_parse_container(ngx_ailink_scan_t *s)
     char        *key;
     u_char       close;
     cJSON       *item, *child, *tail;
-    size_t       len;
+    size_t       len, printed;
     ngx_uint_t   object;
 
     object = (*s->p == '{');
@@ -952,12 +969,12 @@ ngx_ailink_parse_container(ngx_ailink_scan_t *s)
                 goto failed;
             }
 
-            key = ngx_ailink_parse_string(s, &len);
+            key = ngx_ailink_parse_string(s, &len, &printed);
             if (key == NULL) {
                 goto failed;
             }
 
-            if (ngx_strlen(key) != len) {
+            if (s->escaped && s->nul) {
                 /* a key is a C string in cJSON: one with NUL would be
                  * cut, so it is refused */
                 cJSON_free(key);
@@ -1055,7 +1072,7 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
 {
     char    *text;
     cJSON   *item;
-    size_t   len;
+    size_t   len, printed;
 
     switch (*s->p) {
 
@@ -1064,7 +1081,7 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
         return ngx_ailink_parse_container(s);
 
     case '"':
-        text = ngx_ailink_parse_string(s, &len);
+        text = ngx_ailink_parse_string(s, &len, &printed);
         if (text == NULL) {
             return NULL;
         }
@@ -1077,10 +1094,17 @@ ngx_ailink_parse_value(ngx_ailink_scan_t *s)
 
         item->valuestring = text;
 
-        if (s->escaped && ngx_strlen(text) != len) {
+        item->valuedouble = (double) len;
+
+        if (printed <= INT_MAX) {
+            item->type |= s->escaped ? NGX_AILINK_JSON_PRINTED
+                          : NGX_AILINK_JSON_PRINTED|NGX_AILINK_JSON_CLEAN;
+            item->valueint = (int) printed;
+        }
+
+        if (s->escaped && s->nul) {
             /* "\u0000" inside: the length says where the text ends */
             item->type |= NGX_AILINK_JSON_SIZED;
-            item->valuedouble = (double) len;
         }
 
         return item;
@@ -1112,6 +1136,7 @@ ngx_ailink_json_parse(ngx_str_t *text)
     s.last = text->data + text->len;
     s.depth = 0;
     s.escaped = 0;
+    s.nul = 0;
 
     ngx_ailink_scan_space(&s);
 

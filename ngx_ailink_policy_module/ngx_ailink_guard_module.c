@@ -181,7 +181,7 @@ ngx_ailink_guard_text(ngx_ailink_guard_req_t *gr, cJSON *item,
 
     if (out.data != (u_char *) item->valuestring) {
         /* the tree is in the request pool's arena, as is the new text */
-        item->valuestring = (char *) out.data;
+        ngx_ailink_json_set_text(item, out.data);
         *changed = 1;
     }
 
@@ -848,7 +848,7 @@ ngx_ailink_guard_output(ngx_ailink_guard_req_t *gr, cJSON *item,
     }
 
     if (out.data != (u_char *) item->valuestring) {
-        item->valuestring = (char *) out.data;
+        ngx_ailink_json_set_text(item, out.data);
         *changed = 1;
     }
 
