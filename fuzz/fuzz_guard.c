@@ -9,7 +9,10 @@
  * from the request's, restore leaves it alone); the rest is the text.
  *
  * Checked:
- *   - finds lie inside the text, in order, never overlap, of a known type;
+ *   - finds lie inside the text, in order, never overlap, of a known type,
+ *     and each is, on its own bytes, worth its type's patterns to the
+ *     glance that skips them (else a text holding only it would be
+ *     passed unredacted);
  *   - redacting the same text twice in one session gives the same text
  *     (a value keeps its placeholder);
  *   - restoring a request's redacted text gives the original back when
@@ -78,6 +81,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ngx_fuzz_assert(m[i].start < m[i].end && m[i].end <= text.len);
         ngx_fuzz_assert(m[i].type < NGX_AILINK_GUARD_NTYPES);
         ngx_fuzz_assert(i == 0 || m[i - 1].end <= m[i].start);
+
+        /* the glance that skips patterns would not have skipped this one */
+        ngx_fuzz_assert(ngx_ailink_guard_type_worth(text.data + m[i].start,
+                                                    m[i].end - m[i].start,
+                                                    m[i].type));
     }
 
     /* redaction */

@@ -266,7 +266,7 @@ typedef struct {
     unsigned     secret:1;
     unsigned     at:1;
     unsigned     dot:1;
-    unsigned     colon:1;
+    unsigned     colon:1;        /* two colons at least */
     unsigned     upper:1;
 } ngx_ailink_guard_glance_t;
 
@@ -408,29 +408,31 @@ ngx_ailink_guard_glance_init(void)
 
 /*
  * Sixteen bytes at a time: the classes by comparisons, OR-ed into
- * vectors read once at the end, the digits counted per lane (summed
- * every 255 blocks), and only the bytes a secret may start at (a few in
+ * vectors read once at the end, the digits and colons counted per lane
+ * (summed every 255 blocks), and only the bytes a secret may start at (a few in
  * prose) looked at one by one, until a secret start is seen.
  */
 
 static u_char *
 ngx_ailink_guard_glance16(u_char *p, u_char *last, u_char *start,
-    ngx_uint_t *digits, u_char *seen, ngx_ailink_guard_glance_t *g)
+    ngx_uint_t *digits, ngx_uint_t *colons, u_char *seen,
+    ngx_ailink_guard_glance_t *g)
 {
     int          mask;
-    __m128i      v, t, d, ndig, at, dot, colon, upper, zero;
+    __m128i      v, t, d, ndig, ncolon, at, dot, upper, zero;
     ngx_uint_t   n;
 
     zero = _mm_setzero_si128();
     at = zero;
     dot = zero;
-    colon = zero;
     upper = zero;
 
     while (last - p >= 16) {
 
-        /* digits per lane in bytes: summed before a lane can wrap */
+        /* digits and colons per lane in bytes: summed before a lane
+         * can wrap */
         ndig = zero;
+        ncolon = zero;
 
         for (n = 0; n < 255 && last - p >= 16; n++, p += 16) {
             v = _mm_loadu_si128((const __m128i *) p);
@@ -447,8 +449,8 @@ ngx_ailink_guard_glance16(u_char *p, u_char *last, u_char *start,
 
             at = _mm_or_si128(at, _mm_cmpeq_epi8(v, _mm_set1_epi8('@')));
             dot = _mm_or_si128(dot, _mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
-            colon = _mm_or_si128(colon,
-                                 _mm_cmpeq_epi8(v, _mm_set1_epi8(':')));
+            ncolon = _mm_sub_epi8(ncolon,
+                                  _mm_cmpeq_epi8(v, _mm_set1_epi8(':')));
 
             if (g->secret) {
                 continue;
@@ -487,11 +489,14 @@ ngx_ailink_guard_glance16(u_char *p, u_char *last, u_char *start,
         t = _mm_sad_epu8(ndig, zero);
         *digits += (ngx_uint_t) _mm_cvtsi128_si32(t)
                    + (ngx_uint_t) _mm_cvtsi128_si32(_mm_srli_si128(t, 8));
+
+        t = _mm_sad_epu8(ncolon, zero);
+        *colons += (ngx_uint_t) _mm_cvtsi128_si32(t)
+                   + (ngx_uint_t) _mm_cvtsi128_si32(_mm_srli_si128(t, 8));
     }
 
     *seen |= (_mm_movemask_epi8(at) ? NGX_AILINK_GLANCE_AT : 0)
              | (_mm_movemask_epi8(dot) ? NGX_AILINK_GLANCE_DOT : 0)
-             | (_mm_movemask_epi8(colon) ? NGX_AILINK_GLANCE_COLON : 0)
              | (_mm_movemask_epi8(upper) ? NGX_AILINK_GLANCE_UPPER : 0);
 
     return p;
@@ -504,16 +509,17 @@ static void
 ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
 {
     u_char      *start, *last, c, seen;
-    ngx_uint_t   digits;
+    ngx_uint_t   digits, colons;
 
     start = p;
     last = p + len;
     seen = 0;
     digits = 0;
+    colons = 0;
     g->secret = 0;
 
 #if (defined __SSE2__)
-    p = ngx_ailink_guard_glance16(p, last, start, &digits, &seen, g);
+    p = ngx_ailink_guard_glance16(p, last, start, &digits, &colons, &seen, g);
 #endif
 
     for ( /* void */ ; p < last; p++) {
@@ -524,6 +530,7 @@ ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
         }
 
         digits += (c & NGX_AILINK_GLANCE_DIGIT);
+        colons += (c == NGX_AILINK_GLANCE_COLON);
         seen |= c;
 
         if ((c & NGX_AILINK_GLANCE_SECRET) && !g->secret
@@ -536,7 +543,8 @@ ngx_ailink_guard_glance(u_char *p, size_t len, ngx_ailink_guard_glance_t *g)
     g->digits = digits;
     g->at = (seen & NGX_AILINK_GLANCE_AT) ? 1 : 0;
     g->dot = (seen & NGX_AILINK_GLANCE_DOT) ? 1 : 0;
-    g->colon = (seen & NGX_AILINK_GLANCE_COLON) ? 1 : 0;
+    /* an IPv6 address has two colons at least: prose has "note: ..." */
+    g->colon = (colons >= 2);
     g->upper = (seen & NGX_AILINK_GLANCE_UPPER) ? 1 : 0;
 }
 
@@ -559,7 +567,9 @@ ngx_ailink_guard_worth(ngx_uint_t type, ngx_ailink_guard_glance_t *g)
         return g->digits >= 9;
 
     case NGX_AILINK_GUARD_IBAN:
-        return g->upper && g->digits >= 4;
+        /* the check digits: a BBAN may be all letters (its checksum
+         * passes by chance, or in a real alphanumeric one) */
+        return g->upper && g->digits >= 2;
 
     case NGX_AILINK_GUARD_IP:
         return (g->dot && g->digits >= 4) || g->colon;
@@ -595,6 +605,23 @@ ngx_ailink_guard_pii_worth(ngx_ailink_guard_engine_t *e, u_char *p,
     }
 
     return 0;
+}
+
+
+/*
+ * Whether the glance would run a pattern of this type on a text: true of
+ * every value the type's patterns find, on the value's own bytes, or the
+ * glance would miss it (fuzz_guard checks it of every find).
+ */
+
+ngx_uint_t
+ngx_ailink_guard_type_worth(u_char *p, size_t len, ngx_uint_t type)
+{
+    ngx_ailink_guard_glance_t  g;
+
+    ngx_ailink_guard_glance(p, len, &g);
+
+    return ngx_ailink_guard_worth(type, &g);
 }
 
 

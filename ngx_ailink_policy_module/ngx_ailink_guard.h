@@ -112,6 +112,8 @@ ngx_int_t ngx_ailink_guard_inject_scan(ngx_ailink_guard_session_t *s,
 ngx_uint_t ngx_ailink_guard_inject_score(ngx_ailink_guard_session_t *s);
 ngx_uint_t ngx_ailink_guard_pii_worth(ngx_ailink_guard_engine_t *engine,
     u_char *p, size_t len);
+ngx_uint_t ngx_ailink_guard_type_worth(u_char *p, size_t len,
+    ngx_uint_t type);
 ngx_int_t ngx_ailink_guard_pii_find(ngx_ailink_guard_engine_t *engine,
     ngx_pool_t *pool, ngx_str_t *text, ngx_ailink_guard_match_t **matches,
     ngx_uint_t *n);
