@@ -262,7 +262,7 @@ u_char *ngx_ailink_guard_custom_audit(u_char *p, ngx_ailink_guard_req_t *gr,
 
 /* a clean body's pass (ngx_ailink_guard_scan.c) */
 ngx_int_t ngx_ailink_guard_scan_clean(ngx_ailink_guard_engine_t *engine,
-    ngx_str_t *body);
+    ngx_str_t *body, ngx_str_t *only);
 
 /* streamed output (ngx_ailink_guard_stream.c): OpenAI chunks, redacted
  * with a bounded look-behind; flushes come out through emit */

@@ -571,7 +571,7 @@ ngx_ailink_guard_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
      * pattern (the usual case): nothing would change, so no parse
      */
     if (gr->guardrails == NGX_AILINK_GUARD_PII
-        && ngx_ailink_guard_scan_clean(gmcf->engine, body) == NGX_OK)
+        && ngx_ailink_guard_scan_clean(gmcf->engine, body, NULL) == NGX_OK)
     {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "ailink guard: request clean at a glance");
@@ -1015,12 +1015,14 @@ static ngx_int_t
 ngx_ailink_guard_response_send(ngx_http_request_t *r,
     ngx_ailink_guard_req_t *gr)
 {
-    cJSON        *json;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_str_t     text, out;
-    ngx_uint_t    changed;
-    ngx_chain_t   cl;
+    cJSON                         *json;
+    ngx_int_t                      rc;
+    ngx_buf_t                     *b;
+    ngx_str_t                      text, out;
+    ngx_uint_t                     changed;
+    ngx_chain_t                    cl;
+    ngx_ailink_guard_main_conf_t  *gmcf;
+    static ngx_str_t               choices = ngx_string("choices");
 
     if (gr->capture) {
         text.data = gr->capture->pos;
@@ -1034,25 +1036,44 @@ ngx_ailink_guard_response_send(ngx_http_request_t *r,
     changed = 0;
     gr->session.in_response = 1;
 
-    ngx_ailink_json_arena(r->pool);
+    gmcf = ngx_http_get_module_main_conf(r, ngx_ailink_guard_module);
 
-    json = text.len ? ngx_ailink_json_parse(&text) : NULL;
-
-    if (json == NULL) {
-        gr->response = "unchecked_not_json";
+    /*
+     * pii_redaction alone and no placeholders to restore, on an answer
+     * none of whose texts (all under "choices", which is all that
+     * ngx_ailink_guard_response_tree() reads) is worth a pattern, the
+     * usual case: nothing would change, so no parse, as for the request
+     */
+    if (gr->guardrails == NGX_AILINK_GUARD_PII && !gr->restore
+        && text.len
+        && ngx_ailink_guard_scan_clean(gmcf->engine, &text, &choices)
+           == NGX_OK)
+    {
+        gr->response = "checked";
         rc = NGX_OK;
+        json = NULL;
 
     } else {
-        gr->response = "checked";
-        rc = ngx_ailink_guard_response_tree(gr, json, &changed);
+        ngx_ailink_json_arena(r->pool);
 
-        if (rc == NGX_OK && changed) {
-            rc = ngx_ailink_json_to_str(r->pool, json, &out);
+        json = text.len ? ngx_ailink_json_parse(&text) : NULL;
+
+        if (json == NULL) {
+            gr->response = "unchecked_not_json";
+            rc = NGX_OK;
+
+        } else {
+            gr->response = "checked";
+            rc = ngx_ailink_guard_response_tree(gr, json, &changed);
+
+            if (rc == NGX_OK && changed) {
+                rc = ngx_ailink_json_to_str(r->pool, json, &out);
+            }
         }
-    }
 
-    ngx_ailink_json_delete(json);
-    ngx_ailink_json_arena(NULL);
+        ngx_ailink_json_delete(json);
+        ngx_ailink_json_arena(NULL);
+    }
 
     if (rc != NGX_OK) {
         return NGX_ERROR;

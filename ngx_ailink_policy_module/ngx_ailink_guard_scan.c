@@ -171,20 +171,24 @@ ngx_ailink_guard_scan_literal(u_char *p, u_char *last, const char *word,
 
 /*
  * NGX_OK: the body is a JSON object none of whose string values is worth
- * a PII pattern; NGX_DECLINED: it may be, or the pass is in doubt.
+ * a PII pattern; NGX_DECLINED: it may be, or the pass is in doubt.  With
+ * "only", the strings under other top-level members are passed over
+ * unread: an answer's texts are all under "choices", and its "model" or
+ * "id" hold digits enough to be worth a pattern.
  */
 
 ngx_int_t
 ngx_ailink_guard_scan_clean(ngx_ailink_guard_engine_t *engine,
-    ngx_str_t *body)
+    ngx_str_t *body, ngx_str_t *only)
 {
     u_char      *p, *last, *q;
     u_char       stack[NGX_AILINK_GUARD_SCAN_DEPTH];
-    ngx_uint_t   depth;
+    ngx_uint_t   depth, glance;
 
     p = body->data;
     last = p + body->len;
     depth = 0;
+    glance = 1;
 
     p = ngx_ailink_guard_scan_ws(p, last);
 
@@ -227,7 +231,8 @@ value:
         q = ngx_ailink_guard_scan_string(p + 1, last);
 
         if (q == NULL
-            || ngx_ailink_guard_pii_worth(engine, p + 1, q - p - 1))
+            || (glance
+                && ngx_ailink_guard_pii_worth(engine, p + 1, q - p - 1)))
         {
             return NGX_DECLINED;
         }
@@ -300,6 +305,12 @@ key:
 
     if (q == NULL) {
         return NGX_DECLINED;
+    }
+
+    if (only && depth == 1) {
+        /* as written: a key with a \u escape was in doubt already */
+        glance = ((size_t) (q - p - 1) == only->len
+                  && ngx_memcmp(p + 1, only->data, only->len) == 0);
     }
 
     p = ngx_ailink_guard_scan_ws(q + 1, last);

@@ -382,3 +382,39 @@ qr/"code":"invalid_request","message":"the request body is not JSON the guardrai
 qr/"pii":\{\},"response_pii":\{\},"response":"checked"\}\}\n[^\n]*"pii":\{"email":1\},[^\n]*\n[^\n]*"status":400,[^\n]*\n\z/]
 --- no_error_log
 [error]
+
+
+
+=== TEST 10: pii_redaction alone on a clean answer: sent as it came at a glance, its metadata's digits not taken for PII, audited as checked
+--- user_files eval
+AILink::Policy::policy_files('')
+--- request eval
+["POST /v1/chat/completions\n" . q{{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}},
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-AILink-Guardrails: pii_redaction
+X-Mock-Raw-Body: {"id":"chatcmpl-2024-07-18-5550100","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Note: nothing private here"},"finish_reason":"stop"}],"system_fingerprint":"fp_10.0.0.1"}
+--- response_body_like eval
+[qr/^\{"id":"chatcmpl-2024-07-18-5550100","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":\[\{"index":0,"message":\{"role":"assistant","content":"Note: nothing private here"\},"finish_reason":"stop"\}\],"system_fingerprint":"fp_10.0.0.1"\}\z/,
+qr/"response_pii":\{\},"response":"checked"\}\}\n\z/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: an answer whose "choices" key is written with an escape is still read and redacted
+--- user_files eval
+AILink::Policy::policy_files('')
+--- request eval
+["POST /v1/chat/completions\n" . q{{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}},
+"GET /audit"]
+--- more_headers
+Authorization: Bearer ailink_v1_proj_test_tok_llm0000000000000000000001
+X-AILink-Guardrails: pii_redaction
+X-Mock-Raw-Body: {"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"gpt-4o-mini","ch\u006fices":[{"index":0,"message":{"role":"assistant","content":"Write to ann@example.com"},"finish_reason":"stop"}]}
+--- response_body_like eval
+[qr/"content":"Write to \[EMAIL_1\]"/,
+qr/"response_pii":\{"email":1\},"response":"checked"\}\}\n\z/]
+--- no_error_log
+[error]
