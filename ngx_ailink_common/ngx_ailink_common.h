@@ -341,10 +341,10 @@ void ngx_ailink_finalize_error_extra(ngx_http_request_t *r,
  * reading, kept in valuedouble and valueint, which cJSON leaves unused for
  * strings: neither strlen() nor the printer's sizing pass runs over long
  * texts.  A clean one had no escape, so that text is its valuestring,
- * printed with one copy.  Only the parser sets them; a node
- * given another text goes through ngx_ailink_json_set_text(), which drops
- * them, and a copy of the same text keeps them true (cJSON_Duplicate()
- * does, the text having no NUL).
+ * printed with one copy.  Only the parser sets them; a node given another
+ * text goes through ngx_ailink_json_set_text(), which drops them, and a
+ * copy of the same text keeps them true (cJSON_Duplicate() does, the text
+ * having no NUL).
  */
 
 #define NGX_AILINK_JSON_PRINTED  0x2000

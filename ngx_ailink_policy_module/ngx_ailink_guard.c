@@ -409,8 +409,8 @@ ngx_ailink_guard_glance_init(void)
 /*
  * Sixteen bytes at a time: the classes by comparisons, OR-ed into
  * vectors read once at the end, the digits and colons counted per lane
- * (summed every 255 blocks), and only the bytes a secret may start at (a few in
- * prose) looked at one by one, until a secret start is seen.
+ * (summed every 255 blocks), and only the bytes a secret may start at (a
+ * few in prose) looked at one by one, until a secret start is seen.
  */
 
 static u_char *

@@ -1051,7 +1051,6 @@ ngx_ailink_guard_response_send(ngx_http_request_t *r,
     {
         gr->response = "checked";
         rc = NGX_OK;
-        json = NULL;
 
     } else {
         ngx_ailink_json_arena(r->pool);
