@@ -21,7 +21,7 @@ GEMINI = "/gemini/v1beta/models/%s:generateContent" % fixtures.MODELS["gemini"]
 
 class Scenario:
     def __init__(self, key, number, title, method, gw_path, base_path, body, header,
-                 marker, min_ratio):
+                 marker, min_ratio, gateway="gateway", backends=False):
         self.key, self.number, self.title = key, number, title
         self.method, self.body, self.header = method, body, header
         # what each server's response must contain: a string for both, or
@@ -30,6 +30,10 @@ class Scenario:
                                 marker if isinstance(marker, tuple) else (marker, marker)))
         self.paths = {"gateway": gw_path, "baseline": base_path}
         self.min_ratio = min_ratio          # throughput target, None: report only
+        # the server each side is asked: "gateway" or one of scenario 12's
+        self.servers = {"gateway": gateway, "baseline": "baseline"}
+        # needs Redis and PostgreSQL running (backends.py)
+        self.backends = backends
 
     def body_file(self, work):
         return "%s/bodies/%s.json" % (work, self.body) if self.body else ""
