@@ -12,6 +12,7 @@ LLM = "Authorization: Bearer " + fixtures.TOKENS["llm"]
 ACTION = "Authorization: Bearer " + fixtures.TOKENS["action"]
 POLICY = "Authorization: Bearer " + fixtures.TOKENS["policy"]
 GUARD = "Authorization: Bearer " + fixtures.TOKENS["guard"]
+LIMITS = "Authorization: Bearer " + fixtures.TOKENS["limits"]
 CHAT = "/v1/chat/completions"
 COMPLETION = '"object":"chat.completion"'
 TO_ANTHROPIC = (COMPLETION, '"type":"message"')
@@ -107,6 +108,20 @@ SCENARIOS = [
     Scenario("openai-fallback-once", "11",
              "OpenAI chat whose upstream answers 503, its fallback answering (1 KB body)",
              "POST", CHAT, CHAT, "openai-fb-down-1k", LLM, COMPLETION, None),
+    # issue 16: one rate limit and one spend cap on every request, counted
+    # in shared memory with the audit to a file (the embedded default), or
+    # in Redis with the audit to PostgreSQL (each in a gateway of its own:
+    # conf/gateway-limits.conf); report only
+    Scenario("openai-limits", "12",
+             "OpenAI passthrough, one rate limit and one spend cap in shared memory, "
+             "audit to a file (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", LIMITS, COMPLETION, None,
+             gateway="gateway-limits"),
+    Scenario("openai-multinode", "12",
+             "OpenAI passthrough, one rate limit and one spend cap on Redis, "
+             "audit to PostgreSQL (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", LIMITS, COMPLETION, None,
+             gateway="gateway-multinode", backends=True),
 ]
 
 
