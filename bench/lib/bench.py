@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 
+import backends
 import callgrind
 import load
 import report
@@ -110,30 +111,68 @@ def main(argv):
     started = []
 
     def start(name):
+        since = time.time()
         srv = servers.Nginx(layout, name, layout.ports[name]).start()
         started.append(srv)
+        if name == "gateway-multinode":
+            layout.backends.wait_connected(o.workers, since)
         return srv
 
     checks, runs, stream_results, cg = {}, [], None, {}
-    audit_lines, audit_sample = 0, None
+    audit_lines, audit_sample, audit_pg = 0, None, None
+    # scenario 12 (multi-node): Redis and PostgreSQL, only when selected
+    need_backends = ("load" in o.phases or "callgrind" in o.phases) and \
+        any(sc.backends for sc in scs)
+    backends_up = False
     try:
+        if need_backends:
+            why = backends.missing()
+            if not why:
+                try:
+                    layout.backends.start()
+                    backends_up = True
+                    log("multi-node backends: redis-server on %d, PostgreSQL 15 on %d"
+                        % (layout.ports["redis"], layout.ports["postgres"]))
+                except Exception as e:
+                    why = "Redis or PostgreSQL did not start: %s" % e
+            if why:
+                for sc in scs:
+                    if sc.backends:
+                        checks[sc.key] = "skipped: %s" % why
+                        log("scenario %s skipped: %s" % (sc.key, why))
         start("mock")
         if "load" in o.phases or "callgrind" in o.phases:
-            gw, base = start("gateway"), start("baseline")
+            # scenario 12's gateways only for its scenarios
+            names = {"gateway"} | {sc.servers["gateway"] for sc in scs if not checks.get(sc.key)}
+            gateways = [start(name) for name in servers.GATEWAYS if name in names]
+            base = start("baseline")
             for sc in scs:
-                checks[sc.key] = load.check(layout.ports, sc, work)
-                if checks[sc.key]:
-                    log("scenario %s not measurable: %s" % (sc.key, checks[sc.key]))
+                if not checks.get(sc.key):
+                    checks[sc.key] = load.check(layout.ports, sc, work)
+                    if checks[sc.key]:
+                        log("scenario %s not measurable: %s" % (sc.key, checks[sc.key]))
             measurable = [sc for sc in scs if not checks[sc.key]]
             if "load" in o.phases:
                 log("load: %d scenarios x %d runs x %d s (+ %d s at 1 connection)"
                     % (len(measurable), o.reps, o.duration, o.c1_duration))
                 runs = load.run(layout.ports, measurable, work, o, log)
-            for srv in (gw, base):
+            if backends_up:
+                time.sleep(callgrind.DRAIN)     # the last audit batch: inserted, not spooled
+            for srv in gateways + [base]:
                 srv.stop()
                 started.remove(srv)
                 for line in srv.errors():
                     log("%s error log: %s" % (srv.name, line))
+            if backends_up:
+                # every request sent to the multinode gateway: its check and
+                # wrk's count (which leaves out the requests in flight at its end)
+                sent = sum(1 + sum(r["requests"] for r in runs
+                                   if r["scenario"] == sc.key and r["target"] == "gateway")
+                           for sc in measurable if sc.backends)
+                audit_pg = {"records": layout.backends.pg.audit_records(),
+                            "requests": sent}
+                log("PostgreSQL audit records after the load phase: %d (requests sent: %d)"
+                    % (audit_pg["records"], sent))
             # the logs of millions of requests: count, keep one record, drop
             try:
                 with open(os.path.join(work, "gateway", "audit.jsonl")) as f:
@@ -142,7 +181,8 @@ def main(argv):
                         audit_sample = line
             except OSError:
                 pass
-            for log_file in ("gateway/audit.jsonl", "baseline/access.log"):
+            for log_file in ("gateway/audit.jsonl", "gateway-limits/audit.jsonl",
+                             "baseline/access.log"):
                 try:
                     os.unlink(os.path.join(work, log_file))
                 except OSError:
@@ -156,9 +196,16 @@ def main(argv):
             if measurable:
                 log("callgrind: %d requests per run" % o.cg_requests)
                 cg = callgrind.run(layout, measurable, o, log)
+                if backends_up:
+                    audit_pg = dict(audit_pg or {}, records_after_callgrind=
+                                    layout.backends.pg.audit_records())
+                    log("PostgreSQL audit records after callgrind: %d"
+                        % audit_pg["records_after_callgrind"])
     finally:
         for srv in reversed(started):
             srv.stop()
+        if backends_up:
+            layout.backends.stop()
 
     prof = layout.profiles["lat"]
     summary = {
@@ -174,6 +221,7 @@ def main(argv):
                      "cg_requests": o.cg_requests, "quick": o.quick},
         "audit_records": audit_lines,
         "audit_sample": json.loads(audit_sample) if audit_sample else None,
+        "audit_pg": audit_pg,
         "scenarios": report.summarize_load(scs, checks, runs, cg),
         "streams": report.summarize_streams(stream_results),
     }

@@ -29,6 +29,8 @@ TOKENS = {
     "policy": "ailink_v1_proj_benchpol_tok_policy00000000000000000001",
     # issue 12: a token whose requests all get pii_redaction
     "guard": "ailink_v1_proj_benchgrd_tok_guard000000000000000000001",
+    # issue 16: scenario 12's token, one rate limit and one spend cap
+    "limits": "ailink_v1_proj_benchlim_tok_limits00000000000000000001",
 }
 
 
@@ -62,6 +64,31 @@ def policies_yaml(n=20, rules=5):
                 out.append("      - when: %s" % kinds[r % len(kinds)])
                 out.append("        then: {deny: {reason: \"bench rule %d.%d\"}}" % (i, r))
     return "\n".join(out) + "\n"
+
+def limits_token_yaml():
+    """Scenario 12's token (in the gateways of scenario 12 only)"""
+    return "\n".join([
+        "  - id: tok_bench_limits",
+        "    name: bench token with one rate limit and one spend cap",
+        "    project: benchlim",
+        "    hash: %s" % sha256(TOKENS["limits"]),
+        "    agent_name: bench",
+        "    credentials:",
+        "      openai: openai"])
+
+
+def limits_policy_yaml():
+    """Scenario 12's policy, appended to policies_yaml(): one rate limit and
+    one spend cap on every request of its token, far too high to bind (the
+    counters live in shared memory or in Redis, as the gateway says)"""
+    return "\n".join([
+        "  - name: bench-limits",
+        "    apply_to: {tokens: [tok_bench_limits]}",
+        "    rules:",
+        "      - name: limits",
+        "        then: [{rate_limit: {requests_per_minute: 1000000000,"
+        " tokens_per_minute: 1000000000000}}, {spend_cap: {limit_usd: 1000000000}}]"])
+
 
 REPLY = ("Here is a short answer with enough text to look like a real "
          "completion: the gateway reads usage from it, the audit record "

@@ -40,7 +40,7 @@ def request(port, sc, target, work, timeout=10):
 def check(ports, sc, work):
     """None when both servers answer as expected, else why not"""
     for target in ("gateway", "baseline"):
-        status, text = request(ports[target], sc, target, work)
+        status, text = request(ports[sc.servers[target]], sc, target, work)
         if status != 200 or sc.markers[target] not in text:
             return "%s answers %s: %s" % (target, status, " ".join(text.split())[:200])
     return None
@@ -74,7 +74,7 @@ def run(ports, scenarios, work, opts, log):
         for sc in scenarios:
             for mode, t, c, d in modes:
                 for target in order:
-                    r = wrk(ports[target], sc, target, work, t, c, d)
+                    r = wrk(ports[sc.servers[target]], sc, target, work, t, c, d)
                     r.update(scenario=sc.key, target=target, mode=mode, rep=rep)
                     runs.append(r)
                     log("  %-15s %-8s %-4s rep %d: %8.0f req/s  p50 %6.0f us  p99 %6.0f us%s"

@@ -12,6 +12,7 @@ LLM = "Authorization: Bearer " + fixtures.TOKENS["llm"]
 ACTION = "Authorization: Bearer " + fixtures.TOKENS["action"]
 POLICY = "Authorization: Bearer " + fixtures.TOKENS["policy"]
 GUARD = "Authorization: Bearer " + fixtures.TOKENS["guard"]
+LIMITS = "Authorization: Bearer " + fixtures.TOKENS["limits"]
 CHAT = "/v1/chat/completions"
 COMPLETION = '"object":"chat.completion"'
 TO_ANTHROPIC = (COMPLETION, '"type":"message"')
@@ -21,7 +22,7 @@ GEMINI = "/gemini/v1beta/models/%s:generateContent" % fixtures.MODELS["gemini"]
 
 class Scenario:
     def __init__(self, key, number, title, method, gw_path, base_path, body, header,
-                 marker, min_ratio):
+                 marker, min_ratio, gateway="gateway", backends=False):
         self.key, self.number, self.title = key, number, title
         self.method, self.body, self.header = method, body, header
         # what each server's response must contain: a string for both, or
@@ -30,6 +31,10 @@ class Scenario:
                                 marker if isinstance(marker, tuple) else (marker, marker)))
         self.paths = {"gateway": gw_path, "baseline": base_path}
         self.min_ratio = min_ratio          # throughput target, None: report only
+        # the server each side is asked: "gateway" or one of scenario 12's
+        self.servers = {"gateway": gateway, "baseline": "baseline"}
+        # needs Redis and PostgreSQL running (backends.py)
+        self.backends = backends
 
     def body_file(self, work):
         return "%s/bodies/%s.json" % (work, self.body) if self.body else ""
@@ -103,6 +108,20 @@ SCENARIOS = [
     Scenario("openai-fallback-once", "11",
              "OpenAI chat whose upstream answers 503, its fallback answering (1 KB body)",
              "POST", CHAT, CHAT, "openai-fb-down-1k", LLM, COMPLETION, None),
+    # issue 16: one rate limit and one spend cap on every request, counted
+    # in shared memory with the audit to a file (the embedded default), or
+    # in Redis with the audit to PostgreSQL (each in a gateway of its own:
+    # conf/gateway-limits.conf); report only
+    Scenario("openai-limits", "12",
+             "OpenAI passthrough, one rate limit and one spend cap in shared memory, "
+             "audit to a file (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", LIMITS, COMPLETION, None,
+             gateway="gateway-limits"),
+    Scenario("openai-multinode", "12",
+             "OpenAI passthrough, one rate limit and one spend cap on Redis, "
+             "audit to PostgreSQL (1 KB body)",
+             "POST", CHAT, CHAT, "openai-1k", LIMITS, COMPLETION, None,
+             gateway="gateway-multinode", backends=True),
 ]
 
 

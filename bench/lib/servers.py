@@ -1,7 +1,8 @@
 """nginx configurations and processes for bench/run.
 
 Three nginx servers take part: the mock upstream, the gateway (the AILink
-modules) and the baseline (plain nginx).  Each runs in the foreground
+modules) and the baseline (plain nginx); scenario 12 adds two gateways of
+its own (gateway-limits, gateway-multinode).  Each runs in the foreground
 ("daemon off") as a direct child of this process, in its own folder of the
 run's work directory, and is waited for when stopped.
 """
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import time
 
+import backends
 import fixtures
 
 NGINX = os.environ.get("BENCH_NGINX", "/usr/sbin/nginx")
@@ -66,13 +68,23 @@ def temp_paths(d):
                      for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
 
 
+# scenario 12's gateways: one template, the embedded default or the
+# multi-node backends (filled in by Layout._backend_lines)
+TEMPLATES = {"gateway-limits": "gateway-limits", "gateway-multinode": "gateway-limits"}
+GATEWAYS = ("gateway", "gateway-limits", "gateway-multinode")
+
+
 class Layout:
     """the generated configuration of one run, under work/"""
 
     def __init__(self, repo, work, quick, workers):
         self.repo, self.work, self.quick, self.workers = repo, work, quick, workers
         self.bench = os.path.join(repo, "bench")
-        self.ports = {"mock": free_port(), "gateway": free_port(), "baseline": free_port()}
+        self.ports = {name: free_port() for name in
+                      ("mock", "gateway", "baseline", "gateway-limits", "gateway-multinode",
+                       "redis", "postgres")}
+        # started by bench.py only when a scenario needs them
+        self.backends = backends.Backends(work, self.ports)
         self.profiles, responses = fixtures.write_all(work, quick)
         self.values = {"REPO": repo, "BENCH": self.bench, "WORK": work,
                        "MOCK_PORT": self.ports["mock"]}
@@ -82,12 +94,29 @@ class Layout:
         self.values["ACTION_HASH"] = fixtures.sha256(fixtures.TOKENS["action"])
         self.values["POLICY_HASH"] = fixtures.sha256(fixtures.TOKENS["policy"])
         self.values["GUARD_HASH"] = fixtures.sha256(fixtures.TOKENS["guard"])
+        self.values["LIMITS_HASH"] = fixtures.sha256(fixtures.TOKENS["limits"])
         self.values["POLICIES"] = fixtures.policies_yaml()
         self._write("upstream.conf", self._template("upstream.conf"))
         self.mock_conf = self._server("mock", "mock", workers=max(1, workers))
         for single in (False, True):
-            for name in ("gateway", "baseline"):
+            for name in ("gateway", "baseline", "gateway-limits", "gateway-multinode"):
                 self._server(name + ("-cg" if single else ""), name, workers, single)
+
+    def _backend_lines(self, name, d):
+        """the state zone and audit lines of scenario 12's gateways"""
+        if name == "gateway-limits":
+            return {"STATE": "    ailink_state_zone ailink_bench 16m;",
+                    "AUDIT": "        ailink_audit_log %s/audit.jsonl buffer=64k flush=1s;" % d}
+        pg = self.backends.pg
+        return {
+            "STATE": "\n".join([
+                "    # a reply within 1 s: under callgrind the gateway runs ~50 times slower",
+                "    ailink_redis 127.0.0.1:%d timeout=1s;" % self.ports["redis"],
+                "    ailink_state_zone ailink_bench 16m backend=redis;",
+                "    ailink_audit_pg \"%s\"" % pg.conninfo(),
+                "                    password_file=%s" % pg.password_file,
+                "                    spool=%s/audit-spool batch=500 flush=1s;" % d]),
+            "AUDIT": "        # audit records: to PostgreSQL only (ailink_audit_pg)"}
 
     def _template(self, name):
         with open(os.path.join(self.bench, "conf", name)) as f:
@@ -100,19 +129,21 @@ class Layout:
             f.write(text)
         return path
 
-    def _server(self, folder, template, workers, single=False):
+    def _server(self, folder, name, workers, single=False):
         d = os.path.join(self.work, folder)
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-        port = self.ports[template]
+        port = self.ports[name]
         v = dict(self.values, DIR=d, PORT=port, MAIN=main_block(workers, single),
                  TEMP_PATHS=temp_paths(d))
-        with open(os.path.join(self.bench, "conf", template + ".conf")) as f:
+        if name in TEMPLATES:
+            v.update(self._backend_lines(name, d))
+        with open(os.path.join(self.bench, "conf", TEMPLATES.get(name, name) + ".conf")) as f:
             conf = fill(f.read(), v)
-        if template == "gateway":
-            self._write(os.path.join(folder, "ailink.yaml"), self._yaml())
+        if name in GATEWAYS:
+            self._write(os.path.join(folder, "ailink.yaml"), self._yaml(name != "gateway"))
         return self._write(os.path.join(folder, "nginx.conf"), conf)
 
-    def _yaml(self):
+    def _yaml(self, limits=False):
         providers, routes, creds = [], [], []
         for name in self.profiles:
             for kind, path in (("anthropic", "sse/%s/v1" % name),
@@ -126,7 +157,9 @@ class Layout:
                 creds.append("      %s: %s\n" % (prov, kind))
         v = dict(self.values, STREAM_PROVIDERS="".join(providers).rstrip("\n"),
                  STREAM_ROUTES="".join(routes).rstrip("\n"),
-                 STREAM_CREDENTIALS="".join(creds).rstrip("\n"))
+                 STREAM_CREDENTIALS="".join(creds).rstrip("\n"),
+                 LIMITS_TOKEN=fixtures.limits_token_yaml() if limits else "",
+                 LIMITS_POLICY=fixtures.limits_policy_yaml() if limits else "")
         with open(os.path.join(self.bench, "conf", "ailink.yaml")) as f:
             return fill(f.read(), v)
 
