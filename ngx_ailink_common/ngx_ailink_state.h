@@ -34,6 +34,15 @@ typedef struct ngx_ailink_state_s  ngx_ailink_state_t;
 typedef void (*ngx_ailink_state_handler_pt)(void *data, ngx_int_t rc,
     int64_t value);
 
+/*
+ * the completion of an asynchronous record operation: rc as the
+ * synchronous operation's; value is the record read (get_record_async),
+ * records the ngx_keyval_t list (list_records_async), both in the
+ * caller's pool
+ */
+typedef void (*ngx_ailink_state_record_pt)(void *data, ngx_int_t rc,
+    ngx_str_t *value, ngx_array_t *records);
+
 typedef struct {
     /*
      * adds delta unless the sum would pass limit (limit < 0: no limit);
@@ -81,6 +90,27 @@ typedef struct {
     ngx_int_t  (*get_async)(ngx_ailink_state_t *st, ngx_str_t *key,
                             int64_t *value, ngx_pool_t *pool,
                             ngx_ailink_state_handler_pt handler, void *data);
+    /* pool NULL above: data outlives any reply (nothing to cancel) */
+
+    /*
+     * asynchronous records (NULL: the synchronous ones serve), on the
+     * same terms: done at once into value or out, or NGX_AGAIN
+     */
+    ngx_int_t  (*get_record_async)(ngx_ailink_state_t *st, ngx_str_t *key,
+                                   ngx_pool_t *pool, ngx_str_t *value,
+                                   ngx_ailink_state_record_pt handler,
+                                   void *data);
+    ngx_int_t  (*cas_record_async)(ngx_ailink_state_t *st, ngx_str_t *key,
+                                   ngx_str_t *expect, ngx_str_t *value,
+                                   time_t ttl, ngx_uint_t flags,
+                                   ngx_pool_t *pool,
+                                   ngx_ailink_state_record_pt handler,
+                                   void *data);
+    ngx_int_t  (*list_records_async)(ngx_ailink_state_t *st,
+                                     ngx_str_t *prefix, ngx_pool_t *pool,
+                                     ngx_array_t *out,
+                                     ngx_ailink_state_record_pt handler,
+                                     void *data);
 } ngx_ailink_state_ops_t;
 
 

@@ -89,7 +89,10 @@ static ngx_ailink_state_ops_t  ngx_ailink_state_shm_ops = {
     ngx_ailink_state_shm_cas_record,
     ngx_ailink_state_shm_list_records,
     ngx_ailink_state_shm_delete_record,
-    NULL,                                  /* synchronous counters only */
+    NULL,                                  /* synchronous only */
+    NULL,
+    NULL,
+    NULL,
     NULL
 };
 

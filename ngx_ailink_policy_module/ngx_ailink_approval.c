@@ -103,7 +103,7 @@ ngx_module_t  ngx_ailink_approval_module = {
 };
 
 
-static ngx_ailink_approval_ctx_t *
+ngx_ailink_approval_ctx_t *
 ngx_ailink_approval_get_ctx(ngx_http_request_t *r)
 {
     ngx_ailink_approval_ctx_t  *actx;
@@ -116,10 +116,40 @@ ngx_ailink_approval_get_ctx(ngx_http_request_t *r)
             return NULL;
         }
 
+        ngx_ailink_replay_init(&actx->replay, r, ngx_ailink_approval_resume);
         ngx_http_set_ctx(r, actx, ngx_ailink_approval_module);
     }
 
     return actx;
+}
+
+
+static void
+ngx_ailink_approval_rerun(ngx_http_request_t *r)
+{
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/*
+ * the store answered one of the hook's operations: the policies run
+ * again from the start, and the hook finds its answers kept
+ */
+
+void
+ngx_ailink_approval_resume(ngx_http_request_t *r)
+{
+    ngx_ailink_ctx_t         *ctx;
+    ngx_ailink_policy_ctx_t  *pctx;
+
+    ctx = ngx_ailink_get_ctx(r);
+    pctx = ctx->policy;
+    pctx->decided = 0;
+    pctx->decisions.nelts = 0;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
 }
 
 
@@ -386,7 +416,8 @@ ngx_ailink_approval_refuse(ngx_http_request_t *r, ngx_ailink_approval_t *apr,
 
 /*
  * NGX_OK when this request may run on the approval; NGX_DECLINED with the
- * state that refuses it in *why; NGX_ERROR
+ * state that refuses it in *why; NGX_AGAIN (the store answers later),
+ * NGX_ERROR
  */
 
 ngx_int_t
@@ -406,7 +437,11 @@ ngx_ailink_approval_claim(ngx_http_request_t *r, ngx_ailink_state_t *st,
     old = apr->raw;
     apr->status = NGX_AILINK_APPROVAL_CLAIMED;
 
-    rc = ngx_ailink_approval_store(st, r->pool, apr, &old);
+    rc = ngx_ailink_approval_store(&actx->replay, st, apr, &old);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
 
     if (rc == NGX_OK) {
         actx->claimed = 1;
@@ -414,9 +449,11 @@ ngx_ailink_approval_claim(ngx_http_request_t *r, ngx_ailink_state_t *st,
         actx->decision = "claimed";
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "ailink approval %V claimed", &apr->id);
+                      "ailink approval %V %s", &apr->id,
+                      actx->held ? "approved: the held request goes on"
+                                 : "claimed");
 
-        (void) ngx_ailink_approval_notify(st);
+        ngx_ailink_approval_notify(st);
         return NGX_OK;
     }
 
@@ -481,8 +518,12 @@ ngx_ailink_approval_hook(ngx_http_request_t *r, ngx_ailink_policy_t *policy,
         id = actx->claim_id;
 
         rc = (id.len == NGX_AILINK_APPROVAL_ID_LEN)
-             ? ngx_ailink_approval_load(st, r->pool, &id, &apr)
+             ? ngx_ailink_approval_load(&actx->replay, st, &id, &apr)
              : NGX_DECLINED;
+
+        if (rc == NGX_AGAIN) {
+            return NGX_DONE;
+        }
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -506,25 +547,37 @@ ngx_ailink_approval_hook(ngx_http_request_t *r, ngx_ailink_policy_t *policy,
 
         rc = ngx_ailink_approval_claim(r, st, actx, &apr, &why);
 
+        if (rc == NGX_AGAIN) {
+            return NGX_DONE;
+        }
+
         if (rc != NGX_DECLINED) {
             return rc;
         }
 
         actx->id = apr.id;
-        actx->decision = "claim_refused";
+        actx->decision = (actx->held && why == NGX_AILINK_APPROVAL_REJECTED)
+                         ? "rejected" : "claim_refused";
         ngx_ailink_approval_refuse(r, &apr, why);
         return NGX_DONE;
     }
 
-    /* a new approval */
+    /* a new approval: its id kept while the store answers */
 
     now = ngx_time();
 
     ngx_memzero(&apr, sizeof(ngx_ailink_approval_t));
 
-    if (ngx_ailink_approval_random_id(&apr.id, r->pool) != NGX_OK) {
-        return NGX_ERROR;
+    if (actx->new_id.len == 0) {
+        if (ngx_ailink_approval_random_id(&actx->new_id, r->pool) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        actx->created = now;
     }
+
+    now = actx->created;
+    apr.id = actx->new_id;
 
     apr.status = NGX_AILINK_APPROVAL_PENDING;
     apr.token_id = ctx->token->id;
@@ -542,7 +595,11 @@ ngx_ailink_approval_hook(ngx_http_request_t *r, ngx_ailink_policy_t *policy,
 
     ngx_ailink_approval_preview(r->pool, &body, &apr.preview);
 
-    rc = ngx_ailink_approval_store(st, r->pool, &apr, NULL);
+    rc = ngx_ailink_approval_store(&actx->replay, st, &apr, NULL);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -605,9 +662,10 @@ ngx_ailink_approval_get_handler(ngx_http_request_t *r)
     ngx_int_t               rc;
     ngx_str_t               id, json, reason;
     ngx_uint_t              status;
-    ngx_ailink_ctx_t       *ctx;
-    ngx_ailink_state_t     *st;
-    ngx_ailink_approval_t   apr;
+    ngx_ailink_ctx_t           *ctx;
+    ngx_ailink_state_t         *st;
+    ngx_ailink_approval_t       apr;
+    ngx_ailink_approval_ctx_t  *actx;
 
     if (r != r->main
         || r->uri.len <= sizeof("/v1/approvals/") - 1
@@ -635,8 +693,23 @@ ngx_ailink_approval_get_handler(ngx_http_request_t *r)
 
     st = ngx_ailink_policy_state(r);
 
+    actx = ngx_ailink_approval_get_ctx(r);
+    if (actx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the store's answer runs the phases, and so this handler, again */
+    if (actx->replay.resume != ngx_ailink_approval_rerun) {
+        ngx_ailink_replay_restart(&actx->replay, ngx_ailink_approval_rerun);
+    }
+
     rc = (st && id.len == NGX_AILINK_APPROVAL_ID_LEN)
-         ? ngx_ailink_approval_load(st, r->pool, &id, &apr) : NGX_DECLINED;
+         ? ngx_ailink_approval_load(&actx->replay, st, &id, &apr)
+         : NGX_DECLINED;
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -15,6 +15,7 @@
 
 
 #include "ngx_ailink_policy.h"
+#include "ngx_ailink_state_replay.h"
 
 
 #define NGX_AILINK_APPROVAL_ID_LEN      28      /* "apr_" + 24 hex */
@@ -76,7 +77,11 @@ typedef struct {
     time_t                      wait;       /* sync mode, seconds */
     ngx_str_t                   decided_by; /* the approvals API's */
     ngx_str_t                   reason;
+    ngx_str_t                   new_id;     /* kept across replays */
+    time_t                      created;
+    ngx_ailink_replay_t         replay;     /* the store's answers */
     unsigned                    claimed:1;
+    unsigned                    held:1;     /* was held, now claims */
 } ngx_ailink_approval_ctx_t;
 
 
@@ -86,19 +91,19 @@ extern ngx_module_t  ngx_ailink_approval_module;
 /* ngx_ailink_approval_record.c */
 ngx_int_t ngx_ailink_approval_key(ngx_pool_t *pool, ngx_str_t *id,
     ngx_str_t *key);
-ngx_int_t ngx_ailink_approval_load(ngx_ailink_state_t *st, ngx_pool_t *pool,
-    ngx_str_t *id, ngx_ailink_approval_t *apr);
+ngx_int_t ngx_ailink_approval_load(ngx_ailink_replay_t *rp,
+    ngx_ailink_state_t *st, ngx_str_t *id, ngx_ailink_approval_t *apr);
 ngx_int_t ngx_ailink_approval_parse(ngx_pool_t *pool, ngx_str_t *raw,
     ngx_ailink_approval_t *apr);
-ngx_int_t ngx_ailink_approval_store(ngx_ailink_state_t *st, ngx_pool_t *pool,
-    ngx_ailink_approval_t *apr, ngx_str_t *expect);
+ngx_int_t ngx_ailink_approval_store(ngx_ailink_replay_t *rp,
+    ngx_ailink_state_t *st, ngx_ailink_approval_t *apr, ngx_str_t *expect);
 ngx_uint_t ngx_ailink_approval_status(ngx_ailink_approval_t *apr,
     time_t now);
 const char *ngx_ailink_approval_status_name(ngx_uint_t status);
 u_char *ngx_ailink_approval_time(u_char *p, time_t t);
-ngx_int_t ngx_ailink_approval_notify(ngx_ailink_state_t *st);
+void ngx_ailink_approval_notify(ngx_ailink_state_t *st);
 ngx_int_t ngx_ailink_approval_generation(ngx_ailink_state_t *st,
-    int64_t *gen);
+    int64_t *gen, ngx_ailink_state_handler_pt handler);
 u_char *ngx_ailink_approval_member(u_char *p, const char *key,
     ngx_str_t *s);
 size_t ngx_ailink_approval_view_len(ngx_ailink_approval_t *apr);
@@ -106,6 +111,8 @@ u_char *ngx_ailink_approval_admin_view(u_char *p, ngx_ailink_approval_t *apr,
     time_t now);
 
 /* ngx_ailink_approval.c */
+ngx_ailink_approval_ctx_t *ngx_ailink_approval_get_ctx(ngx_http_request_t *r);
+void ngx_ailink_approval_resume(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_approval_claim(ngx_http_request_t *r,
     ngx_ailink_state_t *st, ngx_ailink_approval_ctx_t *actx,
     ngx_ailink_approval_t *apr, ngx_uint_t *why);

@@ -21,6 +21,7 @@
 #include "ngx_ailink_approval.h"
 
 
+static void ngx_ailink_approval_api_resume(ngx_http_request_t *r);
 static void ngx_ailink_approval_decision_body(ngx_http_request_t *r);
 
 
@@ -38,11 +39,13 @@ ngx_ailink_approval_send(ngx_http_request_t *r, ngx_uint_t status,
 
 
 static ngx_int_t
-ngx_ailink_approval_list(ngx_http_request_t *r, ngx_ailink_state_t *st)
+ngx_ailink_approval_list(ngx_http_request_t *r, ngx_ailink_state_t *st,
+    ngx_ailink_replay_t *rp)
 {
     u_char                 *p, *buf;
     size_t                  len;
     time_t                  now;
+    ngx_int_t               rc;
     ngx_str_t               want, prefix = ngx_string("apr:");
     ngx_uint_t              i, n;
     ngx_array_t             recs;
@@ -58,11 +61,21 @@ ngx_ailink_approval_list(ngx_http_request_t *r, ngx_ailink_state_t *st)
         ngx_str_null(&want);
     }
 
-    if (ngx_array_init(&recs, r->pool, 16, sizeof(ngx_keyval_t)) != NGX_OK
-        || ngx_ailink_state_list_records(st, &prefix, r->pool, &recs)
-           != NGX_OK)
-    {
+    if (ngx_array_init(&recs, r->pool, 16, sizeof(ngx_keyval_t)) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_ailink_replay_list_records(rp, st, &prefix, &recs);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_ailink_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "service_unavailable",
+                                     "the approvals cannot be read now",
+                                     NULL);
     }
 
     aprs = ngx_pcalloc(r->pool, (recs.nelts + 1)
@@ -120,17 +133,38 @@ ngx_ailink_approval_list(ngx_http_request_t *r, ngx_ailink_state_t *st)
 }
 
 
+/* the store answered: the handler runs again and finds its answers */
+
+static void
+ngx_ailink_approval_api_resume(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ngx_ailink_approval_api_handler(r));
+}
+
+
 ngx_int_t
 ngx_ailink_approval_api_handler(ngx_http_request_t *r)
 {
-    u_char                 *p, *last, *slash, *buf;
-    ngx_int_t               rc;
-    ngx_str_t               id, rest, *who;
-    ngx_ailink_state_t     *st;
-    ngx_ailink_approval_t   apr;
+    u_char                     *p, *last, *slash, *buf;
+    ngx_int_t                   rc;
+    ngx_str_t                   id, rest, *who;
+    ngx_ailink_state_t         *st;
+    ngx_ailink_approval_t       apr;
+    ngx_ailink_approval_ctx_t  *actx;
 
     if (ngx_ailink_create_ctx(r) == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    actx = ngx_ailink_approval_get_ctx(r);
+    if (actx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (actx->replay.resume != ngx_ailink_approval_api_resume) {
+        ngx_ailink_replay_restart(&actx->replay,
+                                  ngx_ailink_approval_api_resume);
+        actx->replay.content = 1;
     }
 
     who = ngx_ailink_admin_key_find(r);
@@ -166,7 +200,7 @@ ngx_ailink_approval_api_handler(ngx_http_request_t *r)
             goto not_allowed;
         }
 
-        return ngx_ailink_approval_list(r, st);
+        return ngx_ailink_approval_list(r, st, &actx->replay);
     }
 
     if (rest.data[0] != '/') {
@@ -186,10 +220,14 @@ ngx_ailink_approval_api_handler(ngx_http_request_t *r)
             goto not_allowed;
         }
 
-        rc = ngx_ailink_approval_load(st, r->pool, &id, &apr);
+        rc = ngx_ailink_approval_load(&actx->replay, st, &id, &apr);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_DONE;
+        }
 
         if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto unavailable;
         }
 
         if (rc == NGX_DECLINED) {
@@ -237,6 +275,12 @@ not_allowed:
     return ngx_ailink_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                  "method_not_allowed",
                                  "method not allowed on this route", NULL);
+
+unavailable:
+
+    return ngx_ailink_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 "service_unavailable",
+                                 "the approvals cannot be read now", NULL);
 }
 
 
@@ -255,6 +299,19 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
 
     who = ngx_ailink_admin_key_find(r);
     st = ngx_ailink_policy_state(r);
+
+    actx = ngx_ailink_approval_get_ctx(r);
+    if (actx == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* the store's answers run this again; it finalizes on its own */
+    if (actx->replay.resume != ngx_ailink_approval_decision_body) {
+        ngx_ailink_replay_restart(&actx->replay,
+                                  ngx_ailink_approval_decision_body);
+        actx->replay.content = 0;
+    }
 
     last = r->uri.data + r->uri.len - (sizeof("/decision") - 1);
     id.data = last - NGX_AILINK_APPROVAL_ID_LEN;
@@ -309,7 +366,11 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
 
     ngx_ailink_json_delete(json);
 
-    rc = ngx_ailink_approval_load(st, r->pool, &id, &apr);
+    rc = ngx_ailink_approval_load(&actx->replay, st, &id, &apr);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_ailink_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
@@ -318,7 +379,9 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_ailink_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "service_unavailable",
+                                  "the approvals cannot be read now", NULL);
         return;
     }
 
@@ -340,7 +403,11 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
     apr.decided_by = *who;
     apr.decision_reason = reason;
 
-    rc = ngx_ailink_approval_store(st, r->pool, &apr, &old);
+    rc = ngx_ailink_approval_store(&actx->replay, st, &apr, &old);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
 
     if (rc == NGX_BUSY || rc == NGX_DECLINED) {
         ngx_ailink_finalize_error(r, NGX_HTTP_CONFLICT, "approval_decided",
@@ -350,31 +417,21 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+        ngx_ailink_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "service_unavailable",
+                                  "the decision cannot be stored now", NULL);
         return;
     }
 
-    (void) ngx_ailink_approval_notify(st);
+    ngx_ailink_approval_notify(st);
     ngx_ailink_approval_wake();
 
     /* the decision in this request's audit record */
-    actx = ngx_http_get_module_ctx(r, ngx_ailink_approval_module);
-
-    if (actx == NULL) {
-        actx = ngx_pcalloc(r->pool, sizeof(ngx_ailink_approval_ctx_t));
-
-        if (actx) {
-            ngx_http_set_ctx(r, actx, ngx_ailink_approval_module);
-        }
-    }
-
-    if (actx) {
-        actx->id = apr.id;
-        actx->decision = decision == NGX_AILINK_APPROVAL_APPROVED
-                         ? "approved" : "rejected";
-        actx->decided_by = *who;
-        actx->reason = reason;
-    }
+    actx->id = apr.id;
+    actx->decision = decision == NGX_AILINK_APPROVAL_APPROVED
+                     ? "approved" : "rejected";
+    actx->decided_by = *who;
+    actx->reason = reason;
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "ailink approval %V %s by \"%V\": \"%V\" (policy \"%V\", "

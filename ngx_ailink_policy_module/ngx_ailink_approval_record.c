@@ -169,14 +169,19 @@ ngx_ailink_approval_admin_view(u_char *p, ngx_ailink_approval_t *apr,
 }
 
 
+/* NGX_OK, NGX_BUSY or NGX_DECLINED (cas_record's), NGX_AGAIN, NGX_ERROR */
+
 ngx_int_t
-ngx_ailink_approval_store(ngx_ailink_state_t *st, ngx_pool_t *pool,
+ngx_ailink_approval_store(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
     ngx_ailink_approval_t *apr, ngx_str_t *expect)
 {
-    u_char     *p;
-    time_t      ttl;
-    ngx_int_t   rc;
-    ngx_str_t   key, value;
+    u_char      *p;
+    time_t       ttl;
+    ngx_int_t    rc;
+    ngx_str_t    key, value;
+    ngx_pool_t  *pool;
+
+    pool = rp->request->pool;
 
     if (ngx_ailink_approval_key(pool, &apr->id, &key) != NGX_OK) {
         return NGX_ERROR;
@@ -202,8 +207,8 @@ ngx_ailink_approval_store(ngx_ailink_state_t *st, ngx_pool_t *pool,
     ttl = apr->expires_at + NGX_AILINK_APPROVAL_KEEP - ngx_time();
     ttl = ngx_max(ttl, 1);
 
-    rc = ngx_ailink_state_cas_record(st, &key, expect, &value, ttl,
-                                     NGX_AILINK_STATE_PERSIST);
+    rc = ngx_ailink_replay_cas_record(rp, st, &key, expect, &value, ttl,
+                                      NGX_AILINK_STATE_PERSIST);
 
     if (rc == NGX_OK) {
         apr->raw = value;
@@ -328,20 +333,26 @@ done:
 }
 
 
-/* NGX_OK, NGX_DECLINED when there is no such approval, NGX_ERROR */
+/*
+ * NGX_OK, NGX_DECLINED when there is no such approval, NGX_AGAIN (the
+ * store answers later), NGX_ERROR
+ */
 
 ngx_int_t
-ngx_ailink_approval_load(ngx_ailink_state_t *st, ngx_pool_t *pool,
+ngx_ailink_approval_load(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
     ngx_str_t *id, ngx_ailink_approval_t *apr)
 {
-    ngx_int_t  rc;
-    ngx_str_t  key, raw;
+    ngx_int_t    rc;
+    ngx_str_t    key, raw;
+    ngx_pool_t  *pool;
+
+    pool = rp->request->pool;
 
     if (ngx_ailink_approval_key(pool, id, &key) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = ngx_ailink_state_get_record(st, &key, pool, &raw);
+    rc = ngx_ailink_replay_get_record(rp, st, &key, &raw);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -350,23 +361,35 @@ ngx_ailink_approval_load(ngx_ailink_state_t *st, ngx_pool_t *pool,
 }
 
 
-ngx_int_t
+/*
+ * "apr:gen" counts decisions and claims: held requests look at their
+ * approvals only when it moved (ngx_ailink_approval_wait.c); with Redis,
+ * the gateways count together, so a decision anywhere moves it
+ */
+
+void
 ngx_ailink_approval_notify(ngx_ailink_state_t *st)
 {
     int64_t    value;
     ngx_str_t  key = ngx_string("apr:gen");
 
-    return ngx_ailink_state_add(st, &key, 1, -1, 0, 0, &value);
+    (void) ngx_ailink_state_add_async(st, &key, 1, -1, 86400 * 365, 0, &value,
+                                      NULL, NULL, NULL);
 }
 
 
+/* NGX_OK with *gen, NGX_AGAIN when handler gets it later, NGX_ERROR */
+
 ngx_int_t
-ngx_ailink_approval_generation(ngx_ailink_state_t *st, int64_t *gen)
+ngx_ailink_approval_generation(ngx_ailink_state_t *st, int64_t *gen,
+    ngx_ailink_state_handler_pt handler)
 {
     ngx_int_t  rc;
     ngx_str_t  key = ngx_string("apr:gen");
 
-    rc = ngx_ailink_state_get(st, &key, gen);
+    *gen = 0;
+
+    rc = ngx_ailink_state_get_async(st, &key, gen, NULL, handler, NULL);
 
     return (rc == NGX_DECLINED) ? NGX_OK : rc;
 }

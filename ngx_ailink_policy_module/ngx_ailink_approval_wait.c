@@ -7,10 +7,13 @@
  * approval_timeout) and sits in its worker's queue; while the queue is
  * not empty, one timer per worker reads the store's "apr:gen" counter
  * every 50 ms, and only when it moved looks up the held approvals.  A
- * decision in any worker thus releases its holders within about 50 ms,
- * and held requests cost nothing while nothing is decided: no event
- * fires for them but that one timer.  The client going away ends the
- * hold (the request's pool cleanup takes it out of the queue).
+ * decision in any worker (with Redis: on any gateway) thus releases its
+ * holders within about 50 ms, and held requests cost nothing while
+ * nothing is decided: no event fires for them but that one timer.  A
+ * decided approval is then claimed as a request with its id would claim
+ * it: the policies run again and the hook claims it.  The client going
+ * away ends the hold (the request's pool cleanup takes it out of the
+ * queue, and cancels a lookup on its way).
  */
 
 
@@ -27,10 +30,15 @@ typedef struct {
     ngx_queue_t                 queue;
     ngx_ailink_approval_ctx_t  *actx;
     unsigned                    queued:1;
+    unsigned                    looking:1;  /* its approval is read */
 } ngx_ailink_approval_hold_t;
 
 
 static void ngx_ailink_approval_poll_handler(ngx_event_t *ev);
+static void ngx_ailink_approval_generation_handler(void *data, ngx_int_t rc,
+    int64_t gen);
+static void ngx_ailink_approval_looked(void *data, ngx_int_t rc,
+    ngx_str_t *raw, ngx_array_t *records);
 static void ngx_ailink_approval_deadline_handler(ngx_event_t *ev);
 static void ngx_ailink_approval_unhold(void *data);
 
@@ -39,6 +47,7 @@ static ngx_queue_t   ngx_ailink_approval_held;
 static ngx_event_t   ngx_ailink_approval_poll_ev;
 static int64_t       ngx_ailink_approval_seen_gen;
 static ngx_uint_t    ngx_ailink_approval_nheld;
+static ngx_uint_t    ngx_ailink_approval_polling;   /* a read on its way */
 
 
 ngx_int_t
@@ -61,7 +70,6 @@ ngx_ailink_approval_hold(ngx_http_request_t *r,
     ngx_ailink_approval_ctx_t *actx, ngx_ailink_approval_t *apr, time_t wait)
 {
     ngx_pool_cleanup_t          *cln;
-    ngx_ailink_state_t          *st;
     ngx_ailink_approval_hold_t  *h;
 
     h = ngx_pcalloc(r->pool, sizeof(ngx_ailink_approval_hold_t));
@@ -87,14 +95,8 @@ ngx_ailink_approval_hold(ngx_http_request_t *r,
     cln->data = h;
 
     if (ngx_queue_empty(&ngx_ailink_approval_held)) {
-        /* from now on, what is decided counts */
-        st = ngx_ailink_policy_state(r);
-
-        if (ngx_ailink_approval_generation(st, &ngx_ailink_approval_seen_gen)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        /* the first tick looks at every held approval */
+        ngx_ailink_approval_seen_gen = -1;
     }
 
     ngx_queue_insert_tail(&ngx_ailink_approval_held, &h->queue);
@@ -172,82 +174,109 @@ ngx_ailink_approval_deadline_handler(ngx_event_t *ev)
 }
 
 
-/* the approval of a held request was decided (or vanished) */
+/* the approval of a held request: read it, without blocking */
 
 static void
 ngx_ailink_approval_resolve(ngx_ailink_approval_hold_t *h,
     ngx_ailink_state_t *st)
 {
-    ngx_int_t                 rc;
-    ngx_uint_t                status, why;
-    ngx_connection_t         *c;
-    ngx_ailink_ctx_t         *ctx;
-    ngx_http_request_t       *r;
-    ngx_ailink_approval_t     apr;
-    ngx_ailink_policy_ctx_t  *pctx;
+    ngx_int_t            rc;
+    ngx_str_t            key, raw;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (h->looking) {
+        return;
+    }
 
     r = h->request;
     c = r->connection;
 
-    rc = ngx_ailink_approval_load(st, r->pool, &h->id, &apr);
+    ngx_str_null(&raw);
+
+    if (ngx_ailink_approval_key(r->pool, &h->id, &key) != NGX_OK) {
+        rc = NGX_ERROR;
+
+    } else if (st->ops->get_record_async) {
+        /* the request's pool cleanup cancels it: h lives as long */
+        rc = st->ops->get_record_async(st, &key, r->pool, &raw,
+                                       ngx_ailink_approval_looked, h);
+
+    } else {
+        rc = ngx_ailink_state_get_record(st, &key, r->pool, &raw);
+    }
+
+    if (rc == NGX_AGAIN) {
+        h->looking = 1;
+        return;
+    }
+
+    ngx_ailink_approval_looked(h, rc, &raw, NULL);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * the approval of a held request was read: still pending, it stays held;
+ * decided, it is claimed as a request with its id would claim it (the
+ * policies run again and the hook claims it, or refuses it and says why)
+ */
+
+static void
+ngx_ailink_approval_looked(void *data, ngx_int_t rc, ngx_str_t *raw,
+    ngx_array_t *records)
+{
+    ngx_ailink_approval_hold_t  *h = data;
+
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_ailink_approval_t        apr;
+    ngx_ailink_approval_ctx_t   *actx;
+
+    r = h->request;
+    c = r->connection;
+    actx = h->actx;
+
+    if (h->looking) {
+        /* a reply: from the store's event, not from the poll's loop */
+        h->looking = 0;
+        ngx_ailink_approval_looked(h, rc, raw, records);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
 
     if (rc == NGX_OK) {
-        status = ngx_ailink_approval_status(&apr, ngx_time());
+        if (ngx_ailink_approval_parse(r->pool, raw, &apr) != NGX_OK) {
+            rc = NGX_ERROR;
 
-        if (status == NGX_AILINK_APPROVAL_PENDING) {
+        } else if (ngx_ailink_approval_status(&apr, ngx_time())
+                   == NGX_AILINK_APPROVAL_PENDING)
+        {
             return;
         }
     }
 
-    ngx_ailink_approval_release(h);
-
     if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        goto done;
+        /* the store cannot say (Redis away): held until the next tick
+           that can, or the deadline */
+        ngx_ailink_approval_seen_gen = -1;
+        return;
     }
+
+    ngx_ailink_approval_release(h);
 
     if (rc == NGX_DECLINED) {
         ngx_ailink_approval_refuse(r, NULL, 0);
-        goto done;
+        return;
     }
 
-    rc = ngx_ailink_approval_claim(r, st, h->actx, &apr, &why);
+    actx->claim_id = h->id;
+    actx->held = 1;
 
-    if (rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        goto done;
-    }
-
-    if (rc != NGX_OK) {
-        h->actx->decision = (why == NGX_AILINK_APPROVAL_REJECTED)
-                            ? "rejected" : "claim_refused";
-        ngx_ailink_approval_refuse(r, &apr, why);
-        goto done;
-    }
-
-    /*
-     * approved and claimed: the policies run again from the start (the
-     * hook lets the claimed request on; limits count it once), then
-     * the request goes on to its upstream
-     */
-
-    ctx = ngx_ailink_get_ctx(r);
-    pctx = ctx->policy;
-    pctx->decided = 0;
-    pctx->decisions.nelts = 0;
-
-    ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                  "ailink approval %V approved: the held request goes on",
-                  &h->id);
+    ngx_ailink_replay_restart(&actx->replay, ngx_ailink_approval_resume);
 
     r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_core_run_phases;
-
-    ngx_http_core_run_phases(r);
-
-done:
-
-    ngx_http_run_posted_requests(c);
+    ngx_ailink_approval_resume(r);
 }
 
 
@@ -255,24 +284,57 @@ static void
 ngx_ailink_approval_poll_handler(ngx_event_t *ev)
 {
     int64_t                      gen;
-    ngx_queue_t                 *q, *next;
+    ngx_int_t                    rc;
+    ngx_queue_t                 *q;
     ngx_ailink_state_t          *st;
-    ngx_http_request_t          *r;
     ngx_ailink_approval_hold_t  *h;
 
-    if (ngx_queue_empty(&ngx_ailink_approval_held)) {
+    if (ngx_queue_empty(&ngx_ailink_approval_held)
+        || ngx_ailink_approval_polling)
+    {
         return;
     }
 
     q = ngx_queue_head(&ngx_ailink_approval_held);
     h = ngx_queue_data(q, ngx_ailink_approval_hold_t, queue);
-    r = h->request;
-    st = ngx_ailink_policy_state(r);
+    st = ngx_ailink_policy_state(h->request);
 
-    if (ngx_ailink_approval_generation(st, &gen) == NGX_OK
-        && gen != ngx_ailink_approval_seen_gen)
-    {
+    rc = ngx_ailink_approval_generation(st, &gen,
+                                    ngx_ailink_approval_generation_handler);
+
+    if (rc == NGX_AGAIN) {
+        ngx_ailink_approval_polling = 1;
+        return;
+    }
+
+    ngx_ailink_approval_generation_handler(NULL, rc, gen);
+}
+
+
+static void
+ngx_ailink_approval_generation_handler(void *data, ngx_int_t rc, int64_t gen)
+{
+    ngx_queue_t                 *q, *next;
+    ngx_ailink_state_t          *st;
+    ngx_ailink_approval_hold_t  *h;
+
+    ngx_ailink_approval_polling = 0;
+
+    if (ngx_queue_empty(&ngx_ailink_approval_held)) {
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = NGX_OK;
+        gen = 0;
+    }
+
+    if (rc == NGX_OK && gen != ngx_ailink_approval_seen_gen) {
         ngx_ailink_approval_seen_gen = gen;
+
+        q = ngx_queue_head(&ngx_ailink_approval_held);
+        h = ngx_queue_data(q, ngx_ailink_approval_hold_t, queue);
+        st = ngx_ailink_policy_state(h->request);
 
         for (q = ngx_queue_head(&ngx_ailink_approval_held);
              q != ngx_queue_sentinel(&ngx_ailink_approval_held);
@@ -288,8 +350,10 @@ ngx_ailink_approval_poll_handler(ngx_event_t *ev)
     }
 
     /* an old worker after a reload keeps polling for its holders */
-    if (!ngx_queue_empty(&ngx_ailink_approval_held)) {
-        ngx_add_timer(ev, NGX_AILINK_APPROVAL_POLL);
+    if (!ngx_queue_empty(&ngx_ailink_approval_held)
+        && !ngx_ailink_approval_poll_ev.timer_set)
+    {
+        ngx_add_timer(&ngx_ailink_approval_poll_ev, NGX_AILINK_APPROVAL_POLL);
     }
 }
 

@@ -267,7 +267,8 @@ typedef struct {
     ngx_flag_t                  needs_state;
     ngx_str_t                   file;       /* the config-as-code file */
     ngx_ailink_state_t         *state;      /* ailink_state_zone */
-    ngx_ailink_state_t         *counters;   /* backend=redis: limits */
+    ngx_ailink_state_t         *counters;   /* backend=redis: counters,
+                                               approvals */
     ngx_flag_t                  rl_fail_open;
     ngx_flag_t                  spend_fail_open;
     ngx_str_t                   data_dir;   /* ailink_data_dir */
@@ -504,7 +505,6 @@ ngx_int_t ngx_ailink_policy_spend_cap(ngx_http_request_t *r,
     double *spent);
 void ngx_ailink_policy_limits_reply(void *data, ngx_int_t rc,
     int64_t value);
-ngx_ailink_state_t *ngx_ailink_policy_counters(ngx_http_request_t *r);
 ngx_int_t ngx_ailink_policy_spend_get(ngx_ailink_ctx_t *ctx,
     ngx_ailink_state_t *st, ngx_ailink_policy_spend_t *sp, double *usd);
 void ngx_ailink_policy_count_usage(ngx_http_request_t *r,

@@ -236,7 +236,7 @@ ngx_ailink_policy_field(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NGX_OK;
 
     case NGX_AILINK_PF_SPEND:
-        if (ngx_ailink_policy_spend_get(ctx, ngx_ailink_policy_counters(r),
+        if (ngx_ailink_policy_spend_get(ctx, ngx_ailink_policy_state(r),
                                         &cond->spend, &usd)
             != NGX_OK)
         {

@@ -149,19 +149,13 @@ ngx_ailink_policy_get_conf(ngx_conf_t *cf)
 }
 
 
+/*
+ * the state zone as configured: with backend=redis, counters and
+ * approvals in Redis (the other records in the zone's shared memory)
+ */
+
 ngx_ailink_state_t *
 ngx_ailink_policy_state(ngx_http_request_t *r)
-{
-    ngx_ailink_policy_conf_t  *pcf;
-
-    pcf = ngx_http_get_module_main_conf(r, ngx_ailink_policy_module);
-
-    return pcf->state;
-}
-
-
-ngx_ailink_state_t *
-ngx_ailink_policy_counters(ngx_http_request_t *r)
 {
     ngx_ailink_policy_conf_t  *pcf;
 
@@ -1132,7 +1126,7 @@ ngx_ailink_policy_log_hook(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     pctx->logged = 1;
 
     ngx_ailink_policy_count_usage(r, ctx, pctx,
-                                  ngx_ailink_policy_counters(r));
+                                  ngx_ailink_policy_state(r));
 
     if (pctx->set->npost) {
         ngx_ailink_policy_run_post(r, ctx, pctx);
