@@ -100,6 +100,7 @@ typedef struct {
                                    ngx_pool_t *pool, ngx_str_t *value,
                                    ngx_ailink_state_record_pt handler,
                                    void *data);
+    /* value NULL: deletes the record when it equals expect */
     ngx_int_t  (*cas_record_async)(ngx_ailink_state_t *st, ngx_str_t *key,
                                    ngx_str_t *expect, ngx_str_t *value,
                                    time_t ttl, ngx_uint_t flags,
@@ -163,6 +164,34 @@ ngx_ailink_state_window(time_t now, time_t length, time_t offset,
     (st)->ops->list_records(st, prefix, pool, out)
 #define ngx_ailink_state_delete_record(st, key)                               \
     (st)->ops->delete_record(st, key)
+
+
+/*
+ * a compare-and-set nobody waits for (value NULL: delete the record when
+ * it equals expect), sent to an asynchronous store, done in the others:
+ * NGX_OK when done or sent
+ */
+
+static ngx_inline ngx_int_t
+ngx_ailink_state_cas_record_nowait(ngx_ailink_state_t *st, ngx_str_t *key,
+    ngx_str_t *expect, ngx_str_t *value, time_t ttl, ngx_uint_t flags)
+{
+    if (st->ops->cas_record_async) {
+        return st->ops->cas_record_async(st, key, expect, value, ttl, flags,
+                                         NULL, NULL, NULL);
+    }
+
+    if (value) {
+        return st->ops->cas_record(st, key, expect, value, ttl, flags);
+    }
+
+    /* compare (the TTL cut to a second meanwhile), then delete */
+    if (st->ops->cas_record(st, key, expect, expect, 1, 0) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return st->ops->delete_record(st, key);
+}
 
 
 /* ngx_ailink_state_shm.c */

@@ -9,11 +9,12 @@
  * waits for (the log phase's) are sent without a reply handler.  Counters
  * are only asynchronous here: the synchronous add and get fail.
  *
- * Records: approvals are in Redis too (their keys start with "apr:"), so
- * that an approval created on one gateway is decided and claimed on any:
- * get is a GET, compare-and-set a Lua script (atomic), list a script that
- * SCANs their keys.  Other records (idempotency, ...) stay in the zone's
- * shared memory for now: their callers are synchronous.
+ * Records: approvals and idempotency keys are in Redis too (their keys
+ * start with "apr:" and "idem:"), so that an approval created on one
+ * gateway is decided and claimed on any, and a key taken on one is taken
+ * on all: get is a GET, compare-and-set a Lua script (atomic), list a
+ * script that SCANs their keys.  Other records stay in the zone's shared
+ * memory: their callers are synchronous.
  *
  * Keys are "ailink:<the state key>".
  */
@@ -29,9 +30,11 @@
 #define NGX_AILINK_STATE_REDIS_PREFIX  "ailink:"
 
 
-/* the records kept in Redis; the others stay in shared memory */
+/* the records kept in Redis (approvals, idempotency keys); the others
+   stay in shared memory */
 #define ngx_ailink_state_redis_record(key)                                    \
-    ((key)->len >= 4 && ngx_strncmp((key)->data, "apr:", 4) == 0)
+    (((key)->len >= 4 && ngx_strncmp((key)->data, "apr:", 4) == 0)           \
+     || ((key)->len >= 5 && ngx_strncmp((key)->data, "idem:", 5) == 0))
 
 
 typedef struct {
@@ -131,9 +134,10 @@ static ngx_str_t  ngx_ailink_state_redis_add_script = ngx_string(
     "return {1, n}");
 
 /*
- * KEYS[1] the record; ARGV "0" (create when absent) or "1" (replace when
- * it equals ARGV[2]), the expected value, the new value, TTL in seconds;
- * returns 1 written, 0 there (create) or different, -1 absent (replace)
+ * KEYS[1] the record; ARGV "0" (create when absent), "1" (replace when
+ * it equals ARGV[2]) or "2" (delete when it equals ARGV[2]), the expected
+ * value, the new value, TTL in seconds; returns 1 done, 0 there (create)
+ * or different, -1 absent
  */
 static ngx_str_t  ngx_ailink_state_redis_cas_script = ngx_string(
     "local v = redis.call('GET', KEYS[1]) "
@@ -142,6 +146,7 @@ static ngx_str_t  ngx_ailink_state_redis_cas_script = ngx_string(
     "else "
         "if not v then return -1 end "
         "if v ~= ARGV[2] then return 0 end "
+        "if ARGV[1] == '2' then redis.call('DEL', KEYS[1]) return 1 end "
     "end "
     "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) "
     "return 1");
@@ -340,8 +345,8 @@ ngx_ailink_state_redis_cas_record_async(ngx_ailink_state_t *st,
 
     if (!ngx_ailink_state_redis_record(key)) {
         rs = st->data;
-        return ngx_ailink_state_cas_record(rs->shm, key, expect, value, ttl,
-                                           flags);
+        return ngx_ailink_state_cas_record_nowait(rs->shm, key, expect, value,
+                                                  ttl, flags);
     }
 
     argv[0] = "EVALSHA";
@@ -350,12 +355,12 @@ ngx_ailink_state_redis_cas_record_async(ngx_ailink_state_t *st,
     len[1] = 40;
     argv[2] = "1";
     len[2] = 1;
-    argv[4] = expect ? "1" : "0";
+    argv[4] = expect == NULL ? "0" : value ? "1" : "2";
     len[4] = 1;
     argv[5] = expect ? (char *) expect->data : "";
     len[5] = expect ? expect->len : 0;
-    argv[6] = (char *) value->data;
-    len[6] = value->len;
+    argv[6] = value ? (char *) value->data : "";
+    len[6] = value ? value->len : 0;
     argv[7] = (char *) num;
     len[7] = ngx_sprintf(num, "%T", ngx_max(ttl, 1)) - num;
 

@@ -23,7 +23,10 @@
  *
  * The check runs first in the precontent phase (registered by the
  * approval module, the last of the list), before policies and routing;
- * the body is read for its digest when no one has read it yet.
+ * the body is read for its digest when no one has read it yet.  With
+ * backend=redis the keys are in Redis, taken once for every gateway: the
+ * check then runs again on each reply (ngx_ailink_state_replay.h), and
+ * the response is stored, or the key released, without waiting.
  */
 
 
@@ -52,6 +55,7 @@ typedef struct {
     ngx_chain_t               **last;
     size_t                      size;
     ngx_str_t                   head;       /* status and headers */
+    ngx_ailink_replay_t         replay;     /* the store's answers */
     unsigned                    owner:1;
     unsigned                    capture:1;
     unsigned                    stored:1;
@@ -62,6 +66,7 @@ typedef struct {
 } ngx_ailink_idem_ctx_t;
 
 
+static void ngx_ailink_idem_resume(ngx_http_request_t *r);
 static ngx_int_t ngx_ailink_idem_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_ailink_idem_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -138,6 +143,7 @@ ngx_ailink_idem_get_ctx(ngx_http_request_t *r)
             return NULL;
         }
 
+        ngx_ailink_replay_init(&ictx->replay, r, ngx_ailink_idem_resume);
         ngx_http_set_ctx(r, ictx, ngx_ailink_idempotency_module);
     }
 
@@ -207,6 +213,21 @@ ngx_ailink_idempotency_headers(ngx_http_request_t *r)
     ictx->key = found->value;
 
     return NGX_DECLINED;
+}
+
+
+/* the store answered: the check runs again and finds its answers */
+
+static void
+ngx_ailink_idem_resume(ngx_http_request_t *r)
+{
+    ngx_ailink_idem_ctx_t  *ictx;
+
+    ictx = ngx_http_get_module_ctx(r, ngx_ailink_idempotency_module);
+    ictx->checked = 0;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
 }
 
 
@@ -297,13 +318,9 @@ ngx_ailink_idem_release(void *data)
 
     st = ngx_ailink_policy_state(r);
 
-    /* only our own in-flight mark: compare, then delete */
-    if (ngx_ailink_state_cas_record(st, &ictx->state_key, &ictx->inflight,
-                                    &ictx->inflight, 1, 0)
-        == NGX_OK)
-    {
-        (void) ngx_ailink_state_delete_record(st, &ictx->state_key);
-    }
+    /* only our own in-flight mark */
+    (void) ngx_ailink_state_cas_record_nowait(st, &ictx->state_key,
+                                              &ictx->inflight, NULL, 1, 0);
 }
 
 
@@ -523,9 +540,13 @@ ngx_ailink_idempotency_handler(ngx_http_request_t *r)
                     &ictx->digest);
     ictx->inflight.len = p - ictx->inflight.data;
 
-    rc = ngx_ailink_state_cas_record(st, &ictx->state_key, NULL,
-                                     &ictx->inflight,
-                                     NGX_AILINK_IDEM_INFLIGHT_TTL, 0);
+    rc = ngx_ailink_replay_cas_record(&ictx->replay, st, &ictx->state_key,
+                                      NULL, &ictx->inflight,
+                                      NGX_AILINK_IDEM_INFLIGHT_TTL, 0);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
 
     if (rc == NGX_OK) {
         ictx->owner = 1;
@@ -552,7 +573,12 @@ ngx_ailink_idempotency_handler(ngx_http_request_t *r)
 
     /* the key is taken: in flight, or done */
 
-    rc = ngx_ailink_state_get_record(st, &ictx->state_key, r->pool, &rec);
+    rc = ngx_ailink_replay_get_record(&ictx->replay, st, &ictx->state_key,
+                                      &rec);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
 
     if (rc == NGX_DECLINED && ictx->claim) {
         /* released meanwhile: the claim decides */
@@ -796,9 +822,9 @@ ngx_ailink_idem_store(ngx_http_request_t *r, ngx_ailink_idem_ctx_t *ictx)
 
     rec.len = p - rec.data;
 
-    /* only over our own in-flight mark */
-    if (ngx_ailink_state_cas_record(st, &ictx->state_key, &ictx->inflight,
-                                    &rec, icf->ttl, 0)
+    /* only over our own in-flight mark (Redis: sent, not waited for) */
+    if (ngx_ailink_state_cas_record_nowait(st, &ictx->state_key,
+                                           &ictx->inflight, &rec, icf->ttl, 0)
         == NGX_OK)
     {
         ictx->stored = 1;

@@ -1,11 +1,13 @@
-# Human approvals shared by two gateways through one Redis
-# (ailink_state_zone ... backend=redis): an approval created on node A is
+# Human approvals and idempotency keys shared by two gateways through one
+# Redis (ailink_state_zone ... backend=redis): an approval created on node A is
 # listed, read, decided and claimed on node B; a request held on node A
 # (X-AILink-Approval-Wait) is released by a decision taken on node B;
 # two claims racing on the two nodes: exactly one runs; the records are
 # Redis keys with a TTL; Redis away: a new approval is refused (503, fail
 # closed) and a held request is not let through; Redis back: approvals
-# work again without a reload, and after a reload too.  Plain Test::More; redis-server on 3956.
+# work again without a reload, and after a reload too.  An idempotency key
+# used on A is replayed on B, in flight on A it is a 409 on B, with
+# another body a 422, and a 5xx on A releases it for a retry on B.  Plain Test::More; redis-server on 3956.
 
 use strict;
 use warnings;
@@ -56,6 +58,7 @@ my $http_conf = <<"CONF";
     ailink_redis 127.0.0.1:3956 timeout=500ms;
     ailink_state_zone ailink_state 1m backend=redis;
     ailink_approval_max_wait 60s;
+    ailink_idempotency_ttl 60s;
 CONF
 
 my ($A, $B) = map { start_nginx(master => 1, workers => 2, http => $http_conf,
@@ -210,7 +213,61 @@ is(upstream_count($seq), 1, 'forwarded exactly once, for 8 claims on two nodes')
 ok(@ran >= 1, scalar(@ran) . ' got the one answer, '
               . scalar(@refused) . ' were refused');
 
-# 4. Redis away: no new approval (fail closed), a held request is not let
+# 4. idempotency keys: taken once for both nodes
+my $key = 'order-' . time;
+$seq = mock_seq();
+my $first = call($A, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"amount":5}',
+                 'Idempotency-Key' => $key);
+is($first->{status}, 200, 'A runs the first request with a key');
+my $again = call($B, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"amount":5}',
+                 'Idempotency-Key' => $key);
+is($again->{headers}{'x-ailink-idempotent-replay'}, 'true',
+   'B replays it (X-AILink-Idempotent-Replay: true)');
+is($again->{content}, $first->{content}, 'with the same body');
+is(scalar(grep { $_->{path} eq '/api/v1/refunds' }
+          @{ decode_json(mock_get("/_mock/requests?since=$seq")) }), 1,
+   'the upstream saw one request');
+is(call($B, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"amount":6}',
+        'Idempotency-Key' => $key)->{status}, 422,
+   'another body on B: 422 idempotency_key_reused');
+my @idem = grep { length } split /\n/, $redis->cli('KEYS', "'ailink:idem:*'");
+is(scalar @idem, 1, "one idempotency key in Redis: @idem");
+my $ittl = $redis->cli('TTL', "'$idem[0]'");
+ok($ittl > 0 && $ittl <= 60, "kept for ailink_idempotency_ttl ($ittl s)");
+
+my $slow = "$key-slow";
+my $spid = fork // die;
+if ($spid == 0) {
+    call($A, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"slow":1}',
+         'Idempotency-Key' => $slow, 'X-Mock-Delay-Ms' => 1000);
+    POSIX::_exit(0);
+}
+sleep 0.3;
+$r = call($B, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"slow":1}',
+          'Idempotency-Key' => $slow);
+is($r->{status}, 409, 'in flight on A: 409 on B');
+like($r->{content}, qr/"code":"idempotency_conflict"/, 'idempotency_conflict');
+waitpid($spid, 0);
+is(call($B, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"slow":1}',
+        'Idempotency-Key' => $slow)->{headers}{'x-ailink-idempotent-replay'},
+   'true', 'done on A: replayed on B');
+
+my $failed = "$key-5xx";
+is(call($A, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"f":1}',
+        'Idempotency-Key' => $failed, 'X-Mock-Status' => 503)->{status}, 503,
+   'an upstream 503 on A');
+# the key is released as A's request ends: a retry right after may meet
+# it still there for a moment (409)
+for (1 .. 20) {
+    $r = call($B, $ACTION_TOKEN, 'POST', '/v1/refunds', '{"f":1}',
+              'Idempotency-Key' => $failed);
+    last if $r->{status} != 409;
+    sleep 0.02;
+}
+is($r->{status}, 200, 'a 5xx is not kept: the retry on B runs');
+ok(!$r->{headers}{'x-ailink-idempotent-replay'}, 'and is no replay');
+
+# 5. Redis away: no new approval (fail closed), a held request is not let
 # through; Redis back: approvals work again without a reload
 my $pid = fork // die;
 if ($pid == 0) {
@@ -244,7 +301,7 @@ for (1 .. 50) {
 ok($ok, 'Redis back: approvals are created again');
 ok(pending_with($B, '{"n":"back"}'), 'and seen on the other node');
 
-# 5. a reload, then Redis restarted (its script cache empty): the new
+# 6. a reload, then Redis restarted (its script cache empty): the new
 # workers load the scripts on their connections too
 kill 'HUP', $A->{pid};
 sleep 1;
