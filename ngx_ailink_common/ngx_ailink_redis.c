@@ -228,6 +228,7 @@ ngx_int_t
 ngx_ailink_redis_command(int argc, const char **argv, const size_t *argvlen,
     ngx_ailink_redis_reply_pt handler, void *data)
 {
+    int                       done;
     ngx_ailink_redis_t       *rd;
     ngx_ailink_redis_wait_t  *w;
 
@@ -238,8 +239,24 @@ ngx_ailink_redis_command(int argc, const char **argv, const size_t *argvlen,
     }
 
     if (handler == NULL) {
-        return redisAsyncCommandArgv(rd->ac, NULL, NULL, argc, argv, argvlen)
-               == REDIS_OK ? NGX_OK : NGX_ERROR;
+        if (redisAsyncCommandArgv(rd->ac, NULL, NULL, argc, argv, argvlen)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /*
+         * written now rather than on the next write event: a write nobody
+         * waits for (a stored response, a released key) is in Redis's
+         * socket before the client has the answer it follows, so the
+         * client's next request, on any gateway, finds it.  An error is
+         * left in the context for the write event (no callback runs here)
+         */
+        if (rd->ac->c.flags & REDIS_CONNECTED) {
+            (void) redisBufferWrite(&rd->ac->c, &done);
+        }
+
+        return NGX_OK;
     }
 
     w = ngx_alloc(sizeof(ngx_ailink_redis_wait_t), rd->log);

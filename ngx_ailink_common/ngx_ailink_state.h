@@ -201,11 +201,12 @@ void ngx_ailink_state_shm_persist(ngx_ailink_state_t *st, ngx_str_t *path);
 ngx_int_t ngx_ailink_state_shm_save(ngx_ailink_state_t *st, ngx_log_t *log);
 
 /*
- * ngx_ailink_state_redis.c: counters in Redis, records in the shared
- * memory of shm (approvals, idempotency, ... stay local for now)
+ * ngx_ailink_state_redis.c: counters in Redis, and the records whose keys
+ * start with one of prefixes (ended by an empty one); the other records
+ * in the shared memory of shm
  */
 ngx_ailink_state_t *ngx_ailink_state_redis_create(ngx_conf_t *cf,
-    ngx_ailink_state_t *shm);
+    ngx_ailink_state_t *shm, ngx_str_t *prefixes);
 ngx_int_t ngx_ailink_state_is_redis(ngx_ailink_state_t *st);
 
 /* ngx_ailink_redis.c: the per-worker connection */

@@ -9,12 +9,14 @@
  * waits for (the log phase's) are sent without a reply handler.  Counters
  * are only asynchronous here: the synchronous add and get fail.
  *
- * Records: approvals and idempotency keys are in Redis too (their keys
- * start with "apr:" and "idem:"), so that an approval created on one
- * gateway is decided and claimed on any, and a key taken on one is taken
- * on all: get is a GET, compare-and-set a Lua script (atomic), list a
- * script that SCANs their keys.  Other records stay in the zone's shared
- * memory: their callers are synchronous.
+ * Records whose keys start with the prefixes the zone's owner gives are
+ * in Redis too (approvals "apr:" and idempotency keys "idem:" of the state
+ * zone, entries "c:" of the cache zone), so that an approval created on
+ * one gateway is decided and claimed on any, a key taken on one is taken
+ * on all, an answer cached by one is a hit on all: get is a GET,
+ * compare-and-set a Lua script (atomic), list a script that SCANs their
+ * keys.  Other records stay in the zone's shared memory: their callers
+ * are synchronous.
  *
  * Keys are "ailink:<the state key>".
  */
@@ -30,17 +32,16 @@
 #define NGX_AILINK_STATE_REDIS_PREFIX  "ailink:"
 
 
-/* the records kept in Redis (approvals, idempotency keys); the others
-   stay in shared memory */
-#define ngx_ailink_state_redis_record(key)                                    \
-    (((key)->len >= 4 && ngx_strncmp((key)->data, "apr:", 4) == 0)           \
-     || ((key)->len >= 5 && ngx_strncmp((key)->data, "idem:", 5) == 0))
-
-
 typedef struct {
     ngx_ailink_state_t            state;
     ngx_ailink_state_t           *shm;      /* the other records */
+    ngx_str_t                    *prefixes; /* of the records in Redis */
 } ngx_ailink_state_redis_t;
+
+
+/* the records kept in Redis; the others stay in shared memory */
+#define ngx_ailink_state_redis_record(st, key)                                \
+    ngx_ailink_state_redis_prefixed((st)->data, key)
 
 
 enum {
@@ -173,8 +174,26 @@ static u_char  ngx_ailink_state_redis_cas_sha[41];
 static u_char  ngx_ailink_state_redis_list_sha[41];
 
 
+static ngx_uint_t
+ngx_ailink_state_redis_prefixed(ngx_ailink_state_redis_t *rs, ngx_str_t *key)
+{
+    ngx_str_t  *p;
+
+    for (p = rs->prefixes; p->len; p++) {
+        if (key->len >= p->len
+            && ngx_strncmp(key->data, p->data, p->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 ngx_ailink_state_t *
-ngx_ailink_state_redis_create(ngx_conf_t *cf, ngx_ailink_state_t *shm)
+ngx_ailink_state_redis_create(ngx_conf_t *cf, ngx_ailink_state_t *shm,
+    ngx_str_t *prefixes)
 {
     ngx_ailink_state_redis_t  *rs;
 
@@ -209,6 +228,7 @@ ngx_ailink_state_redis_create(ngx_conf_t *cf, ngx_ailink_state_t *shm)
     }
 
     rs->shm = shm;
+    rs->prefixes = prefixes;
     rs->state.ops = &ngx_ailink_state_redis_ops;
     rs->state.data = rs;
     rs->state.name = shm->name;
@@ -313,7 +333,7 @@ ngx_ailink_state_redis_get_record_async(ngx_ailink_state_t *st,
     ngx_ailink_state_redis_op_t   op;
     ngx_ailink_state_redis_t     *rs;
 
-    if (!ngx_ailink_state_redis_record(key)) {
+    if (!ngx_ailink_state_redis_record(st, key)) {
         rs = st->data;
         return ngx_ailink_state_get_record(rs->shm, key, pool, value);
     }
@@ -343,7 +363,7 @@ ngx_ailink_state_redis_cas_record_async(ngx_ailink_state_t *st,
     ngx_ailink_state_redis_op_t   op;
     ngx_ailink_state_redis_t     *rs;
 
-    if (!ngx_ailink_state_redis_record(key)) {
+    if (!ngx_ailink_state_redis_record(st, key)) {
         rs = st->data;
         return ngx_ailink_state_cas_record_nowait(rs->shm, key, expect, value,
                                                   ttl, flags);
@@ -387,7 +407,7 @@ ngx_ailink_state_redis_list_records_async(ngx_ailink_state_t *st,
     ngx_ailink_state_redis_op_t   op;
     ngx_ailink_state_redis_t     *rs;
 
-    if (!ngx_ailink_state_redis_record(prefix)) {
+    if (!ngx_ailink_state_redis_record(st, prefix)) {
         rs = st->data;
         return ngx_ailink_state_list_records(rs->shm, prefix, pool, out);
     }
@@ -709,7 +729,7 @@ ngx_ailink_state_redis_set_record(ngx_ailink_state_t *st, ngx_str_t *key,
 {
     ngx_ailink_state_redis_t *rs = st->data;
 
-    if (ngx_ailink_state_redis_record(key)) {
+    if (ngx_ailink_state_redis_record(st, key)) {
         return NGX_ERROR;
     }
 
@@ -723,7 +743,7 @@ ngx_ailink_state_redis_get_record(ngx_ailink_state_t *st, ngx_str_t *key,
 {
     ngx_ailink_state_redis_t *rs = st->data;
 
-    if (ngx_ailink_state_redis_record(key)) {
+    if (ngx_ailink_state_redis_record(st, key)) {
         return NGX_ERROR;
     }
 
@@ -737,7 +757,7 @@ ngx_ailink_state_redis_cas_record(ngx_ailink_state_t *st, ngx_str_t *key,
 {
     ngx_ailink_state_redis_t *rs = st->data;
 
-    if (ngx_ailink_state_redis_record(key)) {
+    if (ngx_ailink_state_redis_record(st, key)) {
         return NGX_ERROR;
     }
 
@@ -752,7 +772,7 @@ ngx_ailink_state_redis_list_records(ngx_ailink_state_t *st,
 {
     ngx_ailink_state_redis_t *rs = st->data;
 
-    if (ngx_ailink_state_redis_record(prefix)) {
+    if (ngx_ailink_state_redis_record(st, prefix)) {
         return NGX_ERROR;
     }
 
@@ -765,7 +785,7 @@ ngx_ailink_state_redis_delete_record(ngx_ailink_state_t *st, ngx_str_t *key)
 {
     ngx_ailink_state_redis_t *rs = st->data;
 
-    if (ngx_ailink_state_redis_record(key)) {
+    if (ngx_ailink_state_redis_record(st, key)) {
         return NGX_ERROR;
     }
 

@@ -9,6 +9,7 @@
 
 typedef struct {
     ngx_int_t                      rc;
+    int64_t                        number;
     ngx_str_t                      value;
     ngx_array_t                   *records;
 } ngx_ailink_replay_answer_t;
@@ -16,6 +17,8 @@ typedef struct {
 
 static void ngx_ailink_replay_reply(void *data, ngx_int_t rc,
     ngx_str_t *value, ngx_array_t *records);
+static void ngx_ailink_replay_counter_reply(void *data, ngx_int_t rc,
+    int64_t value);
 
 
 void
@@ -66,7 +69,7 @@ ngx_ailink_replay_known(ngx_ailink_replay_t *rp)
 
 static ngx_int_t
 ngx_ailink_replay_keep(ngx_ailink_replay_t *rp, ngx_int_t rc,
-    ngx_str_t *value, ngx_array_t *records)
+    ngx_str_t *value, ngx_array_t *records, int64_t number)
 {
     ngx_ailink_replay_answer_t  *a;
 
@@ -85,6 +88,7 @@ ngx_ailink_replay_keep(ngx_ailink_replay_t *rp, ngx_int_t rc,
     }
 
     a->records = records;
+    a->number = number;
     rp->next = rp->answers.nelts;
 
     return rc;
@@ -107,11 +111,9 @@ ngx_ailink_replay_wait(ngx_ailink_replay_t *rp)
 
 
 static void
-ngx_ailink_replay_reply(void *data, ngx_int_t rc, ngx_str_t *value,
-    ngx_array_t *records)
+ngx_ailink_replay_answered(ngx_ailink_replay_t *rp, ngx_int_t rc,
+    ngx_str_t *value, ngx_array_t *records, int64_t number)
 {
-    ngx_ailink_replay_t *rp = data;
-
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
@@ -124,7 +126,7 @@ ngx_ailink_replay_reply(void *data, ngx_int_t rc, ngx_str_t *value,
         r->main->count--;
     }
 
-    if (ngx_ailink_replay_keep(rp, rc, value, records) == NGX_ERROR
+    if (ngx_ailink_replay_keep(rp, rc, value, records, number) == NGX_ERROR
         && rc != NGX_ERROR)
     {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -142,6 +144,49 @@ ngx_ailink_replay_reply(void *data, ngx_int_t rc, ngx_str_t *value,
     rp->resume(r);
 
     ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_ailink_replay_reply(void *data, ngx_int_t rc, ngx_str_t *value,
+    ngx_array_t *records)
+{
+    ngx_ailink_replay_answered(data, rc, value, records, 0);
+}
+
+
+static void
+ngx_ailink_replay_counter_reply(void *data, ngx_int_t rc, int64_t value)
+{
+    ngx_ailink_replay_answered(data, rc, NULL, NULL, value);
+}
+
+
+ngx_int_t
+ngx_ailink_replay_get(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
+    ngx_str_t *key, int64_t *value)
+{
+    ngx_int_t                    rc;
+    ngx_ailink_replay_answer_t  *a;
+
+    a = ngx_ailink_replay_known(rp);
+
+    if (a) {
+        *value = a->number;
+        return a->rc;
+    }
+
+    if (rp->answers.elts == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ailink_state_get_async(st, key, value, rp->request->pool,
+                                    ngx_ailink_replay_counter_reply, rp);
+    if (rc == NGX_AGAIN) {
+        return ngx_ailink_replay_wait(rp);
+    }
+
+    return ngx_ailink_replay_keep(rp, rc, NULL, NULL, *value);
 }
 
 
@@ -174,7 +219,8 @@ ngx_ailink_replay_get_record(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
         }
     }
 
-    return ngx_ailink_replay_keep(rp, rc, rc == NGX_OK ? value : NULL, NULL);
+    return ngx_ailink_replay_keep(rp, rc, rc == NGX_OK ? value : NULL, NULL,
+                                  0);
 }
 
 
@@ -208,7 +254,7 @@ ngx_ailink_replay_cas_record(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
         }
     }
 
-    return ngx_ailink_replay_keep(rp, rc, NULL, NULL);
+    return ngx_ailink_replay_keep(rp, rc, NULL, NULL, 0);
 }
 
 
@@ -254,5 +300,5 @@ ngx_ailink_replay_list_records(ngx_ailink_replay_t *rp,
 
     *kept = *out;
 
-    return ngx_ailink_replay_keep(rp, rc, NULL, kept);
+    return ngx_ailink_replay_keep(rp, rc, NULL, kept, 0);
 }

@@ -50,6 +50,9 @@ void ngx_ailink_replay_init(ngx_ailink_replay_t *rp, ngx_http_request_t *r,
 void ngx_ailink_replay_restart(ngx_ailink_replay_t *rp,
     ngx_ailink_replay_resume_pt resume);
 
+/* a counter */
+ngx_int_t ngx_ailink_replay_get(ngx_ailink_replay_t *rp,
+    ngx_ailink_state_t *st, ngx_str_t *key, int64_t *value);
 ngx_int_t ngx_ailink_replay_get_record(ngx_ailink_replay_t *rp,
     ngx_ailink_state_t *st, ngx_str_t *key, ngx_str_t *value);
 ngx_int_t ngx_ailink_replay_cas_record(ngx_ailink_replay_t *rp,

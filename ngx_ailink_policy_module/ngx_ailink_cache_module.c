@@ -25,10 +25,17 @@
  * Entry: a fixed header (the usage of the answer, for the saved cost,
  * whether it is a stream), the body, then the Content-Type it was sent
  * with.
+ *
+ * With "backend=redis" the entries and the generation are in Redis, so
+ * every gateway on it shares them (and a flush): the lookup then runs
+ * again on each reply (ngx_ailink_state_replay.h), an entry is stored
+ * without waiting, and Redis unavailable is a BYPASS (the cache fails
+ * open).  Statistics stay per gateway, in the zone.
  */
 
 
 #include "ngx_ailink_cache.h"
+#include "ngx_ailink_state_replay.h"
 
 
 #define NGX_AILINK_CACHE_MAGIC      0x41494c43
@@ -52,7 +59,8 @@ typedef struct {
 
 
 typedef struct {
-    ngx_ailink_state_t         *state;
+    ngx_ailink_state_t         *state;      /* statistics */
+    ngx_ailink_state_t         *entries;    /* entries, the generation */
     ngx_str_t                   zone;
 } ngx_ailink_cache_main_conf_t;
 
@@ -74,6 +82,7 @@ typedef struct {
     u_char                     *buf;        /* what the client was sent */
     size_t                      len;
     size_t                      size;
+    ngx_ailink_replay_t         replay;     /* Redis's answers */
     unsigned                    no_cache:1; /* X-AILink-No-Cache: true */
     unsigned                    looked:1;
     unsigned                    store:1;    /* a 2xx to capture */
@@ -103,7 +112,7 @@ static void ngx_ailink_cache_exit_process(ngx_cycle_t *cycle);
 static ngx_command_t  ngx_ailink_cache_commands[] = {
 
     { ngx_string("ailink_cache_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_ailink_cache_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -199,6 +208,15 @@ static ngx_str_t  ngx_ailink_cache_names[] = {
 
 /* statistics and the generation: counters that are never evicted */
 static ngx_str_t  ngx_ailink_cache_gen_key = ngx_string("cache:gen");
+
+/* in Redis, the generation expires after a year unflushed */
+#define NGX_AILINK_CACHE_GEN_TTL  (365 * 86400)
+
+/* backend=redis: the entries */
+static ngx_str_t  ngx_ailink_cache_records[] = {
+    ngx_string("c:"),
+    ngx_null_string
+};
 static ngx_str_t  ngx_ailink_cache_stat_keys[] = {
     ngx_null_string,
     ngx_string("cache:hits"),
@@ -293,6 +311,66 @@ ngx_ailink_cache_rewrite_handler(ngx_http_request_t *r)
 }
 
 
+/* Redis answered: the lookup runs again and finds its answers */
+
+static void
+ngx_ailink_cache_resume(ngx_http_request_t *r)
+{
+    ngx_ailink_cache_ctx_t  *cc;
+
+    cc = ngx_http_get_module_ctx(r, ngx_ailink_cache_module);
+    cc->looked = 0;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+/*
+ * the generation (gen) or an entry (value): shared memory answers at
+ * once; Redis later (NGX_AGAIN), its answers kept for the next run
+ */
+
+static ngx_int_t
+ngx_ailink_cache_read(ngx_http_request_t *r, ngx_ailink_cache_ctx_t *cc,
+    ngx_ailink_state_t *st, int64_t *gen, ngx_str_t *value)
+{
+    ngx_int_t  rc;
+
+    if (st->ops->get_record_async == NULL) {
+        if (value) {
+            return ngx_ailink_state_get_record(st, &cc->key, r->pool, value);
+        }
+
+        if (ngx_ailink_state_get(st, &ngx_ailink_cache_gen_key, gen)
+            != NGX_OK)
+        {
+            *gen = 0;
+        }
+
+        return NGX_OK;
+    }
+
+    if (cc->replay.request == NULL) {
+        ngx_ailink_replay_init(&cc->replay, r, ngx_ailink_cache_resume);
+    }
+
+    if (value) {
+        return ngx_ailink_replay_get_record(&cc->replay, st, &cc->key, value);
+    }
+
+    rc = ngx_ailink_replay_get(&cc->replay, st, &ngx_ailink_cache_gen_key,
+                               gen);
+
+    if (rc == NGX_DECLINED) {
+        *gen = 0;
+        return NGX_OK;
+    }
+
+    return rc;
+}
+
+
 static ngx_int_t
 ngx_ailink_cache_handler(ngx_http_request_t *r)
 {
@@ -353,10 +431,15 @@ ngx_ailink_cache_handler(ngx_http_request_t *r)
         goto bypass;
     }
 
-    if (ngx_ailink_state_get(cmcf->state, &ngx_ailink_cache_gen_key, &gen)
-        != NGX_OK)
-    {
-        gen = 0;
+    rc = ngx_ailink_cache_read(r, cc, cmcf->entries, &gen, NULL);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_ERROR) {
+        /* Redis cannot say: the cache is not used (it fails open) */
+        goto bypass;
     }
 
     project = lcf->shared ? &shared : &ctx->token->project;
@@ -373,8 +456,15 @@ ngx_ailink_cache_handler(ngx_http_request_t *r)
     p = ngx_hex_dump(p, digest, NGX_AILINK_SHA256_LEN);
     cc->key.len = p - cc->key.data;
 
-    rc = ngx_ailink_state_get_record(cmcf->state, &cc->key, r->pool,
-                                     &value);
+    rc = ngx_ailink_cache_read(r, cc, cmcf->entries, NULL, &value);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_ERROR) {
+        goto bypass;
+    }
 
     if (rc == NGX_OK && value.len >= sizeof(ngx_ailink_cache_entry_t)) {
         ngx_ailink_cache_count(cmcf->state, NGX_AILINK_CACHE_HIT);
@@ -651,6 +741,7 @@ ngx_ailink_cache_store(ngx_http_request_t *r, ngx_ailink_cache_ctx_t *cc)
 {
     u_char                        *body, *from, *p;
     time_t                         ttl;
+    ngx_int_t                      rc;
     ngx_str_t                      value, *type;
     ngx_ailink_ctx_t              *ctx;
     ngx_ailink_cache_entry_t       e;
@@ -730,9 +821,13 @@ ngx_ailink_cache_store(ngx_http_request_t *r, ngx_ailink_cache_ctx_t *cc)
 
     ttl = cc->ttl;
 
-    if (ngx_ailink_state_set_record(cmcf->state, &cc->key, &value, ttl)
-        == NGX_OK)
-    {
+    /* Redis: created when absent, sent without waiting */
+    rc = cmcf->entries->ops->cas_record_async
+         ? ngx_ailink_state_cas_record_nowait(cmcf->entries, &cc->key, NULL,
+                                              &value, ttl, 0)
+         : ngx_ailink_state_set_record(cmcf->entries, &cc->key, &value, ttl);
+
+    if (rc == NGX_OK) {
         ngx_ailink_cache_count(cmcf->state, NGX_AILINK_CACHE_STORES);
 
     } else {
@@ -845,13 +940,22 @@ ngx_ailink_cache_api_handler(ngx_http_request_t *r)
                         "/flush", sizeof("/flush") - 1) == 0)
         || r->method == NGX_HTTP_DELETE)
     {
-        if (ngx_ailink_state_add(cmcf->state, &ngx_ailink_cache_gen_key, 1,
-                                 -1, 0, NGX_AILINK_STATE_PERSIST, &gen)
-            != NGX_OK)
+        /* Redis: every gateway's entries (the zone counts this one's) */
+        if ((cmcf->entries != cmcf->state
+             && ngx_ailink_state_add_async(cmcf->entries,
+                                           &ngx_ailink_cache_gen_key, 1, -1,
+                                           NGX_AILINK_CACHE_GEN_TTL, 0, &gen,
+                                           NULL, NULL, NULL)
+                != NGX_OK)
+            || ngx_ailink_state_add(cmcf->state, &ngx_ailink_cache_gen_key, 1,
+                                    -1, 0, NGX_AILINK_STATE_PERSIST, &gen)
+               != NGX_OK)
         {
             return ngx_ailink_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "state_unavailable",
-                                         "the cache zone is full", NULL);
+                                         cmcf->entries != cmcf->state
+                                         ? "the cache cannot be flushed now"
+                                         : "the cache zone is full", NULL);
         }
 
     } else if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
@@ -972,6 +1076,16 @@ ngx_ailink_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    if (cf->args->nelts == 4
+        && ngx_strcmp(value[3].data, "backend=redis") != 0
+        && ngx_strcmp(value[3].data, "backend=shm") != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ailink_cache_zone: invalid parameter \"%V\"",
+                           &value[3]);
+        return NGX_CONF_ERROR;
+    }
+
     size = ngx_parse_size(&value[2]);
 
     if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
@@ -986,6 +1100,18 @@ ngx_ailink_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                            &ngx_ailink_cache_module);
     if (cmcf->state == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    cmcf->entries = cmcf->state;
+
+    if (cf->args->nelts == 4
+        && ngx_strcmp(value[3].data, "backend=redis") == 0)
+    {
+        cmcf->entries = ngx_ailink_state_redis_create(cf, cmcf->state,
+                                                  ngx_ailink_cache_records);
+        if (cmcf->entries == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

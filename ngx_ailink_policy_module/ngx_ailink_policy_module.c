@@ -1430,6 +1430,14 @@ ngx_ailink_policy_create_main_conf(ngx_conf_t *cf)
 }
 
 
+/* with backend=redis: approvals and idempotency keys, as counters are */
+static ngx_str_t  ngx_ailink_policy_redis_records[] = {
+    ngx_string("apr:"),
+    ngx_string("idem:"),
+    ngx_null_string
+};
+
+
 /* ailink_state_zone ... [backend=shm|redis] [rate_limits=fail_open|
  * fail_closed] [spend_caps=fail_open|fail_closed] */
 
@@ -1479,7 +1487,8 @@ ngx_ailink_policy_state_backend(ngx_conf_t *cf, ngx_ailink_policy_conf_t *pcf)
     }
 
     if (redis) {
-        pcf->counters = ngx_ailink_state_redis_create(cf, pcf->state);
+        pcf->counters = ngx_ailink_state_redis_create(cf, pcf->state,
+                                                ngx_ailink_policy_redis_records);
         if (pcf->counters == NULL) {
             return NGX_CONF_ERROR;
         }

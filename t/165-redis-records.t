@@ -7,7 +7,10 @@
 # closed) and a held request is not let through; Redis back: approvals
 # work again without a reload, and after a reload too.  An idempotency key
 # used on A is replayed on B, in flight on A it is a 409 on B, with
-# another body a 422, and a 5xx on A releases it for a retry on B.  Plain Test::More; redis-server on 3956.
+# another body a 422, and a 5xx on A releases it for a retry on B.  The
+# response cache (ailink_cache_zone ... backend=redis): a miss on A is a
+# hit on B, streams too; a flush on B empties it for A; Redis away: BYPASS,
+# answered by the upstream.  Plain Test::More; redis-server on 3956.
 
 use strict;
 use warnings;
@@ -48,8 +51,12 @@ my $server = <<"CONF";
         location /api/v1/approvals {
             ailink_approvals_api;
         }
+        location /api/v1/cache/ {
+            ailink_cache_api;
+        }
         location / {
             ailink_auth on;
+            ailink_cache on;
             include $root/conf-examples/ailink-proxy.conf;
         }
 CONF
@@ -59,6 +66,7 @@ my $http_conf = <<"CONF";
     ailink_state_zone ailink_state 1m backend=redis;
     ailink_approval_max_wait 60s;
     ailink_idempotency_ttl 60s;
+    ailink_cache_zone ailink_cache 1m backend=redis;
 CONF
 
 my ($A, $B) = map { start_nginx(master => 1, workers => 2, http => $http_conf,
@@ -267,7 +275,45 @@ for (1 .. 20) {
 is($r->{status}, 200, 'a 5xx is not kept: the retry on B runs');
 ok(!$r->{headers}{'x-ailink-idempotent-replay'}, 'and is no replay');
 
-# 5. Redis away: no new approval (fail closed), a held request is not let
+# 5. the response cache, shared
+sub chat {
+    my ($node, $text, $stream) = @_;
+    return call($node, $LLM_TOKEN, 'POST', '/v1/chat/completions',
+                $json->encode({ model => 'mock-1', max_tokens => 5,
+                                messages => [{ role => 'user',
+                                               content => $text }],
+                                $stream ? (stream => JSON::PP::true) : () }));
+}
+sub chats { scalar grep { $_->{path} =~ m{/chat/completions$} }
+                   @{ decode_json(mock_get("/_mock/requests?since=$_[0]")) } }
+
+$seq = mock_seq();
+my $miss = chat($A, 'shared cache');
+is($miss->{headers}{'x-ailink-cache'}, 'MISS', 'A: MISS');
+# A stores it without waiting for Redis, but before its client has the
+# answer: B's lookup right after finds it
+my $hit = chat($B, 'shared cache');
+is($hit->{headers}{'x-ailink-cache'}, 'HIT', 'B: HIT on what A stored');
+is($hit->{content}, $miss->{content}, 'the same body');
+my @ckeys = grep { length } split /\n/, $redis->cli('KEYS', "'ailink:c:*'");
+ok(scalar @ckeys >= 1, "the entry is in Redis: @ckeys");
+my $cttl = @ckeys ? $redis->cli('TTL', "'$ckeys[0]'") : -2;
+ok($cttl > 0 && $cttl <= 300, "with the cache's TTL ($cttl s)");
+
+my $smiss = chat($A, 'shared stream', 1);
+is($smiss->{headers}{'x-ailink-cache'}, 'MISS', 'a stream on A: MISS');
+my $shit = chat($B, 'shared stream', 1);
+is($shit->{headers}{'x-ailink-cache'}, 'HIT', 'B replays the stream');
+like($shit->{content}, qr/data: \[DONE\]\s*$/, 'to its [DONE]');
+is(chats($seq), 2, 'the upstream saw one request of each');
+
+is(call($B, $ADMIN, 'POST', '/api/v1/cache/flush')->{status}, 200,
+   'B flushes the cache');
+$r = chat($A, 'shared cache');
+is($r->{headers}{'x-ailink-cache'}, 'MISS', 'A: MISS after the flush on B');
+is(chats($seq), 3, 'and asks the upstream');
+
+# 6. Redis away: no new approval (fail closed), a held request is not let
 # through; Redis back: approvals work again without a reload
 my $pid = fork // die;
 if ($pid == 0) {
@@ -283,13 +329,16 @@ $seq = mock_seq();
 $redis->stop;
 $r = call($A, $ACTION_TOKEN, 'POST', '/v1/charges', '{"n":"down"}');
 is($r->{status}, 503, 'Redis away: a new approval is refused (503)');
+$r = chat($A, 'shared cache');
+is($r->{status}, 200, 'a chat is answered');
+is($r->{headers}{'x-ailink-cache'}, 'BYPASS', 'by the upstream: BYPASS');
 is(call($B, $ADMIN, 'GET', '/api/v1/approvals')->{status}, 503,
    'listing: 503');
 waitpid($pid, 0);
 open my $f, '<', "$dir/outage" or die;
 is(scalar <$f>, 408, 'the held request times out (408), not let through');
 close $f;
-is(upstream_count($seq), 0, 'nothing forwarded during the outage');
+is(upstream_count($seq), 0, 'no charge forwarded during the outage');
 
 $redis->restart;
 my $ok = 0;
@@ -301,7 +350,7 @@ for (1 .. 50) {
 ok($ok, 'Redis back: approvals are created again');
 ok(pending_with($B, '{"n":"back"}'), 'and seen on the other node');
 
-# 6. a reload, then Redis restarted (its script cache empty): the new
+# 7. a reload, then Redis restarted (its script cache empty): the new
 # workers load the scripts on their connections too
 kill 'HUP', $A->{pid};
 sleep 1;
