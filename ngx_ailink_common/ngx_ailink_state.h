@@ -23,6 +23,8 @@
 
 /* counter flags */
 #define NGX_AILINK_STATE_PERSIST    0x01    /* written to the data dir */
+/* cas_record_async with expect NULL: write whether or not it is there */
+#define NGX_AILINK_STATE_OVERWRITE  0x02
 
 
 typedef struct ngx_ailink_state_s  ngx_ailink_state_t;
@@ -179,6 +181,10 @@ ngx_ailink_state_cas_record_nowait(ngx_ailink_state_t *st, ngx_str_t *key,
     if (st->ops->cas_record_async) {
         return st->ops->cas_record_async(st, key, expect, value, ttl, flags,
                                          NULL, NULL, NULL);
+    }
+
+    if (value && expect == NULL && (flags & NGX_AILINK_STATE_OVERWRITE)) {
+        return st->ops->set_record(st, key, value, ttl);
     }
 
     if (value) {

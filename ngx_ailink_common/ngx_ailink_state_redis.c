@@ -136,15 +136,15 @@ static ngx_str_t  ngx_ailink_state_redis_add_script = ngx_string(
 
 /*
  * KEYS[1] the record; ARGV "0" (create when absent), "1" (replace when
- * it equals ARGV[2]) or "2" (delete when it equals ARGV[2]), the expected
- * value, the new value, TTL in seconds; returns 1 done, 0 there (create)
- * or different, -1 absent
+ * it equals ARGV[2]), "2" (delete when it equals ARGV[2]) or "3" (write),
+ * the expected value, the new value, TTL in seconds; returns 1 done, 0
+ * there (create) or different, -1 absent
  */
 static ngx_str_t  ngx_ailink_state_redis_cas_script = ngx_string(
     "local v = redis.call('GET', KEYS[1]) "
     "if ARGV[1] == '0' then "
         "if v then return 0 end "
-    "else "
+    "elseif ARGV[1] ~= '3' then "
         "if not v then return -1 end "
         "if v ~= ARGV[2] then return 0 end "
         "if ARGV[1] == '2' then redis.call('DEL', KEYS[1]) return 1 end "
@@ -375,7 +375,8 @@ ngx_ailink_state_redis_cas_record_async(ngx_ailink_state_t *st,
     len[1] = 40;
     argv[2] = "1";
     len[2] = 1;
-    argv[4] = expect == NULL ? "0" : value ? "1" : "2";
+    argv[4] = expect ? (value ? "1" : "2")
+              : (flags & NGX_AILINK_STATE_OVERWRITE) ? "3" : "0";
     len[4] = 1;
     argv[5] = expect ? (char *) expect->data : "";
     len[5] = expect ? expect->len : 0;

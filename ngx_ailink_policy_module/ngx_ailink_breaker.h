@@ -51,9 +51,18 @@ ngx_int_t ngx_ailink_breaker_key(ngx_pool_t *pool, char kind,
     ngx_str_t *scope, ngx_str_t *key);
 int64_t ngx_ailink_breaker_get(ngx_ailink_state_t *st, ngx_pool_t *pool,
     char kind, ngx_str_t *scope);
+ngx_int_t ngx_ailink_breaker_set(ngx_ailink_state_t *st, ngx_pool_t *pool,
+    char kind, ngx_str_t *scope, int64_t v);
 ngx_uint_t ngx_ailink_breaker_status(ngx_ailink_state_t *st,
     ngx_pool_t *pool, ngx_str_t *scope, time_t cooldown, time_t *left,
     int64_t *value);
+
+/* ngx_ailink_breaker_share.c: with backend=redis */
+void ngx_ailink_breaker_share_tell(ngx_ailink_state_t *redis,
+    ngx_pool_t *pool, ngx_str_t *scope, time_t opened, time_t cooldown,
+    int64_t failures);
+ngx_int_t ngx_ailink_breaker_share_init(ngx_cycle_t *cycle,
+    ngx_ailink_state_t *redis, ngx_ailink_state_t *zone);
 
 /* ngx_ailink_breaker_api.c */
 ngx_int_t ngx_ailink_breaker_token_conf(ngx_http_request_t *r,

@@ -24,7 +24,9 @@
  *   bp:<scope>  probes let through since it became half-open
  *   be:<scope>  the last error, a record
  *   bs:<token>  a token's settings changed at run time, a record
- * where <scope> is "u:<provider>" or "t:<token id>:<provider>".
+ * where <scope> is "u:<provider>" or "t:<token id>:<provider>".  With
+ * backend=redis the gateways tell each other when a breaker opens or
+ * closes (ngx_ailink_breaker_share.c).
  */
 
 
@@ -37,6 +39,7 @@
 
 typedef struct {
     ngx_ailink_state_t         *state;
+    ngx_ailink_state_t         *shared;     /* backend=redis: transitions */
 } ngx_ailink_breaker_main_conf_t;
 
 
@@ -74,12 +77,13 @@ static char *ngx_ailink_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *ngx_ailink_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_ailink_breaker_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_ailink_breaker_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_ailink_breaker_commands[] = {
 
     { ngx_string("ailink_breaker_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_ailink_breaker_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -153,7 +157,7 @@ ngx_module_t  ngx_ailink_breaker_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_ailink_breaker_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -224,7 +228,7 @@ ngx_ailink_breaker_get(ngx_ailink_state_t *st, ngx_pool_t *pool, char kind,
 
 /* sets a counter to v (the interface adds: the difference is added) */
 
-static ngx_int_t
+ngx_int_t
 ngx_ailink_breaker_set(ngx_ailink_state_t *st, ngx_pool_t *pool, char kind,
     ngx_str_t *scope, int64_t v)
 {
@@ -585,10 +589,13 @@ static void
 ngx_ailink_breaker_record(ngx_http_request_t *r, ngx_ailink_breaker_ctx_t *bc,
     ngx_ailink_state_t *st, ngx_int_t rc, ngx_str_t *why)
 {
-    int64_t                      failures, value;
-    ngx_str_t                    key;
-    ngx_uint_t                   i;
-    ngx_ailink_breaker_scope_t  *s;
+    int64_t                          failures, value;
+    ngx_str_t                        key;
+    ngx_uint_t                       i;
+    ngx_ailink_breaker_scope_t      *s;
+    ngx_ailink_breaker_main_conf_t  *bmcf;
+
+    bmcf = ngx_http_get_module_main_conf(r, ngx_ailink_breaker_module);
 
     for (i = 0; i < bc->n; i++) {
         s = &bc->scopes[i];
@@ -616,6 +623,13 @@ ngx_ailink_breaker_record(ngx_http_request_t *r, ngx_ailink_breaker_ctx_t *bc,
             if (s->probe) {
                 /* a probe came back: closed */
                 (void) ngx_ailink_breaker_set(st, r->pool, 'p', &s->scope, 0);
+            }
+
+            if (bmcf->shared
+                && (s->probe || (s->value >> NGX_AILINK_BREAKER_SHIFT)))
+            {
+                ngx_ailink_breaker_share_tell(bmcf->shared, r->pool,
+                                              &s->scope, 0, 0, 0);
             }
 
             continue;
@@ -655,6 +669,12 @@ ngx_ailink_breaker_record(ngx_http_request_t *r, ngx_ailink_breaker_ctx_t *bc,
                                            << NGX_AILINK_BREAKER_SHIFT)
                                           | failures);
             (void) ngx_ailink_breaker_set(st, r->pool, 'p', &s->scope, 0);
+
+            if (bmcf->shared) {
+                ngx_ailink_breaker_share_tell(bmcf->shared, r->pool,
+                                              &s->scope, ngx_time(),
+                                              s->conf.cooldown, failures);
+            }
         }
     }
 }
@@ -731,6 +751,13 @@ ngx_ailink_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/* backend=redis: the transitions gateways tell each other */
+static ngx_str_t  ngx_ailink_breaker_records[] = {
+    ngx_string("bo:"),
+    ngx_null_string
+};
+
+
 static char *
 ngx_ailink_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -745,6 +772,16 @@ ngx_ailink_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    if (cf->args->nelts == 4
+        && ngx_strcmp(value[3].data, "backend=redis") != 0
+        && ngx_strcmp(value[3].data, "backend=shm") != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ailink_breaker_zone: invalid parameter \"%V\"",
+                           &value[3]);
+        return NGX_CONF_ERROR;
+    }
+
     size = ngx_parse_size(&value[2]);
 
     if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
@@ -758,6 +795,16 @@ ngx_ailink_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                            &ngx_ailink_breaker_module);
     if (bmcf->state == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 4
+        && ngx_strcmp(value[3].data, "backend=redis") == 0)
+    {
+        bmcf->shared = ngx_ailink_state_redis_create(cf, bmcf->state,
+                                               ngx_ailink_breaker_records);
+        if (bmcf->shared == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
@@ -787,4 +834,20 @@ ngx_ailink_breaker_postconfiguration(ngx_conf_t *cf)
     *h = ngx_ailink_breaker_log_handler;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_breaker_init_process(ngx_cycle_t *cycle)
+{
+    ngx_ailink_breaker_main_conf_t  *bmcf;
+
+    bmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_ailink_breaker_module);
+
+    if (bmcf == NULL || bmcf->shared == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_ailink_breaker_share_init(cycle, bmcf->shared, bmcf->state);
 }

@@ -10,7 +10,10 @@
 # another body a 422, and a 5xx on A releases it for a retry on B.  The
 # response cache (ailink_cache_zone ... backend=redis): a miss on A is a
 # hit on B, streams too; a flush on B empties it for A; Redis away: BYPASS,
-# answered by the upstream.  Plain Test::More; redis-server on 3956.
+# answered by the upstream.  Circuit breakers (ailink_breaker_zone ...
+# backend=redis): opened by failures on A, open on B within half a
+# second without B calling the upstream; closed by a probe on B, closed
+# on A.  Plain Test::More; redis-server on 3956.
 
 use strict;
 use warnings;
@@ -54,6 +57,17 @@ my $server = <<"CONF";
         location /api/v1/cache/ {
             ailink_cache_api;
         }
+        location = /api/v1/health/upstreams {
+            ailink_breaker_api;
+        }
+        location /probe/ {
+            rewrite ^/probe(/.*)\$ \$1 break;
+            ailink_auth on;
+            ailink_breaker on;
+            ailink_breaker_threshold 2;
+            ailink_breaker_cooldown 2s;
+            include $root/conf-examples/ailink-proxy.conf;
+        }
         location / {
             ailink_auth on;
             ailink_cache on;
@@ -67,6 +81,7 @@ my $http_conf = <<"CONF";
     ailink_approval_max_wait 60s;
     ailink_idempotency_ttl 60s;
     ailink_cache_zone ailink_cache 1m backend=redis;
+    ailink_breaker_zone ailink_breaker 1m backend=redis;
 CONF
 
 my ($A, $B) = map { start_nginx(master => 1, workers => 2, http => $http_conf,
@@ -313,7 +328,41 @@ $r = chat($A, 'shared cache');
 is($r->{headers}{'x-ailink-cache'}, 'MISS', 'A: MISS after the flush on B');
 is(chats($seq), 3, 'and asks the upstream');
 
-# 6. Redis away: no new approval (fail closed), a held request is not let
+# 6. circuit breakers, shared
+sub probe {
+    my ($node, %h) = @_;
+    return call($node, $LLM_TOKEN, 'POST', '/probe/v1/chat/completions',
+                '{"model":"mock-1","messages":[{"role":"user","content":"b"}]}',
+                %h);
+}
+sub openai_state {
+    my ($node) = @_;
+    my $h = body(call($node, $ADMIN, 'GET', '/api/v1/health/upstreams'));
+    my ($u) = grep { $_->{name} eq 'openai' } @{ $h->{upstreams} // [] };
+    return $u // {};
+}
+
+is(probe($A, 'X-Mock-Status' => 500)->{status}, 500, 'A: a failure');
+is(openai_state($B)->{state}, 'closed', 'one failure: closed everywhere');
+is(probe($A, 'X-Mock-Status' => 500)->{status}, 500, 'A: a second failure');
+is(probe($A)->{status}, 503, 'A: open');
+sleep 0.6;
+$seq = mock_seq();
+$r = probe($B);
+is($r->{status}, 503, 'B: open too, within half a second');
+like($r->{content}, qr/"code":"circuit_open"/, 'circuit_open');
+ok($r->{headers}{'retry-after'}, 'with Retry-After');
+is(chats($seq), 0, 'B did not call the upstream');
+is(openai_state($B)->{state}, 'open', "B's health API: open");
+
+sleep 2.2;
+is(openai_state($B)->{state}, 'half_open', 'after the cooldown: half-open');
+is(probe($B)->{status}, 200, "B: a probe's success");
+is(openai_state($B)->{state}, 'closed', 'B: closed');
+sleep 0.6;
+is(openai_state($A)->{state}, 'closed', 'A: closed by the probe on B');
+
+# 7. Redis away: no new approval (fail closed), a held request is not let
 # through; Redis back: approvals work again without a reload
 my $pid = fork // die;
 if ($pid == 0) {
@@ -350,7 +399,7 @@ for (1 .. 50) {
 ok($ok, 'Redis back: approvals are created again');
 ok(pending_with($B, '{"n":"back"}'), 'and seen on the other node');
 
-# 7. a reload, then Redis restarted (its script cache empty): the new
+# 8. a reload, then Redis restarted (its script cache empty): the new
 # workers load the scripts on their connections too
 kill 'HUP', $A->{pid};
 sleep 1;
