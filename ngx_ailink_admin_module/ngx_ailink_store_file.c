@@ -79,7 +79,9 @@ static ngx_ailink_store_ops_t  ngx_ailink_store_file_ops = {
     ngx_ailink_store_file_lock,
     ngx_ailink_store_file_unlock,
     ngx_ailink_store_file_commit,
-    ngx_ailink_store_file_commit_now
+    ngx_ailink_store_file_commit_now,
+    NULL,
+    NULL
 };
 
 

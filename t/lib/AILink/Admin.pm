@@ -27,7 +27,8 @@ my $http = HTTP::Tiny->new(timeout => 10);
 my $json = JSON::PP->new->canonical;
 my $root = $ENV{TEST_NGINX_AILINK_ROOT};
 
-# admin_gateway(data => DIR, workers => N, http_extra => '...')
+# admin_gateway(data => DIR, workers => N, http_extra => '...',
+#               store => 'ailink_store_pg "..." ...;')   # not the dir
 sub admin_gateway {
     my %o = @_;
     my $keydir = tempdir(CLEANUP => 1);
@@ -35,9 +36,10 @@ sub admin_gateway {
     print $k ('c' x 64) . "\n";
     close $k;
     my $data = $o{data} // tempdir(CLEANUP => 1);
+    my $store = $o{store} // "ailink_store_dir $data;";
     my $http_conf = <<"CONF";
     ailink_config @{[ $o{config} // "$root/t/conf/ailink.yaml" ]};
-    ailink_store_dir $data;
+    $store
     ailink_admin_key $ADMIN_HASH;
     ailink_vault_master_key file:$keydir/master.key;
     ailink_audit_log logs/audit.jsonl;
