@@ -31,6 +31,7 @@
 
 
 #include "ngx_ailink_store.h"
+#include "ngx_ailink_auth.h"
 #include <ngx_thread_pool.h>
 #include <libpq-fe.h>
 
@@ -118,6 +119,8 @@ static void ngx_ailink_store_pg_exit_process(ngx_ailink_store_t *st,
 static ngx_int_t ngx_ailink_store_pg_init_zone(ngx_shm_zone_t *zone,
     void *data);
 static void ngx_ailink_store_pg_poll_handler(ngx_event_t *ev);
+static const char *ngx_ailink_store_pg_ready(ngx_http_request_t *r,
+    void *data);
 
 
 static ngx_ailink_store_ops_t  ngx_ailink_store_pg_ops = {
@@ -182,7 +185,9 @@ ngx_ailink_store_pg_error(char *dst, const char *what, const char *msg)
     }
 
     for ( /* void */ ; len; len--) {
-        if (dst[len - 1] == LF || dst[len - 1] == CR) {
+        if (dst[len - 1] == LF || dst[len - 1] == CR
+            || dst[len - 1] == '\t')
+        {
             dst[len - 1] = ' ';
         }
     }
@@ -601,6 +606,18 @@ ngx_ailink_store_pg_init_zone(ngx_shm_zone_t *zone, void *data)
     ngx_ailink_store_pg_load(pg, zone->shm.log);
 
     return NGX_OK;
+}
+
+
+/* /readyz "store" (and ailink_backend_up): PostgreSQL as last seen */
+
+static const char *
+ngx_ailink_store_pg_ready(ngx_http_request_t *r, void *data)
+{
+    ngx_ailink_store_pg_t  *pg = data;
+
+    return (pg->sh && pg->sh->state == NGX_AILINK_STORE_PG_UP) ? "ok"
+                                                                : "down";
 }
 
 
@@ -1343,6 +1360,12 @@ ngx_ailink_store_pg_create(ngx_conf_t *cf, ngx_ailink_store_t **store,
 
     pg->zone->init = ngx_ailink_store_pg_init_zone;
     pg->zone->data = st;
+
+    if (ngx_ailink_ready_add_check(cf, "store", ngx_ailink_store_pg_ready, pg)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     *store = st;
 

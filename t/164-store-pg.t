@@ -55,6 +55,7 @@ use AILink::Admin;
 
 my $root = $ENV{TEST_NGINX_AILINK_ROOT};
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
+my $http = HTTP::Tiny->new(timeout => 10);
 
 sub q1 { return $pg->psql(@_) }
 
@@ -68,7 +69,12 @@ sub store_pg {
          . ($extra // '') . ";";
 }
 
-sub node { return admin_gateway(store => store_pg(@_), workers => 2) }
+sub node {
+    return admin_gateway(store => store_pg(@_), workers => 2,
+                         server_extra => 'location = /readyz { ailink_ready; }');
+}
+
+sub ready { return $http->get("$_[0]->{url}/readyz") }
 
 sub error_log {
     my $n = shift;
@@ -95,6 +101,9 @@ my $B = node();
 
 is(q1("SELECT count(*) FROM ailink_store"), '0',
    'the table is made at start, empty');
+my $rd = ready($A);
+is($rd->{status}, 200, 'readyz: 200');
+like($rd->{content}, qr/"store":"ok"/, '... "store":"ok"');
 
 # 1. a token created on A works on B
 my $r = admin($A, 'POST', '/tokens', { name => 'shared', project => 'acme',
@@ -255,6 +264,10 @@ is($r->{status}, 200, '... known to B');
 $pg->stop;
 Time::HiRes::sleep(0.5);
 
+$rd = ready($B);
+is($rd->{status}, 503, 'PostgreSQL down: readyz 503 (the poller saw it)');
+like($rd->{content}, qr/"store":"down"/, '... "store":"down"');
+
 $ok = 0;
 for my $n ($A, $B) {
     $ok += call($n, $tok2, 'GET', '/v1/x')->{status} == 200 for 1 .. 5;
@@ -289,6 +302,23 @@ is($r->{status}, 200, '... and the gateways converge (A uses the token of B)');
 like(error_log($A), qr/ailink store pg 127\.0\.0\.1:3980\/ailink: connected/,
      '... A logged PostgreSQL back');
 ok(!api_names($A)->{'during-outage'}, '... what was refused is not there');
+like(ready($A)->{content}, qr/"store":"ok"/, '... readyz "store":"ok" again');
+
+# a reload keeps the document, and the new workers follow
+kill 'HUP', $A->{pid};
+Time::HiRes::sleep(1);
+is(call($A, $tok3, 'GET', '/v1/x')->{status}, 200,
+   'A reloaded: the document kept');
+$r = admin($B, 'POST', '/tokens', { name => 'after-reload',
+                                    upstream_url => "http://127.0.0.1:$mock/api" });
+is($r->{status}, 201, 'B: a token after the reload of A');
+my $tok4 = $r->{json}{token};
+$r = until_status(3, sub { $_[0] == 200 },
+                  sub { call($A, $tok4, 'GET', '/v1/x') });
+is($r->{status}, 200, "... A's new workers follow B");
+$r = until_status(3, sub { $_[0] == 201 || $_[0] >= 500 },
+                  sub { admin($A, 'POST', '/tokens', { name => 'a-after-reload' }) });
+is($r->{status}, 201, '... and A commits again');
 
 # 7. a restart loads the document from PostgreSQL
 POSIX::kill($B->{pid}, POSIX::SIGQUIT());

@@ -28,7 +28,8 @@ my $json = JSON::PP->new->canonical;
 my $root = $ENV{TEST_NGINX_AILINK_ROOT};
 
 # admin_gateway(data => DIR, workers => N, http_extra => '...',
-#               store => 'ailink_store_pg "..." ...;')   # not the dir
+#               store => 'ailink_store_pg "..." ...;',   # not the dir
+#               server_extra => 'location ... { ... }')
 sub admin_gateway {
     my %o = @_;
     my $keydir = tempdir(CLEANUP => 1);
@@ -46,7 +47,7 @@ sub admin_gateway {
     ailink_admin_audit_source logs/audit.jsonl;
 CONF
     $http_conf .= $o{http_extra} // '';
-    my $server = <<"CONF";
+    my $server = ($o{server_extra} // '') . <<"CONF";
         location /api/v1/ {
             ailink_audit_log off;
             ailink_admin_api;
