@@ -2,7 +2,7 @@
 # PostgreSQL 15 (t/lib/AILink/Pg.pm: a throwaway cluster on port 3980; the
 # suite fails when it cannot start).  The blocks: one gateway creates and
 # lists a token through the store; a wrong password (an empty store,
-# admin changes 503, the password never logged).  Then plain Test::More,
+# admin changes 503, the password never logged); /readyz and /metrics.  Then plain Test::More,
 # two gateways of two workers on one database: a token created on A works
 # on B, revoked on A it is refused on B within the poll interval; a
 # credential and a service created on B used by A; a gateway that has not
@@ -452,3 +452,25 @@ ailink store pg 127.0.0.1:3980/ailink: unavailable
 --- no_error_log
 wrong-pw-0xdeadbeef
 [alert]
+
+
+
+=== TEST 3: /readyz and /metrics with the store's PostgreSQL up
+--- http_config
+    ailink_config $TEST_NGINX_AILINK_ROOT/t/conf/ailink.yaml;
+    ailink_metrics_zone metrics;
+    ailink_store_pg "$TEST_NGINX_PG_CONNINFO" password_file=$TEST_NGINX_PG_PWFILE;
+--- config
+    location = /readyz { ailink_ready; ailink_audit_log off; }
+    location = /metrics { ailink_metrics; ailink_audit_log off; }
+--- request eval
+["GET /readyz", "GET /metrics"]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/^\{"status":"ready","checks":\{"config":"ok","store":"ok"\}\}/,
+ qr/ailink_backend_up\{backend="store"\} 1\n/]
+--- no_error_log
+[error]
+[alert]
+[crit]
