@@ -64,6 +64,28 @@ struct ngx_ailink_store_s {
 };
 
 
+/* ngx_ailink_store_shm.c: the document and the write lock in a zone */
+typedef struct {
+    ngx_atomic_t                generation;
+    ngx_atomic_t                writer;     /* pid, 0 when free */
+    time_t                      writer_since;
+    size_t                      len;
+    u_char                     *doc;
+    /* the PostgreSQL backend's (after the file store's, which a reload
+       from an older build keeps) */
+    ngx_atomic_t                state;      /* of PostgreSQL, last seen */
+    ngx_uint_t                  too_big;    /* a generation that did not
+                                               fit, logged once */
+} ngx_ailink_store_sh_t;
+
+
+ngx_int_t ngx_ailink_store_shm_read(ngx_slab_pool_t *shpool,
+    ngx_ailink_store_sh_t *sh, ngx_pool_t *pool, ngx_str_t *doc,
+    ngx_uint_t *generation);
+ngx_int_t ngx_ailink_store_shm_lock(ngx_ailink_store_sh_t *sh);
+void ngx_ailink_store_shm_unlock(ngx_ailink_store_sh_t *sh);
+
+
 /* ngx_ailink_store_file.c: the embedded backend */
 ngx_ailink_store_t *ngx_ailink_store_file_create(ngx_conf_t *cf,
     ngx_str_t *dir, size_t size, void *module);

@@ -36,7 +36,6 @@
 #include <libpq-fe.h>
 
 
-#define NGX_AILINK_STORE_PG_STALE    30     /* seconds a dead writer holds */
 #define NGX_AILINK_STORE_PG_BACKOFF  2000   /* ms, the longest retry wait */
 #define NGX_AILINK_STORE_PG_ERRLEN   256
 
@@ -46,18 +45,6 @@ enum {
     NGX_AILINK_STORE_PG_UP,
     NGX_AILINK_STORE_PG_DOWN
 };
-
-
-typedef struct {
-    ngx_atomic_t                generation;
-    ngx_atomic_t                writer;     /* pid, 0 when free */
-    time_t                      writer_since;
-    ngx_atomic_t                state;      /* of PostgreSQL, last seen */
-    ngx_uint_t                  too_big;    /* a generation that did not
-                                               fit, logged once */
-    size_t                      len;
-    u_char                     *doc;
-} ngx_ailink_store_pg_sh_t;
 
 
 typedef struct {
@@ -71,7 +58,7 @@ typedef struct {
 
     ngx_shm_zone_t             *zone;
     ngx_slab_pool_t            *shpool;
-    ngx_ailink_store_pg_sh_t   *sh;
+    ngx_ailink_store_sh_t   *sh;
     ngx_thread_pool_t          *tp;
 
     /* this worker's */
@@ -586,7 +573,7 @@ ngx_ailink_store_pg_init_zone(ngx_shm_zone_t *zone, void *data)
         return NGX_OK;
     }
 
-    pg->sh = ngx_slab_calloc(pg->shpool, sizeof(ngx_ailink_store_pg_sh_t));
+    pg->sh = ngx_slab_calloc(pg->shpool, sizeof(ngx_ailink_store_sh_t));
     if (pg->sh == NULL) {
         return NGX_ERROR;
     }
@@ -636,24 +623,8 @@ ngx_ailink_store_pg_read(ngx_ailink_store_t *st, ngx_pool_t *pool,
 {
     ngx_ailink_store_pg_t  *pg = st->data;
 
-    ngx_shmtx_lock(&pg->shpool->mutex);
-
-    doc->len = pg->sh->len;
-    doc->data = ngx_pnalloc(pool, doc->len + 1);
-
-    if (doc->data) {
-        if (doc->len) {
-            ngx_memcpy(doc->data, pg->sh->doc, doc->len);
-        }
-
-        doc->data[doc->len] = '\0';
-    }
-
-    *generation = pg->sh->generation;
-
-    ngx_shmtx_unlock(&pg->shpool->mutex);
-
-    return doc->data ? NGX_OK : NGX_ERROR;
+    return ngx_ailink_store_shm_read(pg->shpool, pg->sh, pool, doc,
+                                     generation);
 }
 
 
@@ -667,26 +638,12 @@ ngx_ailink_store_pg_read(ngx_ailink_store_t *st, ngx_pool_t *pool,
 static ngx_int_t
 ngx_ailink_store_pg_lock(ngx_ailink_store_t *st)
 {
-    ngx_atomic_uint_t       old;
     ngx_ailink_store_pg_t  *pg = st->data;
 
-    old = pg->sh->writer;
-
-    if (old == 0) {
-        if (!ngx_atomic_cmp_set(&pg->sh->writer, 0, ngx_pid)) {
-            return NGX_BUSY;
-        }
-
-    } else if (ngx_time() - pg->sh->writer_since > NGX_AILINK_STORE_PG_STALE
-               && ngx_atomic_cmp_set(&pg->sh->writer, old, ngx_pid))
-    {
-        /* a writer that died (or hangs) does not hold the store forever */
-
-    } else {
+    if (ngx_ailink_store_shm_lock(pg->sh) != NGX_OK) {
         return NGX_BUSY;
     }
 
-    pg->sh->writer_since = ngx_time();
     pg->base = pg->sh->generation;
 
     return NGX_OK;
@@ -698,7 +655,7 @@ ngx_ailink_store_pg_unlock(ngx_ailink_store_t *st)
 {
     ngx_ailink_store_pg_t  *pg = st->data;
 
-    (void) ngx_atomic_cmp_set(&pg->sh->writer, ngx_pid, 0);
+    ngx_ailink_store_shm_unlock(pg->sh);
 }
 
 
