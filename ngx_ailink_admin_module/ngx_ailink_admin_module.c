@@ -35,6 +35,8 @@ typedef struct {
 static void *ngx_ailink_admin_create_main_conf(ngx_conf_t *cf);
 static char *ngx_ailink_admin_data_dir(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_ailink_admin_store_pg(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_ailink_admin_master_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_ailink_admin_api(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -53,6 +55,8 @@ static ngx_int_t ngx_ailink_admin_service_find(ngx_http_request_t *r,
     ngx_str_t *name, ngx_ailink_base_url_t **base,
     ngx_ailink_credential_t **credential);
 static ngx_int_t ngx_ailink_admin_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_ailink_admin_init_process(ngx_cycle_t *cycle);
+static void ngx_ailink_admin_exit_process(ngx_cycle_t *cycle);
 static void ngx_ailink_admin_audit_what(ngx_ailink_admin_req_t *ar);
 
 
@@ -61,6 +65,13 @@ static ngx_command_t  ngx_ailink_admin_commands[] = {
     { ngx_string("ailink_store_dir"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_ailink_admin_data_dir,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ailink_store_pg"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_ailink_admin_store_pg,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -119,10 +130,10 @@ ngx_module_t  ngx_ailink_admin_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_ailink_admin_init_module,          /* init module */
-    NULL,                                  /* init process */
+    ngx_ailink_admin_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_ailink_admin_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -201,7 +212,7 @@ ngx_ailink_admin_data_dir(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t  *value, dir;
 
     if (amcf->store) {
-        return "is duplicate";
+        return "is duplicate (or \"ailink_store_pg\" is set: one store)";
     }
 
     value = cf->args->elts;
@@ -231,6 +242,23 @@ ngx_ailink_admin_data_dir(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* ailink_store_pg "conninfo" [password_file=] [size=] [poll=] [timeout=]
+   [keep=]: the store in PostgreSQL, shared by several gateways */
+
+static char *
+ngx_ailink_admin_store_pg(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_ailink_admin_main_conf_t *amcf = conf;
+
+    if (amcf->store) {
+        return "is duplicate (or \"ailink_store_dir\" is set: one store)";
+    }
+
+    return ngx_ailink_store_pg_create(cf, &amcf->store,
+                                      &ngx_ailink_admin_module);
 }
 
 
@@ -401,7 +429,8 @@ ngx_ailink_admin_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_ailink_admin_module);
 
     if (amcf->store == NULL) {
-        return "needs \"ailink_store_dir\" in the http context, before it";
+        return "needs \"ailink_store_dir\" or \"ailink_store_pg\" in the "
+               "http context, before it";
     }
 
     clcf->handler = ngx_ailink_admin_handler;
@@ -1497,12 +1526,46 @@ ngx_ailink_admin_dispatch(ngx_http_request_t *r)
 }
 
 
+/* 503 store_unavailable with Retry-After: the store's database is down */
+
+static ngx_int_t
+ngx_ailink_admin_unavailable(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h) {
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "1");
+    }
+
+    return ngx_ailink_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 "store_unavailable", "the store's database "
+                                 "cannot be reached; nothing changed, retry",
+                                 NULL);
+}
+
+
 static void
 ngx_ailink_admin_committed(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_ailink_admin_req_t  *ar;
 
     ar = ngx_http_get_module_ctx(r, ngx_ailink_admin_module);
+
+    if (rc == NGX_AILINK_STORE_CONFLICT) {
+        ngx_http_finalize_request(r,
+            ngx_ailink_send_error(r, NGX_HTTP_CONFLICT, "store_conflict",
+                                  "another gateway changed the store "
+                                  "first; nothing changed, retry", NULL));
+        return;
+    }
+
+    if (rc == NGX_AILINK_STORE_UNAVAILABLE) {
+        ngx_http_finalize_request(r, ngx_ailink_admin_unavailable(r));
+        return;
+    }
 
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r,
@@ -1768,6 +1831,50 @@ done:
     ngx_destroy_pool(pool);
 
     return rc;
+}
+
+
+static ngx_int_t
+ngx_ailink_admin_init_process(ngx_cycle_t *cycle)
+{
+    ngx_ailink_admin_main_conf_t  *amcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_ailink_admin_module);
+
+    if (amcf == NULL || amcf->store == NULL
+        || amcf->store->ops->init_process == NULL)
+    {
+        return NGX_OK;
+    }
+
+    return amcf->store->ops->init_process(amcf->store, cycle);
+}
+
+
+static void
+ngx_ailink_admin_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_ailink_admin_main_conf_t  *amcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_ailink_admin_module);
+
+    if (amcf && amcf->store && amcf->store->ops->exit_process) {
+        amcf->store->ops->exit_process(amcf->store, cycle);
+    }
 }
 
 

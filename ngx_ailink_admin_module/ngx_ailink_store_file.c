@@ -23,18 +23,6 @@
 #include <dirent.h>
 
 
-#define NGX_AILINK_STORE_STALE  30      /* seconds a dead writer holds */
-
-
-typedef struct {
-    ngx_atomic_t                generation;
-    ngx_atomic_t                writer;     /* pid, 0 when free */
-    time_t                      writer_since;
-    size_t                      len;
-    u_char                     *doc;
-} ngx_ailink_store_sh_t;
-
-
 typedef struct {
     ngx_str_t                   dir;
     ngx_shm_zone_t             *zone;
@@ -79,7 +67,9 @@ static ngx_ailink_store_ops_t  ngx_ailink_store_file_ops = {
     ngx_ailink_store_file_lock,
     ngx_ailink_store_file_unlock,
     ngx_ailink_store_file_commit,
-    ngx_ailink_store_file_commit_now
+    ngx_ailink_store_file_commit_now,
+    NULL,
+    NULL
 };
 
 
@@ -274,53 +264,17 @@ ngx_ailink_store_file_read(ngx_ailink_store_t *st, ngx_pool_t *pool,
 {
     ngx_ailink_store_file_t  *fs = st->data;
 
-    ngx_shmtx_lock(&fs->shpool->mutex);
-
-    doc->len = fs->sh->len;
-    doc->data = ngx_pnalloc(pool, doc->len + 1);
-
-    if (doc->data) {
-        if (doc->len) {
-            ngx_memcpy(doc->data, fs->sh->doc, doc->len);
-        }
-
-        doc->data[doc->len] = '\0';
-    }
-
-    *generation = fs->sh->generation;
-
-    ngx_shmtx_unlock(&fs->shpool->mutex);
-
-    return doc->data ? NGX_OK : NGX_ERROR;
+    return ngx_ailink_store_shm_read(fs->shpool, fs->sh, pool, doc,
+                                     generation);
 }
 
 
 static ngx_int_t
 ngx_ailink_store_file_lock(ngx_ailink_store_t *st)
 {
-    ngx_atomic_uint_t         old;
     ngx_ailink_store_file_t  *fs = st->data;
 
-    old = fs->sh->writer;
-
-    if (old == 0) {
-        if (ngx_atomic_cmp_set(&fs->sh->writer, 0, ngx_pid)) {
-            fs->sh->writer_since = ngx_time();
-            return NGX_OK;
-        }
-
-        return NGX_BUSY;
-    }
-
-    /* a writer that died (or hangs) does not hold the store forever */
-    if (ngx_time() - fs->sh->writer_since > NGX_AILINK_STORE_STALE
-        && ngx_atomic_cmp_set(&fs->sh->writer, old, ngx_pid))
-    {
-        fs->sh->writer_since = ngx_time();
-        return NGX_OK;
-    }
-
-    return NGX_BUSY;
+    return ngx_ailink_store_shm_lock(fs->sh);
 }
 
 
@@ -329,7 +283,7 @@ ngx_ailink_store_file_unlock(ngx_ailink_store_t *st)
 {
     ngx_ailink_store_file_t  *fs = st->data;
 
-    (void) ngx_atomic_cmp_set(&fs->sh->writer, ngx_pid, 0);
+    ngx_ailink_store_shm_unlock(fs->sh);
 }
 
 

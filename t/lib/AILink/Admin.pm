@@ -27,7 +27,9 @@ my $http = HTTP::Tiny->new(timeout => 10);
 my $json = JSON::PP->new->canonical;
 my $root = $ENV{TEST_NGINX_AILINK_ROOT};
 
-# admin_gateway(data => DIR, workers => N, http_extra => '...')
+# admin_gateway(data => DIR, workers => N, http_extra => '...',
+#               store => 'ailink_store_pg "..." ...;',   # not the dir
+#               server_extra => 'location ... { ... }')
 sub admin_gateway {
     my %o = @_;
     my $keydir = tempdir(CLEANUP => 1);
@@ -35,16 +37,17 @@ sub admin_gateway {
     print $k ('c' x 64) . "\n";
     close $k;
     my $data = $o{data} // tempdir(CLEANUP => 1);
+    my $store = $o{store} // "ailink_store_dir $data;";
     my $http_conf = <<"CONF";
     ailink_config @{[ $o{config} // "$root/t/conf/ailink.yaml" ]};
-    ailink_store_dir $data;
+    $store
     ailink_admin_key $ADMIN_HASH;
     ailink_vault_master_key file:$keydir/master.key;
     ailink_audit_log logs/audit.jsonl;
     ailink_admin_audit_source logs/audit.jsonl;
 CONF
     $http_conf .= $o{http_extra} // '';
-    my $server = <<"CONF";
+    my $server = ($o{server_extra} // '') . <<"CONF";
         location /api/v1/ {
             ailink_audit_log off;
             ailink_admin_api;
