@@ -244,6 +244,20 @@ ngx_ailink_state_is_redis(ngx_ailink_state_t *st)
 }
 
 
+static void
+ngx_ailink_state_redis_op(ngx_ailink_state_redis_op_t *op, ngx_uint_t kind,
+    ngx_pool_t *pool, ngx_ailink_state_handler_pt handler,
+    ngx_ailink_state_record_pt record, void *data)
+{
+    op->handler = handler;
+    op->record = record;
+    op->data = data;
+    op->pool = pool;
+    op->cln = NULL;
+    op->kind = kind;
+}
+
+
 /* counters answer only asynchronously here */
 
 static ngx_int_t
@@ -291,11 +305,8 @@ ngx_ailink_state_redis_add_async(ngx_ailink_state_t *st, ngx_str_t *key,
     argv[6] = (char *) num[2];
     len[6] = ngx_sprintf(num[2], "%T", ngx_max(ttl, 1)) - num[2];
 
-    ngx_memzero(&op, sizeof(ngx_ailink_state_redis_op_t));
-    op.handler = handler;
-    op.data = data;
-    op.pool = pool;
-    op.kind = NGX_AILINK_STATE_REDIS_ADD;
+    ngx_ailink_state_redis_op(&op, NGX_AILINK_STATE_REDIS_ADD,
+                              pool, handler, NULL, data);
 
     return ngx_ailink_state_redis_send(7, argv, len, key, &op);
 }
@@ -313,11 +324,8 @@ ngx_ailink_state_redis_get_async(ngx_ailink_state_t *st, ngx_str_t *key,
     argv[0] = "GET";
     len[0] = 3;
 
-    ngx_memzero(&op, sizeof(ngx_ailink_state_redis_op_t));
-    op.handler = handler;
-    op.data = data;
-    op.pool = pool;
-    op.kind = NGX_AILINK_STATE_REDIS_GET;
+    ngx_ailink_state_redis_op(&op, NGX_AILINK_STATE_REDIS_GET,
+                              pool, handler, NULL, data);
 
     return ngx_ailink_state_redis_send(2, argv, len, key, &op);
 }
@@ -341,11 +349,8 @@ ngx_ailink_state_redis_get_record_async(ngx_ailink_state_t *st,
     argv[0] = "GET";
     len[0] = 3;
 
-    ngx_memzero(&op, sizeof(ngx_ailink_state_redis_op_t));
-    op.record = handler;
-    op.data = data;
-    op.pool = pool;
-    op.kind = NGX_AILINK_STATE_REDIS_GET_RECORD;
+    ngx_ailink_state_redis_op(&op, NGX_AILINK_STATE_REDIS_GET_RECORD,
+                              pool, NULL, handler, data);
 
     return ngx_ailink_state_redis_send(2, argv, len, key, &op);
 }
@@ -385,11 +390,8 @@ ngx_ailink_state_redis_cas_record_async(ngx_ailink_state_t *st,
     argv[7] = (char *) num;
     len[7] = ngx_sprintf(num, "%T", ngx_max(ttl, 1)) - num;
 
-    ngx_memzero(&op, sizeof(ngx_ailink_state_redis_op_t));
-    op.record = handler;
-    op.data = data;
-    op.pool = pool;
-    op.kind = NGX_AILINK_STATE_REDIS_CAS_RECORD;
+    ngx_ailink_state_redis_op(&op, NGX_AILINK_STATE_REDIS_CAS_RECORD,
+                              pool, NULL, handler, data);
 
     return ngx_ailink_state_redis_send(8, argv, len, key, &op);
 }
@@ -438,11 +440,8 @@ ngx_ailink_state_redis_list_records_async(ngx_ailink_state_t *st,
     argv[2] = "0";
     len[2] = 1;
 
-    ngx_memzero(&op, sizeof(ngx_ailink_state_redis_op_t));
-    op.record = handler;
-    op.data = data;
-    op.pool = pool;
-    op.kind = NGX_AILINK_STATE_REDIS_LIST_RECORDS;
+    ngx_ailink_state_redis_op(&op, NGX_AILINK_STATE_REDIS_LIST_RECORDS,
+                              pool, NULL, handler, data);
 
     /* the pattern, prefixed as a key is, goes in argv[3] */
     return ngx_ailink_state_redis_send(4, argv, len, &match, &op);

@@ -21,7 +21,7 @@ static void ngx_ailink_replay_counter_reply(void *data, ngx_int_t rc,
     int64_t value);
 
 
-void
+ngx_int_t
 ngx_ailink_replay_init(ngx_ailink_replay_t *rp, ngx_http_request_t *r,
     ngx_ailink_replay_resume_pt resume)
 {
@@ -29,6 +29,9 @@ ngx_ailink_replay_init(ngx_ailink_replay_t *rp, ngx_http_request_t *r,
 
     rp->request = r;
     rp->resume = resume;
+
+    return ngx_array_init(&rp->answers, r->pool, 4,
+                          sizeof(ngx_ailink_replay_answer_t));
 }
 
 
@@ -48,15 +51,6 @@ static ngx_ailink_replay_answer_t *
 ngx_ailink_replay_known(ngx_ailink_replay_t *rp)
 {
     ngx_ailink_replay_answer_t  *a;
-
-    if (rp->answers.elts == NULL) {
-        if (ngx_array_init(&rp->answers, rp->request->pool, 4,
-                           sizeof(ngx_ailink_replay_answer_t))
-            != NGX_OK)
-        {
-            return NULL;
-        }
-    }
 
     if (rp->next < rp->answers.nelts) {
         a = rp->answers.elts;
@@ -176,10 +170,6 @@ ngx_ailink_replay_get(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
         return a->rc;
     }
 
-    if (rp->answers.elts == NULL) {
-        return NGX_ERROR;
-    }
-
     rc = ngx_ailink_state_get_async(st, key, value, rp->request->pool,
                                     ngx_ailink_replay_counter_reply, rp);
     if (rc == NGX_AGAIN) {
@@ -202,10 +192,6 @@ ngx_ailink_replay_get_record(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
     if (a) {
         *value = a->value;
         return a->rc;
-    }
-
-    if (rp->answers.elts == NULL) {
-        return NGX_ERROR;
     }
 
     if (st->ops->get_record_async == NULL) {
@@ -236,10 +222,6 @@ ngx_ailink_replay_cas_record(ngx_ailink_replay_t *rp, ngx_ailink_state_t *st,
 
     if (a) {
         return a->rc;
-    }
-
-    if (rp->answers.elts == NULL) {
-        return NGX_ERROR;
     }
 
     if (st->ops->cas_record_async == NULL) {
@@ -274,10 +256,6 @@ ngx_ailink_replay_list_records(ngx_ailink_replay_t *rp,
         }
 
         return a->rc;
-    }
-
-    if (rp->answers.elts == NULL) {
-        return NGX_ERROR;
     }
 
     if (st->ops->list_records_async == NULL) {

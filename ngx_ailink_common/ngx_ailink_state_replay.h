@@ -44,8 +44,8 @@ typedef struct {
 } ngx_ailink_replay_t;
 
 
-void ngx_ailink_replay_init(ngx_ailink_replay_t *rp, ngx_http_request_t *r,
-    ngx_ailink_replay_resume_pt resume);
+ngx_int_t ngx_ailink_replay_init(ngx_ailink_replay_t *rp,
+    ngx_http_request_t *r, ngx_ailink_replay_resume_pt resume);
 /* the code starts over with new operations (what was kept is dropped) */
 void ngx_ailink_replay_restart(ngx_ailink_replay_t *rp,
     ngx_ailink_replay_resume_pt resume);

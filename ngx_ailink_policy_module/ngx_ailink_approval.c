@@ -116,7 +116,13 @@ ngx_ailink_approval_get_ctx(ngx_http_request_t *r)
             return NULL;
         }
 
-        ngx_ailink_replay_init(&actx->replay, r, ngx_ailink_approval_resume);
+        if (ngx_ailink_replay_init(&actx->replay, r,
+                                   ngx_ailink_approval_resume)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+
         ngx_http_set_ctx(r, actx, ngx_ailink_approval_module);
     }
 

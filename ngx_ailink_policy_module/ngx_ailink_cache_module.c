@@ -351,8 +351,11 @@ ngx_ailink_cache_read(ngx_http_request_t *r, ngx_ailink_cache_ctx_t *cc,
         return NGX_OK;
     }
 
-    if (cc->replay.request == NULL) {
-        ngx_ailink_replay_init(&cc->replay, r, ngx_ailink_cache_resume);
+    if (cc->replay.request == NULL
+        && ngx_ailink_replay_init(&cc->replay, r, ngx_ailink_cache_resume)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (value) {

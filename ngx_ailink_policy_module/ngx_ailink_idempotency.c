@@ -143,7 +143,12 @@ ngx_ailink_idem_get_ctx(ngx_http_request_t *r)
             return NULL;
         }
 
-        ngx_ailink_replay_init(&ictx->replay, r, ngx_ailink_idem_resume);
+        if (ngx_ailink_replay_init(&ictx->replay, r, ngx_ailink_idem_resume)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+
         ngx_http_set_ctx(r, ictx, ngx_ailink_idempotency_module);
     }
 
