@@ -1732,7 +1732,7 @@ ngx_ailink_admin_init_module(ngx_cycle_t *cycle)
     doc = cJSON_Parse(text.len ? (char *) text.data : "{}");
     if (doc == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "ailink_store_dir: the snapshot of generation %ui "
+                      "ailink admin store: the document of generation %ui "
                       "does not parse", gen);
         goto done;
     }
@@ -1743,7 +1743,7 @@ ngx_ailink_admin_init_module(ngx_cycle_t *cycle)
 
         if (!amcf->master_set) {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                          "ailink_store_dir: the store holds encrypted "
+                          "ailink admin store: it holds encrypted "
                           "credentials (\"%V\") but no "
                           "\"ailink_vault_master_key\" is set", &name);
             goto done;
