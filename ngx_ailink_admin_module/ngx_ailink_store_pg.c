@@ -35,6 +35,8 @@
 #include <ngx_thread_pool.h>
 #include <libpq-fe.h>
 
+#include "ngx_ailink_pg.h"
+
 
 #define NGX_AILINK_STORE_PG_BACKOFF  2000   /* ms, the longest retry wait */
 #define NGX_AILINK_STORE_PG_ERRLEN   256
@@ -971,22 +973,19 @@ ngx_ailink_store_pg_exit_process(ngx_ailink_store_t *st, ngx_cycle_t *cycle)
 }
 
 
-static char *
-ngx_ailink_store_pg_cstr(ngx_conf_t *cf, const char *s)
+static const char *
+ngx_ailink_store_pg_number(ngx_conf_t *cf, ngx_msec_t n)
 {
-    size_t   len;
     u_char  *p;
 
-    len = ngx_strlen(s);
-
-    p = ngx_pnalloc(cf->pool, len + 1);
+    p = ngx_pnalloc(cf->pool, NGX_INT_T_LEN + 1);
     if (p == NULL) {
         return NULL;
     }
 
-    (void) ngx_cpystrn(p, (u_char *) s, len + 1);
+    (void) ngx_sprintf(p, "%M%Z", n);
 
-    return (char *) p;
+    return (const char *) p;
 }
 
 
@@ -1002,17 +1001,15 @@ char *
 ngx_ailink_store_pg_create(ngx_conf_t *cf, ngx_ailink_store_t **store,
     void *module)
 {
-    char                   *err, *password, *host, *hostaddr, *port;
-    char                   *dbname, *s;
-    u_char                 *conninfo;
-    size_t                  len;
-    ssize_t                 size;
-    ngx_int_t               n;
-    ngx_str_t              *value, arg, name, secret;
-    ngx_uint_t              i, k, nopts, set_app, set_gss, set_ct, set_tut;
-    ngx_ailink_store_t     *st;
-    PQconninfoOption       *opts, *o;
-    ngx_ailink_store_pg_t  *pg;
+    char                      *password;
+    ssize_t                    size;
+    ngx_int_t                  n;
+    ngx_str_t                 *value, arg, name, secret;
+    ngx_uint_t                 i;
+    const char                *defaults[7];
+    ngx_ailink_store_t        *st;
+    ngx_ailink_store_pg_t     *pg;
+    ngx_ailink_pg_conninfo_t   ci;
 
     st = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_store_t));
     pg = ngx_pcalloc(cf->pool, sizeof(ngx_ailink_store_pg_t));
@@ -1111,193 +1108,34 @@ ngx_ailink_store_pg_create(ngx_conf_t *cf, ngx_ailink_store_t **store,
         goto invalid;
     }
 
-    /* the connection string: its options, never echoed (a password) */
+    /* the connection string, never echoed; each bound by timeout= */
 
-    conninfo = ngx_pnalloc(cf->pool, value[1].len + 1);
-    if (conninfo == NULL) {
+    defaults[0] = "application_name";
+    defaults[1] = "ailink-store";
+    defaults[2] = "connect_timeout";
+    defaults[3] = ngx_ailink_store_pg_number(cf,
+                                             ngx_max(pg->timeout / 1000, 2));
+    /* a server that vanished without a FIN does not hold a thread */
+    defaults[4] = "tcp_user_timeout";
+    defaults[5] = ngx_ailink_store_pg_number(cf, pg->timeout);
+    defaults[6] = NULL;
+
+    if (defaults[3] == NULL || defaults[5] == NULL
+        || ngx_ailink_pg_conninfo(cf, "ailink_store_pg", &value[1], password,
+                                  defaults, 0, &ci)
+           != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
-    (void) ngx_cpystrn(conninfo, value[1].data, value[1].len + 1);
-
-    err = NULL;
-    opts = PQconninfoParse((char *) conninfo, &err);
-
-    ngx_explicit_memzero(conninfo, value[1].len);
-
-    if (err) {
-        /* libpq's message ends with a newline */
-        len = ngx_strlen(err);
-
-        while (len && (err[len - 1] == LF || err[len - 1] == CR)) {
-            err[--len] = '\0';
-        }
-    }
-
-    if (opts == NULL) {
-        /* only libpq's message naming an unknown keyword is safe to show:
-           others quote a piece of the string */
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ailink_store_pg: invalid connection string%s%s%s"
-                           " (the string is not shown: it may hold a "
-                           "password)",
-                           (err && ngx_strstr(err, "invalid connection "
-                                                   "option") == err)
-                           ? " (" : "",
-                           (err && ngx_strstr(err, "invalid connection "
-                                                   "option") == err)
-                           ? err : "",
-                           (err && ngx_strstr(err, "invalid connection "
-                                                   "option") == err)
-                           ? ")" : "");
-        if (err) {
-            PQfreemem(err);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    nopts = 0;
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val) {
-            nopts++;
-        }
-    }
-
-    /* and password, application_name, gssencmode, connect_timeout,
-       tcp_user_timeout, NULL */
-    pg->keywords = ngx_pcalloc(cf->pool, (nopts + 6) * sizeof(char *));
-    pg->values = ngx_pcalloc(cf->pool, (nopts + 6) * sizeof(char *));
-    if (pg->keywords == NULL || pg->values == NULL) {
-        PQconninfoFree(opts);
-        return NGX_CONF_ERROR;
-    }
-
-    host = NULL;
-    hostaddr = NULL;
-    port = NULL;
-    dbname = NULL;
-    set_app = 0;
-    set_gss = 0;
-    set_ct = 0;
-    set_tut = 0;
-    k = 0;
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val == NULL) {
-            continue;
-        }
-
-        if (password && ngx_strcmp(o->keyword, "password") == 0) {
-            continue;
-        }
-
-        pg->keywords[k] = ngx_ailink_store_pg_cstr(cf, o->keyword);
-        pg->values[k] = ngx_ailink_store_pg_cstr(cf, o->val);
-
-        if (pg->keywords[k] == NULL || pg->values[k] == NULL) {
-            PQconninfoFree(opts);
-            return NGX_CONF_ERROR;
-        }
-
-        s = (char *) pg->values[k];
-
-        if (ngx_strcmp(o->keyword, "host") == 0) {
-            host = s;
-
-        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-            hostaddr = s;
-
-        } else if (ngx_strcmp(o->keyword, "port") == 0) {
-            port = s;
-
-        } else if (ngx_strcmp(o->keyword, "dbname") == 0) {
-            dbname = s;
-
-        } else if (ngx_strcmp(o->keyword, "application_name") == 0) {
-            set_app = 1;
-
-        } else if (ngx_strcmp(o->keyword, "gssencmode") == 0) {
-            set_gss = 1;
-
-        } else if (ngx_strcmp(o->keyword, "connect_timeout") == 0) {
-            set_ct = 1;
-
-        } else if (ngx_strcmp(o->keyword, "tcp_user_timeout") == 0) {
-            set_tut = 1;
-        }
-
-        k++;
-    }
-
-    PQconninfoFree(opts);
-
-    if (password) {
-        pg->keywords[k] = "password";
-        pg->values[k++] = password;
-    }
-
-    if (!set_app) {
-        pg->keywords[k] = "application_name";
-        pg->values[k++] = "ailink-store";
-    }
-
-    if (!set_gss) {
-        /* GSSAPI negotiation may ask a Kerberos server */
-        pg->keywords[k] = "gssencmode";
-        pg->values[k++] = "disable";
-    }
-
-    if (!set_ct) {
-        s = ngx_pnalloc(cf->pool, NGX_INT_T_LEN + 1);
-        if (s == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        (void) ngx_sprintf((u_char *) s, "%M%Z",
-                           ngx_max(pg->timeout / 1000, 2));
-        pg->keywords[k] = "connect_timeout";
-        pg->values[k++] = s;
-    }
-
-    if (!set_tut) {
-        /* a server that vanished without a FIN does not hold a thread */
-        s = ngx_pnalloc(cf->pool, NGX_INT_T_LEN + 1);
-        if (s == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        (void) ngx_sprintf((u_char *) s, "%M%Z", pg->timeout);
-        pg->keywords[k] = "tcp_user_timeout";
-        pg->values[k++] = s;
-    }
-
-    pg->keywords[k] = NULL;
-    pg->values[k] = NULL;
+    pg->keywords = ci.keywords;
+    pg->values = ci.values;
 
     (void) ngx_snprintf((u_char *) pg->setup, sizeof(pg->setup),
                         "SET statement_timeout = %M;%s%Z", pg->timeout,
                         ngx_ailink_store_pg_schema);
 
-    /* its name in the logs: where, never who with what password */
-
-    len = 64 + (host ? ngx_strlen(host) : 0)
-          + (hostaddr ? ngx_strlen(hostaddr) : 0)
-          + (port ? ngx_strlen(port) : 0)
-          + (dbname ? ngx_strlen(dbname) : 0);
-
-    pg->name.data = ngx_pnalloc(cf->pool, len);
-    if (pg->name.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    pg->name.len = ngx_snprintf(pg->name.data, len, "%s:%s/%s",
-                                host ? host : (hostaddr ? hostaddr
-                                                        : "localhost"),
-                                port ? port : "5432",
-                                dbname ? dbname : "(default)")
-                   - pg->name.data;
+    pg->name = ci.name;
 
     pg->tp = ngx_thread_pool_add(cf, NULL);
     if (pg->tp == NULL) {

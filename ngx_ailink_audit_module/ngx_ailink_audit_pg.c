@@ -33,6 +33,7 @@
 #include "ngx_ailink_auth.h"
 #include "ngx_ailink_metrics.h"
 #include "ngx_ailink_audit_pg.h"
+#include "ngx_ailink_pg.h"
 
 
 #define NGX_AILINK_AUDIT_PG_SLOTS        256
@@ -466,23 +467,10 @@ ngx_ailink_audit_pg_create_main_conf(ngx_conf_t *cf)
 }
 
 
-static char *
-ngx_ailink_audit_pg_cstr(ngx_conf_t *cf, const char *s)
-{
-    size_t   len;
-    u_char  *p;
-
-    len = ngx_strlen(s);
-
-    p = ngx_pnalloc(cf->pool, len + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    (void) ngx_cpystrn(p, (u_char *) s, len + 1);
-
-    return (char *) p;
-}
+static const char  *ngx_ailink_audit_pg_defaults[] = {
+    "application_name", "ailink-audit",
+    NULL
+};
 
 
 /*
@@ -500,17 +488,12 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_ailink_audit_pg_conf_t *pcf = conf;
 
-    char                 *err, *password, *host, *hostaddr, *port, *dbname;
-    char                 *appname, *s;
-    u_char               *conninfo;
-    size_t                len;
-    ngx_int_t             n;
-    ngx_str_t            *value, arg, name, spool, zone, secret;
-    ngx_url_t             u;
-    ngx_uint_t            i, k, nopts, gssenc;
-    ngx_path_t           *path;
-    PQconninfoOption     *opts, *o;
-    u_char                addr[NGX_SOCKADDR_STRLEN + 1];
+    char                      *password;
+    ngx_int_t                  n;
+    ngx_str_t                 *value, arg, name, spool, zone, secret;
+    ngx_uint_t                 i;
+    ngx_path_t                *path;
+    ngx_ailink_pg_conninfo_t   ci;
 
     if (pcf->configured) {
         return "is duplicate";
@@ -614,173 +597,18 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         goto invalid;
     }
 
-    /* the connection string: its options, never echoed (a password) */
+    /* the connection string, never echoed; a host name resolved now */
 
-    conninfo = ngx_pnalloc(cf->pool, value[1].len + 1);
-    if (conninfo == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    (void) ngx_cpystrn(conninfo, value[1].data, value[1].len + 1);
-
-    err = NULL;
-    opts = PQconninfoParse((char *) conninfo, &err);
-
-    if (opts == NULL) {
-        if (err) {
-            /* libpq's message ends with a newline */
-            len = ngx_strlen(err);
-
-            while (len && (err[len - 1] == LF || err[len - 1] == CR)) {
-                err[--len] = '\0';
-            }
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ailink_audit_pg: invalid connection string "
-                           "(%s)", err ? err : "out of memory");
-        if (err) {
-            PQfreemem(err);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    nopts = 0;
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val) {
-            nopts++;
-        }
-    }
-
-    /* and password, application_name, hostaddr, gssencmode, NULL */
-    pcf->keywords = ngx_pcalloc(cf->pool, (nopts + 5) * sizeof(char *));
-    pcf->values = ngx_pcalloc(cf->pool, (nopts + 5) * sizeof(char *));
-    if (pcf->keywords == NULL || pcf->values == NULL) {
-        PQconninfoFree(opts);
-        return NGX_CONF_ERROR;
-    }
-
-    host = NULL;
-    hostaddr = NULL;
-    port = NULL;
-    dbname = NULL;
-    appname = NULL;
-    gssenc = 0;
-    k = 0;
-
-    for (o = opts; o->keyword; o++) {
-        if (o->val == NULL) {
-            continue;
-        }
-
-        if (password && ngx_strcmp(o->keyword, "password") == 0) {
-            continue;
-        }
-
-        pcf->keywords[k] = ngx_ailink_audit_pg_cstr(cf, o->keyword);
-        pcf->values[k] = ngx_ailink_audit_pg_cstr(cf, o->val);
-
-        if (pcf->keywords[k] == NULL || pcf->values[k] == NULL) {
-            PQconninfoFree(opts);
-            return NGX_CONF_ERROR;
-        }
-
-        s = (char *) pcf->values[k];
-
-        if (ngx_strcmp(o->keyword, "host") == 0) {
-            host = s;
-
-        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-            hostaddr = s;
-
-        } else if (ngx_strcmp(o->keyword, "port") == 0) {
-            port = s;
-
-        } else if (ngx_strcmp(o->keyword, "dbname") == 0) {
-            dbname = s;
-
-        } else if (ngx_strcmp(o->keyword, "application_name") == 0) {
-            appname = s;
-
-        } else if (ngx_strcmp(o->keyword, "gssencmode") == 0) {
-            gssenc = 1;
-        }
-
-        k++;
-    }
-
-    PQconninfoFree(opts);
-
-    if (password) {
-        pcf->keywords[k] = "password";
-        pcf->values[k++] = password;
-    }
-
-    if (appname == NULL) {
-        pcf->keywords[k] = "application_name";
-        pcf->values[k++] = "ailink-audit";
-    }
-
-    if (!gssenc) {
-        /* GSSAPI negotiation may ask a Kerberos server, blocking */
-        pcf->keywords[k] = "gssencmode";
-        pcf->values[k++] = "disable";
-    }
-
-    /* a host name resolved now: no resolver in the workers */
-
-    if (host && hostaddr == NULL && host[0] != '/' && host[0] != '@'
-        && ngx_strchr(host, ',') == NULL && ngx_strchr(host, ':') == NULL
-        && ngx_inet_addr((u_char *) host, ngx_strlen(host)) == INADDR_NONE)
+    if (ngx_ailink_pg_conninfo(cf, "ailink_audit_pg", &value[1], password,
+                               ngx_ailink_audit_pg_defaults, 1, &ci)
+        != NGX_CONF_OK)
     {
-        ngx_memzero(&u, sizeof(ngx_url_t));
-        u.url.data = (u_char *) host;
-        u.url.len = ngx_strlen(host);
-        u.default_port = 5432;
-
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "ailink_audit_pg: host \"%s\" not found: %s",
-                               host, u.err ? u.err : "no address");
-            return NGX_CONF_ERROR;
-        }
-
-        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, addr,
-                            NGX_SOCKADDR_STRLEN, 0);
-        addr[len] = '\0';
-
-        hostaddr = ngx_ailink_audit_pg_cstr(cf, (char *) addr);
-        if (hostaddr == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        pcf->keywords[k] = "hostaddr";
-        pcf->values[k++] = hostaddr;
-    }
-
-    pcf->keywords[k] = NULL;
-    pcf->values[k] = NULL;
-
-    /* its name in the logs: where, never who with what password */
-
-    len = 64 + (host ? ngx_strlen(host) : 0)
-          + (hostaddr ? ngx_strlen(hostaddr) : 0)
-          + (port ? ngx_strlen(port) : 0)
-          + (dbname ? ngx_strlen(dbname) : 0);
-
-    pcf->name.data = ngx_pnalloc(cf->pool, len);
-    if (pcf->name.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    pcf->name.len = ngx_snprintf(pcf->name.data, len, "%s:%s/%s",
-                                 host ? host : (hostaddr ? hostaddr
-                                                         : "localhost"),
-                                 port ? port : "5432",
-                                 dbname ? dbname : "(default)")
-                    - pcf->name.data;
+    pcf->keywords = ci.keywords;
+    pcf->values = ci.values;
+    pcf->name = ci.name;
 
     /* the spool directory: made by the master, the workers' user's */
 

@@ -433,6 +433,11 @@ my $out = nginx_t('ailink_audit_pg "host=127.0.0.1 password=s3cr3t-x'
 like($out, qr/ailink_audit_pg: invalid connection string \(invalid connection option "bogus"\)/,
      'a bad connection string fails nginx -t');
 unlike($out, qr/s3cr3t-x/, 'its password not echoed');
+# a string libpq cannot split quotes a piece of it in its message
+$out = nginx_t('ailink_audit_pg "host=127.0.0.1 s3cr3t-y";');
+like($out, qr/invalid connection string \(the string is not shown/,
+     'a malformed string fails nginx -t');
+unlike($out, qr/s3cr3t-y/, 'and libpq\'s quote of it is not shown');
 like(nginx_t('ailink_audit_pg "host=127.0.0.1" batch=0;'),
      qr/invalid "batch=0"/, 'batch=0 refused');
 like(nginx_t('ailink_audit_pg "host=127.0.0.1" flush=never;'),
