@@ -236,6 +236,10 @@ ngx_ailink_admin_audit(ngx_ailink_admin_req_t *ar)
                                      "limit=&offset=");
     }
 
+    if (ar->amcf->audit_pg) {
+        return ngx_ailink_admin_audit_pg(ar);
+    }
+
     if (ar->amcf->audit_file.len == 0 || ar->amcf->tp == NULL) {
         return ngx_ailink_admin_fail(ar, NGX_HTTP_NOT_FOUND, "not_found",
                                      "no \"ailink_admin_audit_source\" is "
