@@ -357,6 +357,7 @@ ngx_ailink_admin_pg_error(ngx_ailink_admin_pg_query_t *q, const char *what,
 static void
 ngx_ailink_admin_pg_done(ngx_event_t *ev)
 {
+    PGresult                     *res;
     ngx_connection_t             *c;
     ngx_http_request_t           *r;
     ngx_ailink_admin_pg_query_t  *q;
@@ -381,6 +382,9 @@ ngx_ailink_admin_pg_done(ngx_event_t *ev)
         return;
     }
 
+    /* q is the request's: gone once the answer finalized the request */
+    res = q->res;
+
     if (q->spend) {
         ngx_ailink_admin_pg_spend_answer(q);
 
@@ -388,10 +392,7 @@ ngx_ailink_admin_pg_done(ngx_event_t *ev)
         ngx_ailink_admin_pg_audit_answer(q);
     }
 
-    if (q->res) {
-        PQclear(q->res);
-        q->res = NULL;
-    }
+    PQclear(res);
 
     ngx_http_run_posted_requests(c);
 }
