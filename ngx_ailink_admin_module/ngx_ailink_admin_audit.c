@@ -7,7 +7,8 @@
  * until (RFC 3339, compared as text), paged with limit (at most 1000) and
  * offset.  The file is read in nginx's thread pool, never on the event
  * loop, and only its last 4 MB: older records are not searched (the
- * embedded default keeps no index; a database backend would).
+ * embedded default keeps no index).  "ailink_admin_audit_source
+ * postgresql" asks PostgreSQL instead: ngx_ailink_admin_audit_pg.c.
  */
 
 

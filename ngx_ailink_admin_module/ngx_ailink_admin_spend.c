@@ -12,7 +12,9 @@
  * thread builds no tree and allocates nothing: the lines are scanned in
  * place (ngx_ailink_json_scan()) into a table taken beforehand.  since
  * and until compare the records' "time" as text (RFC 3339 prefixes: a
- * day "2026-12-04" or an instant).
+ * day "2026-12-04" or an instant).  With "ailink_admin_audit_source
+ * postgresql" the arguments checked here go to PostgreSQL, which sums
+ * (ngx_ailink_admin_audit_pg.c).
  */
 
 
