@@ -27,6 +27,11 @@ typedef struct {
     ngx_flag_t                  previous_set;
     ngx_str_t                   audit_file; /* for GET /audit */
     void                       *tp;         /* its thread pool */
+    ngx_flag_t                  audit_pg;   /* "postgresql": that of */
+    const char                **pg_keywords; /* ailink_audit_pg, with */
+    const char                **pg_values;  /* the admin's timeouts */
+    ngx_str_t                   pg_name;    /* host:port/dbname, for logs */
+    ngx_uint_t                  pg_line;    /* of the directive */
 } ngx_ailink_admin_main_conf_t;
 
 
@@ -124,6 +129,18 @@ void ngx_ailink_admin_audit_read(void *data, ngx_log_t *log);
 
 /* ngx_ailink_admin_spend.c: GET /spend */
 ngx_int_t ngx_ailink_admin_spend(ngx_ailink_admin_req_t *ar);
+
+/*
+ * ngx_ailink_admin_audit_pg.c: GET /audit and GET /spend answered from
+ * the PostgreSQL of ailink_audit_pg ("ailink_admin_audit_source
+ * postgresql"); f[] are the spend filters since, until, token_id,
+ * project, model, by is 0 day, 1 token, 2 project, 3 model
+ */
+char *ngx_ailink_admin_audit_pg_init(ngx_conf_t *cf,
+    ngx_ailink_admin_main_conf_t *amcf);
+ngx_int_t ngx_ailink_admin_audit_pg(ngx_ailink_admin_req_t *ar);
+ngx_int_t ngx_ailink_admin_spend_pg(ngx_ailink_admin_req_t *ar,
+    ngx_uint_t by, ngx_str_t *f);
 /* ngx_ailink_admin_policies.c */
 ngx_int_t ngx_ailink_admin_policies(ngx_ailink_admin_req_t *ar);
 

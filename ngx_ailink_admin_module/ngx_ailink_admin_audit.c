@@ -7,7 +7,8 @@
  * until (RFC 3339, compared as text), paged with limit (at most 1000) and
  * offset.  The file is read in nginx's thread pool, never on the event
  * loop, and only its last 4 MB: older records are not searched (the
- * embedded default keeps no index; a database backend would).
+ * embedded default keeps no index).  "ailink_admin_audit_source
+ * postgresql" asks PostgreSQL instead: ngx_ailink_admin_audit_pg.c.
  */
 
 
@@ -234,6 +235,10 @@ ngx_ailink_admin_audit(ngx_ailink_admin_req_t *ar)
                                      "GET /audit?token_id=&agent_name=&"
                                      "session_id=&status=&since=&until=&"
                                      "limit=&offset=");
+    }
+
+    if (ar->amcf->audit_pg) {
+        return ngx_ailink_admin_audit_pg(ar);
     }
 
     if (ar->amcf->audit_file.len == 0 || ar->amcf->tp == NULL) {

@@ -394,15 +394,25 @@ ngx_ailink_admin_audit_source(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
-    if (amcf->audit_file.len) {
+    if (amcf->audit_file.len || amcf->audit_pg) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
-    amcf->audit_file = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &amcf->audit_file, 0) != NGX_OK) {
-        return NGX_CONF_ERROR;
+    if (value[1].len == sizeof("postgresql") - 1
+        && ngx_strcmp(value[1].data, "postgresql") == 0)
+    {
+        /* the PostgreSQL of ailink_audit_pg, checked at postconfiguration */
+        amcf->audit_pg = 1;
+        amcf->pg_line = cf->conf_file->line;
+
+    } else {
+        amcf->audit_file = value[1];
+
+        if (ngx_conf_full_name(cf->cycle, &amcf->audit_file, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     amcf->tp = ngx_thread_pool_add(cf, NULL);
@@ -456,6 +466,12 @@ ngx_ailink_admin_postconfiguration(ngx_conf_t *cf)
     ngx_ailink_admin_main_conf_t  *amcf;
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_ailink_admin_module);
+
+    if (amcf->audit_pg
+        && ngx_ailink_admin_audit_pg_init(cf, amcf) != NGX_CONF_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (amcf->store) {
         ngx_ailink_token_find_store = ngx_ailink_admin_token_find;

@@ -12,7 +12,9 @@
  * thread builds no tree and allocates nothing: the lines are scanned in
  * place (ngx_ailink_json_scan()) into a table taken beforehand.  since
  * and until compare the records' "time" as text (RFC 3339 prefixes: a
- * day "2026-12-04" or an instant).
+ * day "2026-12-04" or an instant).  With "ailink_admin_audit_source
+ * postgresql" the arguments checked here go to PostgreSQL, which sums
+ * (ngx_ailink_admin_audit_pg.c).
  */
 
 
@@ -386,7 +388,7 @@ ngx_ailink_spend_arg(ngx_http_request_t *r, const char *name, ngx_str_t *v,
 ngx_int_t
 ngx_ailink_admin_spend(ngx_ailink_admin_req_t *ar)
 {
-    ngx_str_t            by;
+    ngx_str_t            by, f[5];
     ngx_uint_t           i;
     ngx_http_request_t  *r;
     ngx_thread_task_t   *task;
@@ -404,7 +406,9 @@ ngx_ailink_admin_spend(ngx_ailink_admin_req_t *ar)
                                      "project=&model=");
     }
 
-    if (ar->amcf->audit_file.len == 0 || ar->amcf->tp == NULL) {
+    if ((ar->amcf->audit_file.len == 0 && !ar->amcf->audit_pg)
+        || ar->amcf->tp == NULL)
+    {
         return ngx_ailink_admin_fail(ar, NGX_HTTP_NOT_FOUND, "not_found",
                                      "no \"ailink_admin_audit_source\" is "
                                      "configured");
@@ -455,6 +459,16 @@ ngx_ailink_admin_spend(ngx_ailink_admin_req_t *ar)
         return ngx_ailink_admin_fail(ar, NGX_HTTP_BAD_REQUEST,
                                      "invalid_request",
                                      "a filter is too long");
+    }
+
+    if (ar->amcf->audit_pg) {
+        f[0] = sp->since;
+        f[1] = sp->until;
+        f[2] = sp->token;
+        f[3] = sp->project;
+        f[4] = sp->model;
+
+        return ngx_ailink_admin_spend_pg(ar, sp->by, f);
     }
 
     sp->read.request = r;
