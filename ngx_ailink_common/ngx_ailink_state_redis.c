@@ -258,6 +258,21 @@ ngx_ailink_state_redis_op(ngx_ailink_state_redis_op_t *op, ngx_uint_t kind,
 }
 
 
+/* argv[0..2] of a script's call: EVALSHA, its SHA-1, how many keys */
+
+static void
+ngx_ailink_state_redis_evalsha(const char **argv, size_t *len, u_char *sha,
+    ngx_uint_t keys)
+{
+    argv[0] = "EVALSHA";
+    len[0] = 7;
+    argv[1] = (char *) sha;
+    len[1] = 40;
+    argv[2] = keys ? "1" : "0";
+    len[2] = 1;
+}
+
+
 /* counters answer only asynchronously here */
 
 static ngx_int_t
@@ -288,12 +303,8 @@ ngx_ailink_state_redis_add_async(ngx_ailink_state_t *st, ngx_str_t *key,
     const char                   *argv[7];
     ngx_ailink_state_redis_op_t   op;
 
-    argv[0] = "EVALSHA";
-    len[0] = 7;
-    argv[1] = (char *) ngx_ailink_state_redis_add_sha;
-    len[1] = 40;
-    argv[2] = "1";
-    len[2] = 1;
+    ngx_ailink_state_redis_evalsha(argv, len, ngx_ailink_state_redis_add_sha,
+                                   1);
 
     /* argv[3]: the key, by send */
 
@@ -374,12 +385,8 @@ ngx_ailink_state_redis_cas_record_async(ngx_ailink_state_t *st,
                                                   ttl, flags);
     }
 
-    argv[0] = "EVALSHA";
-    len[0] = 7;
-    argv[1] = (char *) ngx_ailink_state_redis_cas_sha;
-    len[1] = 40;
-    argv[2] = "1";
-    len[2] = 1;
+    ngx_ailink_state_redis_evalsha(argv, len, ngx_ailink_state_redis_cas_sha,
+                                   1);
     argv[4] = expect ? (value ? "1" : "2")
               : (flags & NGX_AILINK_STATE_OVERWRITE) ? "3" : "0";
     len[4] = 1;
@@ -433,12 +440,8 @@ ngx_ailink_state_redis_list_records_async(ngx_ailink_state_t *st,
 
     pattern[match.len++] = '*';
 
-    argv[0] = "EVALSHA";
-    len[0] = 7;
-    argv[1] = (char *) ngx_ailink_state_redis_list_sha;
-    len[1] = 40;
-    argv[2] = "0";
-    len[2] = 1;
+    ngx_ailink_state_redis_evalsha(argv, len, ngx_ailink_state_redis_list_sha,
+                                   0);
 
     ngx_ailink_state_redis_op(&op, NGX_AILINK_STATE_REDIS_LIST_RECORDS,
                               pool, NULL, handler, data);

@@ -42,6 +42,19 @@ ngx_ailink_replay_restart(ngx_ailink_replay_t *rp,
     rp->resume = resume;
     rp->answers.nelts = 0;
     rp->next = 0;
+    rp->content = 0;
+}
+
+
+void
+ngx_ailink_replay_enter(ngx_ailink_replay_t *rp,
+    ngx_ailink_replay_resume_pt resume, ngx_uint_t content)
+{
+    if (rp->resume != resume) {
+        ngx_ailink_replay_restart(rp, resume);
+    }
+
+    rp->content = content;
 }
 
 

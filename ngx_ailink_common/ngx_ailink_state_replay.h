@@ -49,6 +49,12 @@ ngx_int_t ngx_ailink_replay_init(ngx_ailink_replay_t *rp,
 /* the code starts over with new operations (what was kept is dropped) */
 void ngx_ailink_replay_restart(ngx_ailink_replay_t *rp,
     ngx_ailink_replay_resume_pt resume);
+/*
+ * the code that resume runs again is running: the answers kept for
+ * another code of the request are dropped, its own are kept
+ */
+void ngx_ailink_replay_enter(ngx_ailink_replay_t *rp,
+    ngx_ailink_replay_resume_pt resume, ngx_uint_t content);
 
 /* a counter */
 ngx_int_t ngx_ailink_replay_get(ngx_ailink_replay_t *rp,

@@ -705,9 +705,7 @@ ngx_ailink_approval_get_handler(ngx_http_request_t *r)
     }
 
     /* the store's answer runs the phases, and so this handler, again */
-    if (actx->replay.resume != ngx_ailink_approval_rerun) {
-        ngx_ailink_replay_restart(&actx->replay, ngx_ailink_approval_rerun);
-    }
+    ngx_ailink_replay_enter(&actx->replay, ngx_ailink_approval_rerun, 0);
 
     rc = (st && id.len == NGX_AILINK_APPROVAL_ID_LEN)
          ? ngx_ailink_approval_load(&actx->replay, st, &id, &apr)

@@ -161,11 +161,7 @@ ngx_ailink_approval_api_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (actx->replay.resume != ngx_ailink_approval_api_resume) {
-        ngx_ailink_replay_restart(&actx->replay,
-                                  ngx_ailink_approval_api_resume);
-        actx->replay.content = 1;
-    }
+    ngx_ailink_replay_enter(&actx->replay, ngx_ailink_approval_api_resume, 1);
 
     who = ngx_ailink_admin_key_find(r);
 
@@ -307,11 +303,8 @@ ngx_ailink_approval_decision_body(ngx_http_request_t *r)
     }
 
     /* the store's answers run this again; it finalizes on its own */
-    if (actx->replay.resume != ngx_ailink_approval_decision_body) {
-        ngx_ailink_replay_restart(&actx->replay,
-                                  ngx_ailink_approval_decision_body);
-        actx->replay.content = 0;
-    }
+    ngx_ailink_replay_enter(&actx->replay, ngx_ailink_approval_decision_body,
+                            0);
 
     last = r->uri.data + r->uri.len - (sizeof("/decision") - 1);
     id.data = last - NGX_AILINK_APPROVAL_ID_LEN;
