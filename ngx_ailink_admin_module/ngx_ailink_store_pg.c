@@ -1003,8 +1003,8 @@ ngx_ailink_store_pg_create(ngx_conf_t *cf, ngx_ailink_store_t **store,
 {
     char                      *password;
     ssize_t                    size;
-    ngx_int_t                  n;
-    ngx_str_t                 *value, arg, name, secret;
+    ngx_int_t                  n, rc;
+    ngx_str_t                 *value, arg, name;
     ngx_uint_t                 i;
     const char                *defaults[7];
     ngx_ailink_store_t        *st;
@@ -1031,23 +1031,17 @@ ngx_ailink_store_pg_create(ngx_conf_t *cf, ngx_ailink_store_t **store,
     for (i = 2; i < cf->args->nelts; i++) {
         arg = value[i];
 
-        if (ngx_strncmp(arg.data, "password_file=", 14) == 0) {
-            name.len = arg.len - 14;
-            name.data = ngx_pnalloc(cf->pool, name.len + 1);
-            if (name.len == 0 || name.data == NULL) {
+        rc = ngx_ailink_conf_password_arg(cf, "ailink_store_pg", &arg,
+                                          &password);
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc != NGX_DECLINED) {
+            if (rc == NGX_ABORT) {
                 goto invalid;
             }
 
-            (void) ngx_cpystrn(name.data, arg.data + 14, name.len + 1);
-
-            if (ngx_ailink_conf_password_file(cf, "ailink_store_pg", &name,
-                                              &secret)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            password = (char *) secret.data;
             continue;
         }
 

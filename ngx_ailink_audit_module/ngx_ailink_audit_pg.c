@@ -489,8 +489,8 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_ailink_audit_pg_conf_t *pcf = conf;
 
     char                      *password;
-    ngx_int_t                  n;
-    ngx_str_t                 *value, arg, name, spool, zone, secret;
+    ngx_int_t                  n, rc;
+    ngx_str_t                 *value, arg, name, spool, zone;
     ngx_uint_t                 i;
     ngx_path_t                *path;
     ngx_ailink_pg_conninfo_t   ci;
@@ -512,23 +512,16 @@ ngx_ailink_audit_pg_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
         arg = value[i];
 
-        if (ngx_strncmp(arg.data, "password_file=", 14) == 0) {
-            name.len = arg.len - 14;
-            name.data = ngx_pnalloc(cf->pool, name.len + 1);
-            if (name.len == 0 || name.data == NULL) {
+        rc = ngx_ailink_conf_password_arg(cf, "ailink_audit_pg", &arg,
+                                          &password);
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc != NGX_DECLINED) {
+            if (rc == NGX_ABORT) {
                 goto invalid;
             }
-
-            (void) ngx_cpystrn(name.data, arg.data + 14, name.len + 1);
-
-            if (ngx_ailink_conf_password_file(cf, "ailink_audit_pg", &name,
-                                              &secret)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            password = (char *) secret.data;
 
             continue;
         }

@@ -678,6 +678,8 @@ cJSON *ngx_ailink_yaml_parse(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *text);
 ngx_ailink_conf_t *ngx_ailink_conf_load(ngx_conf_t *cf, ngx_str_t *file);
 ngx_int_t ngx_ailink_conf_password_file(ngx_conf_t *cf, const char *directive,
     ngx_str_t *name, ngx_str_t *password);
+ngx_int_t ngx_ailink_conf_password_arg(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *arg, char **password);
 ngx_ailink_token_t *ngx_ailink_token_find(ngx_ailink_conf_t *conf,
     u_char *hash);
 ngx_ailink_provider_t *ngx_ailink_route_model(ngx_ailink_conf_t *conf,

@@ -1560,3 +1560,47 @@ ngx_ailink_conf_password_file(ngx_conf_t *cf, const char *directive,
 
     return NGX_OK;
 }
+
+
+/*
+ * a directive's "password_file=path": NGX_DECLINED when arg is another
+ * parameter, NGX_ABORT when it names no file, NGX_ERROR when the file
+ * cannot be read (logged), NGX_OK with the password, NUL-terminated
+ */
+
+ngx_int_t
+ngx_ailink_conf_password_arg(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *arg, char **password)
+{
+    ngx_str_t  name, secret;
+
+    if (arg->len < sizeof("password_file=") - 1
+        || ngx_strncmp(arg->data, "password_file=",
+                       sizeof("password_file=") - 1) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    name.len = arg->len - (sizeof("password_file=") - 1);
+    if (name.len == 0) {
+        return NGX_ABORT;
+    }
+
+    name.data = ngx_pnalloc(cf->pool, name.len + 1);
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(name.data, arg->data + sizeof("password_file=") - 1,
+                       name.len + 1);
+
+    if (ngx_ailink_conf_password_file(cf, directive, &name, &secret)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    *password = (char *) secret.data;
+
+    return NGX_OK;
+}
