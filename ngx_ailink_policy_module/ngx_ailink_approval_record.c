@@ -378,18 +378,16 @@ ngx_ailink_approval_notify(ngx_ailink_state_t *st)
 }
 
 
-/* NGX_OK with *gen, NGX_AGAIN when handler gets it later, NGX_ERROR */
+/*
+ * NGX_OK with *gen, NGX_DECLINED (never counted: 0), NGX_AGAIN when
+ * handler gets it later, NGX_ERROR
+ */
 
 ngx_int_t
 ngx_ailink_approval_generation(ngx_ailink_state_t *st, int64_t *gen,
     ngx_ailink_state_handler_pt handler)
 {
-    ngx_int_t  rc;
     ngx_str_t  key = ngx_string("apr:gen");
 
-    *gen = 0;
-
-    rc = ngx_ailink_state_get_async(st, &key, gen, NULL, handler, NULL);
-
-    return (rc == NGX_DECLINED) ? NGX_OK : rc;
+    return ngx_ailink_state_get_async(st, &key, gen, NULL, handler, NULL);
 }

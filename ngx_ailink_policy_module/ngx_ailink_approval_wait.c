@@ -39,6 +39,8 @@ static void ngx_ailink_approval_generation_handler(void *data, ngx_int_t rc,
     int64_t gen);
 static void ngx_ailink_approval_looked(void *data, ngx_int_t rc,
     ngx_str_t *raw, ngx_array_t *records);
+static void ngx_ailink_approval_decided(ngx_ailink_approval_hold_t *h,
+    ngx_int_t rc, ngx_str_t *raw);
 static void ngx_ailink_approval_deadline_handler(ngx_event_t *ev);
 static void ngx_ailink_approval_unhold(void *data);
 
@@ -182,7 +184,6 @@ ngx_ailink_approval_resolve(ngx_ailink_approval_hold_t *h,
 {
     ngx_int_t            rc;
     ngx_str_t            key, raw;
-    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     if (h->looking) {
@@ -190,7 +191,6 @@ ngx_ailink_approval_resolve(ngx_ailink_approval_hold_t *h,
     }
 
     r = h->request;
-    c = r->connection;
 
     ngx_str_null(&raw);
 
@@ -212,6 +212,24 @@ ngx_ailink_approval_resolve(ngx_ailink_approval_hold_t *h,
     }
 
     ngx_ailink_approval_looked(h, rc, &raw, NULL);
+}
+
+
+/* the store's answer, at once or from its event */
+
+static void
+ngx_ailink_approval_looked(void *data, ngx_int_t rc, ngx_str_t *raw,
+    ngx_array_t *records)
+{
+    ngx_ailink_approval_hold_t  *h = data;
+
+    ngx_connection_t  *c;
+
+    c = h->request->connection;
+    h->looking = 0;
+
+    ngx_ailink_approval_decided(h, rc, raw);
+
     ngx_http_run_posted_requests(c);
 }
 
@@ -223,27 +241,15 @@ ngx_ailink_approval_resolve(ngx_ailink_approval_hold_t *h,
  */
 
 static void
-ngx_ailink_approval_looked(void *data, ngx_int_t rc, ngx_str_t *raw,
-    ngx_array_t *records)
+ngx_ailink_approval_decided(ngx_ailink_approval_hold_t *h, ngx_int_t rc,
+    ngx_str_t *raw)
 {
-    ngx_ailink_approval_hold_t  *h = data;
-
-    ngx_connection_t            *c;
     ngx_http_request_t          *r;
     ngx_ailink_approval_t        apr;
     ngx_ailink_approval_ctx_t   *actx;
 
     r = h->request;
-    c = r->connection;
     actx = h->actx;
-
-    if (h->looking) {
-        /* a reply: from the store's event, not from the poll's loop */
-        h->looking = 0;
-        ngx_ailink_approval_looked(h, rc, raw, records);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
 
     if (rc == NGX_OK) {
         if (ngx_ailink_approval_parse(r->pool, raw, &apr) != NGX_OK) {
