@@ -72,7 +72,7 @@ version=$(sed -n 's/^#define NGINX_VERSION *"\(.*\)"/\1/p' "$tree/src/core/nginx
 
 # --- nginx core sources ----------------------------------------------------
 
-ngx_core_files=(src/core/ngx_palloc.c src/core/ngx_string.c
+ngx_core_files=(src/core/ngx_palloc.c src/core/ngx_string.c src/core/ngx_array.c
                 src/os/unix/ngx_alloc.c)
 
 has_core() {
@@ -173,6 +173,7 @@ ngx_objs+=("$out/obj/ngx_fuzz_stubs.o")
 # project sources each target links (beyond nginx and the stubs)
 common="ngx_ailink_common/ngx_ailink_sse.c ngx_ailink_common/ngx_ailink_json.c ngx_ailink_common/ngx_ailink_json_scan.c"
 xlate="$common ngx_ailink_translate_module/ngx_ailink_xlate.c
+       ngx_ailink_translate_module/ngx_ailink_direct.c
        ngx_ailink_translate_module/ngx_ailink_anthropic.c
        ngx_ailink_translate_module/ngx_ailink_gemini.c
        ngx_ailink_translate_module/ngx_ailink_reasoning.c
@@ -185,6 +186,7 @@ declare -A srcs=(
     [fuzz_anthropic_stream]="$xlate"
     [fuzz_gemini_stream]="$xlate"
     [fuzz_request]="$xlate"
+    [fuzz_direct]="$xlate"
     [fuzz_response]="$xlate"
     [fuzz_guard]="ngx_ailink_policy_module/ngx_ailink_guard.c
                   ngx_ailink_policy_module/ngx_ailink_guard_pii.c
@@ -194,7 +196,7 @@ declare -A srcs=(
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(fuzz_sse fuzz_json fuzz_anthropic_stream fuzz_gemini_stream
-             fuzz_request fuzz_response fuzz_guard)
+             fuzz_request fuzz_direct fuzz_response fuzz_guard)
 fi
 
 built=()

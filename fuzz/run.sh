@@ -27,7 +27,7 @@ case "${1:-}" in
 esac
 
 all=(fuzz_sse fuzz_json fuzz_anthropic_stream fuzz_gemini_stream
-     fuzz_request fuzz_response fuzz_guard)
+     fuzz_request fuzz_direct fuzz_response fuzz_guard)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

@@ -41,6 +41,40 @@ typedef struct {
 } ngx_ailink_xreq_t;
 
 
+/*
+ * A chat request the one-pass translator reads (ngx_ailink_direct.c):
+ * where each message's text lies in the client's body, and the numbers'
+ * texts, all pointing into that body.
+ */
+
+#define NGX_AILINK_DIRECT_SYSTEM     0
+#define NGX_AILINK_DIRECT_USER       1
+#define NGX_AILINK_DIRECT_ASSISTANT  2
+
+typedef struct {
+    u_char                     *text;       /* between the quotes */
+    size_t                      len;
+    ngx_uint_t                  role;       /* NGX_AILINK_DIRECT_USER, ... */
+    ngx_uint_t                  escaped;
+} ngx_ailink_direct_msg_t;
+
+typedef struct {
+    ngx_str_t                   model;
+    ngx_str_t                   max_tokens;
+    ngx_str_t                   temperature;
+    ngx_str_t                   top_p;
+    ngx_array_t                 messages;   /* of ngx_ailink_direct_msg_t */
+    size_t                      text_len;   /* the texts' sum */
+    unsigned                    stream:1;
+    unsigned                    include_usage:1;
+} ngx_ailink_direct_t;
+
+ngx_int_t ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
+    ngx_str_t *body);
+ngx_int_t ngx_ailink_direct_write(ngx_ailink_direct_t *d,
+    ngx_ailink_xreq_t *x, ngx_str_t *out);
+
+
 /* translating a provider response; the stream state extends it */
 typedef struct {
     ngx_pool_t                 *pool;

@@ -29,8 +29,16 @@ static ngx_int_t ngx_ailink_translate_upstream(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx);
 static ngx_int_t ngx_ailink_reroute_keep_header(ngx_http_request_t *r,
     ngx_table_elt_t *h, void *data);
+static ngx_int_t ngx_ailink_translate_direct(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_ailink_translate_tree(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_ailink_translate_target(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx);
+static void ngx_ailink_translate_xreq(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_ailink_xreq_t *x);
+static ngx_int_t ngx_ailink_translate_send(ngx_http_request_t *r,
+    ngx_ailink_ctx_t *ctx, ngx_str_t *text);
 static ngx_int_t ngx_ailink_translate_scanned(ngx_http_request_t *r,
     ngx_ailink_ctx_t *ctx, ngx_str_t *body, ngx_str_t *hint,
     ngx_ailink_provider_t *hint_provider);
@@ -522,11 +530,115 @@ static ngx_int_t
 ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
     cJSON *json)
 {
+    cJSON              *out, *opts;
+    ngx_int_t           rc;
+    ngx_str_t           text;
+    ngx_ailink_xreq_t   x;
+
+    rc = ngx_ailink_translate_target(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    opts = ngx_ailink_json_get(json, "stream_options");
+    ctx->include_usage = cJSON_IsTrue(
+                     ngx_ailink_json_get(opts, "include_usage"));
+
+    ngx_ailink_translate_xreq(r, ctx, &x);
+
+    out = (ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC)
+          ? ngx_ailink_anthropic_request(&x, json)
+          : ngx_ailink_gemini_request(&x, json);
+
+    if (out == NULL) {
+        if (x.error == NULL) {
+            return NGX_ERROR;
+        }
+
+        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request", x.error_param,
+                                         "%s", x.error);
+    }
+
+    rc = ngx_ailink_json_to_str(r->pool, out, &text);
+
+    ngx_ailink_json_delete(out);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_ailink_translate_send(r, ctx, &text);
+}
+
+
+/*
+ * The usual chat request (a model, messages of text, a few numbers) is
+ * translated in one pass over the body, without a tree
+ * (ngx_ailink_direct.c); NGX_DECLINED for any other.
+ */
+
+static ngx_int_t
+ngx_ailink_translate_direct(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    ngx_int_t             rc;
+    ngx_str_t             text;
+    ngx_ailink_xreq_t     x;
+    ngx_ailink_direct_t   d;
+
+    rc = ngx_ailink_direct_read(&d, r->pool, body);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->provider = ngx_ailink_route_model(ngx_ailink_get_conf(r), &d.model);
+
+    if (ctx->provider == NULL
+        || ctx->provider->type == NGX_AILINK_PROVIDER_OPENAI)
+    {
+        ctx->provider = NULL;
+        return NGX_DECLINED;
+    }
+
+    /* the name lies in the client's body, which lives as long */
+    ctx->model = d.model;
+    ctx->stream = d.stream;
+
+    rc = ngx_ailink_translate_target(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_ailink_translate_xreq(r, ctx, &x);
+
+    rc = ngx_ailink_direct_write(&d, &x, &text);
+
+    if (rc != NGX_OK) {
+        /* the tree translator says why not */
+        ngx_str_null(&ctx->model);
+        ctx->provider = NULL;
+        ctx->stream = 0;
+        return rc;
+    }
+
+    ctx->include_usage = d.include_usage;
+
+    return ngx_ailink_translate_send(r, ctx, &text);
+}
+
+
+/*
+ * What a translation of the routed request goes to: a chat completion's
+ * URI is required, and the provider's path is set (Gemini's names the
+ * model, whose characters are checked for that).
+ */
+
+static ngx_int_t
+ngx_ailink_translate_target(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
+{
     u_char                 *p, c;
-    cJSON                  *out, *opts;
-    ngx_str_t               name, value;
     ngx_uint_t              i;
-    ngx_ailink_xreq_t       x;
     ngx_ailink_provider_t  *prov;
 
     prov = ctx->provider;
@@ -539,71 +651,66 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
                                          &ctx->model, &prov->name);
     }
 
-    opts = ngx_ailink_json_get(json, "stream_options");
-    ctx->include_usage = cJSON_IsTrue(
-                     ngx_ailink_json_get(opts, "include_usage"));
-
-    ngx_memzero(&x, sizeof(ngx_ailink_xreq_t));
-    x.pool = r->pool;
-    x.log = r->connection->log;
-    x.provider = prov;
-    x.model = ctx->model;
-    x.stream = ctx->stream;
-
     if (prov->type == NGX_AILINK_PROVIDER_ANTHROPIC) {
-        out = ngx_ailink_anthropic_request(&x, json);
         ngx_str_set(&ctx->upstream_path, "/messages");
-
-    } else {
-        /* the model is a path segment of Gemini's URL */
-        for (i = 0; i < ctx->model.len; i++) {
-            c = ctx->model.data[i];
-
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-                  || (c >= '0' && c <= '9') || c == '-' || c == '.'
-                  || c == '_'))
-            {
-                return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                                 "invalid_request", "model",
-                                                 "invalid model name \"%V\"",
-                                                 &ctx->model);
-            }
-        }
-
-        out = ngx_ailink_gemini_request(&x, json);
-
-        p = ngx_pnalloc(r->pool,
-                        sizeof("/models/:streamGenerateContent?alt=sse")
-                        + ctx->model.len);
-        if (p == NULL) {
-            ngx_ailink_json_delete(out);
-            return NGX_ERROR;
-        }
-
-        ctx->upstream_path.data = p;
-        ctx->upstream_path.len = ngx_sprintf(p, "/models/%V:%s", &ctx->model,
-                                             ctx->stream
-                                             ? "streamGenerateContent?alt=sse"
-                                             : "generateContent")
-                                 - p;
+        return NGX_OK;
     }
 
-    if (out == NULL) {
-        if (x.error == NULL) {
-            return NGX_ERROR;
-        }
+    for (i = 0; i < ctx->model.len; i++) {
+        c = ctx->model.data[i];
 
-        return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request", x.error_param,
-                                         "%s", x.error);
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '.'
+              || c == '_'))
+        {
+            return ngx_ailink_translate_fail(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_request", "model",
+                                             "invalid model name \"%V\"",
+                                             &ctx->model);
+        }
     }
 
-    if (ngx_ailink_set_request_body(r, out) != NGX_OK) {
-        ngx_ailink_json_delete(out);
+    p = ngx_pnalloc(r->pool, sizeof("/models/:streamGenerateContent?alt=sse")
+                             + ctx->model.len);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_ailink_json_delete(out);
+    ctx->upstream_path.data = p;
+    ctx->upstream_path.len = ngx_sprintf(p, "/models/%V:%s", &ctx->model,
+                                         ctx->stream
+                                         ? "streamGenerateContent?alt=sse"
+                                         : "generateContent")
+                             - p;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_ailink_translate_xreq(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_ailink_xreq_t *x)
+{
+    ngx_memzero(x, sizeof(ngx_ailink_xreq_t));
+    x->pool = r->pool;
+    x->log = r->connection->log;
+    x->provider = ctx->provider;
+    x->model = ctx->model;
+    x->stream = ctx->stream;
+}
+
+
+/* the provider's body and headers, for the proxy module */
+
+static ngx_int_t
+ngx_ailink_translate_send(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
+    ngx_str_t *text)
+{
+    ngx_str_t  name, value;
+
+    if (ngx_ailink_set_request_body_text(r, text) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ngx_str_set(&name, "Content-Type");
     ngx_str_set(&value, "application/json");
@@ -612,9 +719,10 @@ ngx_ailink_translate_request(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    if (prov->type == NGX_AILINK_PROVIDER_ANTHROPIC) {
+    if (ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC) {
         ngx_str_set(&name, "anthropic-version");
-        return ngx_ailink_set_request_header(r, &name, &prov->version);
+        return ngx_ailink_set_request_header(r, &name,
+                                             &ctx->provider->version);
     }
 
     return NGX_OK;
@@ -672,7 +780,11 @@ ngx_ailink_translate_llm(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
         prov = ngx_ailink_route_model(ngx_ailink_get_conf(r), &model);
 
         if (prov && prov->type != NGX_AILINK_PROVIDER_OPENAI) {
-            rc = ngx_ailink_translate_tree(r, ctx, &body);
+            rc = ngx_ailink_translate_direct(r, ctx, &body);
+
+            if (rc == NGX_DECLINED) {
+                rc = ngx_ailink_translate_tree(r, ctx, &body);
+            }
 
             if (rc != NGX_DECLINED) {
                 return rc;

@@ -1,0 +1,893 @@
+
+/*
+ * Copyright (C) AILink
+ *
+ * The one-pass request translator.
+ *
+ * Most chat requests are a model, a list of system, user and assistant
+ * messages whose content is a string, and a few numbers; a coding agent's
+ * are that with 100 KB to 1 MB of history.  The Claude and Gemini bodies
+ * for them are the client's texts in other framing.  So the client's JSON
+ * is read once, checked as the parse checks it, and where each text lies
+ * is kept; then the provider's JSON is written around the texts, each
+ * copied as it came, its escapes written as the tree printer writes them
+ * ("\/" as "/", "\u00e9" as UTF-8).  No tree is built: for a long history
+ * the tree's parse, print, escape pass and copies were nine tenths of the
+ * translation.
+ *
+ * Anything else (content parts, tools, a key not listed here, null, a
+ * number in another form, a request a translator would refuse) is
+ * NGX_DECLINED: the tree translators do it, errors included.  The output
+ * is the tree translators' to the byte; fuzz/fuzz_direct.c checks it.
+ */
+
+
+#include "ngx_ailink_translate.h"
+#include "ngx_ailink_json_scan.h"
+
+
+/* the members read, each at most once */
+#define NGX_AILINK_DIRECT_MODEL        0x01
+#define NGX_AILINK_DIRECT_MESSAGES     0x02
+#define NGX_AILINK_DIRECT_MAX_TOKENS   0x04
+#define NGX_AILINK_DIRECT_MAX_COMPL    0x08
+#define NGX_AILINK_DIRECT_TEMPERATURE  0x10
+#define NGX_AILINK_DIRECT_TOP_P        0x20
+#define NGX_AILINK_DIRECT_STREAM       0x40
+#define NGX_AILINK_DIRECT_STREAM_OPTS  0x80
+
+#define NGX_AILINK_DIRECT_ROLE         0x01
+#define NGX_AILINK_DIRECT_CONTENT      0x02
+
+/* a message's framing in either provider's body, text excluded */
+#define NGX_AILINK_DIRECT_FRAMING      64
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_uint_t                  bit;
+} ngx_ailink_direct_key_t;
+
+
+static ngx_uint_t ngx_ailink_direct_lookup(ngx_ailink_direct_key_t *keys,
+    ngx_str_t *name);
+static ngx_int_t ngx_ailink_direct_key(ngx_ailink_scan_t *s, ngx_str_t *key);
+static ngx_int_t ngx_ailink_direct_next(ngx_ailink_scan_t *s, u_char close);
+static ngx_int_t ngx_ailink_direct_string(ngx_ailink_scan_t *s,
+    ngx_str_t *value, ngx_uint_t *escaped);
+static ngx_int_t ngx_ailink_direct_number(ngx_ailink_scan_t *s,
+    ngx_str_t *value, ngx_uint_t count);
+static ngx_int_t ngx_ailink_direct_bool(ngx_ailink_scan_t *s,
+    ngx_uint_t *value);
+static ngx_int_t ngx_ailink_direct_stream_options(ngx_ailink_direct_t *d,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_messages(ngx_ailink_direct_t *d,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_message(ngx_ailink_direct_t *d,
+    ngx_ailink_scan_t *s);
+static ngx_ailink_direct_msg_t *ngx_ailink_direct_first_turn(
+    ngx_ailink_direct_t *d);
+static u_char *ngx_ailink_direct_text(u_char *dst,
+    ngx_ailink_direct_msg_t *m);
+static u_char *ngx_ailink_direct_anthropic(ngx_ailink_direct_t *d,
+    ngx_ailink_xreq_t *x, u_char *p);
+static u_char *ngx_ailink_direct_gemini(ngx_ailink_direct_t *d,
+    ngx_ailink_xreq_t *x, u_char *p, cJSON *safety);
+
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_members[] = {
+    { ngx_string("model"), NGX_AILINK_DIRECT_MODEL },
+    { ngx_string("messages"), NGX_AILINK_DIRECT_MESSAGES },
+    { ngx_string("max_tokens"), NGX_AILINK_DIRECT_MAX_TOKENS },
+    { ngx_string("max_completion_tokens"), NGX_AILINK_DIRECT_MAX_COMPL },
+    { ngx_string("temperature"), NGX_AILINK_DIRECT_TEMPERATURE },
+    { ngx_string("top_p"), NGX_AILINK_DIRECT_TOP_P },
+    { ngx_string("stream"), NGX_AILINK_DIRECT_STREAM },
+    { ngx_string("stream_options"), NGX_AILINK_DIRECT_STREAM_OPTS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_message_members[] = {
+    { ngx_string("role"), NGX_AILINK_DIRECT_ROLE },
+    { ngx_string("content"), NGX_AILINK_DIRECT_CONTENT },
+    { ngx_null_string, 0 }
+};
+
+
+/* by ngx_ailink_direct_role_t: developer messages are system ones */
+static ngx_ailink_direct_key_t  ngx_ailink_direct_roles[] = {
+    { ngx_string("system"), NGX_AILINK_DIRECT_SYSTEM + 1 },
+    { ngx_string("developer"), NGX_AILINK_DIRECT_SYSTEM + 1 },
+    { ngx_string("user"), NGX_AILINK_DIRECT_USER + 1 },
+    { ngx_string("assistant"), NGX_AILINK_DIRECT_ASSISTANT + 1 },
+    { ngx_null_string, 0 }
+};
+
+
+/*
+ * Reads an OpenAI chat request of the shape above into d: NGX_OK,
+ * NGX_DECLINED for any other text (valid or not), NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
+    ngx_str_t *body)
+{
+    ngx_int_t           rc;
+    ngx_str_t           key, max_tokens;
+    ngx_uint_t          seen, bit, escaped, flag;
+    ngx_ailink_scan_t   s;
+
+    ngx_memzero(d, sizeof(ngx_ailink_direct_t));
+
+    if (ngx_array_init(&d->messages, pool, 16,
+                       sizeof(ngx_ailink_direct_msg_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&s, sizeof(ngx_ailink_scan_t));
+    s.p = body->data;
+    s.last = body->data + body->len;
+
+    ngx_ailink_scan_space(&s);
+
+    if (s.p == s.last || *s.p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s.p++;
+    ngx_ailink_scan_space(&s);
+
+    ngx_str_null(&max_tokens);
+    seen = 0;
+
+    do {
+        if (ngx_ailink_direct_key(&s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_members, &key);
+
+        if (bit == 0 || (seen & bit)) {
+            return NGX_DECLINED;
+        }
+
+        seen |= bit;
+
+        switch (bit) {
+
+        case NGX_AILINK_DIRECT_MODEL:
+            rc = ngx_ailink_direct_string(&s, &d->model, &escaped);
+
+            if (rc == NGX_OK && (escaped || d->model.len == 0)) {
+                rc = NGX_DECLINED;
+            }
+
+            break;
+
+        case NGX_AILINK_DIRECT_MESSAGES:
+            rc = ngx_ailink_direct_messages(d, &s);
+            break;
+
+        case NGX_AILINK_DIRECT_MAX_TOKENS:
+            rc = ngx_ailink_direct_number(&s, &max_tokens, 1);
+            break;
+
+        case NGX_AILINK_DIRECT_MAX_COMPL:
+            rc = ngx_ailink_direct_number(&s, &d->max_tokens, 1);
+            break;
+
+        case NGX_AILINK_DIRECT_TEMPERATURE:
+            rc = ngx_ailink_direct_number(&s, &d->temperature, 0);
+            break;
+
+        case NGX_AILINK_DIRECT_TOP_P:
+            rc = ngx_ailink_direct_number(&s, &d->top_p, 0);
+            break;
+
+        case NGX_AILINK_DIRECT_STREAM:
+            rc = ngx_ailink_direct_bool(&s, &flag);
+            d->stream = flag;
+            break;
+
+        default: /* NGX_AILINK_DIRECT_STREAM_OPTS */
+            rc = ngx_ailink_direct_stream_options(d, &s);
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_ailink_direct_next(&s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    if (rc != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_ailink_scan_space(&s);
+
+    if (s.p != s.last
+        || (seen & (NGX_AILINK_DIRECT_MODEL|NGX_AILINK_DIRECT_MESSAGES))
+           != (NGX_AILINK_DIRECT_MODEL|NGX_AILINK_DIRECT_MESSAGES))
+    {
+        return NGX_DECLINED;
+    }
+
+    /* max_completion_tokens wins, as in both translators */
+    if (d->max_tokens.len == 0) {
+        d->max_tokens = max_tokens;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_ailink_direct_lookup(ngx_ailink_direct_key_t *keys, ngx_str_t *name)
+{
+    for ( /* void */ ; keys->name.len; keys++) {
+        if (keys->name.len == name->len
+            && ngx_memcmp(keys->name.data, name->data, name->len) == 0)
+        {
+            return keys->bit;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a member's key without escapes, and the colon; s->p at its value */
+
+static ngx_int_t
+ngx_ailink_direct_key(ngx_ailink_scan_t *s, ngx_str_t *key)
+{
+    ngx_uint_t  escaped;
+
+    if (ngx_ailink_direct_string(s, key, &escaped) != NGX_OK || escaped) {
+        return NGX_DECLINED;
+    }
+
+    ngx_ailink_scan_space(s);
+
+    if (s->p == s->last || *s->p != ':') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    return (s->p < s->last) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* after a value: NGX_AGAIN at the next one, NGX_OK past the close */
+
+static ngx_int_t
+ngx_ailink_direct_next(ngx_ailink_scan_t *s, u_char close)
+{
+    ngx_ailink_scan_space(s);
+
+    if (s->p == s->last) {
+        return NGX_DECLINED;
+    }
+
+    if (*s->p == close) {
+        s->p++;
+        return NGX_OK;
+    }
+
+    if (*s->p != ',') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    return (s->p < s->last) ? NGX_AGAIN : NGX_DECLINED;
+}
+
+
+/* a string's JSON text, between the quotes */
+
+static ngx_int_t
+ngx_ailink_direct_string(ngx_ailink_scan_t *s, ngx_str_t *value,
+    ngx_uint_t *escaped)
+{
+    if (s->p == s->last || *s->p != '"') {
+        return NGX_DECLINED;
+    }
+
+    value->data = s->p + 1;
+
+    if (ngx_ailink_scan_string(s) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    value->len = s->p - 1 - value->data;
+    *escaped = s->escaped;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A number the translators copy as its text: with "count", a token count
+ * of 1 to 999,999,999 in plain digits (Anthropic's bounds, and an int32
+ * for Gemini); else 0, 1, or 0 and a fraction (temperature, top_p: the
+ * values no translator changes; Anthropic's cap at 1 never applies).
+ */
+
+static ngx_int_t
+ngx_ailink_direct_number(ngx_ailink_scan_t *s, ngx_str_t *value,
+    ngx_uint_t count)
+{
+    u_char  *p;
+
+    value->data = s->p;
+
+    if (ngx_ailink_scan_number(s) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    value->len = s->p - value->data;
+    p = value->data;
+
+    if (count) {
+        if (value->len > 9 || *p == '0' || *p == '-') {
+            return NGX_DECLINED;
+        }
+
+        for ( /* void */ ; p < s->p; p++) {
+            if (*p < '0' || *p > '9') {
+                return NGX_DECLINED;
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    if (value->len == 1 && (*p == '0' || *p == '1')) {
+        return NGX_OK;
+    }
+
+    if (value->len < 3 || p[0] != '0' || p[1] != '.') {
+        return NGX_DECLINED;
+    }
+
+    for (p += 2; p < s->p; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_direct_bool(ngx_ailink_scan_t *s, ngx_uint_t *value)
+{
+    if (*s->p != 't' && *s->p != 'f') {
+        return NGX_DECLINED;
+    }
+
+    *value = (*s->p == 't');
+
+    return (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* {"include_usage": true|false}, or {} */
+
+static ngx_int_t
+ngx_ailink_direct_stream_options(ngx_ailink_direct_t *d,
+    ngx_ailink_scan_t *s)
+{
+    ngx_int_t   rc;
+    ngx_str_t   key;
+    ngx_uint_t  flag;
+
+    if (*s->p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == '}') {
+        s->p++;
+        return NGX_OK;
+    }
+
+    if (ngx_ailink_direct_key(s, &key) != NGX_OK
+        || key.len != sizeof("include_usage") - 1
+        || ngx_memcmp(key.data, "include_usage", key.len) != 0
+        || ngx_ailink_direct_bool(s, &flag) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    d->include_usage = flag;
+
+    rc = ngx_ailink_direct_next(s, '}');
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_ailink_direct_messages(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
+{
+    ngx_int_t  rc;
+
+    if (*s->p != '[') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    do {
+        rc = ngx_ailink_direct_message(d, s);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_ailink_direct_next(s, ']');
+
+    } while (rc == NGX_AGAIN);
+
+    return rc;
+}
+
+
+/* {"role": "...", "content": "..."}, in either order */
+
+static ngx_int_t
+ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 key, value;
+    ngx_uint_t                seen, bit, escaped, role;
+    ngx_ailink_direct_msg_t  *m;
+
+    if (s->p == s->last || *s->p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    m = ngx_array_push(&d->messages);
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    seen = 0;
+
+    do {
+        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_message_members,
+                                       &key);
+
+        if (bit == 0 || (seen & bit)
+            || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        seen |= bit;
+
+        if (bit == NGX_AILINK_DIRECT_ROLE) {
+            role = escaped ? 0 : ngx_ailink_direct_lookup(
+                                     ngx_ailink_direct_roles, &value);
+            if (role == 0) {
+                return NGX_DECLINED;
+            }
+
+            m->role = role - 1;
+
+        } else {
+            m->text = value.data;
+            m->len = value.len;
+            m->escaped = escaped;
+        }
+
+        rc = ngx_ailink_direct_next(s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    if (rc != NGX_OK
+        || seen != (NGX_AILINK_DIRECT_ROLE|NGX_AILINK_DIRECT_CONTENT))
+    {
+        return NGX_DECLINED;
+    }
+
+    d->text_len += m->len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The provider's body in out, from the pool: NGX_OK, NGX_DECLINED when
+ * the tree translator is to say why not (no turn; Anthropic's first turn
+ * not the user's; a lone surrogate, which the scan lets by), NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_ailink_direct_write(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
+    ngx_str_t *out)
+{
+    u_char                   *p, *last;
+    cJSON                    *safety;
+    size_t                    size;
+    ngx_ailink_direct_msg_t  *first;
+
+    first = ngx_ailink_direct_first_turn(d);
+
+    if (first == NULL
+        || (x->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC
+            && first->role != NGX_AILINK_DIRECT_USER))
+    {
+        return NGX_DECLINED;
+    }
+
+    size = d->text_len + d->messages.nelts * NGX_AILINK_DIRECT_FRAMING
+           + x->model.len + d->temperature.len + d->top_p.len
+           + sizeof("{\"model\":\"\",\"max_tokens\":,\"stream\":true}")
+           + NGX_INT_T_LEN + 256;
+
+    safety = NULL;
+
+    if (x->provider->type == NGX_AILINK_PROVIDER_GEMINI
+        && x->provider->safety_settings.len)
+    {
+        /* the route's setting, read as the tree translator reads it */
+        safety = ngx_ailink_json_parse(&x->provider->safety_settings);
+
+        if (!cJSON_IsArray(safety)) {
+            ngx_ailink_json_delete(safety);
+            return NGX_DECLINED;
+        }
+
+        size += ngx_ailink_json_print_len(safety);
+    }
+
+    p = ngx_pnalloc(x->pool, size);
+    if (p == NULL) {
+        ngx_ailink_json_delete(safety);
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    if (x->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC) {
+        last = ngx_ailink_direct_anthropic(d, x, p);
+
+    } else {
+        last = ngx_ailink_direct_gemini(d, x, p, safety);
+    }
+
+    ngx_ailink_json_delete(safety);
+
+    if (last == NULL) {
+        return NGX_DECLINED;
+    }
+
+    out->len = last - p;
+
+    return NGX_OK;
+}
+
+
+/* the first message that makes a turn: not a system one, not empty */
+
+static ngx_ailink_direct_msg_t *
+ngx_ailink_direct_first_turn(ngx_ailink_direct_t *d)
+{
+    ngx_uint_t                i;
+    ngx_ailink_direct_msg_t  *m;
+
+    m = d->messages.elts;
+
+    for (i = 0; i < d->messages.nelts; i++) {
+        if (m[i].role != NGX_AILINK_DIRECT_SYSTEM && m[i].len) {
+            return &m[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A text as the printer writes the string it stands for: as it came when
+ * it has no escape, else with each escape written the printer's way; NULL
+ * for a lone surrogate.  Never longer than it came.
+ */
+
+static u_char *
+ngx_ailink_direct_text(u_char *dst, ngx_ailink_direct_msg_t *m)
+{
+    u_char     *p, *q, *end, *last, buf[4];
+    ngx_str_t   decoded;
+
+    if (!m->escaped) {
+        return ngx_cpymem(dst, m->text, m->len);
+    }
+
+    p = m->text;
+    last = m->text + m->len;
+
+    for ( ;; ) {
+        q = memchr(p, '\\', last - p);
+
+        if (q == NULL) {
+            return ngx_cpymem(dst, p, last - p);
+        }
+
+        dst = ngx_cpymem(dst, p, q - p);
+
+        if (q[1] != 'u' && q[1] != '/') {
+            /* \" \\ \b \f \n \r \t: the printer's own */
+            *dst++ = '\\';
+            *dst++ = q[1];
+            p = q + 2;
+            continue;
+        }
+
+        p = q;
+        end = ngx_ailink_json_unescape(&p, last, buf);
+
+        if (end == NULL) {
+            return NULL;
+        }
+
+        decoded.data = buf;
+        decoded.len = end - buf;
+
+        dst = ngx_ailink_json_escape(dst, &decoded);
+    }
+}
+
+
+/*
+ * {"model":..,"system":[blocks],"messages":[turns],"max_tokens":..,
+ * "temperature":..,"top_p":..,"stream":true}: consecutive messages of
+ * one role are one turn, empty texts are left out, as the tree does.
+ */
+
+static u_char *
+ngx_ailink_direct_anthropic(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
+    u_char *p)
+{
+    ngx_uint_t                i, role, sys;
+    ngx_ailink_direct_msg_t  *m;
+    static u_char             block[] = "{\"type\":\"text\",\"text\":\"";
+
+    m = d->messages.elts;
+
+    p = ngx_cpymem(p, "{\"model\":\"", sizeof("{\"model\":\"") - 1);
+    p = ngx_cpymem(p, x->model.data, x->model.len);
+    *p++ = '"';
+
+    sys = 0;
+
+    for (i = 0; i < d->messages.nelts; i++) {
+        if (m[i].role != NGX_AILINK_DIRECT_SYSTEM || m[i].len == 0) {
+            continue;
+        }
+
+        p = sys++ ? ngx_cpymem(p, ",", 1)
+                  : ngx_cpymem(p, ",\"system\":[", sizeof(",\"system\":[") - 1);
+        p = ngx_cpymem(p, block, sizeof(block) - 1);
+
+        p = ngx_ailink_direct_text(p, &m[i]);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(p, "\"}", 2);
+    }
+
+    if (sys) {
+        *p++ = ']';
+    }
+
+    p = ngx_cpymem(p, ",\"messages\":[", sizeof(",\"messages\":[") - 1);
+    role = NGX_AILINK_DIRECT_SYSTEM;
+
+    for (i = 0; i < d->messages.nelts; i++) {
+        if (m[i].role == NGX_AILINK_DIRECT_SYSTEM || m[i].len == 0) {
+            continue;
+        }
+
+        if (m[i].role == role) {
+            *p++ = ',';
+
+        } else {
+            if (role != NGX_AILINK_DIRECT_SYSTEM) {
+                p = ngx_cpymem(p, "]},", 3);
+            }
+
+            role = m[i].role;
+            p = (role == NGX_AILINK_DIRECT_USER)
+                ? ngx_cpymem(p, "{\"role\":\"user\",\"content\":[",
+                             sizeof("{\"role\":\"user\",\"content\":[") - 1)
+                : ngx_cpymem(p, "{\"role\":\"assistant\",\"content\":[",
+                             sizeof("{\"role\":\"assistant\",\"content\":[")
+                             - 1);
+        }
+
+        p = ngx_cpymem(p, block, sizeof(block) - 1);
+
+        p = ngx_ailink_direct_text(p, &m[i]);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(p, "\"}", 2);
+    }
+
+    p = ngx_cpymem(p, "]}],\"max_tokens\":", sizeof("]}],\"max_tokens\":") - 1);
+
+    if (d->max_tokens.len) {
+        p = ngx_cpymem(p, d->max_tokens.data, d->max_tokens.len);
+
+    } else {
+        p = ngx_sprintf(p, "%ui", x->provider->max_tokens
+                                  ? x->provider->max_tokens : 4096);
+    }
+
+    if (d->temperature.len) {
+        p = ngx_cpymem(p, ",\"temperature\":", sizeof(",\"temperature\":") - 1);
+        p = ngx_cpymem(p, d->temperature.data, d->temperature.len);
+    }
+
+    if (d->top_p.len) {
+        p = ngx_cpymem(p, ",\"top_p\":", sizeof(",\"top_p\":") - 1);
+        p = ngx_cpymem(p, d->top_p.data, d->top_p.len);
+    }
+
+    if (x->stream || d->stream) {
+        p = ngx_cpymem(p, ",\"stream\":true", sizeof(",\"stream\":true") - 1);
+    }
+
+    *p++ = '}';
+
+    return p;
+}
+
+
+/*
+ * {"contents":[turns],"systemInstruction":{"parts":[..]},
+ * "generationConfig":{..},"safetySettings":[..]}
+ */
+
+static u_char *
+ngx_ailink_direct_gemini(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
+    u_char *p, cJSON *safety)
+{
+    char                     *sep;
+    ngx_uint_t                i, role, sys;
+    ngx_ailink_direct_msg_t  *m;
+
+    m = d->messages.elts;
+
+    p = ngx_cpymem(p, "{\"contents\":[", sizeof("{\"contents\":[") - 1);
+    role = NGX_AILINK_DIRECT_SYSTEM;
+    sys = 0;
+
+    for (i = 0; i < d->messages.nelts; i++) {
+        if (m[i].len == 0) {
+            continue;
+        }
+
+        if (m[i].role == NGX_AILINK_DIRECT_SYSTEM) {
+            sys++;
+            continue;
+        }
+
+        if (m[i].role == role) {
+            *p++ = ',';
+
+        } else {
+            if (role != NGX_AILINK_DIRECT_SYSTEM) {
+                p = ngx_cpymem(p, "]},", 3);
+            }
+
+            role = m[i].role;
+            p = (role == NGX_AILINK_DIRECT_USER)
+                ? ngx_cpymem(p, "{\"role\":\"user\",\"parts\":[",
+                             sizeof("{\"role\":\"user\",\"parts\":[") - 1)
+                : ngx_cpymem(p, "{\"role\":\"model\",\"parts\":[",
+                             sizeof("{\"role\":\"model\",\"parts\":[") - 1);
+        }
+
+        p = ngx_cpymem(p, "{\"text\":\"", sizeof("{\"text\":\"") - 1);
+
+        p = ngx_ailink_direct_text(p, &m[i]);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(p, "\"}", 2);
+    }
+
+    p = ngx_cpymem(p, "]}]", 3);
+
+    if (sys) {
+        p = ngx_cpymem(p, ",\"systemInstruction\":{\"parts\":[",
+                       sizeof(",\"systemInstruction\":{\"parts\":[") - 1);
+
+        for (i = 0; i < d->messages.nelts; i++) {
+            if (m[i].role != NGX_AILINK_DIRECT_SYSTEM || m[i].len == 0) {
+                continue;
+            }
+
+            p = ngx_cpymem(p, "{\"text\":\"", sizeof("{\"text\":\"") - 1);
+
+            p = ngx_ailink_direct_text(p, &m[i]);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            p = ngx_cpymem(p, "\"}", 2);
+
+            if (--sys) {
+                *p++ = ',';
+            }
+        }
+
+        p = ngx_cpymem(p, "]}", 2);
+    }
+
+    sep = ",\"generationConfig\":{";
+
+    if (d->temperature.len) {
+        p = ngx_cpymem(p, sep, ngx_strlen(sep));
+        p = ngx_cpymem(p, "\"temperature\":", sizeof("\"temperature\":") - 1);
+        p = ngx_cpymem(p, d->temperature.data, d->temperature.len);
+        sep = ",";
+    }
+
+    if (d->top_p.len) {
+        p = ngx_cpymem(p, sep, ngx_strlen(sep));
+        p = ngx_cpymem(p, "\"topP\":", sizeof("\"topP\":") - 1);
+        p = ngx_cpymem(p, d->top_p.data, d->top_p.len);
+        sep = ",";
+    }
+
+    if (d->max_tokens.len) {
+        p = ngx_cpymem(p, sep, ngx_strlen(sep));
+        p = ngx_cpymem(p, "\"maxOutputTokens\":",
+                       sizeof("\"maxOutputTokens\":") - 1);
+        p = ngx_cpymem(p, d->max_tokens.data, d->max_tokens.len);
+        sep = ",";
+    }
+
+    if (sep[0] == ',' && sep[1] == '\0') {
+        *p++ = '}';
+    }
+
+    if (safety) {
+        p = ngx_cpymem(p, ",\"safetySettings\":",
+                       sizeof(",\"safetySettings\":") - 1);
+        p = ngx_ailink_json_print(p, safety);
+    }
+
+    *p++ = '}';
+
+    return p;
+}
