@@ -110,6 +110,16 @@ fuzz_direct_one(ngx_str_t *text, ngx_ailink_provider_t *prov)
 
 
 int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    /* the long-run scan of this CPU, as a worker has it */
+    ngx_ailink_json_init();
+
+    return 0;
+}
+
+
+int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ngx_str_t              text;

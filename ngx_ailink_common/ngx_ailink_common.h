@@ -460,7 +460,8 @@ cJSON *ngx_ailink_json_parse(ngx_str_t *text);
  * callers).  Sixteen bytes at a time with SSE2 (every x86-64 has it),
  * else eight with word arithmetic ("Bit Twiddling Hacks": determine if a
  * word has a byte less than n).  "high" is a constant at every call, so
- * each variant compiles to its own loop.
+ * each variant compiles to its own loop.  A long run goes 32 bytes at a
+ * time where the CPU has AVX2 (ngx_ailink_json.c, chosen at start).
  */
 
 #define ngx_ailink_json_special(c)                                            \
@@ -518,11 +519,34 @@ ngx_ailink_json_special16(const u_char *p, ngx_uint_t high)
 }
 
 
+#define NGX_AILINK_JSON_LONG_RUN  128
+
+extern u_char *(*ngx_ailink_json_long_run_end)(u_char *p, u_char *last,
+    ngx_uint_t high);
+
 NGX_AILINK_NO_ASAN
 static ngx_inline u_char *
 ngx_ailink_json_run_end(u_char *p, u_char *last, ngx_uint_t high)
 {
     int  mask;
+
+    if (last - p >= 16) {
+        /* most keys and names end in their first sixteen bytes */
+        mask = ngx_ailink_json_special16(p, high);
+
+        if (mask) {
+            return p + __builtin_ctz(mask);
+        }
+
+        p += 16;
+
+        if (last - p >= NGX_AILINK_JSON_LONG_RUN
+            && ngx_ailink_json_long_run_end)
+        {
+            /* the stop, or the last few bytes to look at here */
+            p = ngx_ailink_json_long_run_end(p, last, high);
+        }
+    }
 
     while (last - p >= 16) {
         mask = ngx_ailink_json_special16(p, high);

@@ -266,12 +266,97 @@ ngx_ailink_json_free(void *p)
 }
 
 
+#if (defined __SSE2__ && defined __GNUC__)
+
+#include <immintrin.h>
+
+/*
+ * ngx_ailink_json_run_end() of a long run, 64 bytes a test: the stop, or
+ * where fewer than 32 bytes are left.  AVX2 compares into a new register,
+ * where SSE2 copies one first, and twice the bytes: a third of the
+ * instructions a byte, for the texts of long histories that every request
+ * scans.
+ */
+
+__attribute__((target("avx2"), always_inline))
+static ngx_inline __m256i
+ngx_ailink_json_special32(const u_char *p, ngx_uint_t high)
+{
+    __m256i  v, m;
+
+    v = _mm256_loadu_si256((const __m256i *) p);
+
+    m = _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')),
+                        _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\\')));
+
+    /* signed, bytes >= 0x80 are below 0x20 too; else v <= 0x1f */
+    return _mm256_or_si256(m, high
+                              ? _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v)
+                              : _mm256_cmpeq_epi8(
+                                    _mm256_min_epu8(v, _mm256_set1_epi8(0x1f)),
+                                    v));
+}
+
+
+__attribute__((target("avx2"), always_inline))
+static ngx_inline u_char *
+ngx_ailink_json_run_avx2(u_char *p, u_char *last, ngx_uint_t high)
+{
+    int      mask;
+    __m256i  m0, m1, m;
+
+    while (last - p >= 64) {
+        m0 = ngx_ailink_json_special32(p, high);
+        m1 = ngx_ailink_json_special32(p + 32, high);
+        m = _mm256_or_si256(m0, m1);
+
+        if (!_mm256_testz_si256(m, m)) {
+            mask = _mm256_movemask_epi8(m0);
+
+            return mask ? p + __builtin_ctz(mask)
+                        : p + 32 + __builtin_ctz(_mm256_movemask_epi8(m1));
+        }
+
+        p += 64;
+    }
+
+    if (last - p >= 32) {
+        mask = _mm256_movemask_epi8(ngx_ailink_json_special32(p, high));
+        p = mask ? p + __builtin_ctz(mask) : p + 32;
+    }
+
+    return p;
+}
+
+
+__attribute__((target("avx2")))
+static u_char *
+ngx_ailink_json_long_run_end_avx2(u_char *p, u_char *last, ngx_uint_t high)
+{
+    /* each variant its own loop */
+    return high ? ngx_ailink_json_run_avx2(p, last, 1)
+                : ngx_ailink_json_run_avx2(p, last, 0);
+}
+
+#endif
+
+
+u_char *(*ngx_ailink_json_long_run_end)(u_char *p, u_char *last,
+    ngx_uint_t high);
+
+
 void
 ngx_ailink_json_init(void)
 {
     cJSON_Hooks  hooks = { ngx_ailink_json_alloc, ngx_ailink_json_free };
 
     cJSON_InitHooks(&hooks);
+
+#if (defined __SSE2__ && defined __GNUC__)
+    if (__builtin_cpu_supports("avx2")) {
+        ngx_ailink_json_long_run_end = ngx_ailink_json_long_run_end_avx2;
+    }
+#endif
 }
 
 

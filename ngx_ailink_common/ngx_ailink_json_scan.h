@@ -23,9 +23,20 @@ typedef struct {
     u_char                    *p;
     u_char                    *last;
     ngx_uint_t                 depth;
-    ngx_uint_t                 escaped;    /* the last string had escapes */
+    ngx_uint_t                 escaped;    /* the last string's escapes */
     ngx_uint_t                 nul;        /* ... and one was "\u0000" */
 } ngx_ailink_scan_t;
+
+
+/*
+ * What escapes the last string had: only those the printer writes the
+ * same way (\" \\ \b \f \n \r \t), or also "\/" or "\u...", which it
+ * writes otherwise ("/", UTF-8): a text with none of the latter is
+ * printed as it was read.
+ */
+
+#define NGX_AILINK_SCAN_ESCAPED  0x01
+#define NGX_AILINK_SCAN_REWRITE  0x02
 
 
 #define ngx_ailink_json_space(c)                                              \
@@ -104,19 +115,25 @@ ngx_ailink_scan_string(ngx_ailink_scan_t *s)
 
         /* a backslash */
 
-        s->escaped = 1;
+        s->escaped |= NGX_AILINK_SCAN_ESCAPED;
 
         if (++p == last) {
             return NGX_ERROR;
         }
 
         switch (*p) {
-        case '"': case '\\': case '/': case 'b': case 'f': case 'n':
-        case 'r': case 't':
+        case '"': case '\\': case 'b': case 'f': case 'n': case 'r': case 't':
+            p++;
+            break;
+
+        case '/':
+            s->escaped |= NGX_AILINK_SCAN_REWRITE;
             p++;
             break;
 
         case 'u':
+            s->escaped |= NGX_AILINK_SCAN_REWRITE;
+
             if (last - p < 5) {
                 return NGX_ERROR;
             }

@@ -36,6 +36,7 @@
 #define NGX_AILINK_DIRECT_STREAM       0x40
 #define NGX_AILINK_DIRECT_STREAM_OPTS  0x80
 
+/* a message's members */
 #define NGX_AILINK_DIRECT_ROLE         0x01
 #define NGX_AILINK_DIRECT_CONTENT      0x02
 
@@ -65,6 +66,7 @@ static ngx_int_t ngx_ailink_direct_messages(ngx_ailink_direct_t *d,
     ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_message(ngx_ailink_direct_t *d,
     ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_role(ngx_str_t *role);
 static ngx_ailink_direct_msg_t *ngx_ailink_direct_first_turn(
     ngx_ailink_direct_t *d);
 static u_char *ngx_ailink_direct_text(u_char *dst,
@@ -84,23 +86,6 @@ static ngx_ailink_direct_key_t  ngx_ailink_direct_members[] = {
     { ngx_string("top_p"), NGX_AILINK_DIRECT_TOP_P },
     { ngx_string("stream"), NGX_AILINK_DIRECT_STREAM },
     { ngx_string("stream_options"), NGX_AILINK_DIRECT_STREAM_OPTS },
-    { ngx_null_string, 0 }
-};
-
-
-static ngx_ailink_direct_key_t  ngx_ailink_direct_message_members[] = {
-    { ngx_string("role"), NGX_AILINK_DIRECT_ROLE },
-    { ngx_string("content"), NGX_AILINK_DIRECT_CONTENT },
-    { ngx_null_string, 0 }
-};
-
-
-/* by ngx_ailink_direct_role_t: developer messages are system ones */
-static ngx_ailink_direct_key_t  ngx_ailink_direct_roles[] = {
-    { ngx_string("system"), NGX_AILINK_DIRECT_SYSTEM + 1 },
-    { ngx_string("developer"), NGX_AILINK_DIRECT_SYSTEM + 1 },
-    { ngx_string("user"), NGX_AILINK_DIRECT_USER + 1 },
-    { ngx_string("assistant"), NGX_AILINK_DIRECT_ASSISTANT + 1 },
     { ngx_null_string, 0 }
 };
 
@@ -453,9 +438,9 @@ ngx_ailink_direct_messages(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
 static ngx_int_t
 ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
 {
-    ngx_int_t                 rc;
+    ngx_int_t                 rc, role;
     ngx_str_t                 key, value;
-    ngx_uint_t                seen, bit, escaped, role;
+    ngx_uint_t                seen, bit, escaped;
     ngx_ailink_direct_msg_t  *m;
 
     if (s->p == s->last || *s->p != '{') {
@@ -477,8 +462,11 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
             return NGX_DECLINED;
         }
 
-        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_message_members,
-                                       &key);
+        /* a thousand messages a request: no table, no call to memcmp() */
+        bit = (key.len == 4 && ngx_memcmp(key.data, "role", 4) == 0)
+              ? NGX_AILINK_DIRECT_ROLE
+              : (key.len == 7 && ngx_memcmp(key.data, "content", 7) == 0)
+              ? NGX_AILINK_DIRECT_CONTENT : 0;
 
         if (bit == 0 || (seen & bit)
             || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK)
@@ -489,13 +477,13 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
         seen |= bit;
 
         if (bit == NGX_AILINK_DIRECT_ROLE) {
-            role = escaped ? 0 : ngx_ailink_direct_lookup(
-                                     ngx_ailink_direct_roles, &value);
-            if (role == 0) {
+            role = ngx_ailink_direct_role(&value);
+
+            if (escaped || role == NGX_ERROR) {
                 return NGX_DECLINED;
             }
 
-            m->role = role - 1;
+            m->role = role;
 
         } else {
             m->text = value.data;
@@ -516,6 +504,37 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
     d->text_len += m->len;
 
     return NGX_OK;
+}
+
+
+/* a role's NGX_AILINK_DIRECT_*: developer messages are system ones */
+
+static ngx_int_t
+ngx_ailink_direct_role(ngx_str_t *role)
+{
+    u_char  *p;
+
+    p = role->data;
+
+    switch (role->len) {
+
+    case 4:
+        return ngx_memcmp(p, "user", 4) == 0 ? NGX_AILINK_DIRECT_USER
+                                              : NGX_ERROR;
+
+    case 6:
+        return ngx_memcmp(p, "system", 6) == 0 ? NGX_AILINK_DIRECT_SYSTEM
+                                                : NGX_ERROR;
+
+    case 9:
+        return ngx_memcmp(p, "assistant", 9) == 0
+               ? NGX_AILINK_DIRECT_ASSISTANT
+               : ngx_memcmp(p, "developer", 9) == 0
+               ? NGX_AILINK_DIRECT_SYSTEM : NGX_ERROR;
+
+    default:
+        return NGX_ERROR;
+    }
 }
 
 
@@ -613,8 +632,9 @@ ngx_ailink_direct_first_turn(ngx_ailink_direct_t *d)
 
 /*
  * A text as the printer writes the string it stands for: as it came when
- * it has no escape, else with each escape written the printer's way; NULL
- * for a lone surrogate.  Never longer than it came.
+ * its escapes are all the printer's own, else with each escape written
+ * the printer's way; NULL for a lone surrogate.  Never longer than it
+ * came.
  */
 
 static u_char *
@@ -623,7 +643,7 @@ ngx_ailink_direct_text(u_char *dst, ngx_ailink_direct_msg_t *m)
     u_char     *p, *q, *end, *last, buf[4];
     ngx_str_t   decoded;
 
-    if (!m->escaped) {
+    if (!(m->escaped & NGX_AILINK_SCAN_REWRITE)) {
         return ngx_cpymem(dst, m->text, m->len);
     }
 

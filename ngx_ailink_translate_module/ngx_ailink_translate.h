@@ -55,7 +55,7 @@ typedef struct {
     u_char                     *text;       /* between the quotes */
     size_t                      len;
     ngx_uint_t                  role;       /* NGX_AILINK_DIRECT_USER, ... */
-    ngx_uint_t                  escaped;
+    ngx_uint_t                  escaped;    /* NGX_AILINK_SCAN_ESCAPED, ... */
 } ngx_ailink_direct_msg_t;
 
 typedef struct {

@@ -206,7 +206,10 @@ def run(layout, scs, opts, log):
                 log("  %-8s zero-request run%s: %d instructions"
                     % (target, "" if tag == "zero" else " (%s)" % name, zeros[name][1]))
             zero, z = zeros[name]
-            n = opts.cg_requests if "100k" not in sc.key else max(10, opts.cg_requests // 10)
+            # fewer of the long bodies: their cost is per byte
+            n = (max(10, opts.cg_requests // 10) if "100k" in sc.key
+                 else max(5, opts.cg_requests // 40) if "1m" in sc.key
+                 else opts.cg_requests)
             full = measure(layout, target, sc, n, sc.key)
             per = (_totals(full) - z) / float(n)
             r = results.setdefault(sc.key, {})

@@ -293,6 +293,10 @@ def write_all(work, quick):
         for size, tag in ((1024, "1k"), (100 * 1024, "100k")):
             put("bodies/%s-%s.json" % (prov, tag), chat_body(MODELS[prov], size))
 
+    # issue 17: a coding agent's long history, 1 MB, to translate
+    for prov in ("anthropic", "gemini"):
+        put("bodies/%s-1m.json" % prov, chat_body(MODELS[prov], 1024 * 1024))
+
     # issue 11: the 1 KB OpenAI chat for models with fallbacks (scenario 10)
     put("bodies/openai-fb-ok-1k.json", chat_body("gpt-fb-ok", 1024))
     put("bodies/openai-fb-down-1k.json", chat_body("gpt-fb-down", 1024))

@@ -59,6 +59,12 @@ SCENARIOS = [
              TO_ANTHROPIC, None),
     Scenario("gemini-100k", "3", "Chat → Gemini translation, 100 KB body",
              "POST", CHAT, GEMINI, "gemini-100k", LLM, TO_GEMINI, None),
+    # issue 17: long agent histories, the case a one-pass translator is for
+    Scenario("anthropic-1m", "3", "Chat → Anthropic translation, 1 MB body",
+             "POST", CHAT, "/anthropic/v1/messages", "anthropic-1m", LLM,
+             TO_ANTHROPIC, None),
+    Scenario("gemini-1m", "3", "Chat → Gemini translation, 1 MB body",
+             "POST", CHAT, GEMINI, "gemini-1m", LLM, TO_GEMINI, None),
     # issue 9: within 5 points of scenario 1's ratio and 5,000 instructions
     # of its count (the 0.75 floor is scenario 1's target less 5 points)
     Scenario("openai-policies", "5",
