@@ -10,7 +10,8 @@
  * "stream_options.include_usage".  A body the reader declines costs
  * nothing to check: the tree path does it.  Anthropic, Gemini, and
  * Gemini with a route's safety settings; a route's default max_tokens
- * from the input's size.
+ * from the input's size.  The same bytes also go through the one-pass
+ * response translator (an Anthropic answer), against the tree's.
  */
 
 
@@ -109,6 +110,88 @@ fuzz_direct_one(ngx_str_t *text, ngx_ailink_provider_t *prov)
 }
 
 
+/*
+ * The same bytes as an Anthropic answer: the one-pass response against
+ * ngx_ailink_anthropic_response() and the printer, from a usage already
+ * holding counts (a stream's or a fallback's), which both must leave the
+ * same.
+ */
+
+static void
+fuzz_direct_response(ngx_str_t *text, size_t size)
+{
+    cJSON               *json, *tree;
+    ngx_int_t            rc;
+    ngx_str_t            a, b;
+    ngx_pool_t          *pool;
+    ngx_ailink_usage_t   ua, ub;
+    ngx_ailink_xresp_t   x;
+
+    pool = ngx_fuzz_pool();
+
+    ngx_memzero(&ua, sizeof(ngx_ailink_usage_t));
+
+    if (size & 4) {
+        ua.prompt = 10;
+        ua.completion = 3;
+        ua.total = 13;
+        ua.cached = 4;
+        ua.cache_write = 2;
+        ua.reasoning = (size & 8) ? 5 : 0;
+    }
+
+    ub = ua;
+
+    ngx_memzero(&x, sizeof(ngx_ailink_xresp_t));
+    x.pool = pool;
+    x.log = &ngx_fuzz_log;
+    ngx_str_set(&x.model, "claude-\"fuzz\"\n");
+    ngx_str_set(&x.id, "chatcmpl-0123");
+    x.created = 1700000000;
+    x.usage = &ub;
+
+    rc = ngx_ailink_direct_anthropic_response(&x, text, &b);
+    ngx_fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
+
+    if (rc != NGX_OK) {
+        ngx_fuzz_assert(ub.prompt == ua.prompt && ub.total == ua.total);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    json = ngx_ailink_json_parse(text);
+    x.usage = &ua;
+    tree = json ? ngx_ailink_anthropic_response(&x, json) : NULL;
+
+    ngx_fuzz_assert(tree != NULL);
+
+    a.len = ngx_ailink_json_print_len(tree) + 1;
+    a.data = ngx_pnalloc(pool, a.len);
+    ngx_fuzz_assert(a.data != NULL);
+    *ngx_ailink_json_print(a.data, tree) = '\n';
+
+    if (a.len != b.len || ngx_memcmp(a.data, b.data, a.len) != 0) {
+        fprintf(stderr, "tree:     %.*s\none pass: %.*s\n",
+                (int) ngx_min(a.len, 2000), a.data,
+                (int) ngx_min(b.len, 2000), b.data);
+    }
+
+    ngx_fuzz_assert(a.len == b.len && ngx_memcmp(a.data, b.data, a.len) == 0);
+    ngx_fuzz_assert(ua.prompt == ub.prompt && ua.completion == ub.completion
+                    && ua.total == ub.total && ua.cached == ub.cached
+                    && ua.cache_write == ub.cache_write
+                    && ua.reasoning == ub.reasoning && ua.known == ub.known);
+
+    if (getenv("FUZZ_DIRECT_SHOW")) {
+        fprintf(stderr, "%.*s", (int) b.len, b.data);
+    }
+
+    cJSON_Delete(tree);
+    cJSON_Delete(json);
+    ngx_destroy_pool(pool);
+}
+
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -149,6 +232,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     fuzz_direct_one(&text, &prov);
+
+    fuzz_direct_response(&text, size);
 
     free(text.data);
 

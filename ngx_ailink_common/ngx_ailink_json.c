@@ -518,7 +518,8 @@ ngx_ailink_json_number(u_char *p, double d)
     }
 
     if (d > -1e15 && d < 1e15 && d == (double) (int64_t) d) {
-        return ngx_sprintf(p, "%L", (int64_t) d);
+        /* a dozen numbers in every answer's usage: no format to parse */
+        return ngx_ailink_write_int(p, (int64_t) d);
     }
 
     /*
@@ -537,7 +538,8 @@ ngx_ailink_json_number(u_char *p, double d)
                 n = -n;
             }
 
-            p = ngx_sprintf(p, "%L.", n / 1000000);
+            p = ngx_ailink_write_uint(p, (uint64_t) (n / 1000000));
+            *p++ = '.';
 
             /* the fraction's digits, leading zeros kept, trailing dropped */
             for (n %= 1000000, digits = 6; n % 10 == 0 && digits; digits--) {

@@ -212,6 +212,110 @@ ngx_ailink_json_scan(ngx_str_t *text, ngx_ailink_json_field_t *fields,
 
 
 /*
+ * One value, checked and passed over, for readers that take some members
+ * and skip the rest (the one-pass response translator).  NGX_DECLINED
+ * when a string in it has "\u" or "\/": the scan lets lone surrogates by
+ * and the parse refuses them, so a reader that must agree with the parse
+ * leaves such text to it.
+ */
+
+ngx_int_t
+ngx_ailink_scan_skip(ngx_ailink_scan_t *s)
+{
+    u_char     close;
+    ngx_int_t  rc;
+
+    switch (*s->p) {
+
+    case '"':
+        if (ngx_ailink_scan_string(s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return (s->escaped & NGX_AILINK_SCAN_REWRITE) ? NGX_DECLINED : NGX_OK;
+
+    case 't':
+    case 'f':
+    case 'n':
+        return ngx_ailink_scan_literal(s);
+
+    case '{':
+    case '[':
+        break;
+
+    default:
+        return ngx_ailink_scan_number(s);
+    }
+
+    if (++s->depth > NGX_AILINK_JSON_MAX_DEPTH) {
+        return NGX_ERROR;
+    }
+
+    close = (*s->p == '{') ? '}' : ']';
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == close) {
+        s->p++;
+        s->depth--;
+        return NGX_OK;
+    }
+
+    for ( ;; ) {
+        if (s->p == s->last) {
+            return NGX_ERROR;
+        }
+
+        if (close == '}') {
+            rc = (*s->p == '"') ? ngx_ailink_scan_skip(s) : NGX_ERROR;
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            ngx_ailink_scan_space(s);
+
+            if (s->p == s->last || *s->p != ':') {
+                return NGX_ERROR;
+            }
+
+            s->p++;
+            ngx_ailink_scan_space(s);
+
+            if (s->p == s->last) {
+                return NGX_ERROR;
+            }
+        }
+
+        rc = ngx_ailink_scan_skip(s);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ngx_ailink_scan_space(s);
+
+        if (s->p == s->last) {
+            return NGX_ERROR;
+        }
+
+        if (*s->p == close) {
+            s->p++;
+            s->depth--;
+            return NGX_OK;
+        }
+
+        if (*s->p != ',') {
+            return NGX_ERROR;
+        }
+
+        s->p++;
+        ngx_ailink_scan_space(s);
+    }
+}
+
+
+/*
  * A top-level member of an object, found without checking the text is
  * JSON: for a provider's response that passes through as it is, where a
  * member that cannot be found only means less to report.  Strings are

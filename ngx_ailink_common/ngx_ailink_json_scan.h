@@ -231,6 +231,7 @@ ngx_ailink_scan_literal(ngx_ailink_scan_t *s)
 
 
 u_char *ngx_ailink_json_unescape(u_char **pp, u_char *last, u_char *dst);
+ngx_int_t ngx_ailink_scan_skip(ngx_ailink_scan_t *s);
 
 
 #endif /* _NGX_AILINK_JSON_SCAN_H_INCLUDED_ */

@@ -1215,25 +1215,38 @@ ngx_ailink_anthropic_params(ngx_ailink_xreq_t *x, cJSON *req, cJSON *out)
 static const char *
 ngx_ailink_anthropic_finish(cJSON *reason)
 {
-    char  *s;
+    ngx_str_t  s;
 
-    s = cJSON_GetStringValue(reason);
-
-    if (s == NULL) {
+    if (cJSON_GetStringValue(reason) == NULL) {
         return NULL;
     }
 
-    if (ngx_strcmp(s, "max_tokens") == 0
-        || ngx_strcmp(s, "model_context_window_exceeded") == 0)
+    s.data = (u_char *) reason->valuestring;
+    s.len = ngx_strlen(s.data);
+
+    return ngx_ailink_anthropic_finish_reason(&s);
+}
+
+
+#define ngx_ailink_anthropic_reason_is(s, name)                               \
+    ((s)->len == sizeof(name) - 1                                             \
+     && ngx_memcmp((s)->data, name, sizeof(name) - 1) == 0)
+
+const char *
+ngx_ailink_anthropic_finish_reason(ngx_str_t *reason)
+{
+    if (ngx_ailink_anthropic_reason_is(reason, "max_tokens")
+        || ngx_ailink_anthropic_reason_is(reason,
+                                          "model_context_window_exceeded"))
     {
         return "length";
     }
 
-    if (ngx_strcmp(s, "tool_use") == 0) {
+    if (ngx_ailink_anthropic_reason_is(reason, "tool_use")) {
         return "tool_calls";
     }
 
-    if (ngx_strcmp(s, "refusal") == 0) {
+    if (ngx_ailink_anthropic_reason_is(reason, "refusal")) {
         return "content_filter";
     }
 
@@ -1251,32 +1264,49 @@ ngx_ailink_anthropic_finish(cJSON *reason)
 static void
 ngx_ailink_anthropic_usage(ngx_ailink_usage_t *usage, cJSON *json)
 {
-    ngx_uint_t  input, read, write, found;
+    ngx_uint_t  input, read, write, output;
 
     if (!cJSON_IsObject(json)) {
         return;
     }
 
+    ngx_ailink_anthropic_usage_set(usage,
+        ngx_ailink_json_count(json, "input_tokens", &input) == NGX_OK
+        ? &input : NULL,
+        ngx_ailink_json_count(json, "cache_read_input_tokens", &read) == NGX_OK
+        ? &read : NULL,
+        ngx_ailink_json_count(json, "cache_creation_input_tokens", &write)
+        == NGX_OK ? &write : NULL,
+        ngx_ailink_json_count(json, "output_tokens", &output) == NGX_OK
+        ? &output : NULL);
+}
+
+
+/* the counts a usage object had (NULL: not there) */
+
+void
+ngx_ailink_anthropic_usage_set(ngx_ailink_usage_t *usage, ngx_uint_t *input,
+    ngx_uint_t *read, ngx_uint_t *write, ngx_uint_t *output)
+{
+    ngx_uint_t  in, rd, wr;
+
     /* a message_delta may repeat any of them; what it omits is kept */
 
-    read = usage->cached;
-    write = usage->cache_write;
-    input = usage->prompt - ngx_min(usage->prompt, read + write);
+    rd = read ? *read : usage->cached;
+    wr = write ? *write : usage->cache_write;
+    in = input ? *input
+               : usage->prompt - ngx_min(usage->prompt,
+                                         usage->cached + usage->cache_write);
 
-    found = (ngx_ailink_json_count(json, "input_tokens", &input) == NGX_OK);
-    found += (ngx_ailink_json_count(json, "cache_read_input_tokens", &read)
-              == NGX_OK);
-    found += (ngx_ailink_json_count(json, "cache_creation_input_tokens",
-                                    &write)
-              == NGX_OK);
-
-    if (found) {
-        usage->prompt = input + read + write;
-        usage->cached = read;
-        usage->cache_write = write;
+    if (input || read || write) {
+        usage->prompt = in + rd + wr;
+        usage->cached = rd;
+        usage->cache_write = wr;
     }
 
-    (void) ngx_ailink_json_count(json, "output_tokens", &usage->completion);
+    if (output) {
+        usage->completion = *output;
+    }
 
     usage->total = usage->prompt + usage->completion;
     usage->known = 1;

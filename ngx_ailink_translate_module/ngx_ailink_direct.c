@@ -128,6 +128,7 @@ ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
 
     ngx_str_null(&max_tokens);
     seen = 0;
+    flag = 0;
 
     do {
         if (ngx_ailink_direct_key(&s, &key) != NGX_OK) {
@@ -905,6 +906,461 @@ ngx_ailink_direct_gemini(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
         p = ngx_cpymem(p, ",\"safetySettings\":",
                        sizeof(",\"safetySettings\":") - 1);
         p = ngx_ailink_json_print(p, safety);
+    }
+
+    *p++ = '}';
+
+    return p;
+}
+
+
+/*
+ * Responses.  An Anthropic message whose content is text blocks is the
+ * OpenAI completion of the same texts, joined: read once, with the
+ * members the tree translator does not read checked and passed over (a
+ * provider adds members; they must not send the answer to the tree), and
+ * written as ngx_ailink_anthropic_response() and the printer write it.
+ * Thinking, tool use, citations and texts with "\u" escapes are
+ * NGX_DECLINED, for the tree.
+ */
+
+#define NGX_AILINK_DIRECT_TYPE         0x01
+#define NGX_AILINK_DIRECT_BLOCKS       0x02
+#define NGX_AILINK_DIRECT_REASON       0x04
+#define NGX_AILINK_DIRECT_USAGE        0x08
+
+/* Anthropic's usage counts, in ngx_ailink_anthropic_usage_set()'s order */
+#define NGX_AILINK_DIRECT_INPUT        0
+#define NGX_AILINK_DIRECT_CACHE_READ   1
+#define NGX_AILINK_DIRECT_CACHE_WRITE  2
+#define NGX_AILINK_DIRECT_OUTPUT       3
+
+
+typedef struct {
+    ngx_array_t                 texts;      /* of ngx_ailink_direct_msg_t */
+    size_t                      text_len;
+    ngx_str_t                   reason;     /* stop_reason, if a string */
+    ngx_uint_t                  counts[4];
+    ngx_uint_t                  found;      /* which counts, a bit each */
+    ngx_uint_t                  usage;      /* a usage object was there */
+} ngx_ailink_direct_resp_t;
+
+
+static ngx_int_t ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr,
+    ngx_ailink_scan_t *s);
+static u_char *ngx_ailink_direct_usage_print(u_char *p,
+    ngx_ailink_usage_t *usage);
+
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_anthropic_members[] = {
+    { ngx_string("type"), NGX_AILINK_DIRECT_TYPE },
+    { ngx_string("content"), NGX_AILINK_DIRECT_BLOCKS },
+    { ngx_string("stop_reason"), NGX_AILINK_DIRECT_REASON },
+    { ngx_string("usage"), NGX_AILINK_DIRECT_USAGE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_anthropic_counts[] = {
+    { ngx_string("input_tokens"), NGX_AILINK_DIRECT_INPUT + 1 },
+    { ngx_string("cache_read_input_tokens"), NGX_AILINK_DIRECT_CACHE_READ + 1 },
+    { ngx_string("cache_creation_input_tokens"),
+      NGX_AILINK_DIRECT_CACHE_WRITE + 1 },
+    { ngx_string("output_tokens"), NGX_AILINK_DIRECT_OUTPUT + 1 },
+    { ngx_null_string, 0 }
+};
+
+
+/* an OpenAI completion in out, "\n" ended; NGX_DECLINED for the tree */
+
+ngx_int_t
+ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
+    ngx_str_t *out)
+{
+    u_char                    *p;
+    size_t                     size;
+    ngx_int_t                  rc;
+    ngx_str_t                  key, value;
+    ngx_uint_t                 i, seen, bit, escaped;
+    const char                *finish;
+    ngx_ailink_scan_t          s;
+    ngx_ailink_direct_msg_t   *m;
+    ngx_ailink_direct_resp_t   dr;
+
+    ngx_memzero(&dr, sizeof(ngx_ailink_direct_resp_t));
+
+    if (ngx_array_init(&dr.texts, x->pool, 4, sizeof(ngx_ailink_direct_msg_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&s, sizeof(ngx_ailink_scan_t));
+    s.p = text->data;
+    s.last = text->data + text->len;
+
+    ngx_ailink_scan_space(&s);
+
+    if (s.p == s.last || *s.p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s.p++;
+    ngx_ailink_scan_space(&s);
+
+    seen = 0;
+
+    do {
+        if (ngx_ailink_direct_key(&s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_anthropic_members,
+                                       &key);
+
+        if (seen & bit) {
+            /* the tree reads the first of duplicates */
+            return NGX_DECLINED;
+        }
+
+        seen |= bit;
+
+        switch (bit) {
+
+        case NGX_AILINK_DIRECT_TYPE:
+            rc = ngx_ailink_direct_string(&s, &value, &escaped);
+
+            if (rc == NGX_OK
+                && (escaped || value.len != sizeof("message") - 1
+                    || ngx_memcmp(value.data, "message", value.len) != 0))
+            {
+                rc = NGX_DECLINED;
+            }
+
+            break;
+
+        case NGX_AILINK_DIRECT_BLOCKS:
+            rc = ngx_ailink_direct_blocks(&dr, &s);
+            break;
+
+        case NGX_AILINK_DIRECT_REASON:
+            if (*s.p == 'n') {
+                rc = (ngx_ailink_scan_literal(&s) == NGX_OK) ? NGX_OK
+                                                             : NGX_DECLINED;
+                break;
+            }
+
+            rc = ngx_ailink_direct_string(&s, &dr.reason, &escaped);
+
+            if (rc == NGX_OK && escaped) {
+                rc = NGX_DECLINED;
+            }
+
+            break;
+
+        case NGX_AILINK_DIRECT_USAGE:
+            rc = ngx_ailink_direct_usage(&dr, &s);
+            break;
+
+        default:
+            rc = (ngx_ailink_scan_skip(&s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_ailink_direct_next(&s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    if (rc != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_ailink_scan_space(&s);
+
+    if (s.p != s.last
+        || (seen & (NGX_AILINK_DIRECT_TYPE|NGX_AILINK_DIRECT_BLOCKS))
+           != (NGX_AILINK_DIRECT_TYPE|NGX_AILINK_DIRECT_BLOCKS))
+    {
+        return NGX_DECLINED;
+    }
+
+    finish = dr.reason.data ? ngx_ailink_anthropic_finish_reason(&dr.reason)
+                            : "stop";
+
+    size = dr.text_len + 6 * (x->id.len + x->model.len) + 512;
+
+    p = ngx_pnalloc(x->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = ngx_ailink_json_escape(p, &x->id);
+    p = ngx_cpymem(p, "\",\"object\":\"chat.completion\",\"created\":",
+                   sizeof("\",\"object\":\"chat.completion\",\"created\":")
+                   - 1);
+    p = ngx_ailink_write_int(p, (int64_t) x->created);
+    p = ngx_cpymem(p, ",\"model\":\"", sizeof(",\"model\":\"") - 1);
+    p = ngx_ailink_json_escape(p, &x->model);
+    p = ngx_cpymem(p, "\",\"choices\":[{\"index\":0,\"message\":"
+                      "{\"role\":\"assistant\",\"content\":",
+                   sizeof("\",\"choices\":[{\"index\":0,\"message\":"
+                          "{\"role\":\"assistant\",\"content\":") - 1);
+
+    if (dr.text_len == 0) {
+        p = ngx_cpymem(p, "null", 4);
+
+    } else {
+        *p++ = '"';
+
+        m = dr.texts.elts;
+
+        for (i = 0; i < dr.texts.nelts; i++) {
+            /* texts with the printer's escapes only: joined as they are */
+            p = ngx_cpymem(p, m[i].text, m[i].len);
+        }
+
+        *p++ = '"';
+    }
+
+    p = ngx_cpymem(p, ",\"refusal\":null},\"logprobs\":null,"
+                      "\"finish_reason\":\"",
+                   sizeof(",\"refusal\":null},\"logprobs\":null,"
+                          "\"finish_reason\":\"") - 1);
+    p = ngx_cpymem(p, finish, ngx_strlen(finish));
+    p = ngx_cpymem(p, "\"}]", 3);
+
+    if (dr.usage) {
+        ngx_ailink_anthropic_usage_set(x->usage,
+            (dr.found & (1 << NGX_AILINK_DIRECT_INPUT))
+            ? &dr.counts[NGX_AILINK_DIRECT_INPUT] : NULL,
+            (dr.found & (1 << NGX_AILINK_DIRECT_CACHE_READ))
+            ? &dr.counts[NGX_AILINK_DIRECT_CACHE_READ] : NULL,
+            (dr.found & (1 << NGX_AILINK_DIRECT_CACHE_WRITE))
+            ? &dr.counts[NGX_AILINK_DIRECT_CACHE_WRITE] : NULL,
+            (dr.found & (1 << NGX_AILINK_DIRECT_OUTPUT))
+            ? &dr.counts[NGX_AILINK_DIRECT_OUTPUT] : NULL);
+
+        p = ngx_ailink_direct_usage_print(p, x->usage);
+    }
+
+    *p++ = '}';
+    *p++ = '\n';
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* [{"type": "text", "text": "..."}, ...]: texts the printer would copy */
+
+static ngx_int_t
+ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 key, value;
+    ngx_uint_t                seen, escaped;
+    ngx_ailink_direct_msg_t  *m;
+
+    if (*s->p != '[') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == ']') {
+        s->p++;
+        return NGX_OK;
+    }
+
+    do {
+        if (s->p == s->last || *s->p != '{') {
+            return NGX_DECLINED;
+        }
+
+        s->p++;
+        ngx_ailink_scan_space(s);
+
+        m = ngx_array_push(&dr->texts);
+        if (m == NULL) {
+            return NGX_ERROR;
+        }
+
+        seen = 0;
+
+        do {
+            if (ngx_ailink_direct_key(s, &key) != NGX_OK
+                || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK
+                || (escaped & NGX_AILINK_SCAN_REWRITE))
+            {
+                return NGX_DECLINED;
+            }
+
+            if (key.len == 4 && ngx_memcmp(key.data, "type", 4) == 0
+                && !(seen & NGX_AILINK_DIRECT_ROLE))
+            {
+                if (value.len != 4 || ngx_memcmp(value.data, "text", 4) != 0)
+                {
+                    return NGX_DECLINED;
+                }
+
+                seen |= NGX_AILINK_DIRECT_ROLE;
+
+            } else if (key.len == 4 && ngx_memcmp(key.data, "text", 4) == 0
+                       && !(seen & NGX_AILINK_DIRECT_CONTENT))
+            {
+                m->text = value.data;
+                m->len = value.len;
+                m->escaped = escaped;
+                seen |= NGX_AILINK_DIRECT_CONTENT;
+
+            } else {
+                /* citations, a duplicate: the tree's */
+                return NGX_DECLINED;
+            }
+
+            rc = ngx_ailink_direct_next(s, '}');
+
+        } while (rc == NGX_AGAIN);
+
+        if (rc != NGX_OK
+            || seen != (NGX_AILINK_DIRECT_ROLE|NGX_AILINK_DIRECT_CONTENT))
+        {
+            return NGX_DECLINED;
+        }
+
+        dr->text_len += m->len;
+
+        rc = ngx_ailink_direct_next(s, ']');
+
+    } while (rc == NGX_AGAIN);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * {"input_tokens": N, ...}: the four counts in plain digits under 10^12
+ * (the tree's cap), the rest passed over; null is no usage
+ */
+
+static ngx_int_t
+ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
+{
+    u_char      *p;
+    ngx_int_t    rc;
+    ngx_str_t    key, value;
+    ngx_uint_t   k, n;
+
+    if (*s->p == 'n') {
+        return (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    }
+
+    if (*s->p != '{') {
+        return NGX_DECLINED;
+    }
+
+    dr->usage = 1;
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == '}') {
+        s->p++;
+        return NGX_OK;
+    }
+
+    do {
+        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        k = ngx_ailink_direct_lookup(ngx_ailink_direct_anthropic_counts, &key);
+
+        if (k == 0) {
+            if (ngx_ailink_scan_skip(s) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+        } else {
+            k--;
+
+            value.data = s->p;
+
+            if ((dr->found & (1 << k))
+                || ngx_ailink_scan_number(s) != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+
+            value.len = s->p - value.data;
+
+            if (value.len > 12 || (value.data[0] == '0' && value.len > 1)) {
+                return NGX_DECLINED;
+            }
+
+            for (n = 0, p = value.data; p < s->p; p++) {
+                if (*p < '0' || *p > '9') {
+                    return NGX_DECLINED;
+                }
+
+                n = n * 10 + (*p - '0');
+            }
+
+            dr->counts[k] = n;
+            dr->found |= 1 << k;
+        }
+
+        rc = ngx_ailink_direct_next(s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* ,"usage":{...} as ngx_ailink_usage_json() builds it */
+
+static u_char *
+ngx_ailink_direct_usage_print(u_char *p, ngx_ailink_usage_t *usage)
+{
+    p = ngx_cpymem(p, ",\"usage\":{\"prompt_tokens\":",
+                   sizeof(",\"usage\":{\"prompt_tokens\":") - 1);
+    p = ngx_ailink_write_uint(p, usage->prompt);
+    p = ngx_cpymem(p, ",\"completion_tokens\":",
+                   sizeof(",\"completion_tokens\":") - 1);
+    p = ngx_ailink_write_uint(p, usage->completion);
+    p = ngx_cpymem(p, ",\"total_tokens\":", sizeof(",\"total_tokens\":") - 1);
+    p = ngx_ailink_write_uint(p, usage->total);
+    p = ngx_cpymem(p, ",\"prompt_tokens_details\":{\"cached_tokens\":",
+                   sizeof(",\"prompt_tokens_details\":{\"cached_tokens\":")
+                   - 1);
+    p = ngx_ailink_write_uint(p, usage->cached);
+
+    if (usage->cache_write) {
+        p = ngx_cpymem(p, ",\"cache_creation_tokens\":",
+                       sizeof(",\"cache_creation_tokens\":") - 1);
+        p = ngx_ailink_write_uint(p, usage->cache_write);
+    }
+
+    *p++ = '}';
+
+    if (usage->reasoning) {
+        p = ngx_cpymem(p, ",\"completion_tokens_details\":"
+                          "{\"reasoning_tokens\":",
+                       sizeof(",\"completion_tokens_details\":"
+                              "{\"reasoning_tokens\":") - 1);
+        p = ngx_ailink_write_uint(p, usage->reasoning);
+        *p++ = '}';
     }
 
     *p++ = '}';

@@ -983,6 +983,7 @@ static ngx_int_t
 ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
 {
     cJSON               *json, *out;
+    ngx_int_t            rc;
     ngx_buf_t           *b;
     ngx_str_t            text, body;
     ngx_uint_t           status;
@@ -1008,6 +1009,26 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
     if (rs->capture) {
         text.data = rs->capture->pos;
         text.len = rs->capture->last - rs->capture->pos;
+
+        if (status == NGX_HTTP_OK
+            && ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC)
+        {
+            /* an answer of text blocks: one pass, no tree */
+            if (ngx_ailink_resp_xresp(rs, &x) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            rc = ngx_ailink_direct_anthropic_response(&x, &text, &body);
+
+            if (rc == NGX_OK) {
+                goto send;
+            }
+
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+        }
+
         json = ngx_ailink_json_parse(&text);
     }
 

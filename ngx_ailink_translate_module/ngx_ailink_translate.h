@@ -85,6 +85,9 @@ typedef struct {
     ngx_ailink_usage_t         *usage;      /* filled by the translator */
 } ngx_ailink_xresp_t;
 
+ngx_int_t ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x,
+    ngx_str_t *text, ngx_str_t *out);
+
 
 typedef struct ngx_ailink_xstream_s  ngx_ailink_xstream_t;
 
@@ -117,6 +120,10 @@ cJSON *ngx_ailink_gemini_request(ngx_ailink_xreq_t *x, cJSON *req);
 /* a non-stream response; NULL when it is not what the provider sends */
 cJSON *ngx_ailink_anthropic_response(ngx_ailink_xresp_t *x, cJSON *resp);
 cJSON *ngx_ailink_gemini_response(ngx_ailink_xresp_t *x, cJSON *resp);
+const char *ngx_ailink_anthropic_finish_reason(ngx_str_t *reason);
+void ngx_ailink_anthropic_usage_set(ngx_ailink_usage_t *usage,
+    ngx_uint_t *input, ngx_uint_t *read, ngx_uint_t *write,
+    ngx_uint_t *output);
 
 /*
  * One server-sent event of a provider stream; emits OpenAI chunks through
