@@ -11,7 +11,8 @@
  * nothing to check: the tree path does it.  Anthropic, Gemini, and
  * Gemini with a route's safety settings; a route's default max_tokens
  * from the input's size.  The same bytes also go through the one-pass
- * response translator (an Anthropic answer), against the tree's.
+ * response translators (an Anthropic, a Gemini answer), against the
+ * tree's.
  */
 
 
@@ -111,14 +112,20 @@ fuzz_direct_one(ngx_str_t *text, ngx_ailink_provider_t *prov)
 
 
 /*
- * The same bytes as an Anthropic answer: the one-pass response against
- * ngx_ailink_anthropic_response() and the printer, from a usage already
- * holding counts (a stream's or a fallback's), which both must leave the
- * same.
+ * The same bytes as an Anthropic and as a Gemini answer: the one-pass
+ * response against ngx_ailink_anthropic_response() (or _gemini_) and the
+ * printer, from a usage already holding counts (a stream's or a
+ * fallback's), which both must leave the same.
  */
 
+typedef ngx_int_t (*fuzz_direct_response_pt)(ngx_ailink_xresp_t *x,
+    ngx_str_t *text, ngx_str_t *out);
+typedef cJSON *(*fuzz_tree_response_pt)(ngx_ailink_xresp_t *x, cJSON *resp);
+
+
 static void
-fuzz_direct_response(ngx_str_t *text, size_t size)
+fuzz_direct_response(ngx_str_t *text, size_t size,
+    fuzz_direct_response_pt direct, fuzz_tree_response_pt translate)
 {
     cJSON               *json, *tree;
     ngx_int_t            rc;
@@ -150,7 +157,7 @@ fuzz_direct_response(ngx_str_t *text, size_t size)
     x.created = 1700000000;
     x.usage = &ub;
 
-    rc = ngx_ailink_direct_anthropic_response(&x, text, &b);
+    rc = direct(&x, text, &b);
     ngx_fuzz_assert(rc == NGX_OK || rc == NGX_DECLINED);
 
     if (rc != NGX_OK) {
@@ -161,7 +168,7 @@ fuzz_direct_response(ngx_str_t *text, size_t size)
 
     json = ngx_ailink_json_parse(text);
     x.usage = &ua;
-    tree = json ? ngx_ailink_anthropic_response(&x, json) : NULL;
+    tree = json ? translate(&x, json) : NULL;
 
     ngx_fuzz_assert(tree != NULL);
 
@@ -233,7 +240,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_direct_one(&text, &prov);
 
-    fuzz_direct_response(&text, size);
+    fuzz_direct_response(&text, size, ngx_ailink_direct_anthropic_response,
+                         ngx_ailink_anthropic_response);
+    fuzz_direct_response(&text, size, ngx_ailink_direct_gemini_response,
+                         ngx_ailink_gemini_response);
 
     free(text.data);
 

@@ -939,8 +939,10 @@ ngx_ailink_direct_gemini(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
 typedef struct {
     ngx_array_t                 texts;      /* of ngx_ailink_direct_msg_t */
     size_t                      text_len;
-    ngx_str_t                   reason;     /* stop_reason, if a string */
-    ngx_uint_t                  counts[4];
+    ngx_uint_t                  text;       /* content is a string */
+    ngx_str_t                   reason;     /* the finish reason, if a
+                                               string */
+    ngx_uint_t                  counts[NGX_AILINK_GEMINI_COUNTS];
     ngx_uint_t                  found;      /* which counts, a bit each */
     ngx_uint_t                  usage;      /* a usage object was there */
 } ngx_ailink_direct_resp_t;
@@ -949,6 +951,13 @@ typedef struct {
 static ngx_int_t ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr,
     ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr,
+    ngx_ailink_scan_t *s, ngx_ailink_direct_key_t *names);
+static ngx_int_t ngx_ailink_direct_completion(ngx_ailink_xresp_t *x,
+    ngx_ailink_direct_resp_t *dr, const char *finish,
+    ngx_ailink_usage_t *usage, ngx_str_t *out);
+static ngx_int_t ngx_ailink_direct_candidates(ngx_ailink_direct_resp_t *dr,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_parts(ngx_ailink_direct_resp_t *dr,
     ngx_ailink_scan_t *s);
 static u_char *ngx_ailink_direct_usage_print(u_char *p,
     ngx_ailink_usage_t *usage);
@@ -959,6 +968,25 @@ static ngx_ailink_direct_key_t  ngx_ailink_direct_anthropic_members[] = {
     { ngx_string("content"), NGX_AILINK_DIRECT_BLOCKS },
     { ngx_string("stop_reason"), NGX_AILINK_DIRECT_REASON },
     { ngx_string("usage"), NGX_AILINK_DIRECT_USAGE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_gemini_members[] = {
+    { ngx_string("candidates"), NGX_AILINK_DIRECT_BLOCKS },
+    { ngx_string("usageMetadata"), NGX_AILINK_DIRECT_USAGE },
+    { ngx_null_string, 0 }
+};
+
+
+/* in ngx_ailink_gemini_usage_set()'s order */
+static ngx_ailink_direct_key_t  ngx_ailink_direct_gemini_counts[] = {
+    { ngx_string("promptTokenCount"), 1 },
+    { ngx_string("toolUsePromptTokenCount"), 2 },
+    { ngx_string("candidatesTokenCount"), 3 },
+    { ngx_string("thoughtsTokenCount"), 4 },
+    { ngx_string("totalTokenCount"), 5 },
+    { ngx_string("cachedContentTokenCount"), 6 },
     { ngx_null_string, 0 }
 };
 
@@ -979,14 +1007,10 @@ ngx_int_t
 ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
     ngx_str_t *out)
 {
-    u_char                    *p;
-    size_t                     size;
     ngx_int_t                  rc;
     ngx_str_t                  key, value;
-    ngx_uint_t                 i, seen, bit, escaped;
-    const char                *finish;
+    ngx_uint_t                 seen, bit, escaped;
     ngx_ailink_scan_t          s;
-    ngx_ailink_direct_msg_t   *m;
     ngx_ailink_direct_resp_t   dr;
 
     ngx_memzero(&dr, sizeof(ngx_ailink_direct_resp_t));
@@ -1061,7 +1085,8 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
             break;
 
         case NGX_AILINK_DIRECT_USAGE:
-            rc = ngx_ailink_direct_usage(&dr, &s);
+            rc = ngx_ailink_direct_usage(&dr, &s,
+                                         ngx_ailink_direct_anthropic_counts);
             break;
 
         default:
@@ -1089,12 +1114,46 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
         return NGX_DECLINED;
     }
 
-    finish = dr.reason.data ? ngx_ailink_anthropic_finish_reason(&dr.reason)
-                            : "stop";
+    if (dr.usage) {
+        ngx_ailink_anthropic_usage_set(x->usage,
+            (dr.found & (1 << NGX_AILINK_DIRECT_INPUT))
+            ? &dr.counts[NGX_AILINK_DIRECT_INPUT] : NULL,
+            (dr.found & (1 << NGX_AILINK_DIRECT_CACHE_READ))
+            ? &dr.counts[NGX_AILINK_DIRECT_CACHE_READ] : NULL,
+            (dr.found & (1 << NGX_AILINK_DIRECT_CACHE_WRITE))
+            ? &dr.counts[NGX_AILINK_DIRECT_CACHE_WRITE] : NULL,
+            (dr.found & (1 << NGX_AILINK_DIRECT_OUTPUT))
+            ? &dr.counts[NGX_AILINK_DIRECT_OUTPUT] : NULL);
+    }
 
-    size = dr.text_len + 6 * (x->id.len + x->model.len) + 512;
+    /* no text is null content */
+    dr.text = (dr.text_len > 0);
 
-    p = ngx_pnalloc(x->pool, size);
+    return ngx_ailink_direct_completion(x, &dr,
+               dr.reason.data ? ngx_ailink_anthropic_finish_reason(&dr.reason)
+                              : "stop",
+               dr.usage ? x->usage : NULL, out);
+}
+
+
+/*
+ * {"id", "object": "chat.completion", ..., "choices": [one], "usage"}\n,
+ * as ngx_ailink_completion_new(), the translators and the printer make
+ * it: the texts joined (their escapes are the printer's own), or null
+ * when there was none
+ */
+
+static ngx_int_t
+ngx_ailink_direct_completion(ngx_ailink_xresp_t *x,
+    ngx_ailink_direct_resp_t *dr, const char *finish,
+    ngx_ailink_usage_t *usage, ngx_str_t *out)
+{
+    u_char                   *p;
+    ngx_uint_t                i;
+    ngx_ailink_direct_msg_t  *m;
+
+    p = ngx_pnalloc(x->pool, dr->text_len + 6 * (x->id.len + x->model.len)
+                             + 512);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -1114,20 +1173,19 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
                    sizeof("\",\"choices\":[{\"index\":0,\"message\":"
                           "{\"role\":\"assistant\",\"content\":") - 1);
 
-    if (dr.text_len == 0) {
-        p = ngx_cpymem(p, "null", 4);
-
-    } else {
+    if (dr->text) {
         *p++ = '"';
 
-        m = dr.texts.elts;
+        m = dr->texts.elts;
 
-        for (i = 0; i < dr.texts.nelts; i++) {
-            /* texts with the printer's escapes only: joined as they are */
+        for (i = 0; i < dr->texts.nelts; i++) {
             p = ngx_cpymem(p, m[i].text, m[i].len);
         }
 
         *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
     }
 
     p = ngx_cpymem(p, ",\"refusal\":null},\"logprobs\":null,"
@@ -1137,18 +1195,8 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
     p = ngx_cpymem(p, finish, ngx_strlen(finish));
     p = ngx_cpymem(p, "\"}]", 3);
 
-    if (dr.usage) {
-        ngx_ailink_anthropic_usage_set(x->usage,
-            (dr.found & (1 << NGX_AILINK_DIRECT_INPUT))
-            ? &dr.counts[NGX_AILINK_DIRECT_INPUT] : NULL,
-            (dr.found & (1 << NGX_AILINK_DIRECT_CACHE_READ))
-            ? &dr.counts[NGX_AILINK_DIRECT_CACHE_READ] : NULL,
-            (dr.found & (1 << NGX_AILINK_DIRECT_CACHE_WRITE))
-            ? &dr.counts[NGX_AILINK_DIRECT_CACHE_WRITE] : NULL,
-            (dr.found & (1 << NGX_AILINK_DIRECT_OUTPUT))
-            ? &dr.counts[NGX_AILINK_DIRECT_OUTPUT] : NULL);
-
-        p = ngx_ailink_direct_usage_print(p, x->usage);
+    if (usage) {
+        p = ngx_ailink_direct_usage_print(p, usage);
     }
 
     *p++ = '}';
@@ -1157,6 +1205,336 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
     out->len = p - out->data;
 
     return NGX_OK;
+}
+
+
+/*
+ * A Gemini answer of one candidate whose parts are text (thought
+ * signatures and other members passed over): the same completion.  Thought
+ * summaries, function calls, log probabilities, several candidates and a
+ * blocked prompt are NGX_DECLINED.
+ */
+
+ngx_int_t
+ngx_ailink_direct_gemini_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
+    ngx_str_t *out)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  key;
+    ngx_uint_t                 seen, bit;
+    ngx_ailink_scan_t          s;
+    ngx_ailink_direct_resp_t   dr;
+
+    ngx_memzero(&dr, sizeof(ngx_ailink_direct_resp_t));
+
+    if (ngx_array_init(&dr.texts, x->pool, 4, sizeof(ngx_ailink_direct_msg_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&s, sizeof(ngx_ailink_scan_t));
+    s.p = text->data;
+    s.last = text->data + text->len;
+
+    ngx_ailink_scan_space(&s);
+
+    if (s.p == s.last || *s.p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s.p++;
+    ngx_ailink_scan_space(&s);
+
+    seen = 0;
+
+    do {
+        if (ngx_ailink_direct_key(&s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_gemini_members,
+                                       &key);
+
+        if (seen & bit) {
+            return NGX_DECLINED;
+        }
+
+        seen |= bit;
+
+        switch (bit) {
+
+        case NGX_AILINK_DIRECT_BLOCKS:
+            rc = ngx_ailink_direct_candidates(&dr, &s);
+            break;
+
+        case NGX_AILINK_DIRECT_USAGE:
+            rc = ngx_ailink_direct_usage(&dr, &s,
+                                         ngx_ailink_direct_gemini_counts);
+            break;
+
+        default:
+            rc = (ngx_ailink_scan_skip(&s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_ailink_direct_next(&s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    ngx_ailink_scan_space(&s);
+
+    if (rc != NGX_OK || s.p != s.last || !(seen & NGX_AILINK_DIRECT_BLOCKS)) {
+        return NGX_DECLINED;
+    }
+
+    if (dr.usage) {
+        /* a count not there is 0, as ngx_ailink_json_uint() reads it */
+        ngx_ailink_gemini_usage_set(x->usage, dr.counts);
+    }
+
+    return ngx_ailink_direct_completion(x, &dr,
+               dr.reason.data ? ngx_ailink_gemini_finish_reason(&dr.reason, 0)
+                              : "stop",
+               x->usage, out);
+}
+
+
+/* [{"content": {"parts": [...]}, "finishReason": "...", ...}]: one */
+
+static ngx_int_t
+ngx_ailink_direct_candidates(ngx_ailink_direct_resp_t *dr,
+    ngx_ailink_scan_t *s)
+{
+    ngx_int_t   rc;
+    ngx_str_t   key;
+    ngx_uint_t  seen, escaped;
+
+    if (*s->p != '[') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p == s->last || *s->p != '{') {
+        /* none: a blocked prompt */
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == '}') {
+        s->p++;
+        return (ngx_ailink_direct_next(s, ']') == NGX_OK) ? NGX_OK
+                                                          : NGX_DECLINED;
+    }
+
+    seen = 0;
+
+    do {
+        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        if (key.len == 7 && ngx_memcmp(key.data, "content", 7) == 0) {
+            if (seen & NGX_AILINK_DIRECT_CONTENT) {
+                return NGX_DECLINED;
+            }
+
+            seen |= NGX_AILINK_DIRECT_CONTENT;
+            rc = ngx_ailink_direct_parts(dr, s);
+
+        } else if (key.len == 12
+                   && ngx_memcmp(key.data, "finishReason", 12) == 0)
+        {
+            if (seen & NGX_AILINK_DIRECT_REASON) {
+                return NGX_DECLINED;
+            }
+
+            seen |= NGX_AILINK_DIRECT_REASON;
+
+            if (*s->p == 'n') {
+                rc = (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK
+                                                            : NGX_DECLINED;
+
+            } else {
+                rc = ngx_ailink_direct_string(s, &dr->reason, &escaped);
+
+                if (rc == NGX_OK && escaped) {
+                    rc = NGX_DECLINED;
+                }
+            }
+
+        } else if (key.len == 14
+                   && ngx_memcmp(key.data, "logprobsResult", 14) == 0)
+        {
+            return NGX_DECLINED;
+
+        } else {
+            /* index, safetyRatings, avgLogprobs, citationMetadata */
+            rc = (ngx_ailink_scan_skip(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_ailink_direct_next(s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    /* the one candidate, and the end of the list */
+    if (rc != NGX_OK || ngx_ailink_direct_next(s, ']') != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * {"parts": [{"text": "..."}, ...], "role": "model"}: a part's text is
+ * the answer's unless the part is a thought; a part with a function call
+ * is the tree's
+ */
+
+static ngx_int_t
+ngx_ailink_direct_parts(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 key, value;
+    ngx_uint_t                parts, escaped, seen;
+    ngx_ailink_direct_msg_t  *m;
+
+    if (*s->p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == '}') {
+        s->p++;
+        return NGX_OK;
+    }
+
+    parts = 0;
+
+    do {
+        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        if (!(key.len == 5 && ngx_memcmp(key.data, "parts", 5) == 0)) {
+            rc = (ngx_ailink_scan_skip(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+            goto next;
+        }
+
+        if (parts++ || *s->p != '[') {
+            return NGX_DECLINED;
+        }
+
+        s->p++;
+        ngx_ailink_scan_space(s);
+
+        if (s->p < s->last && *s->p == ']') {
+            s->p++;
+            rc = NGX_OK;
+            goto next;
+        }
+
+        do {
+            if (s->p == s->last || *s->p != '{') {
+                return NGX_DECLINED;
+            }
+
+            s->p++;
+            ngx_ailink_scan_space(s);
+
+            if (s->p < s->last && *s->p == '}') {
+                s->p++;
+                rc = ngx_ailink_direct_next(s, ']');
+                continue;
+            }
+
+            m = NULL;
+            seen = 0;
+
+            do {
+                if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
+                    return NGX_DECLINED;
+                }
+
+                if (key.len == 4 && ngx_memcmp(key.data, "text", 4) == 0) {
+                    if (m || ngx_ailink_direct_string(s, &value, &escaped)
+                             != NGX_OK
+                        || (escaped & NGX_AILINK_SCAN_REWRITE))
+                    {
+                        return NGX_DECLINED;
+                    }
+
+                    m = ngx_array_push(&dr->texts);
+                    if (m == NULL) {
+                        return NGX_ERROR;
+                    }
+
+                    m->text = value.data;
+                    m->len = value.len;
+                    m->escaped = escaped;
+
+                    /* "" is text too: content "" rather than null */
+                    dr->text = 1;
+                    dr->text_len += value.len;
+
+                } else if (key.len == 7
+                           && ngx_memcmp(key.data, "thought", 7) == 0)
+                {
+                    /* a summary of thoughts, "thought": true, is the tree's */
+                    if ((seen & NGX_AILINK_DIRECT_ROLE) || *s->p != 'f'
+                        || ngx_ailink_scan_literal(s) != NGX_OK)
+                    {
+                        return NGX_DECLINED;
+                    }
+
+                    seen |= NGX_AILINK_DIRECT_ROLE;
+
+                } else if (key.len == 12
+                           && ngx_memcmp(key.data, "functionCall", 12) == 0)
+                {
+                    return NGX_DECLINED;
+
+                } else if (ngx_ailink_scan_skip(s) != NGX_OK) {
+                    return NGX_DECLINED;
+                }
+
+                rc = ngx_ailink_direct_next(s, '}');
+
+            } while (rc == NGX_AGAIN);
+
+            if (rc != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+            rc = ngx_ailink_direct_next(s, ']');
+
+        } while (rc == NGX_AGAIN);
+
+    next:
+
+        if (rc != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        rc = ngx_ailink_direct_next(s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -1249,12 +1627,13 @@ ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
 
 
 /*
- * {"input_tokens": N, ...}: the four counts in plain digits under 10^12
+ * {"input_tokens": N, ...}: the counts named in plain digits under 10^12
  * (the tree's cap), the rest passed over; null is no usage
  */
 
 static ngx_int_t
-ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
+ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s,
+    ngx_ailink_direct_key_t *names)
 {
     u_char      *p;
     ngx_int_t    rc;
@@ -1284,7 +1663,7 @@ ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
             return NGX_DECLINED;
         }
 
-        k = ngx_ailink_direct_lookup(ngx_ailink_direct_anthropic_counts, &key);
+        k = ngx_ailink_direct_lookup(names, &key);
 
         if (k == 0) {
             if (ngx_ailink_scan_skip(s) != NGX_OK) {

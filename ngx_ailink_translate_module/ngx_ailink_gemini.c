@@ -2146,30 +2146,43 @@ ngx_ailink_gemini_call_id(ngx_ailink_xresp_t *x, ngx_uint_t n,
 static const char *
 ngx_ailink_gemini_finish(cJSON *reason, ngx_uint_t calls)
 {
-    ngx_uint_t   i;
-    const char  *r;
+    ngx_str_t  r;
 
-    static const char  *filtered[] = {
-        "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
-        "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", NULL
-    };
-
-    r = cJSON_GetStringValue(reason);
-
-    if (r == NULL) {
+    if (cJSON_GetStringValue(reason) == NULL) {
         return NULL;
     }
 
-    if (ngx_strcmp(r, "STOP") == 0) {
+    r.data = (u_char *) reason->valuestring;
+    r.len = ngx_strlen(r.data);
+
+    return ngx_ailink_gemini_finish_reason(&r, calls);
+}
+
+
+const char *
+ngx_ailink_gemini_finish_reason(ngx_str_t *r, ngx_uint_t calls)
+{
+    ngx_uint_t          i;
+    static ngx_str_t    filtered[] = {
+        ngx_string("SAFETY"), ngx_string("RECITATION"),
+        ngx_string("BLOCKLIST"), ngx_string("PROHIBITED_CONTENT"),
+        ngx_string("SPII"), ngx_string("IMAGE_SAFETY"),
+        ngx_string("IMAGE_PROHIBITED_CONTENT"),
+        ngx_string("IMAGE_RECITATION"), ngx_null_string
+    };
+
+    if (r->len == 4 && ngx_memcmp(r->data, "STOP", 4) == 0) {
         return calls ? "tool_calls" : "stop";
     }
 
-    if (ngx_strcmp(r, "MAX_TOKENS") == 0) {
+    if (r->len == 10 && ngx_memcmp(r->data, "MAX_TOKENS", 10) == 0) {
         return "length";
     }
 
-    for (i = 0; filtered[i]; i++) {
-        if (ngx_strcmp(r, filtered[i]) == 0) {
+    for (i = 0; filtered[i].len; i++) {
+        if (r->len == filtered[i].len
+            && ngx_memcmp(r->data, filtered[i].data, r->len) == 0)
+        {
             return "content_filter";
         }
     }
@@ -2183,30 +2196,49 @@ ngx_ailink_gemini_finish(cJSON *reason, ngx_uint_t calls)
 static ngx_uint_t
 ngx_ailink_gemini_usage(ngx_ailink_usage_t *usage, cJSON *meta)
 {
-    ngx_uint_t  thoughts;
+    ngx_uint_t  i, counts[NGX_AILINK_GEMINI_COUNTS];
+
+    static const char  *names[] = {
+        "promptTokenCount", "toolUsePromptTokenCount",
+        "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount",
+        "cachedContentTokenCount"
+    };
 
     if (!cJSON_IsObject(meta)) {
         return 0;
     }
 
-    thoughts = ngx_ailink_json_uint(meta, "thoughtsTokenCount");
+    for (i = 0; i < NGX_AILINK_GEMINI_COUNTS; i++) {
+        counts[i] = ngx_ailink_json_uint(meta, names[i]);
+    }
 
-    usage->prompt = ngx_ailink_json_uint(meta, "promptTokenCount")
-                    + ngx_ailink_json_uint(meta, "toolUsePromptTokenCount");
-    usage->completion = ngx_ailink_json_uint(meta, "candidatesTokenCount")
-                        + thoughts;
-    usage->total = ngx_ailink_json_uint(meta, "totalTokenCount");
+    ngx_ailink_gemini_usage_set(usage, counts);
+
+    return usage->reasoning;
+}
+
+
+/* usageMetadata's counts, in the order above (0: not there) */
+
+void
+ngx_ailink_gemini_usage_set(ngx_ailink_usage_t *usage, ngx_uint_t *counts)
+{
+    ngx_uint_t  thoughts;
+
+    thoughts = counts[3];
+
+    usage->prompt = counts[0] + counts[1];
+    usage->completion = counts[2] + thoughts;
+    usage->total = counts[4];
 
     if (usage->total == 0) {
         usage->total = usage->prompt + usage->completion;
     }
 
-    usage->cached = ngx_ailink_json_uint(meta, "cachedContentTokenCount");
+    usage->cached = counts[5];
     usage->cache_write = 0;
     usage->reasoning = thoughts;
     usage->known = 1;
-
-    return thoughts;
 }
 
 

@@ -1010,15 +1010,15 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
         text.data = rs->capture->pos;
         text.len = rs->capture->last - rs->capture->pos;
 
-        if (status == NGX_HTTP_OK
-            && ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC)
-        {
-            /* an answer of text blocks: one pass, no tree */
+        if (status == NGX_HTTP_OK) {
+            /* an answer of text: one pass, no tree */
             if (ngx_ailink_resp_xresp(rs, &x) != NGX_OK) {
                 return NGX_ERROR;
             }
 
-            rc = ngx_ailink_direct_anthropic_response(&x, &text, &body);
+            rc = (ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC)
+                 ? ngx_ailink_direct_anthropic_response(&x, &text, &body)
+                 : ngx_ailink_direct_gemini_response(&x, &text, &body);
 
             if (rc == NGX_OK) {
                 goto send;
@@ -1043,11 +1043,6 @@ ngx_ailink_resp_xlate_json_trees(ngx_ailink_resp_t *rs)
     }
 
     if (json) {
-        if (ngx_ailink_resp_xresp(rs, &x) != NGX_OK) {
-            ngx_ailink_json_delete(json);
-            return NGX_ERROR;
-        }
-
         out = (ctx->provider->type == NGX_AILINK_PROVIDER_ANTHROPIC)
               ? ngx_ailink_anthropic_response(&x, json)
               : ngx_ailink_gemini_response(&x, json);

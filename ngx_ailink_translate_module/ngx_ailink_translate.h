@@ -87,6 +87,8 @@ typedef struct {
 
 ngx_int_t ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x,
     ngx_str_t *text, ngx_str_t *out);
+ngx_int_t ngx_ailink_direct_gemini_response(ngx_ailink_xresp_t *x,
+    ngx_str_t *text, ngx_str_t *out);
 
 
 typedef struct ngx_ailink_xstream_s  ngx_ailink_xstream_t;
@@ -124,6 +126,14 @@ const char *ngx_ailink_anthropic_finish_reason(ngx_str_t *reason);
 void ngx_ailink_anthropic_usage_set(ngx_ailink_usage_t *usage,
     ngx_uint_t *input, ngx_uint_t *read, ngx_uint_t *write,
     ngx_uint_t *output);
+
+/* Gemini's usageMetadata counts, as ngx_ailink_gemini_usage_set() takes
+ * them */
+#define NGX_AILINK_GEMINI_COUNTS  6
+
+const char *ngx_ailink_gemini_finish_reason(ngx_str_t *r, ngx_uint_t calls);
+void ngx_ailink_gemini_usage_set(ngx_ailink_usage_t *usage,
+    ngx_uint_t *counts);
 
 /*
  * One server-sent event of a provider stream; emits OpenAI chunks through
