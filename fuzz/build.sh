@@ -6,8 +6,8 @@
 #
 # Needs: clang with libFuzzer (installed with apt when missing), the
 # configured nginx tree ./build.sh makes (build/release-*/src, run first
-# when missing), and nginx's own ngx_palloc.c, ngx_string.c and
-# ngx_alloc.c, which Debian's nginx-dev does not ship: they are taken from
+# when missing), and nginx's own ngx_palloc.c, ngx_string.c, ngx_array.c
+# and ngx_alloc.c, which Debian's nginx-dev does not ship: they are taken from
 # $NGX_FULL_SRC, else fuzz/.cache/nginx-<version>, else fetched there with
 # `apt-get source --download-only nginx` (upstream tarball, same version).
 set -euo pipefail

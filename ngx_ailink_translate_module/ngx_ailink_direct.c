@@ -66,6 +66,8 @@ static ngx_int_t ngx_ailink_direct_messages(ngx_ailink_direct_t *d,
     ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_message(ngx_ailink_direct_t *d,
     ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_content_parts(ngx_ailink_direct_t *d,
+    ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_role(ngx_str_t *role);
 static ngx_ailink_direct_msg_t *ngx_ailink_direct_first_turn(
     ngx_ailink_direct_t *d);
@@ -434,14 +436,19 @@ ngx_ailink_direct_messages(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
 }
 
 
-/* {"role": "...", "content": "..."}, in either order */
+/*
+ * {"role": "...", "content": "..."}, in either order.  Content may be a
+ * list of text parts: each is kept as a message of the same role, which
+ * both translators make the same turn of (consecutive messages of a role
+ * are one turn, a part's text one block or part, empty ones left out).
+ */
 
 static ngx_int_t
 ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
 {
     ngx_int_t                 rc, role;
     ngx_str_t                 key, value;
-    ngx_uint_t                seen, bit, escaped;
+    ngx_uint_t                seen, bit, escaped, first, i;
     ngx_ailink_direct_msg_t  *m;
 
     if (s->p == s->last || *s->p != '{') {
@@ -451,11 +458,9 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
     s->p++;
     ngx_ailink_scan_space(s);
 
-    m = ngx_array_push(&d->messages);
-    if (m == NULL) {
-        return NGX_ERROR;
-    }
-
+    /* the message's texts are the records from here on */
+    first = d->messages.nelts;
+    role = NGX_AILINK_DIRECT_USER;
     seen = 0;
 
     do {
@@ -469,13 +474,25 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
               : (key.len == 7 && ngx_memcmp(key.data, "content", 7) == 0)
               ? NGX_AILINK_DIRECT_CONTENT : 0;
 
-        if (bit == 0 || (seen & bit)
-            || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK)
-        {
+        if (bit == 0 || (seen & bit)) {
             return NGX_DECLINED;
         }
 
         seen |= bit;
+
+        if (bit == NGX_AILINK_DIRECT_CONTENT && *s->p == '[') {
+            rc = ngx_ailink_direct_content_parts(d, s);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            goto next;
+        }
+
+        if (ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK) {
+            return NGX_DECLINED;
+        }
 
         if (bit == NGX_AILINK_DIRECT_ROLE) {
             role = ngx_ailink_direct_role(&value);
@@ -484,13 +501,19 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
                 return NGX_DECLINED;
             }
 
-            m->role = role;
-
         } else {
+            m = ngx_array_push(&d->messages);
+            if (m == NULL) {
+                return NGX_ERROR;
+            }
+
             m->text = value.data;
             m->len = value.len;
             m->escaped = escaped;
+            d->text_len += m->len;
         }
+
+    next:
 
         rc = ngx_ailink_direct_next(s, '}');
 
@@ -502,9 +525,99 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
         return NGX_DECLINED;
     }
 
-    d->text_len += m->len;
+    m = d->messages.elts;
+
+    for (i = first; i < d->messages.nelts; i++) {
+        m[i].role = role;
+    }
 
     return NGX_OK;
+}
+
+
+/* [{"type": "text", "text": "..."}, ...]: a record each */
+
+static ngx_int_t
+ngx_ailink_direct_content_parts(ngx_ailink_direct_t *d,
+    ngx_ailink_scan_t *s)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 key, value;
+    ngx_uint_t                seen, escaped;
+    ngx_ailink_direct_msg_t  *m;
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == ']') {
+        s->p++;
+        return NGX_OK;
+    }
+
+    do {
+        if (s->p == s->last || *s->p != '{') {
+            return NGX_DECLINED;
+        }
+
+        s->p++;
+        ngx_ailink_scan_space(s);
+
+        m = ngx_array_push(&d->messages);
+        if (m == NULL) {
+            return NGX_ERROR;
+        }
+
+        seen = 0;
+
+        do {
+            if (ngx_ailink_direct_key(s, &key) != NGX_OK
+                || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+
+            if (key.len == 4 && ngx_memcmp(key.data, "type", 4) == 0
+                && !(seen & NGX_AILINK_DIRECT_ROLE))
+            {
+                /* images, files, audio, refusals, a cache_control: the
+                 * tree's */
+                if (escaped || value.len != 4
+                    || ngx_memcmp(value.data, "text", 4) != 0)
+                {
+                    return NGX_DECLINED;
+                }
+
+                seen |= NGX_AILINK_DIRECT_ROLE;
+
+            } else if (key.len == 4 && ngx_memcmp(key.data, "text", 4) == 0
+                       && !(seen & NGX_AILINK_DIRECT_CONTENT))
+            {
+                m->text = value.data;
+                m->len = value.len;
+                m->escaped = escaped;
+                seen |= NGX_AILINK_DIRECT_CONTENT;
+
+            } else {
+                return NGX_DECLINED;
+            }
+
+            rc = ngx_ailink_direct_next(s, '}');
+
+        } while (rc == NGX_AGAIN);
+
+        if (rc != NGX_OK
+            || seen != (NGX_AILINK_DIRECT_ROLE|NGX_AILINK_DIRECT_CONTENT))
+        {
+            return NGX_DECLINED;
+        }
+
+        d->text_len += m->len;
+
+        rc = ngx_ailink_direct_next(s, ']');
+
+    } while (rc == NGX_AGAIN);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -957,8 +1070,8 @@ static ngx_int_t ngx_ailink_direct_completion(ngx_ailink_xresp_t *x,
     ngx_ailink_usage_t *usage, ngx_str_t *out);
 static ngx_int_t ngx_ailink_direct_candidates(ngx_ailink_direct_resp_t *dr,
     ngx_ailink_scan_t *s);
-static ngx_int_t ngx_ailink_direct_parts(ngx_ailink_direct_resp_t *dr,
-    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_gemini_content(
+    ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s);
 static u_char *ngx_ailink_direct_usage_print(u_char *p,
     ngx_ailink_usage_t *usage);
 
@@ -1347,7 +1460,7 @@ ngx_ailink_direct_candidates(ngx_ailink_direct_resp_t *dr,
             }
 
             seen |= NGX_AILINK_DIRECT_CONTENT;
-            rc = ngx_ailink_direct_parts(dr, s);
+            rc = ngx_ailink_direct_gemini_content(dr, s);
 
         } else if (key.len == 12
                    && ngx_memcmp(key.data, "finishReason", 12) == 0)
@@ -1404,7 +1517,8 @@ ngx_ailink_direct_candidates(ngx_ailink_direct_resp_t *dr,
  */
 
 static ngx_int_t
-ngx_ailink_direct_parts(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
+ngx_ailink_direct_gemini_content(ngx_ailink_direct_resp_t *dr,
+    ngx_ailink_scan_t *s)
 {
     ngx_int_t                 rc;
     ngx_str_t                 key, value;
