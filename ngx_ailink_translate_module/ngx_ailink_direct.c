@@ -2,23 +2,24 @@
 /*
  * Copyright (C) AILink
  *
- * The one-pass request translator.
+ * The one-pass translator.
  *
  * Most chat requests are a model, a list of system, user and assistant
- * messages whose content is a string, and a few numbers; a coding agent's
- * are that with 100 KB to 1 MB of history.  The Claude and Gemini bodies
- * for them are the client's texts in other framing.  So the client's JSON
- * is read once, checked as the parse checks it, and where each text lies
- * is kept; then the provider's JSON is written around the texts, each
- * copied as it came, its escapes written as the tree printer writes them
- * ("\/" as "/", "\u00e9" as UTF-8).  No tree is built: for a long history
- * the tree's parse, print, escape pass and copies were nine tenths of the
- * translation.
+ * messages of text, and a few numbers; a coding agent's are that with
+ * 100 KB to 1 MB of history.  The Claude and Gemini bodies for them are
+ * the client's texts in other framing.  So the client's JSON is read once,
+ * checked as the parse checks it, and where each text lies is kept; then
+ * the provider's JSON is written around the texts, each copied as it came,
+ * its escapes written as the tree printer writes them ("\/" as "/",
+ * "\u00e9" as UTF-8).  No tree is built: for a long history the tree's
+ * parse, print, escape pass and copies were nine tenths of the
+ * translation.  Answers of text come back the same way (below).
  *
- * Anything else (content parts, tools, a key not listed here, null, a
- * number in another form, a request a translator would refuse) is
- * NGX_DECLINED: the tree translators do it, errors included.  The output
- * is the tree translators' to the byte; fuzz/fuzz_direct.c checks it.
+ * Anything else (images, tools, tool results, a member a translator reads
+ * that this does not, null, a number in another form, a request a
+ * translator would refuse) is NGX_DECLINED: the tree translators do it,
+ * errors included.  The output is the tree translators' to the byte;
+ * fuzz/fuzz_direct.c checks it.
  */
 
 
@@ -77,6 +78,29 @@ static u_char *ngx_ailink_direct_anthropic(ngx_ailink_direct_t *d,
     ngx_ailink_xreq_t *x, u_char *p);
 static u_char *ngx_ailink_direct_gemini(ngx_ailink_direct_t *d,
     ngx_ailink_xreq_t *x, u_char *p, cJSON *safety);
+
+
+/*
+ * The members the tree translators read that the one pass does not: a
+ * request with one is theirs.  A member a translator comes to read must
+ * be here or above; fuzz_direct finds it missing when its dictionary
+ * (fuzz/ailink.dict) has the name.
+ */
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_tree_members[] = {
+    { ngx_string("n"), 1 },
+    { ngx_string("logprobs"), 1 },
+    { ngx_string("top_logprobs"), 1 },
+    { ngx_string("stop"), 1 },
+    { ngx_string("user"), 1 },
+    { ngx_string("seed"), 1 },
+    { ngx_string("tools"), 1 },
+    { ngx_string("tool_choice"), 1 },
+    { ngx_string("parallel_tool_calls"), 1 },
+    { ngx_string("response_format"), 1 },
+    { ngx_string("reasoning_effort"), 1 },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_ailink_direct_key_t  ngx_ailink_direct_members[] = {
@@ -139,7 +163,20 @@ ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
 
         bit = ngx_ailink_direct_lookup(ngx_ailink_direct_members, &key);
 
-        if (bit == 0 || (seen & bit)) {
+        if (bit == 0) {
+            /* a member no translator reads (presence_penalty, store,
+             * metadata, ...) is checked and passed over */
+            if (ngx_ailink_direct_lookup(ngx_ailink_direct_tree_members, &key)
+                || ngx_ailink_scan_skip(&s) != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+
+            rc = ngx_ailink_direct_next(&s, '}');
+            continue;
+        }
+
+        if (seen & bit) {
             return NGX_DECLINED;
         }
 
