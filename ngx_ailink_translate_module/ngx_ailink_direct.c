@@ -51,6 +51,8 @@ typedef struct {
 } ngx_ailink_direct_key_t;
 
 
+static ngx_int_t ngx_ailink_direct_open(ngx_ailink_scan_t *s,
+    ngx_str_t *text);
 static ngx_uint_t ngx_ailink_direct_lookup(ngx_ailink_direct_key_t *keys,
     ngx_str_t *name);
 static ngx_int_t ngx_ailink_direct_key(ngx_ailink_scan_t *s, ngx_str_t *key);
@@ -67,8 +69,8 @@ static ngx_int_t ngx_ailink_direct_messages(ngx_ailink_direct_t *d,
     ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_message(ngx_ailink_direct_t *d,
     ngx_ailink_scan_t *s);
-static ngx_int_t ngx_ailink_direct_content_parts(ngx_ailink_direct_t *d,
-    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_text_list(ngx_array_t *texts, size_t *len,
+    ngx_ailink_scan_t *s, ngx_uint_t rewrite);
 static ngx_int_t ngx_ailink_direct_role(ngx_str_t *role);
 static ngx_ailink_direct_msg_t *ngx_ailink_direct_first_turn(
     ngx_ailink_direct_t *d);
@@ -139,18 +141,9 @@ ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
-    ngx_memzero(&s, sizeof(ngx_ailink_scan_t));
-    s.p = body->data;
-    s.last = body->data + body->len;
-
-    ngx_ailink_scan_space(&s);
-
-    if (s.p == s.last || *s.p != '{') {
+    if (ngx_ailink_direct_open(&s, body) != NGX_OK) {
         return NGX_DECLINED;
     }
-
-    s.p++;
-    ngx_ailink_scan_space(&s);
 
     ngx_str_null(&max_tokens);
     seen = 0;
@@ -247,6 +240,28 @@ ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
     if (d->max_tokens.len == 0) {
         d->max_tokens = max_tokens;
     }
+
+    return NGX_OK;
+}
+
+
+/* s over text, past the opening brace of the object it must be */
+
+static ngx_int_t
+ngx_ailink_direct_open(ngx_ailink_scan_t *s, ngx_str_t *text)
+{
+    ngx_memzero(s, sizeof(ngx_ailink_scan_t));
+    s->p = text->data;
+    s->last = text->data + text->len;
+
+    ngx_ailink_scan_space(s);
+
+    if (s->p == s->last || *s->p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
 
     return NGX_OK;
 }
@@ -518,7 +533,7 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
         seen |= bit;
 
         if (bit == NGX_AILINK_DIRECT_CONTENT && *s->p == '[') {
-            rc = ngx_ailink_direct_content_parts(d, s);
+            rc = ngx_ailink_direct_text_list(&d->messages, &d->text_len, s, 1);
 
             if (rc != NGX_OK) {
                 return rc;
@@ -569,92 +584,6 @@ ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
     }
 
     return NGX_OK;
-}
-
-
-/* [{"type": "text", "text": "..."}, ...]: a record each */
-
-static ngx_int_t
-ngx_ailink_direct_content_parts(ngx_ailink_direct_t *d,
-    ngx_ailink_scan_t *s)
-{
-    ngx_int_t                 rc;
-    ngx_str_t                 key, value;
-    ngx_uint_t                seen, escaped;
-    ngx_ailink_direct_msg_t  *m;
-
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    if (s->p < s->last && *s->p == ']') {
-        s->p++;
-        return NGX_OK;
-    }
-
-    do {
-        if (s->p == s->last || *s->p != '{') {
-            return NGX_DECLINED;
-        }
-
-        s->p++;
-        ngx_ailink_scan_space(s);
-
-        m = ngx_array_push(&d->messages);
-        if (m == NULL) {
-            return NGX_ERROR;
-        }
-
-        seen = 0;
-
-        do {
-            if (ngx_ailink_direct_key(s, &key) != NGX_OK
-                || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-
-            if (key.len == 4 && ngx_memcmp(key.data, "type", 4) == 0
-                && !(seen & NGX_AILINK_DIRECT_ROLE))
-            {
-                /* images, files, audio, refusals, a cache_control: the
-                 * tree's */
-                if (escaped || value.len != 4
-                    || ngx_memcmp(value.data, "text", 4) != 0)
-                {
-                    return NGX_DECLINED;
-                }
-
-                seen |= NGX_AILINK_DIRECT_ROLE;
-
-            } else if (key.len == 4 && ngx_memcmp(key.data, "text", 4) == 0
-                       && !(seen & NGX_AILINK_DIRECT_CONTENT))
-            {
-                m->text = value.data;
-                m->len = value.len;
-                m->escaped = escaped;
-                seen |= NGX_AILINK_DIRECT_CONTENT;
-
-            } else {
-                return NGX_DECLINED;
-            }
-
-            rc = ngx_ailink_direct_next(s, '}');
-
-        } while (rc == NGX_AGAIN);
-
-        if (rc != NGX_OK
-            || seen != (NGX_AILINK_DIRECT_ROLE|NGX_AILINK_DIRECT_CONTENT))
-        {
-            return NGX_DECLINED;
-        }
-
-        d->text_len += m->len;
-
-        rc = ngx_ailink_direct_next(s, ']');
-
-    } while (rc == NGX_AGAIN);
-
-    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -1098,8 +1027,6 @@ typedef struct {
 } ngx_ailink_direct_resp_t;
 
 
-static ngx_int_t ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr,
-    ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr,
     ngx_ailink_scan_t *s, ngx_ailink_direct_key_t *names);
 static ngx_int_t ngx_ailink_direct_completion(ngx_ailink_xresp_t *x,
@@ -1171,18 +1098,9 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
         return NGX_ERROR;
     }
 
-    ngx_memzero(&s, sizeof(ngx_ailink_scan_t));
-    s.p = text->data;
-    s.last = text->data + text->len;
-
-    ngx_ailink_scan_space(&s);
-
-    if (s.p == s.last || *s.p != '{') {
+    if (ngx_ailink_direct_open(&s, text) != NGX_OK) {
         return NGX_DECLINED;
     }
-
-    s.p++;
-    ngx_ailink_scan_space(&s);
 
     seen = 0;
 
@@ -1216,7 +1134,7 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
             break;
 
         case NGX_AILINK_DIRECT_BLOCKS:
-            rc = ngx_ailink_direct_blocks(&dr, &s);
+            rc = ngx_ailink_direct_text_list(&dr.texts, &dr.text_len, &s, 0);
             break;
 
         case NGX_AILINK_DIRECT_REASON:
@@ -1383,18 +1301,9 @@ ngx_ailink_direct_gemini_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
         return NGX_ERROR;
     }
 
-    ngx_memzero(&s, sizeof(ngx_ailink_scan_t));
-    s.p = text->data;
-    s.last = text->data + text->len;
-
-    ngx_ailink_scan_space(&s);
-
-    if (s.p == s.last || *s.p != '{') {
+    if (ngx_ailink_direct_open(&s, text) != NGX_OK) {
         return NGX_DECLINED;
     }
-
-    s.p++;
-    ngx_ailink_scan_space(&s);
 
     seen = 0;
 
@@ -1689,10 +1598,17 @@ ngx_ailink_direct_gemini_content(ngx_ailink_direct_resp_t *dr,
 }
 
 
-/* [{"type": "text", "text": "..."}, ...]: texts the printer would copy */
+/*
+ * [{"type": "text", "text": "..."}, ...], a message's content parts or an
+ * answer's blocks: a record each in texts, their lengths added to *len.
+ * Anything else in the list (images, files, tool use, citations, a
+ * duplicate) is the tree's, and so is a text with "\u" or "\/" unless
+ * "rewrite" (the answer's writer joins texts as they came).
+ */
 
 static ngx_int_t
-ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
+ngx_ailink_direct_text_list(ngx_array_t *texts, size_t *len,
+    ngx_ailink_scan_t *s, ngx_uint_t rewrite)
 {
     ngx_int_t                 rc;
     ngx_str_t                 key, value;
@@ -1719,7 +1635,7 @@ ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
         s->p++;
         ngx_ailink_scan_space(s);
 
-        m = ngx_array_push(&dr->texts);
+        m = ngx_array_push(texts);
         if (m == NULL) {
             return NGX_ERROR;
         }
@@ -1728,8 +1644,7 @@ ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
 
         do {
             if (ngx_ailink_direct_key(s, &key) != NGX_OK
-                || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK
-                || (escaped & NGX_AILINK_SCAN_REWRITE))
+                || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK)
             {
                 return NGX_DECLINED;
             }
@@ -1745,7 +1660,8 @@ ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
                 seen |= NGX_AILINK_DIRECT_ROLE;
 
             } else if (key.len == 4 && ngx_memcmp(key.data, "text", 4) == 0
-                       && !(seen & NGX_AILINK_DIRECT_CONTENT))
+                       && !(seen & NGX_AILINK_DIRECT_CONTENT)
+                       && (rewrite || !(escaped & NGX_AILINK_SCAN_REWRITE)))
             {
                 m->text = value.data;
                 m->len = value.len;
@@ -1753,7 +1669,6 @@ ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
                 seen |= NGX_AILINK_DIRECT_CONTENT;
 
             } else {
-                /* citations, a duplicate: the tree's */
                 return NGX_DECLINED;
             }
 
@@ -1767,7 +1682,7 @@ ngx_ailink_direct_blocks(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
             return NGX_DECLINED;
         }
 
-        dr->text_len += m->len;
+        *len += m->len;
 
         rc = ngx_ailink_direct_next(s, ']');
 
