@@ -36,6 +36,7 @@
 #define NGX_AILINK_DIRECT_TOP_P        0x20
 #define NGX_AILINK_DIRECT_STREAM       0x40
 #define NGX_AILINK_DIRECT_STREAM_OPTS  0x80
+#define NGX_AILINK_DIRECT_TREE         0x100
 
 /* a message's members */
 #define NGX_AILINK_DIRECT_ROLE         0x01
@@ -50,9 +51,27 @@ typedef struct {
     ngx_uint_t                  bit;
 } ngx_ailink_direct_key_t;
 
+/* reads the value of the member "bit" names; s at the value */
+typedef ngx_int_t (*ngx_ailink_direct_member_pt)(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s);
 
+/* reads an element of a list; s at it */
+typedef ngx_int_t (*ngx_ailink_direct_element_pt)(void *data,
+    ngx_ailink_scan_t *s);
+
+
+static ngx_int_t ngx_ailink_direct_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_include_usage(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_object(ngx_ailink_scan_t *s,
+    ngx_ailink_direct_key_t *members, ngx_uint_t skip,
+    ngx_ailink_direct_member_pt member, void *data, ngx_uint_t *seen);
+static ngx_int_t ngx_ailink_direct_array(ngx_ailink_scan_t *s,
+    ngx_ailink_direct_element_pt element, void *data);
 static ngx_int_t ngx_ailink_direct_open(ngx_ailink_scan_t *s,
     ngx_str_t *text);
+static ngx_int_t ngx_ailink_direct_end(ngx_ailink_scan_t *s);
 static ngx_uint_t ngx_ailink_direct_lookup(ngx_ailink_direct_key_t *keys,
     ngx_str_t *name);
 static ngx_int_t ngx_ailink_direct_key(ngx_ailink_scan_t *s, ngx_str_t *key);
@@ -63,14 +82,13 @@ static ngx_int_t ngx_ailink_direct_number(ngx_ailink_scan_t *s,
     ngx_str_t *value, ngx_uint_t count);
 static ngx_int_t ngx_ailink_direct_bool(ngx_ailink_scan_t *s,
     ngx_uint_t *value);
-static ngx_int_t ngx_ailink_direct_stream_options(ngx_ailink_direct_t *d,
-    ngx_ailink_scan_t *s);
-static ngx_int_t ngx_ailink_direct_messages(ngx_ailink_direct_t *d,
-    ngx_ailink_scan_t *s);
-static ngx_int_t ngx_ailink_direct_message(ngx_ailink_direct_t *d,
-    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_message(void *data, ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_text_list(ngx_array_t *texts, size_t *len,
     ngx_ailink_scan_t *s, ngx_uint_t rewrite);
+static ngx_int_t ngx_ailink_direct_text_part(void *data,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_text_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_role(ngx_str_t *role);
 static ngx_ailink_direct_msg_t *ngx_ailink_direct_first_turn(
     ngx_ailink_direct_t *d);
@@ -82,29 +100,6 @@ static u_char *ngx_ailink_direct_gemini(ngx_ailink_direct_t *d,
     ngx_ailink_xreq_t *x, u_char *p, cJSON *safety);
 
 
-/*
- * The members the tree translators read that the one pass does not: a
- * request with one is theirs.  A member a translator comes to read must
- * be here or above; fuzz_direct finds it missing when its dictionary
- * (fuzz/ailink.dict) has the name.
- */
-
-static ngx_ailink_direct_key_t  ngx_ailink_direct_tree_members[] = {
-    { ngx_string("n"), 1 },
-    { ngx_string("logprobs"), 1 },
-    { ngx_string("top_logprobs"), 1 },
-    { ngx_string("stop"), 1 },
-    { ngx_string("user"), 1 },
-    { ngx_string("seed"), 1 },
-    { ngx_string("tools"), 1 },
-    { ngx_string("tool_choice"), 1 },
-    { ngx_string("parallel_tool_calls"), 1 },
-    { ngx_string("response_format"), 1 },
-    { ngx_string("reasoning_effort"), 1 },
-    { ngx_null_string, 0 }
-};
-
-
 static ngx_ailink_direct_key_t  ngx_ailink_direct_members[] = {
     { ngx_string("model"), NGX_AILINK_DIRECT_MODEL },
     { ngx_string("messages"), NGX_AILINK_DIRECT_MESSAGES },
@@ -114,6 +109,32 @@ static ngx_ailink_direct_key_t  ngx_ailink_direct_members[] = {
     { ngx_string("top_p"), NGX_AILINK_DIRECT_TOP_P },
     { ngx_string("stream"), NGX_AILINK_DIRECT_STREAM },
     { ngx_string("stream_options"), NGX_AILINK_DIRECT_STREAM_OPTS },
+
+    /*
+     * The members the tree translators read that the one pass does not: a
+     * request with one is theirs.  Any other member (presence_penalty,
+     * store, metadata) no translator reads: it is checked and passed
+     * over.  A member a translator comes to read must be in this table;
+     * fuzz_direct finds it missing when its dictionary (fuzz/ailink.dict)
+     * has the name.
+     */
+    { ngx_string("n"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("logprobs"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("top_logprobs"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("stop"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("user"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("seed"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("tools"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("tool_choice"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("parallel_tool_calls"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("response_format"), NGX_AILINK_DIRECT_TREE },
+    { ngx_string("reasoning_effort"), NGX_AILINK_DIRECT_TREE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_stream_options[] = {
+    { ngx_string("include_usage"), NGX_AILINK_DIRECT_STREAM },
     { ngx_null_string, 0 }
 };
 
@@ -128,8 +149,7 @@ ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
     ngx_str_t *body)
 {
     ngx_int_t           rc;
-    ngx_str_t           key, max_tokens;
-    ngx_uint_t          seen, bit, escaped, flag;
+    ngx_uint_t          seen;
     ngx_ailink_scan_t   s;
 
     ngx_memzero(d, sizeof(ngx_ailink_direct_t));
@@ -145,91 +165,13 @@ ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
         return NGX_DECLINED;
     }
 
-    ngx_str_null(&max_tokens);
-    seen = 0;
-    flag = 0;
-
-    do {
-        if (ngx_ailink_direct_key(&s, &key) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_members, &key);
-
-        if (bit == 0) {
-            /* a member no translator reads (presence_penalty, store,
-             * metadata, ...) is checked and passed over */
-            if (ngx_ailink_direct_lookup(ngx_ailink_direct_tree_members, &key)
-                || ngx_ailink_scan_skip(&s) != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-
-            rc = ngx_ailink_direct_next(&s, '}');
-            continue;
-        }
-
-        if (seen & bit) {
-            return NGX_DECLINED;
-        }
-
-        seen |= bit;
-
-        switch (bit) {
-
-        case NGX_AILINK_DIRECT_MODEL:
-            rc = ngx_ailink_direct_string(&s, &d->model, &escaped);
-
-            if (rc == NGX_OK && (escaped || d->model.len == 0)) {
-                rc = NGX_DECLINED;
-            }
-
-            break;
-
-        case NGX_AILINK_DIRECT_MESSAGES:
-            rc = ngx_ailink_direct_messages(d, &s);
-            break;
-
-        case NGX_AILINK_DIRECT_MAX_TOKENS:
-            rc = ngx_ailink_direct_number(&s, &max_tokens, 1);
-            break;
-
-        case NGX_AILINK_DIRECT_MAX_COMPL:
-            rc = ngx_ailink_direct_number(&s, &d->max_tokens, 1);
-            break;
-
-        case NGX_AILINK_DIRECT_TEMPERATURE:
-            rc = ngx_ailink_direct_number(&s, &d->temperature, 0);
-            break;
-
-        case NGX_AILINK_DIRECT_TOP_P:
-            rc = ngx_ailink_direct_number(&s, &d->top_p, 0);
-            break;
-
-        case NGX_AILINK_DIRECT_STREAM:
-            rc = ngx_ailink_direct_bool(&s, &flag);
-            d->stream = flag;
-            break;
-
-        default: /* NGX_AILINK_DIRECT_STREAM_OPTS */
-            rc = ngx_ailink_direct_stream_options(d, &s);
-        }
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        rc = ngx_ailink_direct_next(&s, '}');
-
-    } while (rc == NGX_AGAIN);
-
+    rc = ngx_ailink_direct_object(&s, ngx_ailink_direct_members, 1,
+                                  ngx_ailink_direct_member, d, &seen);
     if (rc != NGX_OK) {
-        return NGX_DECLINED;
+        return rc;
     }
 
-    ngx_ailink_scan_space(&s);
-
-    if (s.p != s.last
+    if (ngx_ailink_direct_end(&s) != NGX_OK
         || (seen & (NGX_AILINK_DIRECT_MODEL|NGX_AILINK_DIRECT_MESSAGES))
            != (NGX_AILINK_DIRECT_MODEL|NGX_AILINK_DIRECT_MESSAGES))
     {
@@ -237,15 +179,180 @@ ngx_ailink_direct_read(ngx_ailink_direct_t *d, ngx_pool_t *pool,
     }
 
     /* max_completion_tokens wins, as in both translators */
-    if (d->max_tokens.len == 0) {
-        d->max_tokens = max_tokens;
+    if (d->max_completion_tokens.len) {
+        d->max_tokens = d->max_completion_tokens;
     }
 
     return NGX_OK;
 }
 
 
-/* s over text, past the opening brace of the object it must be */
+static ngx_int_t
+ngx_ailink_direct_member(void *data, ngx_uint_t bit, ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_t *d = data;
+
+    ngx_int_t   rc;
+    ngx_uint_t  escaped, flag, seen;
+
+    switch (bit) {
+
+    case NGX_AILINK_DIRECT_MODEL:
+        rc = ngx_ailink_direct_string(s, &d->model, &escaped);
+        return (rc == NGX_OK && !escaped && d->model.len) ? NGX_OK
+                                                          : NGX_DECLINED;
+
+    case NGX_AILINK_DIRECT_MESSAGES:
+        /* none is refused by the tree: the writer leaves it to it */
+        return ngx_ailink_direct_array(s, ngx_ailink_direct_message, d);
+
+    case NGX_AILINK_DIRECT_MAX_TOKENS:
+        return ngx_ailink_direct_number(s, &d->max_tokens, 1);
+
+    case NGX_AILINK_DIRECT_MAX_COMPL:
+        return ngx_ailink_direct_number(s, &d->max_completion_tokens, 1);
+
+    case NGX_AILINK_DIRECT_TEMPERATURE:
+        return ngx_ailink_direct_number(s, &d->temperature, 0);
+
+    case NGX_AILINK_DIRECT_TOP_P:
+        return ngx_ailink_direct_number(s, &d->top_p, 0);
+
+    case NGX_AILINK_DIRECT_STREAM:
+        rc = ngx_ailink_direct_bool(s, &flag);
+        d->stream = flag;
+        return rc;
+
+    case NGX_AILINK_DIRECT_STREAM_OPTS:
+        /* {"include_usage": true|false}, or {} */
+        return ngx_ailink_direct_object(s, ngx_ailink_direct_stream_options,
+                                        0, ngx_ailink_direct_include_usage,
+                                        d, &seen);
+
+    default: /* NGX_AILINK_DIRECT_TREE */
+        return NGX_DECLINED;
+    }
+}
+
+
+static ngx_int_t
+ngx_ailink_direct_include_usage(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_t *d = data;
+
+    ngx_int_t   rc;
+    ngx_uint_t  flag;
+
+    rc = ngx_ailink_direct_bool(s, &flag);
+    d->include_usage = flag;
+
+    return rc;
+}
+
+
+/*
+ * An object's members, s at its opening brace: each named in "members" is
+ * read by "member" (once: the tree reads the first of duplicates), any
+ * other checked and passed over where "skip", else NGX_DECLINED.  In
+ * *seen, the bits of those read.
+ */
+
+static ngx_int_t
+ngx_ailink_direct_object(ngx_ailink_scan_t *s,
+    ngx_ailink_direct_key_t *members, ngx_uint_t skip,
+    ngx_ailink_direct_member_pt member, void *data, ngx_uint_t *seen)
+{
+    ngx_int_t   rc;
+    ngx_str_t   key;
+    ngx_uint_t  bit;
+
+    *seen = 0;
+
+    if (*s->p != '{') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == '}') {
+        s->p++;
+        return NGX_OK;
+    }
+
+    do {
+        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        bit = ngx_ailink_direct_lookup(members, &key);
+
+        if (bit == 0) {
+            if (!skip || ngx_ailink_scan_skip(s) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+        } else {
+            if (*seen & bit) {
+                return NGX_DECLINED;
+            }
+
+            *seen |= bit;
+
+            rc = member(data, bit, s);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+
+        rc = ngx_ailink_direct_next(s, '}');
+
+    } while (rc == NGX_AGAIN);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a list, s at its opening bracket: each element read by "element" */
+
+static ngx_int_t
+ngx_ailink_direct_array(ngx_ailink_scan_t *s,
+    ngx_ailink_direct_element_pt element, void *data)
+{
+    ngx_int_t  rc;
+
+    if (*s->p != '[') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p < s->last && *s->p == ']') {
+        s->p++;
+        return NGX_OK;
+    }
+
+    do {
+        if (s->p == s->last) {
+            return NGX_DECLINED;
+        }
+
+        rc = element(data, s);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_ailink_direct_next(s, ']');
+
+    } while (rc == NGX_AGAIN);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* s over text, at the opening brace of the object it must be */
 
 static ngx_int_t
 ngx_ailink_direct_open(ngx_ailink_scan_t *s, ngx_str_t *text)
@@ -256,14 +363,18 @@ ngx_ailink_direct_open(ngx_ailink_scan_t *s, ngx_str_t *text)
 
     ngx_ailink_scan_space(s);
 
-    if (s->p == s->last || *s->p != '{') {
-        return NGX_DECLINED;
-    }
+    return (s->p < s->last && *s->p == '{') ? NGX_OK : NGX_DECLINED;
+}
 
-    s->p++;
+
+/* after the object, nothing but blanks */
+
+static ngx_int_t
+ngx_ailink_direct_end(ngx_ailink_scan_t *s)
+{
     ngx_ailink_scan_space(s);
 
-    return NGX_OK;
+    return (s->p == s->last) ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -413,78 +524,13 @@ ngx_ailink_direct_number(ngx_ailink_scan_t *s, ngx_str_t *value,
 static ngx_int_t
 ngx_ailink_direct_bool(ngx_ailink_scan_t *s, ngx_uint_t *value)
 {
+    *value = (*s->p == 't');
+
     if (*s->p != 't' && *s->p != 'f') {
         return NGX_DECLINED;
     }
 
-    *value = (*s->p == 't');
-
     return (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
-}
-
-
-/* {"include_usage": true|false}, or {} */
-
-static ngx_int_t
-ngx_ailink_direct_stream_options(ngx_ailink_direct_t *d,
-    ngx_ailink_scan_t *s)
-{
-    ngx_int_t   rc;
-    ngx_str_t   key;
-    ngx_uint_t  flag;
-
-    if (*s->p != '{') {
-        return NGX_DECLINED;
-    }
-
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    if (s->p < s->last && *s->p == '}') {
-        s->p++;
-        return NGX_OK;
-    }
-
-    if (ngx_ailink_direct_key(s, &key) != NGX_OK
-        || key.len != sizeof("include_usage") - 1
-        || ngx_memcmp(key.data, "include_usage", key.len) != 0
-        || ngx_ailink_direct_bool(s, &flag) != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    d->include_usage = flag;
-
-    rc = ngx_ailink_direct_next(s, '}');
-
-    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
-}
-
-
-static ngx_int_t
-ngx_ailink_direct_messages(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
-{
-    ngx_int_t  rc;
-
-    if (*s->p != '[') {
-        return NGX_DECLINED;
-    }
-
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    do {
-        rc = ngx_ailink_direct_message(d, s);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        rc = ngx_ailink_direct_next(s, ']');
-
-    } while (rc == NGX_AGAIN);
-
-    return rc;
 }
 
 
@@ -496,14 +542,16 @@ ngx_ailink_direct_messages(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
  */
 
 static ngx_int_t
-ngx_ailink_direct_message(ngx_ailink_direct_t *d, ngx_ailink_scan_t *s)
+ngx_ailink_direct_message(void *data, ngx_ailink_scan_t *s)
 {
+    ngx_ailink_direct_t *d = data;
+
     ngx_int_t                 rc, role;
     ngx_str_t                 key, value;
     ngx_uint_t                seen, bit, escaped, first, i;
     ngx_ailink_direct_msg_t  *m;
 
-    if (s->p == s->last || *s->p != '{') {
+    if (*s->p != '{') {
         return NGX_DECLINED;
     }
 
@@ -1000,13 +1048,18 @@ ngx_ailink_direct_gemini(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
  * provider adds members; they must not send the answer to the tree), and
  * written as ngx_ailink_anthropic_response() and the printer write it.
  * Thinking, tool use, citations and texts with "\u" escapes are
- * NGX_DECLINED, for the tree.
+ * NGX_DECLINED, for the tree.  A Gemini answer of one candidate of text
+ * parts the same way.
  */
 
 #define NGX_AILINK_DIRECT_TYPE         0x01
 #define NGX_AILINK_DIRECT_BLOCKS       0x02
 #define NGX_AILINK_DIRECT_REASON       0x04
 #define NGX_AILINK_DIRECT_USAGE        0x08
+#define NGX_AILINK_DIRECT_LOGPROBS     0x10
+#define NGX_AILINK_DIRECT_THOUGHT      0x20
+#define NGX_AILINK_DIRECT_CALL         0x40
+#define NGX_AILINK_DIRECT_PARTS        0x80
 
 /* Anthropic's usage counts, in ngx_ailink_anthropic_usage_set()'s order */
 #define NGX_AILINK_DIRECT_INPUT        0
@@ -1027,15 +1080,27 @@ typedef struct {
 } ngx_ailink_direct_resp_t;
 
 
+static ngx_int_t ngx_ailink_direct_answer(ngx_ailink_direct_resp_t *dr,
+    ngx_pool_t *pool, ngx_str_t *text, ngx_ailink_direct_key_t *members,
+    ngx_ailink_direct_member_pt member, ngx_uint_t required);
+static ngx_int_t ngx_ailink_direct_anthropic_member(void *data,
+    ngx_uint_t bit, ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_gemini_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_candidate_member(void *data,
+    ngx_uint_t bit, ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_part(void *data, ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_part_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s);
+static ngx_int_t ngx_ailink_direct_reason(ngx_ailink_direct_resp_t *dr,
+    ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr,
     ngx_ailink_scan_t *s, ngx_ailink_direct_key_t *names);
+static ngx_int_t ngx_ailink_direct_count(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s);
 static ngx_int_t ngx_ailink_direct_completion(ngx_ailink_xresp_t *x,
     ngx_ailink_direct_resp_t *dr, const char *finish,
     ngx_ailink_usage_t *usage, ngx_str_t *out);
-static ngx_int_t ngx_ailink_direct_candidates(ngx_ailink_direct_resp_t *dr,
-    ngx_ailink_scan_t *s);
-static ngx_int_t ngx_ailink_direct_gemini_content(
-    ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s);
 static u_char *ngx_ailink_direct_usage_print(u_char *p,
     ngx_ailink_usage_t *usage);
 
@@ -1049,6 +1114,18 @@ static ngx_ailink_direct_key_t  ngx_ailink_direct_anthropic_members[] = {
 };
 
 
+/* in ngx_ailink_anthropic_usage_set()'s order, a bit each */
+static ngx_ailink_direct_key_t  ngx_ailink_direct_anthropic_counts[] = {
+    { ngx_string("input_tokens"), 1 << NGX_AILINK_DIRECT_INPUT },
+    { ngx_string("cache_read_input_tokens"),
+      1 << NGX_AILINK_DIRECT_CACHE_READ },
+    { ngx_string("cache_creation_input_tokens"),
+      1 << NGX_AILINK_DIRECT_CACHE_WRITE },
+    { ngx_string("output_tokens"), 1 << NGX_AILINK_DIRECT_OUTPUT },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_ailink_direct_key_t  ngx_ailink_direct_gemini_members[] = {
     { ngx_string("candidates"), NGX_AILINK_DIRECT_BLOCKS },
     { ngx_string("usageMetadata"), NGX_AILINK_DIRECT_USAGE },
@@ -1056,24 +1133,39 @@ static ngx_ailink_direct_key_t  ngx_ailink_direct_gemini_members[] = {
 };
 
 
-/* in ngx_ailink_gemini_usage_set()'s order */
-static ngx_ailink_direct_key_t  ngx_ailink_direct_gemini_counts[] = {
-    { ngx_string("promptTokenCount"), 1 },
-    { ngx_string("toolUsePromptTokenCount"), 2 },
-    { ngx_string("candidatesTokenCount"), 3 },
-    { ngx_string("thoughtsTokenCount"), 4 },
-    { ngx_string("totalTokenCount"), 5 },
-    { ngx_string("cachedContentTokenCount"), 6 },
+/* index, safetyRatings, avgLogprobs, citationMetadata: passed over */
+static ngx_ailink_direct_key_t  ngx_ailink_direct_candidate_members[] = {
+    { ngx_string("content"), NGX_AILINK_DIRECT_BLOCKS },
+    { ngx_string("finishReason"), NGX_AILINK_DIRECT_REASON },
+    { ngx_string("logprobsResult"), NGX_AILINK_DIRECT_LOGPROBS },
     { ngx_null_string, 0 }
 };
 
 
-static ngx_ailink_direct_key_t  ngx_ailink_direct_anthropic_counts[] = {
-    { ngx_string("input_tokens"), NGX_AILINK_DIRECT_INPUT + 1 },
-    { ngx_string("cache_read_input_tokens"), NGX_AILINK_DIRECT_CACHE_READ + 1 },
-    { ngx_string("cache_creation_input_tokens"),
-      NGX_AILINK_DIRECT_CACHE_WRITE + 1 },
-    { ngx_string("output_tokens"), NGX_AILINK_DIRECT_OUTPUT + 1 },
+/* a candidate's content: its "role" is passed over */
+static ngx_ailink_direct_key_t  ngx_ailink_direct_content_members[] = {
+    { ngx_string("parts"), NGX_AILINK_DIRECT_PARTS },
+    { ngx_null_string, 0 }
+};
+
+
+/* a part: a thought signature is passed over */
+static ngx_ailink_direct_key_t  ngx_ailink_direct_part_members[] = {
+    { ngx_string("text"), NGX_AILINK_DIRECT_BLOCKS },
+    { ngx_string("thought"), NGX_AILINK_DIRECT_THOUGHT },
+    { ngx_string("functionCall"), NGX_AILINK_DIRECT_CALL },
+    { ngx_null_string, 0 }
+};
+
+
+/* in ngx_ailink_gemini_usage_set()'s order, a bit each */
+static ngx_ailink_direct_key_t  ngx_ailink_direct_gemini_counts[] = {
+    { ngx_string("promptTokenCount"), 1 << 0 },
+    { ngx_string("toolUsePromptTokenCount"), 1 << 1 },
+    { ngx_string("candidatesTokenCount"), 1 << 2 },
+    { ngx_string("thoughtsTokenCount"), 1 << 3 },
+    { ngx_string("totalTokenCount"), 1 << 4 },
+    { ngx_string("cachedContentTokenCount"), 1 << 5 },
     { ngx_null_string, 0 }
 };
 
@@ -1085,101 +1177,15 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
     ngx_str_t *out)
 {
     ngx_int_t                  rc;
-    ngx_str_t                  key, value;
-    ngx_uint_t                 seen, bit, escaped;
-    ngx_ailink_scan_t          s;
     ngx_ailink_direct_resp_t   dr;
 
-    ngx_memzero(&dr, sizeof(ngx_ailink_direct_resp_t));
-
-    if (ngx_array_init(&dr.texts, x->pool, 4, sizeof(ngx_ailink_direct_msg_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_ailink_direct_open(&s, text) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    seen = 0;
-
-    do {
-        if (ngx_ailink_direct_key(&s, &key) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_anthropic_members,
-                                       &key);
-
-        if (seen & bit) {
-            /* the tree reads the first of duplicates */
-            return NGX_DECLINED;
-        }
-
-        seen |= bit;
-
-        switch (bit) {
-
-        case NGX_AILINK_DIRECT_TYPE:
-            rc = ngx_ailink_direct_string(&s, &value, &escaped);
-
-            if (rc == NGX_OK
-                && (escaped || value.len != sizeof("message") - 1
-                    || ngx_memcmp(value.data, "message", value.len) != 0))
-            {
-                rc = NGX_DECLINED;
-            }
-
-            break;
-
-        case NGX_AILINK_DIRECT_BLOCKS:
-            rc = ngx_ailink_direct_text_list(&dr.texts, &dr.text_len, &s, 0);
-            break;
-
-        case NGX_AILINK_DIRECT_REASON:
-            if (*s.p == 'n') {
-                rc = (ngx_ailink_scan_literal(&s) == NGX_OK) ? NGX_OK
-                                                             : NGX_DECLINED;
-                break;
-            }
-
-            rc = ngx_ailink_direct_string(&s, &dr.reason, &escaped);
-
-            if (rc == NGX_OK && escaped) {
-                rc = NGX_DECLINED;
-            }
-
-            break;
-
-        case NGX_AILINK_DIRECT_USAGE:
-            rc = ngx_ailink_direct_usage(&dr, &s,
-                                         ngx_ailink_direct_anthropic_counts);
-            break;
-
-        default:
-            rc = (ngx_ailink_scan_skip(&s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
-        }
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        rc = ngx_ailink_direct_next(&s, '}');
-
-    } while (rc == NGX_AGAIN);
-
+    rc = ngx_ailink_direct_answer(&dr, x->pool, text,
+                                  ngx_ailink_direct_anthropic_members,
+                                  ngx_ailink_direct_anthropic_member,
+                                  NGX_AILINK_DIRECT_TYPE
+                                  |NGX_AILINK_DIRECT_BLOCKS);
     if (rc != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    ngx_ailink_scan_space(&s);
-
-    if (s.p != s.last
-        || (seen & (NGX_AILINK_DIRECT_TYPE|NGX_AILINK_DIRECT_BLOCKS))
-           != (NGX_AILINK_DIRECT_TYPE|NGX_AILINK_DIRECT_BLOCKS))
-    {
-        return NGX_DECLINED;
+        return rc;
     }
 
     if (dr.usage) {
@@ -1201,6 +1207,299 @@ ngx_ailink_direct_anthropic_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
                dr.reason.data ? ngx_ailink_anthropic_finish_reason(&dr.reason)
                               : "stop",
                dr.usage ? x->usage : NULL, out);
+}
+
+
+ngx_int_t
+ngx_ailink_direct_gemini_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
+    ngx_str_t *out)
+{
+    ngx_int_t                  rc;
+    ngx_ailink_direct_resp_t   dr;
+
+    rc = ngx_ailink_direct_answer(&dr, x->pool, text,
+                                  ngx_ailink_direct_gemini_members,
+                                  ngx_ailink_direct_gemini_member,
+                                  NGX_AILINK_DIRECT_BLOCKS);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (dr.usage) {
+        /* a count not there is 0, as ngx_ailink_json_uint() reads it */
+        ngx_ailink_gemini_usage_set(x->usage, dr.counts);
+    }
+
+    return ngx_ailink_direct_completion(x, &dr,
+               dr.reason.data ? ngx_ailink_gemini_finish_reason(&dr.reason, 0)
+                              : "stop",
+               x->usage, out);
+}
+
+
+/* an answer's object read into dr, with the members "required" */
+
+static ngx_int_t
+ngx_ailink_direct_answer(ngx_ailink_direct_resp_t *dr, ngx_pool_t *pool,
+    ngx_str_t *text, ngx_ailink_direct_key_t *members,
+    ngx_ailink_direct_member_pt member, ngx_uint_t required)
+{
+    ngx_int_t           rc;
+    ngx_uint_t          seen;
+    ngx_ailink_scan_t   s;
+
+    ngx_memzero(dr, sizeof(ngx_ailink_direct_resp_t));
+
+    if (ngx_array_init(&dr->texts, pool, 4, sizeof(ngx_ailink_direct_msg_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_ailink_direct_open(&s, text) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_ailink_direct_object(&s, members, 1, member, dr, &seen);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_ailink_direct_end(&s) != NGX_OK || (seen & required) != required)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_ailink_direct_anthropic_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_resp_t *dr = data;
+
+    ngx_int_t   rc;
+    ngx_str_t   value;
+    ngx_uint_t  escaped;
+
+    switch (bit) {
+
+    case NGX_AILINK_DIRECT_TYPE:
+        rc = ngx_ailink_direct_string(s, &value, &escaped);
+
+        return (rc == NGX_OK && value.len == sizeof("message") - 1
+                && ngx_memcmp(value.data, "message", value.len) == 0)
+               ? NGX_OK : NGX_DECLINED;
+
+    case NGX_AILINK_DIRECT_BLOCKS:
+        return ngx_ailink_direct_text_list(&dr->texts, &dr->text_len, s, 0);
+
+    case NGX_AILINK_DIRECT_REASON:
+        return ngx_ailink_direct_reason(dr, s);
+
+    default: /* NGX_AILINK_DIRECT_USAGE */
+        return ngx_ailink_direct_usage(dr, s,
+                                       ngx_ailink_direct_anthropic_counts);
+    }
+}
+
+
+/* "candidates": [one candidate] */
+
+static ngx_int_t
+ngx_ailink_direct_gemini_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_resp_t *dr = data;
+
+    ngx_int_t   rc;
+    ngx_uint_t  seen;
+
+    if (bit == NGX_AILINK_DIRECT_USAGE) {
+        return ngx_ailink_direct_usage(dr, s, ngx_ailink_direct_gemini_counts);
+    }
+
+    if (*s->p != '[') {
+        return NGX_DECLINED;
+    }
+
+    s->p++;
+    ngx_ailink_scan_space(s);
+
+    if (s->p == s->last) {
+        return NGX_DECLINED;
+    }
+
+    /* none is a blocked prompt: the tree's */
+    rc = ngx_ailink_direct_object(s, ngx_ailink_direct_candidate_members, 1,
+                                  ngx_ailink_direct_candidate_member, dr,
+                                  &seen);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* several, for "n": the tree's */
+    return (ngx_ailink_direct_next(s, ']') == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * {"content": {"parts": [...]}, "finishReason": "..."}, and the content's
+ * "parts"; log probabilities are the tree's
+ */
+
+static ngx_int_t
+ngx_ailink_direct_candidate_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_resp_t *dr = data;
+
+    ngx_uint_t  seen;
+
+    switch (bit) {
+
+    case NGX_AILINK_DIRECT_REASON:
+        return ngx_ailink_direct_reason(dr, s);
+
+    case NGX_AILINK_DIRECT_LOGPROBS:
+        return NGX_DECLINED;
+
+    case NGX_AILINK_DIRECT_BLOCKS:
+        return ngx_ailink_direct_object(s, ngx_ailink_direct_content_members,
+                                        1, ngx_ailink_direct_candidate_member,
+                                        dr, &seen);
+
+    default: /* NGX_AILINK_DIRECT_PARTS */
+        return ngx_ailink_direct_array(s, ngx_ailink_direct_part, dr);
+    }
+}
+
+
+static ngx_int_t
+ngx_ailink_direct_part(void *data, ngx_ailink_scan_t *s)
+{
+    ngx_uint_t  seen;
+
+    return ngx_ailink_direct_object(s, ngx_ailink_direct_part_members, 1,
+                                    ngx_ailink_direct_part_member, data,
+                                    &seen);
+}
+
+
+/*
+ * A part's text is the answer's ("" too: content "" rather than null),
+ * unless the part is a thought ("thought": true, a summary: the tree's);
+ * a function call is the tree's
+ */
+
+static ngx_int_t
+ngx_ailink_direct_part_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_resp_t *dr = data;
+
+    ngx_str_t                 value;
+    ngx_uint_t                escaped;
+    ngx_ailink_direct_msg_t  *m;
+
+    switch (bit) {
+
+    case NGX_AILINK_DIRECT_BLOCKS:
+        if (ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK
+            || (escaped & NGX_AILINK_SCAN_REWRITE))
+        {
+            return NGX_DECLINED;
+        }
+
+        m = ngx_array_push(&dr->texts);
+        if (m == NULL) {
+            return NGX_ERROR;
+        }
+
+        m->text = value.data;
+        m->len = value.len;
+        m->escaped = escaped;
+
+        dr->text = 1;
+        dr->text_len += value.len;
+
+        return NGX_OK;
+
+    case NGX_AILINK_DIRECT_THOUGHT:
+        return (*s->p == 'f' && ngx_ailink_scan_literal(s) == NGX_OK)
+               ? NGX_OK : NGX_DECLINED;
+
+    default: /* NGX_AILINK_DIRECT_CALL */
+        return NGX_DECLINED;
+    }
+}
+
+
+/* a finish reason: a string without escapes, or null */
+
+static ngx_int_t
+ngx_ailink_direct_reason(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s)
+{
+    ngx_uint_t  escaped;
+
+    if (*s->p == 'n') {
+        return (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    }
+
+    return (ngx_ailink_direct_string(s, &dr->reason, &escaped) == NGX_OK
+            && !escaped)
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* {"input_tokens": N, ...}, the counts "names" names; null is no usage */
+
+static ngx_int_t
+ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s,
+    ngx_ailink_direct_key_t *names)
+{
+    if (*s->p == 'n') {
+        return (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    }
+
+    dr->usage = 1;
+
+    return ngx_ailink_direct_object(s, names, 1, ngx_ailink_direct_count, dr,
+                                    &dr->found);
+}
+
+
+/* a count in plain digits under 10^12, the tree's cap */
+
+static ngx_int_t
+ngx_ailink_direct_count(void *data, ngx_uint_t bit, ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_resp_t *dr = data;
+
+    u_char      *p, *start;
+    ngx_uint_t   n;
+
+    start = s->p;
+
+    if (ngx_ailink_scan_number(s) != NGX_OK
+        || s->p - start > 12 || (*start == '0' && s->p - start > 1))
+    {
+        return NGX_DECLINED;
+    }
+
+    for (n = 0, p = start; p < s->p; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+
+        n = n * 10 + (*p - '0');
+    }
+
+    dr->counts[__builtin_ctzl(bit)] = n;
+
+    return NGX_OK;
 }
 
 
@@ -1277,328 +1576,6 @@ ngx_ailink_direct_completion(ngx_ailink_xresp_t *x,
 
 
 /*
- * A Gemini answer of one candidate whose parts are text (thought
- * signatures and other members passed over): the same completion.  Thought
- * summaries, function calls, log probabilities, several candidates and a
- * blocked prompt are NGX_DECLINED.
- */
-
-ngx_int_t
-ngx_ailink_direct_gemini_response(ngx_ailink_xresp_t *x, ngx_str_t *text,
-    ngx_str_t *out)
-{
-    ngx_int_t                  rc;
-    ngx_str_t                  key;
-    ngx_uint_t                 seen, bit;
-    ngx_ailink_scan_t          s;
-    ngx_ailink_direct_resp_t   dr;
-
-    ngx_memzero(&dr, sizeof(ngx_ailink_direct_resp_t));
-
-    if (ngx_array_init(&dr.texts, x->pool, 4, sizeof(ngx_ailink_direct_msg_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_ailink_direct_open(&s, text) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    seen = 0;
-
-    do {
-        if (ngx_ailink_direct_key(&s, &key) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        bit = ngx_ailink_direct_lookup(ngx_ailink_direct_gemini_members,
-                                       &key);
-
-        if (seen & bit) {
-            return NGX_DECLINED;
-        }
-
-        seen |= bit;
-
-        switch (bit) {
-
-        case NGX_AILINK_DIRECT_BLOCKS:
-            rc = ngx_ailink_direct_candidates(&dr, &s);
-            break;
-
-        case NGX_AILINK_DIRECT_USAGE:
-            rc = ngx_ailink_direct_usage(&dr, &s,
-                                         ngx_ailink_direct_gemini_counts);
-            break;
-
-        default:
-            rc = (ngx_ailink_scan_skip(&s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
-        }
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        rc = ngx_ailink_direct_next(&s, '}');
-
-    } while (rc == NGX_AGAIN);
-
-    ngx_ailink_scan_space(&s);
-
-    if (rc != NGX_OK || s.p != s.last || !(seen & NGX_AILINK_DIRECT_BLOCKS)) {
-        return NGX_DECLINED;
-    }
-
-    if (dr.usage) {
-        /* a count not there is 0, as ngx_ailink_json_uint() reads it */
-        ngx_ailink_gemini_usage_set(x->usage, dr.counts);
-    }
-
-    return ngx_ailink_direct_completion(x, &dr,
-               dr.reason.data ? ngx_ailink_gemini_finish_reason(&dr.reason, 0)
-                              : "stop",
-               x->usage, out);
-}
-
-
-/* [{"content": {"parts": [...]}, "finishReason": "...", ...}]: one */
-
-static ngx_int_t
-ngx_ailink_direct_candidates(ngx_ailink_direct_resp_t *dr,
-    ngx_ailink_scan_t *s)
-{
-    ngx_int_t   rc;
-    ngx_str_t   key;
-    ngx_uint_t  seen, escaped;
-
-    if (*s->p != '[') {
-        return NGX_DECLINED;
-    }
-
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    if (s->p == s->last || *s->p != '{') {
-        /* none: a blocked prompt */
-        return NGX_DECLINED;
-    }
-
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    if (s->p < s->last && *s->p == '}') {
-        s->p++;
-        return (ngx_ailink_direct_next(s, ']') == NGX_OK) ? NGX_OK
-                                                          : NGX_DECLINED;
-    }
-
-    seen = 0;
-
-    do {
-        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        if (key.len == 7 && ngx_memcmp(key.data, "content", 7) == 0) {
-            if (seen & NGX_AILINK_DIRECT_CONTENT) {
-                return NGX_DECLINED;
-            }
-
-            seen |= NGX_AILINK_DIRECT_CONTENT;
-            rc = ngx_ailink_direct_gemini_content(dr, s);
-
-        } else if (key.len == 12
-                   && ngx_memcmp(key.data, "finishReason", 12) == 0)
-        {
-            if (seen & NGX_AILINK_DIRECT_REASON) {
-                return NGX_DECLINED;
-            }
-
-            seen |= NGX_AILINK_DIRECT_REASON;
-
-            if (*s->p == 'n') {
-                rc = (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK
-                                                            : NGX_DECLINED;
-
-            } else {
-                rc = ngx_ailink_direct_string(s, &dr->reason, &escaped);
-
-                if (rc == NGX_OK && escaped) {
-                    rc = NGX_DECLINED;
-                }
-            }
-
-        } else if (key.len == 14
-                   && ngx_memcmp(key.data, "logprobsResult", 14) == 0)
-        {
-            return NGX_DECLINED;
-
-        } else {
-            /* index, safetyRatings, avgLogprobs, citationMetadata */
-            rc = (ngx_ailink_scan_skip(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
-        }
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        rc = ngx_ailink_direct_next(s, '}');
-
-    } while (rc == NGX_AGAIN);
-
-    /* the one candidate, and the end of the list */
-    if (rc != NGX_OK || ngx_ailink_direct_next(s, ']') != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * {"parts": [{"text": "..."}, ...], "role": "model"}: a part's text is
- * the answer's unless the part is a thought; a part with a function call
- * is the tree's
- */
-
-static ngx_int_t
-ngx_ailink_direct_gemini_content(ngx_ailink_direct_resp_t *dr,
-    ngx_ailink_scan_t *s)
-{
-    ngx_int_t                 rc;
-    ngx_str_t                 key, value;
-    ngx_uint_t                parts, escaped, seen;
-    ngx_ailink_direct_msg_t  *m;
-
-    if (*s->p != '{') {
-        return NGX_DECLINED;
-    }
-
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    if (s->p < s->last && *s->p == '}') {
-        s->p++;
-        return NGX_OK;
-    }
-
-    parts = 0;
-
-    do {
-        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        if (!(key.len == 5 && ngx_memcmp(key.data, "parts", 5) == 0)) {
-            rc = (ngx_ailink_scan_skip(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
-            goto next;
-        }
-
-        if (parts++ || *s->p != '[') {
-            return NGX_DECLINED;
-        }
-
-        s->p++;
-        ngx_ailink_scan_space(s);
-
-        if (s->p < s->last && *s->p == ']') {
-            s->p++;
-            rc = NGX_OK;
-            goto next;
-        }
-
-        do {
-            if (s->p == s->last || *s->p != '{') {
-                return NGX_DECLINED;
-            }
-
-            s->p++;
-            ngx_ailink_scan_space(s);
-
-            if (s->p < s->last && *s->p == '}') {
-                s->p++;
-                rc = ngx_ailink_direct_next(s, ']');
-                continue;
-            }
-
-            m = NULL;
-            seen = 0;
-
-            do {
-                if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
-                    return NGX_DECLINED;
-                }
-
-                if (key.len == 4 && ngx_memcmp(key.data, "text", 4) == 0) {
-                    if (m || ngx_ailink_direct_string(s, &value, &escaped)
-                             != NGX_OK
-                        || (escaped & NGX_AILINK_SCAN_REWRITE))
-                    {
-                        return NGX_DECLINED;
-                    }
-
-                    m = ngx_array_push(&dr->texts);
-                    if (m == NULL) {
-                        return NGX_ERROR;
-                    }
-
-                    m->text = value.data;
-                    m->len = value.len;
-                    m->escaped = escaped;
-
-                    /* "" is text too: content "" rather than null */
-                    dr->text = 1;
-                    dr->text_len += value.len;
-
-                } else if (key.len == 7
-                           && ngx_memcmp(key.data, "thought", 7) == 0)
-                {
-                    /* a summary of thoughts, "thought": true, is the tree's */
-                    if ((seen & NGX_AILINK_DIRECT_ROLE) || *s->p != 'f'
-                        || ngx_ailink_scan_literal(s) != NGX_OK)
-                    {
-                        return NGX_DECLINED;
-                    }
-
-                    seen |= NGX_AILINK_DIRECT_ROLE;
-
-                } else if (key.len == 12
-                           && ngx_memcmp(key.data, "functionCall", 12) == 0)
-                {
-                    return NGX_DECLINED;
-
-                } else if (ngx_ailink_scan_skip(s) != NGX_OK) {
-                    return NGX_DECLINED;
-                }
-
-                rc = ngx_ailink_direct_next(s, '}');
-
-            } while (rc == NGX_AGAIN);
-
-            if (rc != NGX_OK) {
-                return NGX_DECLINED;
-            }
-
-            rc = ngx_ailink_direct_next(s, ']');
-
-        } while (rc == NGX_AGAIN);
-
-    next:
-
-        if (rc != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        rc = ngx_ailink_direct_next(s, '}');
-
-    } while (rc == NGX_AGAIN);
-
-    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
-}
-
-
-/*
  * [{"type": "text", "text": "..."}, ...], a message's content parts or an
  * answer's blocks: a record each in texts, their lengths added to *len.
  * Anything else in the list (images, files, tool use, citations, a
@@ -1606,170 +1583,94 @@ ngx_ailink_direct_gemini_content(ngx_ailink_direct_resp_t *dr,
  * "rewrite" (the answer's writer joins texts as they came).
  */
 
+typedef struct {
+    ngx_array_t                *texts;
+    size_t                     *len;
+    ngx_uint_t                  rewrite;
+    ngx_ailink_direct_msg_t    *text;       /* the part's */
+} ngx_ailink_direct_list_t;
+
+
+static ngx_ailink_direct_key_t  ngx_ailink_direct_text_members[] = {
+    { ngx_string("type"), NGX_AILINK_DIRECT_ROLE },
+    { ngx_string("text"), NGX_AILINK_DIRECT_CONTENT },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_int_t
 ngx_ailink_direct_text_list(ngx_array_t *texts, size_t *len,
     ngx_ailink_scan_t *s, ngx_uint_t rewrite)
 {
-    ngx_int_t                 rc;
-    ngx_str_t                 key, value;
-    ngx_uint_t                seen, escaped;
-    ngx_ailink_direct_msg_t  *m;
+    ngx_ailink_direct_list_t  list;
 
-    if (*s->p != '[') {
-        return NGX_DECLINED;
-    }
+    list.texts = texts;
+    list.len = len;
+    list.rewrite = rewrite;
 
-    s->p++;
-    ngx_ailink_scan_space(s);
-
-    if (s->p < s->last && *s->p == ']') {
-        s->p++;
-        return NGX_OK;
-    }
-
-    do {
-        if (s->p == s->last || *s->p != '{') {
-            return NGX_DECLINED;
-        }
-
-        s->p++;
-        ngx_ailink_scan_space(s);
-
-        m = ngx_array_push(texts);
-        if (m == NULL) {
-            return NGX_ERROR;
-        }
-
-        seen = 0;
-
-        do {
-            if (ngx_ailink_direct_key(s, &key) != NGX_OK
-                || ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-
-            if (key.len == 4 && ngx_memcmp(key.data, "type", 4) == 0
-                && !(seen & NGX_AILINK_DIRECT_ROLE))
-            {
-                if (value.len != 4 || ngx_memcmp(value.data, "text", 4) != 0)
-                {
-                    return NGX_DECLINED;
-                }
-
-                seen |= NGX_AILINK_DIRECT_ROLE;
-
-            } else if (key.len == 4 && ngx_memcmp(key.data, "text", 4) == 0
-                       && !(seen & NGX_AILINK_DIRECT_CONTENT)
-                       && (rewrite || !(escaped & NGX_AILINK_SCAN_REWRITE)))
-            {
-                m->text = value.data;
-                m->len = value.len;
-                m->escaped = escaped;
-                seen |= NGX_AILINK_DIRECT_CONTENT;
-
-            } else {
-                return NGX_DECLINED;
-            }
-
-            rc = ngx_ailink_direct_next(s, '}');
-
-        } while (rc == NGX_AGAIN);
-
-        if (rc != NGX_OK
-            || seen != (NGX_AILINK_DIRECT_ROLE|NGX_AILINK_DIRECT_CONTENT))
-        {
-            return NGX_DECLINED;
-        }
-
-        *len += m->len;
-
-        rc = ngx_ailink_direct_next(s, ']');
-
-    } while (rc == NGX_AGAIN);
-
-    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    return ngx_ailink_direct_array(s, ngx_ailink_direct_text_part, &list);
 }
 
 
-/*
- * {"input_tokens": N, ...}: the counts named in plain digits under 10^12
- * (the tree's cap), the rest passed over; null is no usage
- */
-
 static ngx_int_t
-ngx_ailink_direct_usage(ngx_ailink_direct_resp_t *dr, ngx_ailink_scan_t *s,
-    ngx_ailink_direct_key_t *names)
+ngx_ailink_direct_text_part(void *data, ngx_ailink_scan_t *s)
 {
-    u_char      *p;
-    ngx_int_t    rc;
-    ngx_str_t    key, value;
-    ngx_uint_t   k, n;
+    ngx_ailink_direct_list_t *list = data;
 
-    if (*s->p == 'n') {
-        return (ngx_ailink_scan_literal(s) == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    ngx_int_t   rc;
+    ngx_uint_t  seen;
+
+    list->text = ngx_array_push(list->texts);
+    if (list->text == NULL) {
+        return NGX_ERROR;
     }
 
-    if (*s->p != '{') {
+    rc = ngx_ailink_direct_object(s, ngx_ailink_direct_text_members, 0,
+                                  ngx_ailink_direct_text_member, list, &seen);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (seen != (NGX_AILINK_DIRECT_ROLE|NGX_AILINK_DIRECT_CONTENT)) {
         return NGX_DECLINED;
     }
 
-    dr->usage = 1;
+    *list->len += list->text->len;
 
-    s->p++;
-    ngx_ailink_scan_space(s);
+    return NGX_OK;
+}
 
-    if (s->p < s->last && *s->p == '}') {
-        s->p++;
-        return NGX_OK;
+
+static ngx_int_t
+ngx_ailink_direct_text_member(void *data, ngx_uint_t bit,
+    ngx_ailink_scan_t *s)
+{
+    ngx_ailink_direct_list_t *list = data;
+
+    ngx_str_t                 value;
+    ngx_uint_t                escaped;
+    ngx_ailink_direct_msg_t  *m;
+
+    if (ngx_ailink_direct_string(s, &value, &escaped) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
-    do {
-        if (ngx_ailink_direct_key(s, &key) != NGX_OK) {
-            return NGX_DECLINED;
-        }
+    if (bit == NGX_AILINK_DIRECT_ROLE) {
+        /* "type" */
+        return (value.len == 4 && ngx_memcmp(value.data, "text", 4) == 0)
+               ? NGX_OK : NGX_DECLINED;
+    }
 
-        k = ngx_ailink_direct_lookup(names, &key);
+    if ((escaped & NGX_AILINK_SCAN_REWRITE) && !list->rewrite) {
+        return NGX_DECLINED;
+    }
 
-        if (k == 0) {
-            if (ngx_ailink_scan_skip(s) != NGX_OK) {
-                return NGX_DECLINED;
-            }
+    m = list->text;
+    m->text = value.data;
+    m->len = value.len;
+    m->escaped = escaped;
 
-        } else {
-            k--;
-
-            value.data = s->p;
-
-            if ((dr->found & (1 << k))
-                || ngx_ailink_scan_number(s) != NGX_OK)
-            {
-                return NGX_DECLINED;
-            }
-
-            value.len = s->p - value.data;
-
-            if (value.len > 12 || (value.data[0] == '0' && value.len > 1)) {
-                return NGX_DECLINED;
-            }
-
-            for (n = 0, p = value.data; p < s->p; p++) {
-                if (*p < '0' || *p > '9') {
-                    return NGX_DECLINED;
-                }
-
-                n = n * 10 + (*p - '0');
-            }
-
-            dr->counts[k] = n;
-            dr->found |= 1 << k;
-        }
-
-        rc = ngx_ailink_direct_next(s, '}');
-
-    } while (rc == NGX_AGAIN);
-
-    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    return NGX_OK;
 }
 
 

@@ -61,6 +61,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                   model;
     ngx_str_t                   max_tokens;
+    ngx_str_t                   max_completion_tokens;
     ngx_str_t                   temperature;
     ngx_str_t                   top_p;
     ngx_array_t                 messages;   /* of ngx_ailink_direct_msg_t */

@@ -677,11 +677,15 @@ ngx_ailink_translate_target(ngx_http_request_t *r, ngx_ailink_ctx_t *ctx)
     }
 
     ctx->upstream_path.data = p;
-    ctx->upstream_path.len = ngx_sprintf(p, "/models/%V:%s", &ctx->model,
-                                         ctx->stream
-                                         ? "streamGenerateContent?alt=sse"
-                                         : "generateContent")
-                             - p;
+
+    p = ngx_cpymem(p, "/models/", sizeof("/models/") - 1);
+    p = ngx_cpymem(p, ctx->model.data, ctx->model.len);
+    p = ctx->stream ? ngx_cpymem(p, ":streamGenerateContent?alt=sse",
+                                 sizeof(":streamGenerateContent?alt=sse") - 1)
+                    : ngx_cpymem(p, ":generateContent",
+                                 sizeof(":generateContent") - 1);
+
+    ctx->upstream_path.len = p - ctx->upstream_path.data;
 
     return NGX_OK;
 }
