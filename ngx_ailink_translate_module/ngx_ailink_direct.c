@@ -382,7 +382,9 @@ static ngx_uint_t
 ngx_ailink_direct_lookup(ngx_ailink_direct_key_t *keys, ngx_str_t *name)
 {
     for ( /* void */ ; keys->name.len; keys++) {
+        /* the first byte before a call to memcmp() */
         if (keys->name.len == name->len
+            && keys->name.data[0] == name->data[0]
             && ngx_memcmp(keys->name.data, name->data, name->len) == 0)
         {
             return keys->bit;
