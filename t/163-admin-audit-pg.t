@@ -118,14 +118,20 @@ sub chat {
 
 my $before = q1("SELECT count(*) FROM ailink_audit");
 
-# node a: tok_llm twice, an unknown token; node b: tok_other, tok_llm
+# node a: tok_llm twice, an unknown token; node b: tok_other, tok_llm.
+# Records a few milliseconds apart: two in the same millisecond (the
+# records' time) would make "newest first" and "until an instant" say
+# nothing about their order, and the checks below would guess it.
 is chat($n1, $LLM_TOKEN, 'mock-priced', 'node-a')->{status}, 200, 'a: tok_llm';
+Time::HiRes::sleep(0.01);
 is chat($n1, $LLM_TOKEN, 'mock-a', 'node-a')->{status}, 200, 'a: tok_llm again';
+Time::HiRes::sleep(0.01);
 is chat($n1, 'ailink_v1_proj_test_tok_unknown0000000000000001', 'mock-a',
         'node-a')->{status}, 401, 'a: an unknown token';
 Time::HiRes::sleep(0.05);
 is chat($n2, $AILink::Policy::OTHER_TOKEN, 'mock-priced', 'node-b')->{status},
    200, 'b: tok_other';
+Time::HiRes::sleep(0.01);
 is chat($n2, $LLM_TOKEN, 'mock-a', 'node-b')->{status}, 200, 'b: tok_llm';
 
 is wait_for("SELECT count(*) FROM ailink_audit", $before + 5), $before + 5,
