@@ -460,8 +460,8 @@ cJSON *ngx_ailink_json_parse(ngx_str_t *text);
  * callers).  Sixteen bytes at a time with SSE2 (every x86-64 has it),
  * else eight with word arithmetic ("Bit Twiddling Hacks": determine if a
  * word has a byte less than n).  "high" is a constant at every call, so
- * each variant compiles to its own loop.  A long run goes 32 bytes at a
- * time where the CPU has AVX2 (ngx_ailink_json.c, chosen at start).
+ * each variant compiles to its own loop.  A long run goes 64 bytes a
+ * test where the CPU has AVX2 (ngx_ailink_json.c, chosen at start).
  */
 
 #define ngx_ailink_json_special(c)                                            \

@@ -94,6 +94,8 @@ static ngx_ailink_direct_msg_t *ngx_ailink_direct_first_turn(
     ngx_ailink_direct_t *d);
 static u_char *ngx_ailink_direct_text(u_char *dst,
     ngx_ailink_direct_msg_t *m);
+static u_char *ngx_ailink_direct_blocks(u_char *p, ngx_ailink_direct_t *d,
+    ngx_str_t *block, ngx_str_t *turns);
 static u_char *ngx_ailink_direct_anthropic(ngx_ailink_direct_t *d,
     ngx_ailink_xreq_t *x, u_char *p);
 static u_char *ngx_ailink_direct_gemini(ngx_ailink_direct_t *d,
@@ -136,6 +138,26 @@ static ngx_ailink_direct_key_t  ngx_ailink_direct_members[] = {
 static ngx_ailink_direct_key_t  ngx_ailink_direct_stream_options[] = {
     { ngx_string("include_usage"), NGX_AILINK_DIRECT_STREAM },
     { ngx_null_string, 0 }
+};
+
+
+/* how each provider's body frames a text, and a turn of each role */
+
+static ngx_str_t  ngx_ailink_direct_anthropic_block =
+    ngx_string("{\"type\":\"text\",\"text\":\"");
+
+static ngx_str_t  ngx_ailink_direct_anthropic_turns[] = {
+    ngx_null_string,
+    ngx_string("{\"role\":\"user\",\"content\":["),
+    ngx_string("{\"role\":\"assistant\",\"content\":[")
+};
+
+static ngx_str_t  ngx_ailink_direct_gemini_block = ngx_string("{\"text\":\"");
+
+static ngx_str_t  ngx_ailink_direct_gemini_turns[] = {
+    ngx_null_string,
+    ngx_string("{\"role\":\"user\",\"parts\":["),
+    ngx_string("{\"role\":\"model\",\"parts\":[")
 };
 
 
@@ -813,6 +835,60 @@ ngx_ailink_direct_text(u_char *dst, ngx_ailink_direct_msg_t *m)
 
 
 /*
+ * The non-empty texts of the system messages (turns NULL), or those of the
+ * others in turns, a turn opened by turns[role] where the role changes:
+ * consecutive messages of a role are one turn, as in both translators.
+ * Each text is block, the text, and "\"}", comma-separated within a list;
+ * NULL for a lone surrogate.
+ */
+
+static u_char *
+ngx_ailink_direct_blocks(u_char *p, ngx_ailink_direct_t *d, ngx_str_t *block,
+    ngx_str_t *turns)
+{
+    ngx_uint_t                i, n, role;
+    ngx_ailink_direct_msg_t  *m;
+
+    m = d->messages.elts;
+    role = NGX_AILINK_DIRECT_SYSTEM;
+    n = 0;
+
+    for (i = 0; i < d->messages.nelts; i++) {
+        if (m[i].len == 0
+            || (m[i].role == NGX_AILINK_DIRECT_SYSTEM) != (turns == NULL))
+        {
+            continue;
+        }
+
+        if (turns && m[i].role != role) {
+            if (n) {
+                p = ngx_cpymem(p, "]},", 3);
+            }
+
+            role = m[i].role;
+            p = ngx_cpymem(p, turns[role].data, turns[role].len);
+
+        } else if (n) {
+            *p++ = ',';
+        }
+
+        n++;
+
+        p = ngx_cpymem(p, block->data, block->len);
+
+        p = ngx_ailink_direct_text(p, &m[i]);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(p, "\"}", 2);
+    }
+
+    return p;
+}
+
+
+/*
  * {"model":..,"system":[blocks],"messages":[turns],"max_tokens":..,
  * "temperature":..,"top_p":..,"stream":true}: consecutive messages of
  * one role are one turn, empty texts are left out, as the tree does.
@@ -822,72 +898,35 @@ static u_char *
 ngx_ailink_direct_anthropic(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
     u_char *p)
 {
-    ngx_uint_t                i, role, sys;
-    ngx_ailink_direct_msg_t  *m;
-    static u_char             block[] = "{\"type\":\"text\",\"text\":\"";
-
-    m = d->messages.elts;
+    u_char  *start, *texts;
 
     p = ngx_cpymem(p, "{\"model\":\"", sizeof("{\"model\":\"") - 1);
     p = ngx_cpymem(p, x->model.data, x->model.len);
     *p++ = '"';
 
-    sys = 0;
+    start = p;
+    texts = ngx_cpymem(p, ",\"system\":[", sizeof(",\"system\":[") - 1);
 
-    for (i = 0; i < d->messages.nelts; i++) {
-        if (m[i].role != NGX_AILINK_DIRECT_SYSTEM || m[i].len == 0) {
-            continue;
-        }
-
-        p = sys++ ? ngx_cpymem(p, ",", 1)
-                  : ngx_cpymem(p, ",\"system\":[", sizeof(",\"system\":[") - 1);
-        p = ngx_cpymem(p, block, sizeof(block) - 1);
-
-        p = ngx_ailink_direct_text(p, &m[i]);
-        if (p == NULL) {
-            return NULL;
-        }
-
-        p = ngx_cpymem(p, "\"}", 2);
+    p = ngx_ailink_direct_blocks(texts, d, &ngx_ailink_direct_anthropic_block,
+                                 NULL);
+    if (p == NULL) {
+        return NULL;
     }
 
-    if (sys) {
+    if (p == texts) {
+        /* no system text: no "system" */
+        p = start;
+
+    } else {
         *p++ = ']';
     }
 
     p = ngx_cpymem(p, ",\"messages\":[", sizeof(",\"messages\":[") - 1);
-    role = NGX_AILINK_DIRECT_SYSTEM;
 
-    for (i = 0; i < d->messages.nelts; i++) {
-        if (m[i].role == NGX_AILINK_DIRECT_SYSTEM || m[i].len == 0) {
-            continue;
-        }
-
-        if (m[i].role == role) {
-            *p++ = ',';
-
-        } else {
-            if (role != NGX_AILINK_DIRECT_SYSTEM) {
-                p = ngx_cpymem(p, "]},", 3);
-            }
-
-            role = m[i].role;
-            p = (role == NGX_AILINK_DIRECT_USER)
-                ? ngx_cpymem(p, "{\"role\":\"user\",\"content\":[",
-                             sizeof("{\"role\":\"user\",\"content\":[") - 1)
-                : ngx_cpymem(p, "{\"role\":\"assistant\",\"content\":[",
-                             sizeof("{\"role\":\"assistant\",\"content\":[")
-                             - 1);
-        }
-
-        p = ngx_cpymem(p, block, sizeof(block) - 1);
-
-        p = ngx_ailink_direct_text(p, &m[i]);
-        if (p == NULL) {
-            return NULL;
-        }
-
-        p = ngx_cpymem(p, "\"}", 2);
+    p = ngx_ailink_direct_blocks(p, d, &ngx_ailink_direct_anthropic_block,
+                                 ngx_ailink_direct_anthropic_turns);
+    if (p == NULL) {
+        return NULL;
     }
 
     p = ngx_cpymem(p, "]}],\"max_tokens\":", sizeof("]}],\"max_tokens\":") - 1);
@@ -896,8 +935,8 @@ ngx_ailink_direct_anthropic(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
         p = ngx_cpymem(p, d->max_tokens.data, d->max_tokens.len);
 
     } else {
-        p = ngx_sprintf(p, "%ui", x->provider->max_tokens
-                                  ? x->provider->max_tokens : 4096);
+        p = ngx_ailink_write_uint(p, x->provider->max_tokens
+                                     ? x->provider->max_tokens : 4096);
     }
 
     if (d->temperature.len) {
@@ -929,77 +968,34 @@ static u_char *
 ngx_ailink_direct_gemini(ngx_ailink_direct_t *d, ngx_ailink_xreq_t *x,
     u_char *p, cJSON *safety)
 {
-    char                     *sep;
-    ngx_uint_t                i, role, sys;
-    ngx_ailink_direct_msg_t  *m;
-
-    m = d->messages.elts;
+    char    *sep;
+    u_char  *start, *texts;
 
     p = ngx_cpymem(p, "{\"contents\":[", sizeof("{\"contents\":[") - 1);
-    role = NGX_AILINK_DIRECT_SYSTEM;
-    sys = 0;
 
-    for (i = 0; i < d->messages.nelts; i++) {
-        if (m[i].len == 0) {
-            continue;
-        }
-
-        if (m[i].role == NGX_AILINK_DIRECT_SYSTEM) {
-            sys++;
-            continue;
-        }
-
-        if (m[i].role == role) {
-            *p++ = ',';
-
-        } else {
-            if (role != NGX_AILINK_DIRECT_SYSTEM) {
-                p = ngx_cpymem(p, "]},", 3);
-            }
-
-            role = m[i].role;
-            p = (role == NGX_AILINK_DIRECT_USER)
-                ? ngx_cpymem(p, "{\"role\":\"user\",\"parts\":[",
-                             sizeof("{\"role\":\"user\",\"parts\":[") - 1)
-                : ngx_cpymem(p, "{\"role\":\"model\",\"parts\":[",
-                             sizeof("{\"role\":\"model\",\"parts\":[") - 1);
-        }
-
-        p = ngx_cpymem(p, "{\"text\":\"", sizeof("{\"text\":\"") - 1);
-
-        p = ngx_ailink_direct_text(p, &m[i]);
-        if (p == NULL) {
-            return NULL;
-        }
-
-        p = ngx_cpymem(p, "\"}", 2);
+    p = ngx_ailink_direct_blocks(p, d, &ngx_ailink_direct_gemini_block,
+                                 ngx_ailink_direct_gemini_turns);
+    if (p == NULL) {
+        return NULL;
     }
 
     p = ngx_cpymem(p, "]}]", 3);
 
-    if (sys) {
-        p = ngx_cpymem(p, ",\"systemInstruction\":{\"parts\":[",
+    start = p;
+    texts = ngx_cpymem(p, ",\"systemInstruction\":{\"parts\":[",
                        sizeof(",\"systemInstruction\":{\"parts\":[") - 1);
 
-        for (i = 0; i < d->messages.nelts; i++) {
-            if (m[i].role != NGX_AILINK_DIRECT_SYSTEM || m[i].len == 0) {
-                continue;
-            }
+    p = ngx_ailink_direct_blocks(texts, d, &ngx_ailink_direct_gemini_block,
+                                 NULL);
+    if (p == NULL) {
+        return NULL;
+    }
 
-            p = ngx_cpymem(p, "{\"text\":\"", sizeof("{\"text\":\"") - 1);
+    if (p == texts) {
+        /* no system text: no "systemInstruction" */
+        p = start;
 
-            p = ngx_ailink_direct_text(p, &m[i]);
-            if (p == NULL) {
-                return NULL;
-            }
-
-            p = ngx_cpymem(p, "\"}", 2);
-
-            if (--sys) {
-                *p++ = ',';
-            }
-        }
-
+    } else {
         p = ngx_cpymem(p, "]}", 2);
     }
 
