@@ -9,24 +9,11 @@
 use lib 't/lib';
 use AILink::Test;
 use Test::Nginx::Socket 'no_plan';
-use JSON::PP ();
 
 add_block_preprocessor(\&ailink_defaults);
 no_shuffle();
 no_root_location();
 run_tests();
-
-
-# The body the mock received, as the gateway wrote it.  Taken from the
-# record's text: its parsed "json" may hold Python's Infinity, which is
-# not JSON.
-sub sent_body {
-    my ($s) = shift =~ /"body":("(?:[^"\\]|\\.)*")/s
-        or return "no body\n";
-    my $b = JSON::PP->new->utf8->allow_nonref->decode($s);
-    utf8::encode($b);
-    return "$b\n";
-}
 
 
 # One key of the body the mock received, as the gateway wrote it.
@@ -40,13 +27,6 @@ sub sent_key {
     };
 }
 
-
-# An error envelope's code and message; anything else as it is.
-sub error_of {
-    my $e = eval { JSON::PP->new->utf8->decode(shift) };
-    return ($e && $e->{error}) ? "$e->{error}{code}: $e->{error}{message}\n"
-                               : "not an error\n";
-}
 
 __DATA__
 

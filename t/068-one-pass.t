@@ -11,30 +11,11 @@
 use lib 't/lib';
 use AILink::Test;
 use Test::Nginx::Socket 'no_plan';
-use JSON::PP ();
 
 add_block_preprocessor(\&ailink_defaults);
 no_shuffle();
 no_root_location();
 run_tests();
-
-
-# The body the mock received, as the gateway wrote it.
-sub sent_body {
-    my ($s) = shift =~ /"body":("(?:[^"\\]|\\.)*")/s
-        or return "no body\n";
-    my $b = JSON::PP->new->utf8->allow_nonref->decode($s);
-    utf8::encode($b);
-    return "$b\n";
-}
-
-
-# An error envelope's code and message; anything else as it is.
-sub error_of {
-    my $e = eval { JSON::PP->new->utf8->decode(shift) };
-    return ($e && $e->{error}) ? "$e->{error}{code}: $e->{error}{message}\n"
-                               : "not an error\n";
-}
 
 
 # A response with its per-request values fixed.

@@ -31,7 +31,7 @@ use Exporter 'import';
 our @EXPORT = qw($LLM_TOKEN $LLM_BYOK_TOKEN $ACTION_TOKEN $BYOK_TOKEN
                  $QUERY_TOKEN $BASIC_TOKEN $DISABLED_TOKEN $EXPIRED_TOKEN
                  $KEYLESS_TOKEN ailink_defaults mock_get mock_reset
-                 start_nginx check_worker_memory);
+                 sent_body error_of start_nginx check_worker_memory);
 
 our $LLM_TOKEN      = 'ailink_v1_proj_test_tok_llm0000000000000000000001';
 our $LLM_BYOK_TOKEN = 'ailink_v1_proj_test_tok_llmbyok0000000000000000001';
@@ -262,6 +262,26 @@ sub check_worker_memory {
 
 sub mock_reset {
     mock_get('/_mock/requests', 'DELETE');
+}
+
+# Response body filters.  The body the mock received, as the gateway wrote
+# it, from a record of /_mock/requests/last: its text, for the parsed
+# "json" may hold Python's Infinity, which is not JSON.
+sub sent_body {
+    require JSON::PP;
+    my ($s) = shift =~ /"body":("(?:[^"\\]|\\.)*")/s
+        or return "no body\n";
+    my $b = JSON::PP->new->utf8->allow_nonref->decode($s);
+    utf8::encode($b);
+    return "$b\n";
+}
+
+# An error envelope's code and message; anything else as it is.
+sub error_of {
+    require JSON::PP;
+    my $e = eval { JSON::PP->new->utf8->decode(shift) };
+    return ($e && $e->{error}) ? "$e->{error}{code}: $e->{error}{message}\n"
+                               : "not an error\n";
 }
 
 # For plain Test::More suites that signal nginx themselves: writes an
