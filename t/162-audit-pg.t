@@ -290,6 +290,23 @@ sub workers_of {
     return split ' ', scalar(<$f>) // '';
 }
 my ($victim) = workers_of($n8->{pid});
+# the records reach the spool at the next flush (100ms here); a record
+# still in the worker's queue dies with it (the sink's documented loss),
+# so the kill waits until all 15 are in the file
+sub spooled_of {
+    my $pid = shift;
+    my $n = 0;
+    for my $file (glob "$tmp/spoolF/*-$pid-*.spool") {
+        open my $f, '<', $file or next;
+        $n += () = <$f>;
+    }
+    return $n;
+}
+for (1 .. 100) {
+    last if spooled_of($victim) >= 15;
+    Time::HiRes::sleep(0.05);
+}
+is(spooled_of($victim), 15, "the worker's 15 records in its spool");
 ok($victim && kill('KILL', $victim), "worker $victim killed");
 my $new;
 for (1 .. 100) {
